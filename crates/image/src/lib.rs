@@ -1,0 +1,1 @@
+//! Layered OCI/Docker images from closures. Filled in by the images issue.

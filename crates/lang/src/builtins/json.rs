@@ -1,0 +1,117 @@
+//! `builtins.toJSON`, `builtins.fromJSON` and `mini eval --json`, with
+//! Nix's output format: sorted keys, no spaces, `%g` floats.
+
+use std::fmt::Write;
+
+use super::string;
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::Evaluator;
+use crate::print::format_float;
+use crate::source::Span;
+use crate::value::{Attrs, Symbol, Thunk, Value};
+
+pub fn to_json_primop(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let v = ev.force(&args[0])?;
+    Ok(Value::string(to_json(ev, &v, span)?))
+}
+
+/// Serialises a value, forcing it deeply.
+pub fn to_json(ev: &mut Evaluator, v: &Value, span: Span) -> EvalResult<String> {
+    let mut out = String::new();
+    write_json(ev, v, span, &mut out)?;
+    Ok(out)
+}
+
+fn write_json(ev: &mut Evaluator, v: &Value, span: Span, out: &mut String) -> EvalResult<()> {
+    ev.check_stack(Some(span))?;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(n) => write!(out, "{n}").unwrap_or(()),
+        Value::Float(f) => out.push_str(&format_float(*f)),
+        Value::String(s) => escape_json(s, out),
+        Value::Path(_) => {
+            let s = ev.coerce_to_string(v, span, false, true)?;
+            escape_json(&s, out);
+        }
+        Value::Attrs(attrs) => {
+            if attrs.get_str("__toString").is_some() {
+                let s = ev.coerce_to_string(v, span, false, false)?;
+                escape_json(&s, out);
+                return Ok(());
+            }
+            if let Some(out_path) = attrs.get_str("outPath") {
+                let inner = ev.force(&out_path.clone())?;
+                return write_json(ev, &inner, span, out);
+            }
+            out.push('{');
+            for (i, (name, t)) in attrs.sorted_by_name().into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                escape_json(name, out);
+                out.push(':');
+                let value = ev.force(t)?;
+                write_json(ev, &value, span, out)?;
+            }
+            out.push('}');
+        }
+        Value::List(items) => {
+            out.push('[');
+            for (i, t) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let value = ev.force(t)?;
+                write_json(ev, &value, span, out)?;
+            }
+            out.push(']');
+        }
+        Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => {
+            return Err(EvalError::at(ErrorKind::Type, "cannot convert a function to JSON", span))
+        }
+    }
+    Ok(())
+}
+
+fn escape_json(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap_or(()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+pub fn from_json(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let text = string(ev, &args[0], span)?;
+    let parsed: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| EvalError::at(ErrorKind::Eval, format!("syntax error while parsing JSON: {e}"), span))?;
+    Ok(json_value(parsed))
+}
+
+fn json_value(v: serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::string(s),
+        serde_json::Value::Array(items) => Value::list(items.into_iter().map(|i| json_value(i).into()).collect()),
+        serde_json::Value::Object(map) => {
+            // Later duplicates win in JSON objects; serde_json already keeps the last.
+            Value::attrs(Attrs::from_unsorted(
+                map.into_iter().map(|(k, v)| (Symbol::intern(&k), json_value(v).into())).collect(),
+            ))
+        }
+    }
+}

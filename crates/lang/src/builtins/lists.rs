@@ -1,0 +1,217 @@
+//! List builtins. `map`, `genList` and friends stay lazy in their elements;
+//! `filter`, `foldl'`, `sort` and `partition` force what they must, as in Nix.
+
+use std::rc::Rc;
+
+use indexmap::IndexMap;
+
+use super::{attrs_of, call1, call2, expect_bool, function, int, list, string};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::eval::Evaluator;
+use crate::source::Span;
+use crate::value::{Attrs, Symbol, Thunk, Value};
+
+pub fn map(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let items = list(ev, &args[1], span)?;
+    Ok(Value::list(items.iter().map(|x| Thunk::apply(args[0].clone(), x.clone())).collect()))
+}
+
+pub fn filter(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    let mut out = Vec::new();
+    for x in items.iter() {
+        if pred(ev, &f, x, span)? {
+            out.push(x.clone());
+        }
+    }
+    if out.len() == items.len() {
+        return Ok(Value::List(items));
+    }
+    Ok(Value::list(out))
+}
+
+fn pred(ev: &mut Evaluator, f: &Value, x: &Thunk, span: Span) -> EvalResult<bool> {
+    let result = call1(ev, f, x.clone(), span)?;
+    expect_bool(result, span)
+}
+
+pub fn all(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    for x in items.iter() {
+        if !pred(ev, &f, x, span)? {
+            return Ok(Value::Bool(false));
+        }
+    }
+    Ok(Value::Bool(true))
+}
+
+pub fn any(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    for x in items.iter() {
+        if pred(ev, &f, x, span)? {
+            return Ok(Value::Bool(true));
+        }
+    }
+    Ok(Value::Bool(false))
+}
+
+pub fn length(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    Ok(Value::Int(list(ev, &args[0], span)?.len() as i64))
+}
+
+pub fn head(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let items = list(ev, &args[0], span)?;
+    match items.first() {
+        Some(t) => ev.force(t),
+        None => Err(EvalError::at(ErrorKind::Eval, "list index 0 is out of bounds", span)),
+    }
+}
+
+pub fn tail(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let items = list(ev, &args[0], span)?;
+    if items.is_empty() {
+        return Err(EvalError::at(ErrorKind::Eval, "'tail' called on an empty list", span));
+    }
+    Ok(Value::list(items[1..].to_vec()))
+}
+
+pub fn elem_at(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let items = list(ev, &args[0], span)?;
+    let n = int(ev, &args[1], span)?;
+    match usize::try_from(n).ok().and_then(|i| items.get(i)) {
+        Some(t) => ev.force(t),
+        None => Err(EvalError::at(ErrorKind::Eval, format!("list index {n} is out of bounds"), span)),
+    }
+}
+
+pub fn elem(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let x = ev.force(&args[0])?;
+    let items = list(ev, &args[1], span)?;
+    for t in items.iter() {
+        let y = ev.force(t)?;
+        if ev.values_equal(&x, &y, span)? {
+            return Ok(Value::Bool(true));
+        }
+    }
+    Ok(Value::Bool(false))
+}
+
+pub fn concat_lists(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let lists = list(ev, &args[0], span)?;
+    let mut out = Vec::new();
+    for l in lists.iter() {
+        out.extend_from_slice(&list(ev, l, span)?);
+    }
+    Ok(Value::list(out))
+}
+
+pub fn concat_map(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    let mut out = Vec::new();
+    for x in items.iter() {
+        let part = call1(ev, &f, x.clone(), span)?;
+        out.extend_from_slice(&ev.expect_list(part, span)?);
+    }
+    Ok(Value::list(out))
+}
+
+pub fn foldl(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[2], span)?;
+    let mut acc = args[1].clone();
+    for x in items.iter() {
+        acc = Thunk::Ready(call2(ev, &f, acc, x.clone(), span)?);
+    }
+    ev.force(&acc)
+}
+
+pub fn gen_list(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let n = int(ev, &args[1], span)?;
+    if n < 0 {
+        return Err(EvalError::at(ErrorKind::Eval, format!("cannot create list of size {n}"), span));
+    }
+    Ok(Value::list((0..n).map(|i| Thunk::apply(args[0].clone(), Value::Int(i).into())).collect()))
+}
+
+/// `builtins.sort`: a stable merge sort over a user comparator, which may
+/// fail or be inconsistent without harming anything.
+pub fn sort(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    let mut v: Vec<Thunk> = items.to_vec();
+    let mut buf = v.clone();
+    merge_sort(ev, &f, &mut v, &mut buf, span)?;
+    Ok(Value::list(v))
+}
+
+fn merge_sort(ev: &mut Evaluator, f: &Value, v: &mut [Thunk], buf: &mut [Thunk], span: Span) -> EvalResult<()> {
+    let n = v.len();
+    if n <= 1 {
+        return Ok(());
+    }
+    let mid = n / 2;
+    merge_sort(ev, f, &mut v[..mid], &mut buf[..mid], span)?;
+    merge_sort(ev, f, &mut v[mid..], &mut buf[mid..], span)?;
+    buf[..n].clone_from_slice(v);
+    let (mut i, mut j, mut k) = (0, mid, 0);
+    while i < mid && j < n {
+        // Take from the right only if it is strictly less, which keeps the sort stable.
+        let less = call2(ev, f, buf[j].clone(), buf[i].clone(), span)?;
+        let right_first = expect_bool(less, span)?;
+        if right_first {
+            v[k] = buf[j].clone();
+            j += 1;
+        } else {
+            v[k] = buf[i].clone();
+            i += 1;
+        }
+        k += 1;
+    }
+    for t in buf[i..mid].iter().chain(buf[j..n].iter()) {
+        v[k] = t.clone();
+        k += 1;
+    }
+    Ok(())
+}
+
+pub fn partition(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    let (mut right, mut wrong) = (Vec::new(), Vec::new());
+    for x in items.iter() {
+        if pred(ev, &f, x, span)? {
+            right.push(x.clone());
+        } else {
+            wrong.push(x.clone());
+        }
+    }
+    Ok(attrs_of(vec![("right", Value::list(right)), ("wrong", Value::list(wrong))]))
+}
+
+pub fn group_by(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let f = function(ev, &args[0], span)?;
+    let items = list(ev, &args[1], span)?;
+    let mut groups: IndexMap<Symbol, Vec<Thunk>> = IndexMap::new();
+    for x in items.iter() {
+        let key = call1(ev, &f, x.clone(), span)?;
+        let Value::String(key) = key else {
+            return Err(EvalError::type_error(
+                format!("value is {} while a string was expected", key.describe()),
+                span,
+            ));
+        };
+        groups.entry(Symbol::intern(&key)).or_default().push(x.clone());
+    }
+    Ok(Value::attrs(Attrs::from_unsorted(
+        groups.into_iter().map(|(k, v)| (k, Value::List(Rc::from(v)).into())).collect(),
+    )))
+}
+
+pub(crate) fn strings_of(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Vec<Rc<str>>> {
+    let items = list(ev, t, span)?;
+    items.iter().map(|x| string(ev, x, span)).collect()
+}

@@ -1,0 +1,300 @@
+//! Run-time values. Laziness is explicit: a [`Thunk`] is either a ready value
+//! or a shared cell that is pending, being forced (a black hole, which is how
+//! infinite recursion is detected) or done. Compiled code lives for the whole
+//! process (`&'static`), so thunks and closures point into it directly.
+
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::compile::{Expr, LambdaInfo};
+use crate::error::EvalResult;
+use crate::eval::Evaluator;
+use crate::source::Span;
+
+/// An interned attribute or variable name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct Symbol(u32);
+
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<&'static str, u32>,
+    names: Vec<&'static str>,
+}
+
+thread_local! {
+    static INTERNER: RefCell<Interner> = RefCell::new(Interner::default());
+}
+
+impl Symbol {
+    pub fn intern(name: &str) -> Symbol {
+        INTERNER.with(|i| {
+            let mut i = i.borrow_mut();
+            if let Some(&id) = i.ids.get(name) {
+                return Symbol(id);
+            }
+            // Names live as long as the process, like the code that mentions them.
+            let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            let id = i.names.len() as u32;
+            i.names.push(leaked);
+            i.ids.insert(leaked, id);
+            Symbol(id)
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        INTERNER.with(|i| i.borrow().names[self.0 as usize])
+    }
+}
+
+impl std::fmt::Display for Symbol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fully evaluated (weak head normal form) value.
+#[derive(Clone)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(Rc<str>),
+    Path(Rc<str>),
+    Attrs(Rc<Attrs>),
+    List(Rc<[Thunk]>),
+    Lambda(Rc<Closure>),
+    PrimOp(&'static PrimOp),
+    PrimOpApp(Rc<PrimOpApp>),
+}
+
+impl Value {
+    pub fn string(s: impl Into<Rc<str>>) -> Value {
+        Value::String(s.into())
+    }
+
+    pub fn list(items: Vec<Thunk>) -> Value {
+        Value::List(items.into())
+    }
+
+    pub fn attrs(attrs: Attrs) -> Value {
+        Value::Attrs(Rc::new(attrs))
+    }
+
+    /// The type as `builtins.typeOf` names it.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "int",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Path(_) => "path",
+            Value::Attrs(_) => "set",
+            Value::List(_) => "list",
+            Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_) => "lambda",
+        }
+    }
+
+    /// The type as error messages describe it ("an integer", "a set", …).
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "a Boolean",
+            Value::Int(_) => "an integer",
+            Value::Float(_) => "a float",
+            Value::String(_) => "a string",
+            Value::Path(_) => "a path",
+            Value::Attrs(_) => "a set",
+            Value::List(_) => "a list",
+            Value::Lambda(_) => "a function",
+            Value::PrimOp(_) => "a built-in function",
+            Value::PrimOpApp(_) => "a partially applied built-in function",
+        }
+    }
+
+    pub fn is_function(&self) -> bool {
+        matches!(self, Value::Lambda(_) | Value::PrimOp(_) | Value::PrimOpApp(_))
+    }
+}
+
+/// A possibly unevaluated value, shared between everyone who refers to it.
+#[derive(Clone)]
+pub enum Thunk {
+    Ready(Value),
+    Lazy(Rc<RefCell<Lazy>>),
+}
+
+/// The state of a lazy cell.
+pub enum Lazy {
+    /// Evaluate this expression in this environment.
+    Pending(&'static Expr, Rc<Env>),
+    /// Apply a (not yet forced) function to one or two arguments (used by
+    /// `map`, `mapAttrs`, …).
+    Apply(Thunk, Thunk),
+    Apply2(Thunk, Thunk, Thunk),
+    /// Being forced right now; forcing it again is infinite recursion.
+    Blackhole,
+    Done(Value),
+}
+
+impl Thunk {
+    pub fn pending(expr: &'static Expr, env: Rc<Env>) -> Thunk {
+        Thunk::Lazy(Rc::new(RefCell::new(Lazy::Pending(expr, env))))
+    }
+
+    pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
+        Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply(f, arg))))
+    }
+
+    pub fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
+        Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(f, a, b))))
+    }
+
+    /// The value, if it has already been computed.
+    pub fn peek(&self) -> Option<Value> {
+        match self {
+            Thunk::Ready(v) => Some(v.clone()),
+            Thunk::Lazy(cell) => match &*cell.borrow() {
+                Lazy::Done(v) => Some(v.clone()),
+                _ => None,
+            },
+        }
+    }
+
+    /// Whether two thunks are the very same cell (Nix compares such values equal).
+    pub fn same_cell(&self, other: &Thunk) -> bool {
+        matches!((self, other), (Thunk::Lazy(a), Thunk::Lazy(b)) if Rc::ptr_eq(a, b))
+    }
+}
+
+impl From<Value> for Thunk {
+    fn from(v: Value) -> Thunk {
+        Thunk::Ready(v)
+    }
+}
+
+/// An attribute set: entries kept sorted by symbol id for fast lookup and
+/// merging; [`Attrs::sorted_by_name`] gives the order users see.
+#[derive(Default, Clone)]
+pub struct Attrs {
+    entries: Vec<(Symbol, Thunk)>,
+}
+
+impl Attrs {
+    /// Builds from entries in any order; for duplicate names the first wins.
+    pub fn from_unsorted(mut entries: Vec<(Symbol, Thunk)>) -> Attrs {
+        entries.sort_by_key(|(k, _)| *k);
+        entries.dedup_by_key(|(k, _)| *k);
+        Attrs { entries }
+    }
+
+    /// Builds from entries already sorted by symbol and free of duplicates.
+    pub fn from_sorted(entries: Vec<(Symbol, Thunk)>) -> Attrs {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+        Attrs { entries }
+    }
+
+    pub fn get(&self, key: Symbol) -> Option<&Thunk> {
+        self.entries.binary_search_by_key(&key, |(k, _)| *k).ok().map(|i| &self.entries[i].1)
+    }
+
+    pub fn get_str(&self, key: &str) -> Option<&Thunk> {
+        self.get(Symbol::intern(key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Entries in internal (symbol id) order.
+    pub fn entries(&self) -> &[(Symbol, Thunk)] {
+        &self.entries
+    }
+
+    /// Entries sorted by name, as Nix shows them.
+    pub fn sorted_by_name(&self) -> Vec<(&'static str, &Thunk)> {
+        let mut v: Vec<_> = self.entries.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        v
+    }
+
+    /// `self // other`: a linear merge of two sorted entry lists.
+    pub fn update(&self, other: &Attrs) -> Attrs {
+        let (a, b) = (&self.entries, &other.entries);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() && j < b.len() {
+            match a[i].0.cmp(&b[j].0) {
+                std::cmp::Ordering::Less => {
+                    out.push(a[i].clone());
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    out.push(b[j].clone());
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    out.push(b[j].clone());
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        out.extend_from_slice(&a[i..]);
+        out.extend_from_slice(&b[j..]);
+        Attrs { entries: out }
+    }
+}
+
+/// A lexical environment frame: the values of one `let`, `rec`, lambda or
+/// `with`, and the frame around it.
+pub struct Env {
+    pub parent: Option<Rc<Env>>,
+    /// Set once; recursive frames are created first so their thunks can point back.
+    pub slots: OnceCell<Box<[Thunk]>>,
+}
+
+impl Env {
+    pub fn new(parent: Option<Rc<Env>>, slots: Box<[Thunk]>) -> Rc<Env> {
+        Rc::new(Env { parent, slots: OnceCell::from(slots) })
+    }
+
+    pub fn slot(&self, index: u32) -> &Thunk {
+        &self.slots.get().expect("environment frame is initialised before use")[index as usize]
+    }
+
+    pub fn ancestor(self: &Rc<Env>, level: u32) -> &Rc<Env> {
+        let mut env = self;
+        for _ in 0..level {
+            env = env.parent.as_ref().expect("scope analysis bounds every level");
+        }
+        env
+    }
+}
+
+/// A lambda together with the environment it was created in.
+pub struct Closure {
+    pub lambda: &'static LambdaInfo,
+    pub env: Rc<Env>,
+}
+
+/// The Rust side of a built-in function.
+pub type PrimOpFn = fn(&mut Evaluator, &[Thunk], Span) -> EvalResult<Value>;
+
+pub struct PrimOp {
+    pub name: &'static str,
+    pub arity: usize,
+    pub func: PrimOpFn,
+}
+
+/// A built-in applied to fewer arguments than it takes.
+pub struct PrimOpApp {
+    pub op: &'static PrimOp,
+    pub args: Vec<Thunk>,
+}

@@ -1,0 +1,90 @@
+//! The `mini` command line: parses arguments and wires the crates together.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use mini_lang::{print, Evaluator, Value};
+
+#[derive(Parser)]
+#[command(name = "mini", version, about = "A small reproducible package builder for the Nix language")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate a .nixlike file or expression and print the value as Nix does.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Evaluate deeply, as `nix-instantiate --eval --strict`.
+    #[arg(long)]
+    strict: bool,
+    /// Print the value as JSON, as `nix-instantiate --eval --json`.
+    #[arg(long)]
+    json: bool,
+    /// Pure evaluation: `builtins.getEnv` returns "".
+    #[arg(long)]
+    pure: bool,
+    /// Evaluate this expression instead of a file.
+    #[arg(long = "expr", short = 'E', value_name = "EXPR", conflicts_with = "file")]
+    expr: Option<String>,
+    /// The file to evaluate (a directory means its default.nixlike).
+    #[arg(required_unless_present = "expr")]
+    file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Eval(args) => eval(args),
+    }
+}
+
+fn eval(args: EvalArgs) -> ExitCode {
+    let outcome = mini_lang::with_evaluator(move |ev| {
+        ev.pure = args.pure;
+        let result = evaluate(ev, &args);
+        let code = match result {
+            Ok(text) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+                0
+            }
+            Err(e) => {
+                eprint!("{}", e.render(&ev.sources));
+                1
+            }
+        };
+        // Exit here: tearing down a large value graph is wasted work.
+        std::process::exit(code)
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String> {
+    let value: Value = match (&args.expr, &args.file) {
+        (Some(expr), _) => ev.eval_text(expr)?,
+        (None, Some(file)) => ev.eval_file(file)?,
+        (None, None) => unreachable!("clap requires a file or --expr"),
+    };
+    let span = Default::default();
+    if args.json {
+        return mini_lang::builtins::to_json(ev, &value, span);
+    }
+    if args.strict {
+        ev.deep_force(&value, span)?;
+    }
+    Ok(format!("{}\n", print::print_value(&value)))
+}
