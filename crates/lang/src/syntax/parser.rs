@@ -701,15 +701,18 @@ mod tests {
 
     #[test]
     fn precedence_and_associativity() {
-        let (op, lhs, _) = binop(&p("1 + 2 * 3"));
+        let sum = p("1 + 2 * 3");
+        let (op, lhs, _) = binop(&sum);
         assert_eq!((op, lhs), (BinOp::Add, &Ast::Int(1)));
-        let (op, lhs, _) = binop(&p("1 - 2 - 3"));
+        let diff = p("1 - 2 - 3");
+        let (op, lhs, _) = binop(&diff);
         assert_eq!(op, BinOp::Sub);
         assert_eq!(binop(lhs).0, BinOp::Sub);
-        let (op, _, rhs) = binop(&p("a // b // c"));
-        assert_eq!(op, BinOp::Update);
-        assert_eq!(binop(rhs).0, BinOp::Update);
-        let (op, _, rhs) = binop(&p("a -> b -> c"));
+        let update = p("a // b // c");
+        let (op, _, rhs) = binop(&update);
+        assert_eq!((op, binop(rhs).0), (BinOp::Update, BinOp::Update));
+        let implication = p("a -> b -> c");
+        let (op, _, rhs) = binop(&implication);
         assert_eq!((op, binop(rhs).0), (BinOp::Impl, BinOp::Impl));
         assert!(matches!(p("!a && b"), Ast::BinOp { op: BinOp::And, .. }));
         assert!(matches!(p("!a + b"), Ast::Not(..)));
@@ -751,8 +754,18 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_an_error_not_a_crash() {
-        let src = "[".repeat(100_000);
-        let e = parse(&src, 0).unwrap_err();
-        assert!(e.message.contains("nested too deeply"));
+        // Parsing recurses once per level; give it the evaluator's stack size.
+        let parsed = std::thread::Builder::new()
+            .stack_size(crate::EVAL_STACK_SIZE)
+            .spawn(|| {
+                let brackets = parse(&"[".repeat(100_000), 0).unwrap_err();
+                let parens = parse(&format!("{}1{}", "(".repeat(100_000), ")".repeat(100_000)), 0).unwrap_err();
+                (brackets.message, parens.message)
+            })
+            .expect("spawn parser thread")
+            .join()
+            .expect("parser thread did not panic");
+        assert!(parsed.0.contains("nested too deeply"), "{}", parsed.0);
+        assert!(parsed.1.contains("nested too deeply"), "{}", parsed.1);
     }
 }
