@@ -7,6 +7,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use mini_lang::{print, Evaluator, Value};
 
+/// Evaluation allocates many small, short-lived objects; mimalloc handles
+/// that pattern markedly faster than glibc's allocator. (Its v2 line: v3's
+/// aligned-allocation path, which Rust's allocator API always takes, costs
+/// about 20% more instructions here.)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "mini", version, about = "A small reproducible package builder for the Nix language")]
 struct Cli {
@@ -39,7 +46,14 @@ struct EvalArgs {
     file: Option<PathBuf>,
 }
 
+/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in its v2 API).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // mini is a short-lived process: returning freed pages to the OS only to
+    // fault them in again costs more than it saves (2x on large evaluations).
+    // SAFETY: setting an allocator option before any other thread exists.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = Cli::parse();
     match cli.command {
         Command::Eval(args) => eval(args),
@@ -49,6 +63,8 @@ fn main() -> ExitCode {
 fn eval(args: EvalArgs) -> ExitCode {
     let outcome = mini_lang::with_evaluator(move |ev| {
         ev.pure = args.pure;
+        // Lazy printing shows which values are still thunks; keep them all.
+        ev.speculate = args.strict || args.json;
         let result = evaluate(ev, &args);
         let code = match result {
             Ok(text) => {
@@ -57,7 +73,8 @@ fn eval(args: EvalArgs) -> ExitCode {
                 0
             }
             Err(e) => {
-                eprint!("{}", e.render(&ev.sources));
+                // A closed stderr must not turn an error into a panic.
+                let _ = std::io::stderr().write_all(e.render(&ev.sources).as_bytes());
                 1
             }
         };

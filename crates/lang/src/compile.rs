@@ -73,9 +73,10 @@ pub enum Expr {
         text: String,
     },
     Lambda(Box<LambdaInfo>),
+    /// `f a b …`, with the arguments of a curried call gathered.
     Apply {
         func: Box<Expr>,
-        arg: Box<Expr>,
+        args: Box<[Expr]>,
         span: Span,
     },
     Not(Box<Expr>, Span),
@@ -210,11 +211,19 @@ impl<'a> Compiler<'a> {
                 }
             }
             Ast::Lambda(lambda) => Expr::Lambda(Box::new(self.lambda(lambda, name)?)),
-            Ast::Apply { func, arg, span } => Expr::Apply {
-                func: Box::new(self.expr(func, None)?),
-                arg: Box::new(self.expr(arg, None)?),
-                span: *span,
-            },
+            Ast::Apply { .. } => {
+                let mut args = Vec::new();
+                let mut head = ast;
+                let mut span = Span::default();
+                while let Ast::Apply { func, arg, span: s } = head {
+                    args.push(arg.as_ref());
+                    span = *s;
+                    head = func;
+                }
+                let func = Box::new(self.expr(head, None)?);
+                let args = args.into_iter().rev().map(|a| self.expr(a, None)).collect::<EvalResult<_>>()?;
+                Expr::Apply { func, args, span }
+            }
             Ast::Not(e, span) => Expr::Not(Box::new(self.expr(e, None)?), *span),
             Ast::Negate(e, span) => Expr::Negate(Box::new(self.expr(e, None)?), *span),
             Ast::BinOp { op, lhs, rhs, span } => Expr::BinOp {

@@ -10,7 +10,7 @@ use crate::compile::{Compiler, Expr, Key, LambdaInfo, ParamInfo, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::{SourceMap, Span};
 use crate::syntax::ast::BinOp;
-use crate::value::{Attrs, Closure, Env, Lazy, PrimOpApp, Symbol, Thunk, Value};
+use crate::value::{Attrs, Closure, Env, Lazy, PrimOpApp, Slots, Symbol, Thunk, Value};
 
 /// How much stack an evaluator may use when the caller does not say.
 const DEFAULT_STACK_BUDGET: usize = 1 << 20;
@@ -26,6 +26,11 @@ pub struct Evaluator {
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
+    /// Compute cheap, total operations (`n - 1` on evaluated integers) at
+    /// once instead of allocating a thunk. The value is the same either way;
+    /// only whether it is still a thunk differs, which lazy printing shows
+    /// as `<CODE>`, so `mini eval` without `--strict` turns this off.
+    pub speculate: bool,
 }
 
 fn stack_pointer() -> usize {
@@ -55,6 +60,7 @@ impl Evaluator {
             regex_cache: HashMap::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
+            speculate: true,
         };
         ev.globals = crate::builtins::globals();
         ev
@@ -84,7 +90,7 @@ impl Evaluator {
     /// Evaluates `--expr` text to weak head normal form.
     pub fn eval_text(&mut self, text: &str) -> EvalResult<Value> {
         let expr = self.compile_source("«string»".into(), None, text)?;
-        self.eval(expr, &Env::new(None, Box::new([])))
+        self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))
     }
 
     /// Evaluates a file (or `dir/default.nixlike`) to weak head normal form.
@@ -104,7 +110,7 @@ impl Evaluator {
             EvalError::new(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
         })?;
         let expr = self.compile_source(file.display().to_string(), Some(file.clone()), &text)?;
-        let value = self.eval(expr, &Env::new(None, Box::new([])))?;
+        let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
         self.imports.insert(file, value.clone());
         Ok(value)
     }
@@ -113,31 +119,42 @@ impl Evaluator {
         match expr {
             Expr::Const(v) => Thunk::Ready(v.clone()),
             Expr::Var { level, index } => env.ancestor(*level).slot(*index).clone(),
+            Expr::BinOp { op, lhs, rhs, .. } if self.speculate => match speculate_int_op(*op, lhs, rhs, env) {
+                Some(v) => Thunk::Ready(v),
+                None => Thunk::pending(expr, env.clone()),
+            },
             _ => Thunk::pending(expr, env.clone()),
         }
     }
 
     /// Forces a thunk to weak head normal form, at most once.
+    #[inline]
     pub fn force(&mut self, thunk: &Thunk) -> EvalResult<Value> {
-        let cell = match thunk {
-            Thunk::Ready(v) => return Ok(v.clone()),
-            Thunk::Lazy(cell) => cell,
-        };
-        if let Lazy::Done(v) = &*cell.borrow() {
-            return Ok(v.clone());
+        match thunk {
+            Thunk::Ready(v) => Ok(v.clone()),
+            Thunk::Lazy(cell) => {
+                if let Lazy::Done(v) = &*cell.borrow() {
+                    return Ok(v.clone());
+                }
+                self.force_lazy(cell)
+            }
         }
+    }
+
+    #[inline(never)]
+    fn force_lazy(&mut self, cell: &std::cell::RefCell<Lazy>) -> EvalResult<Value> {
         let state = std::mem::replace(&mut *cell.borrow_mut(), Lazy::Blackhole);
         let result = match &state {
             Lazy::Pending(expr, env) => self.eval(expr, env),
             Lazy::Apply(f, a) => self.force(f).and_then(|f| self.call(f, a.clone(), Span::default())),
-            Lazy::Apply2(f, a, b) => {
-                let partial = self.force(f).and_then(|f| self.call(f, a.clone(), Span::default()));
-                partial.and_then(|g| self.call(g, b.clone(), Span::default()))
+            Lazy::Apply2(app) => {
+                let (f, a, b) = &**app;
+                self.force(f).and_then(|f| self.call2(f, a.clone(), b.clone(), Span::default()))
             }
             Lazy::Blackhole => {
                 Err(EvalError::new(ErrorKind::InfiniteRecursion, "infinite recursion encountered", None))
             }
-            Lazy::Done(_) => unreachable!("handled above"),
+            Lazy::Done(v) => Ok(v.clone()),
         };
         match result {
             Ok(v) => {
@@ -154,28 +171,54 @@ impl Evaluator {
         }
     }
 
+    /// Evaluates an expression to weak head normal form. The hot cases are
+    /// handled here; the rest live in separate functions so that this one
+    /// keeps a small stack frame, which bounds how deep recursion can go.
     pub fn eval(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
         self.check_stack(None)?;
         match expr {
             Expr::Const(v) => Ok(v.clone()),
-            Expr::Var { level, index } => {
-                let t = env.ancestor(*level).slot(*index).clone();
-                self.force(&t)
+            Expr::Var { level, index } => self.force(env.ancestor(*level).slot(*index)),
+            Expr::If { cond, then, els, span } => {
+                if self.eval_bool(cond, env, *span)? {
+                    self.eval(then, env)
+                } else {
+                    self.eval(els, env)
+                }
             }
-            Expr::WithVar { name, withs, span } => {
-                for &level in withs.iter() {
-                    let scope = env.ancestor(level).slot(0).clone();
-                    let attrs = self.force_attrs(&scope, *span)?;
-                    if let Some(t) = attrs.get(*name) {
-                        let t = t.clone();
-                        return self.force(&t);
+            Expr::Lambda(info) => Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: env.clone() }))),
+            Expr::Apply { func, args, span } => self.eval_apply(func, args, env, *span),
+            Expr::BinOp { op, lhs, rhs, span } => self.binop(*op, lhs, rhs, env, *span),
+            Expr::Not(e, span) => Ok(Value::Bool(!self.eval_bool(e, env, *span)?)),
+            Expr::List(items) => Ok(Value::list(items.iter().map(|i| self.thunk(i, env)).collect())),
+            _ => self.eval_other(expr, env),
+        }
+    }
+
+    /// [`Evaluator::eval`] with constants and variables handled inline: most
+    /// operands are one or the other, and a call per operand adds up.
+    #[inline(always)]
+    fn eval_operand(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+        match expr {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Var { level, index } => self.force(env.ancestor(*level).slot(*index)),
+            _ => self.eval(expr, env),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_other(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+        match expr {
+            Expr::WithVar { name, withs, span } => self.eval_with_var(*name, withs, env, *span),
+            Expr::Interpolate { parts, span } => {
+                let mut s = String::new();
+                for part in parts.iter() {
+                    match self.eval(part, env)? {
+                        Value::String(part) => s.push_str(&part),
+                        other => s.push_str(&self.coerce_to_string(&other, *span, false, true)?),
                     }
                 }
-                Err(EvalError::at(ErrorKind::UndefinedVariable, format!("undefined variable '{name}'"), *span))
-            }
-            Expr::Interpolate { parts, span } => {
-                let values = parts.iter().map(|p| self.eval(p, env)).collect::<EvalResult<Vec<_>>>()?;
-                self.concat_strings(values, true, *span)
+                Ok(Value::string(s))
             }
             Expr::SearchPath { name, span } => Err(EvalError::at(
                 ErrorKind::Eval,
@@ -184,39 +227,7 @@ impl Evaluator {
                 ),
                 *span,
             )),
-            Expr::Select { expr, path, default, span } => {
-                let mut value = self.eval(expr, env)?;
-                for key in path.iter() {
-                    let name = self.key_symbol(key, env)?;
-                    let found = match &value {
-                        Value::Attrs(attrs) => attrs.get(name).cloned(),
-                        _ if default.is_some() => None,
-                        other => {
-                            return Err(EvalError::type_error(
-                                format!("value is {} while a set was expected", other.describe()),
-                                *span,
-                            ))
-                        }
-                    };
-                    value = match found {
-                        Some(t) => self.force(&t).map_err(|mut e| {
-                            e.add_trace(*span, || format!("while evaluating the attribute '{name}'"));
-                            e
-                        })?,
-                        None => match default {
-                            Some(d) => return self.eval(d, env),
-                            None => {
-                                return Err(EvalError::at(
-                                    ErrorKind::MissingAttribute,
-                                    format!("attribute '{name}' missing"),
-                                    *span,
-                                ))
-                            }
-                        },
-                    };
-                }
-                Ok(value)
-            }
+            Expr::Select { expr, path, default, span } => self.eval_select(expr, path, default.as_deref(), env, *span),
             Expr::HasAttr { expr, path } => {
                 let mut value = self.eval(expr, env)?;
                 for key in path.iter() {
@@ -232,7 +243,6 @@ impl Evaluator {
                 }
                 Ok(Value::Bool(true))
             }
-            Expr::List(items) => Ok(Value::list(items.iter().map(|i| self.thunk(i, env)).collect())),
             Expr::Attrs(set) => self.build_set(set, env, env),
             Expr::RecAttrs(set) => {
                 let frame = self.rec_frame(set, env);
@@ -243,15 +253,8 @@ impl Evaluator {
                 self.eval(body, &frame)
             }
             Expr::With { env: scope, body } => {
-                let frame = Env::new(Some(env.clone()), Box::new([self.thunk(scope, env)]));
+                let frame = Env::new(Some(env.clone()), Slots::One(self.thunk(scope, env)));
                 self.eval(body, &frame)
-            }
-            Expr::If { cond, then, els, span } => {
-                if self.eval_bool(cond, env, *span)? {
-                    self.eval(then, env)
-                } else {
-                    self.eval(els, env)
-                }
             }
             Expr::Assert { cond, body, span, text } => {
                 if self.eval_bool(cond, env, *span)? {
@@ -260,23 +263,110 @@ impl Evaluator {
                     Err(EvalError::at(ErrorKind::Assertion, format!("assertion '{text}' failed"), *span))
                 }
             }
-            Expr::Lambda(info) => Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: env.clone() }))),
-            Expr::Apply { func, arg, span } => {
-                let f = self.eval(func, env)?;
-                let arg = self.thunk(arg, env);
-                self.call(f, arg, *span)
-            }
-            Expr::Not(e, span) => Ok(Value::Bool(!self.eval_bool(e, env, *span)?)),
             Expr::Negate(e, span) => {
                 let v = self.eval(e, env)?;
                 self.arith(BinOp::Sub, Value::Int(0), v, *span)
             }
-            Expr::BinOp { op, lhs, rhs, span } => self.binop(*op, lhs, rhs, env, *span),
+            _ => self.eval(expr, env),
         }
     }
 
+    fn eval_with_var(&mut self, name: Symbol, withs: &[u32], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        for &level in withs {
+            let scope = env.ancestor(level).slot(0).clone();
+            let attrs = self.force_attrs(&scope, span)?;
+            if let Some(t) = attrs.get(name) {
+                let t = t.clone();
+                return self.force(&t);
+            }
+        }
+        Err(EvalError::at(ErrorKind::UndefinedVariable, format!("undefined variable '{name}'"), span))
+    }
+
+    fn eval_select(
+        &mut self,
+        expr: &'static Expr,
+        path: &'static [Key],
+        default: Option<&'static Expr>,
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut value = self.eval(expr, env)?;
+        for key in path {
+            let name = self.key_symbol(key, env)?;
+            let found = match &value {
+                Value::Attrs(attrs) => attrs.get(name).cloned(),
+                _ if default.is_some() => None,
+                other => {
+                    return Err(EvalError::type_error(
+                        format!("value is {} while a set was expected", other.describe()),
+                        span,
+                    ))
+                }
+            };
+            value = match found {
+                Some(t) => self.force(&t).map_err(|mut e| {
+                    e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
+                    e
+                })?,
+                None => match default {
+                    Some(d) => return self.eval(d, env),
+                    None => {
+                        return Err(EvalError::at(
+                            ErrorKind::MissingAttribute,
+                            format!("attribute '{name}' missing"),
+                            span,
+                        ))
+                    }
+                },
+            };
+        }
+        Ok(value)
+    }
+
+    /// `f a b …`. A curried lambda applied to two arguments at once is
+    /// entered directly, without allocating the intermediate closure.
+    fn eval_apply(
+        &mut self,
+        func: &'static Expr,
+        args: &'static [Expr],
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut f = self.eval_operand(func, env)?;
+        let mut rest = args;
+        while let Some((first, tail)) = rest.split_first() {
+            let a = self.thunk(first, env);
+            match tail.split_first() {
+                Some((second, tail)) => {
+                    let b = self.thunk(second, env);
+                    f = self.call2(f, a, b, span)?;
+                    rest = tail;
+                }
+                None => {
+                    f = self.call(f, a, span)?;
+                    rest = tail;
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// `f a b`, entering a curried lambda's inner lambda directly.
+    pub fn call2(&mut self, f: Value, a: Thunk, b: Thunk, span: Span) -> EvalResult<Value> {
+        if let Value::Lambda(c) = &f {
+            if let (ParamInfo::Ident, Expr::Lambda(inner)) = (&c.lambda.param, &c.lambda.body) {
+                self.check_stack(Some(span))?;
+                let frame = Env::new(Some(c.env.clone()), Slots::One(a));
+                return self.call_lambda(inner, frame, b, span);
+            }
+        }
+        let g = self.call(f, a, span)?;
+        self.call(g, b, span)
+    }
+
     fn eval_bool(&mut self, expr: &'static Expr, env: &Rc<Env>, span: Span) -> EvalResult<bool> {
-        match self.eval(expr, env)? {
+        match self.eval_operand(expr, env)? {
             Value::Bool(b) => Ok(b),
             other => {
                 Err(EvalError::type_error(format!("value is {} while a Boolean was expected", other.describe()), span))
@@ -299,14 +389,14 @@ impl Evaluator {
 
     /// Creates the frame of a `rec` set or `let`, whose thunks see the frame itself.
     fn rec_frame(&mut self, set: &'static SetExpr, env: &Rc<Env>) -> Rc<Env> {
-        let frame = Rc::new(Env { parent: Some(env.clone()), slots: Default::default() });
+        let frame = Env::recursive(env.clone());
         let mut slots = Vec::with_capacity(set.statics.len());
         for (_, def) in &set.statics {
             let t =
                 if def.inherited { self.thunk(&def.value, env) } else { self.frame_thunk(&def.value, &frame, &slots) };
             slots.push(t);
         }
-        let _ = frame.slots.set(slots.into_boxed_slice());
+        frame.fill(slots);
         frame
     }
 
@@ -365,7 +455,7 @@ impl Evaluator {
     pub fn call(&mut self, f: Value, arg: Thunk, span: Span) -> EvalResult<Value> {
         self.check_stack(Some(span))?;
         match f {
-            Value::Lambda(closure) => self.call_lambda(&closure, arg, span),
+            Value::Lambda(closure) => self.call_lambda(closure.lambda, closure.env.clone(), arg, span),
             Value::PrimOp(op) if op.arity == 1 => (op.func)(self, &[arg], span),
             Value::PrimOp(op) => Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op, args: vec![arg] }))),
             Value::PrimOpApp(app) => {
@@ -397,10 +487,10 @@ impl Evaluator {
         }
     }
 
-    fn call_lambda(&mut self, closure: &Closure, arg: Thunk, span: Span) -> EvalResult<Value> {
-        let info = closure.lambda;
+    /// Calls the lambda `info`, created in `parent`, with `arg`.
+    fn call_lambda(&mut self, info: &'static LambdaInfo, parent: Rc<Env>, arg: Thunk, span: Span) -> EvalResult<Value> {
         let env = match &info.param {
-            ParamInfo::Ident => Env::new(Some(closure.env.clone()), Box::new([arg])),
+            ParamInfo::Ident => Env::new(Some(parent), Slots::One(arg)),
             ParamInfo::Pattern { formals, ellipsis, bind } => {
                 let attrs = self.force(&arg)?;
                 let Value::Attrs(attrs) = attrs else {
@@ -409,7 +499,7 @@ impl Evaluator {
                         span,
                     ));
                 };
-                let frame = Rc::new(Env { parent: Some(closure.env.clone()), slots: Default::default() });
+                let frame = Env::recursive(parent);
                 let mut slots = Vec::with_capacity(formals.len() + usize::from(*bind));
                 let mut used = 0;
                 for (name, default) in formals {
@@ -447,7 +537,7 @@ impl Evaluator {
                 if *bind {
                     slots.push(arg);
                 }
-                let _ = frame.slots.set(slots.into_boxed_slice());
+                frame.fill(slots);
                 frame
             }
         };
@@ -472,8 +562,24 @@ impl Evaluator {
             BinOp::Or => Ok(Value::Bool(self.eval_bool(lhs, env, span)? || self.eval_bool(rhs, env, span)?)),
             BinOp::Impl => Ok(Value::Bool(!self.eval_bool(lhs, env, span)? || self.eval_bool(rhs, env, span)?)),
             _ => {
-                let a = self.eval(lhs, env)?;
-                let b = self.eval(rhs, env)?;
+                let a = self.eval_operand(lhs, env)?;
+                let b = self.eval_operand(rhs, env)?;
+                if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
+                    // The common case, without the general machinery.
+                    let (x, y) = (*x, *y);
+                    match op {
+                        BinOp::Add => return Ok(Value::Int(x.wrapping_add(y))),
+                        BinOp::Sub => return Ok(Value::Int(x.wrapping_sub(y))),
+                        BinOp::Mul => return Ok(Value::Int(x.wrapping_mul(y))),
+                        BinOp::Lt => return Ok(Value::Bool(x < y)),
+                        BinOp::Leq => return Ok(Value::Bool(x <= y)),
+                        BinOp::Gt => return Ok(Value::Bool(x > y)),
+                        BinOp::Geq => return Ok(Value::Bool(x >= y)),
+                        BinOp::Eq => return Ok(Value::Bool(x == y)),
+                        BinOp::Neq => return Ok(Value::Bool(x != y)),
+                        _ => {}
+                    }
+                }
                 self.apply_binop(op, a, b, span)
             }
         }
@@ -507,7 +613,7 @@ impl Evaluator {
                     Value::list(x.iter().chain(y.iter()).cloned().collect())
                 })
             }
-            BinOp::Add => self.concat_strings(vec![a, b], false, span),
+            BinOp::Add => self.concat_strings([a, b], span),
             BinOp::Sub | BinOp::Mul | BinOp::Div => self.arith(op, a, b, span),
             BinOp::And | BinOp::Or | BinOp::Impl => unreachable!("short-circuit operators are handled in binop"),
         }
@@ -548,10 +654,10 @@ impl Evaluator {
         }
     }
 
-    /// Nix's `ExprConcatStrings`: `+` (numbers, strings or paths, decided by
-    /// the first operand) and string interpolation (`force_string`).
-    fn concat_strings(&mut self, values: Vec<Value>, force_string: bool, span: Span) -> EvalResult<Value> {
-        let first = if force_string { &Value::string("") } else { &values[0] };
+    /// `+`, Nix's `ExprConcatStrings`: numbers, strings or paths, as the
+    /// first operand decides.
+    fn concat_strings(&mut self, values: [Value; 2], span: Span) -> EvalResult<Value> {
+        let first = &values[0];
         match first {
             Value::Int(_) | Value::Float(_) => {
                 let mut int: i64 = 0;
@@ -772,7 +878,7 @@ impl Evaluator {
         }
     }
 
-    pub(crate) fn expect_list(&mut self, v: Value, span: Span) -> EvalResult<Rc<[Thunk]>> {
+    pub(crate) fn expect_list(&mut self, v: Value, span: Span) -> EvalResult<Rc<Vec<Thunk>>> {
         match v {
             Value::List(l) => Ok(l),
             other => {
@@ -780,6 +886,36 @@ impl Evaluator {
             }
         }
     }
+}
+
+/// An already evaluated integer operand: a literal or a forced variable.
+fn known_int(expr: &Expr, env: &Rc<Env>) -> Option<i64> {
+    match expr {
+        Expr::Const(Value::Int(n)) => Some(*n),
+        Expr::Var { level, index } => match env.ancestor(*level).try_slot(*index)?.peek() {
+            Some(Value::Int(n)) => Some(n),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The result of an integer operation that cannot fail, if both operands
+/// are already known; division is left alone since it can.
+fn speculate_int_op(op: BinOp, lhs: &Expr, rhs: &Expr, env: &Rc<Env>) -> Option<Value> {
+    let (x, y) = (known_int(lhs, env)?, known_int(rhs, env)?);
+    Some(match op {
+        BinOp::Add => Value::Int(x.wrapping_add(y)),
+        BinOp::Sub => Value::Int(x.wrapping_sub(y)),
+        BinOp::Mul => Value::Int(x.wrapping_mul(y)),
+        BinOp::Lt => Value::Bool(x < y),
+        BinOp::Leq => Value::Bool(x <= y),
+        BinOp::Gt => Value::Bool(x > y),
+        BinOp::Geq => Value::Bool(x >= y),
+        BinOp::Eq => Value::Bool(x == y),
+        BinOp::Neq => Value::Bool(x != y),
+        _ => return None,
+    })
 }
 
 pub(crate) fn as_float(v: &Value) -> f64 {

@@ -3,8 +3,8 @@
 //! infinite recursion is detected) or done. Compiled code lives for the whole
 //! process (`&'static`), so thunks and closures point into it directly.
 
+use rustc_hash::FxHashMap;
 use std::cell::{OnceCell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::compile::{Expr, LambdaInfo};
@@ -18,7 +18,7 @@ pub struct Symbol(u32);
 
 #[derive(Default)]
 struct Interner {
-    ids: HashMap<&'static str, u32>,
+    ids: FxHashMap<&'static str, u32>,
     names: Vec<&'static str>,
 }
 
@@ -63,7 +63,7 @@ pub enum Value {
     String(Rc<str>),
     Path(Rc<str>),
     Attrs(Rc<Attrs>),
-    List(Rc<[Thunk]>),
+    List(Rc<Vec<Thunk>>),
     Lambda(Rc<Closure>),
     PrimOp(&'static PrimOp),
     PrimOpApp(Rc<PrimOpApp>),
@@ -75,7 +75,7 @@ impl Value {
     }
 
     pub fn list(items: Vec<Thunk>) -> Value {
-        Value::List(items.into())
+        Value::List(Rc::new(items))
     }
 
     pub fn attrs(attrs: Attrs) -> Value {
@@ -133,7 +133,8 @@ pub enum Lazy {
     /// Apply a (not yet forced) function to one or two arguments (used by
     /// `map`, `mapAttrs`, …).
     Apply(Thunk, Thunk),
-    Apply2(Thunk, Thunk, Thunk),
+    /// Boxed: rare, and it would make every cell larger.
+    Apply2(Box<(Thunk, Thunk, Thunk)>),
     /// Being forced right now; forcing it again is infinite recursion.
     Blackhole,
     Done(Value),
@@ -149,7 +150,7 @@ impl Thunk {
     }
 
     pub fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
-        Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(f, a, b))))
+        Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(Box::new((f, a, b))))))
     }
 
     /// The value, if it has already been computed.
@@ -257,18 +258,47 @@ impl Attrs {
 pub struct Env {
     pub parent: Option<Rc<Env>>,
     /// Set once; recursive frames are created first so their thunks can point back.
-    pub slots: OnceCell<Box<[Thunk]>>,
+    pub slots: OnceCell<Slots>,
+}
+
+/// A frame's values. Most frames (plain lambdas, `with`) hold one value,
+/// which then needs no second allocation.
+pub enum Slots {
+    One(Thunk),
+    Many(Box<[Thunk]>),
 }
 
 impl Env {
-    pub fn new(parent: Option<Rc<Env>>, slots: Box<[Thunk]>) -> Rc<Env> {
+    pub fn new(parent: Option<Rc<Env>>, slots: Slots) -> Rc<Env> {
         Rc::new(Env { parent, slots: OnceCell::from(slots) })
     }
 
-    pub fn slot(&self, index: u32) -> &Thunk {
-        &self.slots.get().expect("environment frame is initialised before use")[index as usize]
+    /// A frame whose slots are filled in later with [`Env::fill`].
+    pub fn recursive(parent: Rc<Env>) -> Rc<Env> {
+        Rc::new(Env { parent: Some(parent), slots: OnceCell::new() })
     }
 
+    pub fn fill(&self, slots: Vec<Thunk>) {
+        let _ = self.slots.set(Slots::Many(slots.into_boxed_slice()));
+    }
+
+    #[inline]
+    pub fn slot(&self, index: u32) -> &Thunk {
+        match self.slots.get().expect("environment frame is initialised before use") {
+            Slots::One(t) => t,
+            Slots::Many(ts) => &ts[index as usize],
+        }
+    }
+
+    /// The slot, or `None` while a recursive frame is still being made.
+    pub fn try_slot(&self, index: u32) -> Option<&Thunk> {
+        match self.slots.get()? {
+            Slots::One(t) => Some(t),
+            Slots::Many(ts) => ts.get(index as usize),
+        }
+    }
+
+    #[inline]
     pub fn ancestor(self: &Rc<Env>, level: u32) -> &Rc<Env> {
         let mut env = self;
         for _ in 0..level {

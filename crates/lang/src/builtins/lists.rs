@@ -138,43 +138,53 @@ pub fn gen_list(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Va
 }
 
 /// `builtins.sort`: a stable merge sort over a user comparator, which may
-/// fail or be inconsistent without harming anything.
+/// fail or be inconsistent without harming anything. Like Nix, it forces
+/// every element first; the comparator then reads the values from one
+/// contiguous array, and merging moves indices rather than thunks, which
+/// keeps a large sort in cache.
 pub fn sort(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let f = function(ev, &args[0], span)?;
     let items = list(ev, &args[1], span)?;
-    let mut v: Vec<Thunk> = items.to_vec();
-    let mut buf = v.clone();
-    merge_sort(ev, &f, &mut v, &mut buf, span)?;
-    Ok(Value::list(v))
+    let values = items.iter().map(|t| ev.force(t)).collect::<EvalResult<Vec<Value>>>()?;
+    let mut order: Vec<u32> = (0..items.len() as u32).collect();
+    let mut buf = order.clone();
+    let mut right_first = |i: u32, j: u32| {
+        let (left, right) = (values[i as usize].clone(), values[j as usize].clone());
+        let less = call2(ev, &f, right.into(), left.into(), span)?;
+        expect_bool(less, span)
+    };
+    merge_sort(&mut right_first, &mut order, &mut buf)?;
+    Ok(Value::list(order.into_iter().map(|i| items[i as usize].clone()).collect()))
 }
 
-fn merge_sort(ev: &mut Evaluator, f: &Value, v: &mut [Thunk], buf: &mut [Thunk], span: Span) -> EvalResult<()> {
+/// Sorts `v` stably; `right_first(i, j)` says whether `j` must come before `i`.
+fn merge_sort(
+    right_first: &mut impl FnMut(u32, u32) -> EvalResult<bool>,
+    v: &mut [u32],
+    buf: &mut [u32],
+) -> EvalResult<()> {
     let n = v.len();
     if n <= 1 {
         return Ok(());
     }
     let mid = n / 2;
-    merge_sort(ev, f, &mut v[..mid], &mut buf[..mid], span)?;
-    merge_sort(ev, f, &mut v[mid..], &mut buf[mid..], span)?;
-    buf[..n].clone_from_slice(v);
+    merge_sort(right_first, &mut v[..mid], &mut buf[..mid])?;
+    merge_sort(right_first, &mut v[mid..], &mut buf[mid..])?;
+    buf.copy_from_slice(v);
     let (mut i, mut j, mut k) = (0, mid, 0);
     while i < mid && j < n {
-        // Take from the right only if it is strictly less, which keeps the sort stable.
-        let less = call2(ev, f, buf[j].clone(), buf[i].clone(), span)?;
-        let right_first = expect_bool(less, span)?;
-        if right_first {
-            v[k] = buf[j].clone();
+        // Take from the right only if it is strictly less: that keeps the sort stable.
+        if right_first(buf[i], buf[j])? {
+            v[k] = buf[j];
             j += 1;
         } else {
-            v[k] = buf[i].clone();
+            v[k] = buf[i];
             i += 1;
         }
         k += 1;
     }
-    for t in buf[i..mid].iter().chain(buf[j..n].iter()) {
-        v[k] = t.clone();
-        k += 1;
-    }
+    let tail = if i < mid { &buf[i..mid] } else { &buf[j..n] };
+    v[k..].copy_from_slice(tail);
     Ok(())
 }
 
@@ -207,7 +217,7 @@ pub fn group_by(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Va
         groups.entry(Symbol::intern(&key)).or_default().push(x.clone());
     }
     Ok(Value::attrs(Attrs::from_unsorted(
-        groups.into_iter().map(|(k, v)| (k, Value::List(Rc::from(v)).into())).collect(),
+        groups.into_iter().map(|(k, v)| (k, Value::List(Rc::new(v)).into())).collect(),
     )))
 }
 

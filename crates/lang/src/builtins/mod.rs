@@ -175,7 +175,7 @@ pub(crate) fn string(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Rc
     }
 }
 
-pub(crate) fn list(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Rc<[Thunk]>> {
+pub(crate) fn list(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Rc<Vec<Thunk>>> {
     let v = ev.force(t)?;
     ev.expect_list(v, span)
 }
@@ -200,8 +200,7 @@ pub(crate) fn call1(ev: &mut Evaluator, f: &Value, a: Thunk, span: Span) -> Eval
 
 /// Calls `f a b` and forces the result.
 pub(crate) fn call2(ev: &mut Evaluator, f: &Value, a: Thunk, b: Thunk, span: Span) -> EvalResult<Value> {
-    let g = ev.call(f.clone(), a, span)?;
-    ev.call(g, b, span)
+    ev.call2(f.clone(), a, b, span)
 }
 
 pub(crate) fn attrs_of(entries: Vec<(&str, Value)>) -> Value {
