@@ -5,14 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+mod allocator;
 use mini_lang::{print, Evaluator, Value};
 
-/// Evaluation allocates many small, short-lived objects; mimalloc handles
-/// that pattern markedly faster than glibc's allocator. (Its v2 line: v3's
-/// aligned-allocation path, which Rust's allocator API always takes, costs
-/// about 20% more instructions here.)
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 
 #[derive(Parser)]
 #[command(name = "mini", version, about = "A small reproducible package builder for the Nix language")]
@@ -46,14 +44,8 @@ struct EvalArgs {
     file: Option<PathBuf>,
 }
 
-/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in its v2 API).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 fn main() -> ExitCode {
-    // mini is a short-lived process: returning freed pages to the OS only to
-    // fault them in again costs more than it saves (2x on large evaluations).
-    // SAFETY: setting an allocator option before any other thread exists.
-    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     match cli.command {
         Command::Eval(args) => eval(args),

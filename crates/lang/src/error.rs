@@ -86,14 +86,54 @@ impl EvalError {
             let loc = sources.locate(span);
             out.push_str(&format!("\n       at {loc}:\n\n"));
             let gutter = loc.line.to_string();
-            out.push_str(&format!("       {gutter}| {}\n", loc.line_text));
+            let (shown, column) = excerpt(&loc.line_text, loc.column);
+            out.push_str(&format!("       {gutter}| {shown}\n"));
             let caret_pad: String =
-                loc.line_text.chars().take(loc.column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                shown.chars().take(column - 1).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
             out.push_str(&format!("       {}| {caret_pad}^\n", " ".repeat(gutter.len())));
         }
         for frame in &self.trace {
             out.push_str(&format!("\n       … {} at {}\n", frame.what, sources.locate(frame.span)));
         }
         out
+    }
+}
+
+/// At most this many characters of a source line are shown.
+const MAX_SHOWN: usize = 120;
+
+/// The part of a long line around `column` (1-based), with `…` where it is
+/// cut, and the column within that part.
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_SHOWN {
+        return (line.to_string(), column);
+    }
+    let start = column.saturating_sub(MAX_SHOWN / 2).min(chars.len() - MAX_SHOWN);
+    let mut shown: String = chars[start..start + MAX_SHOWN].iter().collect();
+    let mut column = column - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        column += 1;
+    }
+    if start + MAX_SHOWN < chars.len() {
+        shown.push('…');
+    }
+    (shown, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_around_the_error() {
+        let line = "x".repeat(1000);
+        let (shown, column) = excerpt(&line, 500);
+        assert_eq!(shown.chars().count(), MAX_SHOWN + 2);
+        assert_eq!(shown.chars().nth(column - 1), Some('x'));
+        assert_eq!(excerpt("short", 3), ("short".to_string(), 3));
+        let (shown, column) = excerpt(&line, 1);
+        assert_eq!((column, shown.starts_with('x')), (1, true));
     }
 }

@@ -727,7 +727,7 @@ impl Evaluator {
             }
             Value::Null if more => Ok(Rc::from("")),
             Value::Bool(b) if more => Ok(Rc::from(if *b { "1" } else { "" })),
-            Value::Int(n) if more => Ok(Rc::from(n.to_string())),
+            Value::Int(n) if more => Ok(Rc::from(itoa::Buffer::new().format(*n))),
             Value::Float(f) if more => Ok(Rc::from(format!("{f:.6}"))),
             Value::List(items) if more => {
                 let mut out = String::new();

@@ -1,0 +1,137 @@
+//! `mini eval` end to end: files, `--expr`, `--json`, imports that Nix does
+//! not have (`dir/default.nixlike`), purity, and the shape of error messages.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory removed when the test ends.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mini-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create dirs");
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn mini(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mini")).args(args).current_dir(dir).output().expect("run mini")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn imports_directories_nixlike_and_nix_files() {
+    let s = Scratch::new("imports");
+    s.write("lib/default.nixlike", "{ twice = x: x * 2; }");
+    s.write("other.nix", "import ./lib");
+    s.write("main.nixlike", "let lib = import ./other.nix; in lib.twice 21");
+    let out = mini(&s.0, &["eval", "main.nixlike"]);
+    assert_eq!(stdout(&out), "42\n", "{}", stderr(&out));
+}
+
+#[test]
+fn import_is_cached_per_file() {
+    let s = Scratch::new("cache");
+    s.write("noisy.nixlike", "builtins.trace \"loaded\" 1");
+    s.write("main.nixlike", "import ./noisy.nixlike + import ./noisy.nixlike");
+    let out = mini(&s.0, &["eval", "main.nixlike"]);
+    assert_eq!(stdout(&out), "2\n");
+    assert_eq!(stderr(&out).matches("trace: loaded").count(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn expr_and_json_output() {
+    let s = Scratch::new("json");
+    let out = mini(&s.0, &["eval", "--json", "--expr", "{ b = [ 1 2.5 \"x\\n\" ]; a = null; }"]);
+    assert_eq!(stdout(&out), r#"{"a":null,"b":[1,2.5,"x\n"]}"#);
+    let out = mini(&s.0, &["eval", "--strict", "--expr", "{ b = { c = 1; }; a = [ ]; }"]);
+    assert_eq!(stdout(&out), "{ a = [ ]; b = { c = 1; }; }\n");
+    let out = mini(&s.0, &["eval", "--expr", "{ b = { c = 1; }; }"]);
+    // Not strict: nested values stay unevaluated, printed as Nix does.
+    assert_eq!(stdout(&out), "{ b = <CODE>; }\n");
+}
+
+#[test]
+fn pure_evaluation_hides_the_environment() {
+    let s = Scratch::new("pure");
+    let expr = "builtins.getEnv \"MINI_CLI_TEST_VALUE\"";
+    let impure = Command::new(env!("CARGO_BIN_EXE_mini"))
+        .args(["eval", "--expr", expr])
+        .env("MINI_CLI_TEST_VALUE", "secret")
+        .current_dir(&s.0)
+        .output()
+        .expect("run mini");
+    assert_eq!(stdout(&impure), "\"secret\"\n");
+    let pure = Command::new(env!("CARGO_BIN_EXE_mini"))
+        .args(["eval", "--pure", "--expr", expr])
+        .env("MINI_CLI_TEST_VALUE", "secret")
+        .current_dir(&s.0)
+        .output()
+        .expect("run mini");
+    assert_eq!(stdout(&pure), "\"\"\n");
+}
+
+#[test]
+fn errors_name_file_line_column_and_show_the_line() {
+    let s = Scratch::new("errors");
+    s.write("bad.nixlike", "let\n  a = 1;\n  f = x: x + b;\nin f a\n");
+    let out = mini(&s.0, &["eval", "bad.nixlike"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: undefined variable 'b'\n"), "{err}");
+    assert!(err.contains("bad.nixlike:3:14"), "{err}");
+    assert!(err.contains("3|   f = x: x + b;"), "{err}");
+    assert!(err.contains("|              ^"), "{err}");
+}
+
+#[test]
+fn evaluation_errors_carry_a_trace() {
+    let s = Scratch::new("trace");
+    s.write("t.nixlike", "let\n  f = x: x.missing;\n  g = y: f y;\nin g { a = 1; }\n");
+    let out = mini(&s.0, &["eval", "t.nixlike"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: attribute 'missing' missing"), "{err}");
+    assert!(err.contains("while calling function 'f' at "), "{err}");
+    assert!(err.contains("while calling function 'g' at "), "{err}");
+}
+
+#[test]
+fn syntax_errors_say_what_was_expected() {
+    let s = Scratch::new("syntax");
+    let out = mini(&s.0, &["eval", "--expr", "{ a = 1 }"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("syntax error, unexpected '}', expecting ';'"), "{err}");
+    assert!(err.contains("«string»:1:9"), "{err}");
+}
+
+#[test]
+fn missing_file_is_a_clear_error() {
+    let s = Scratch::new("missing");
+    let out = mini(&s.0, &["eval", "nope.nixlike"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.nixlike': No such file or directory"), "{}", stderr(&out));
+}
