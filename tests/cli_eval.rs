@@ -135,3 +135,13 @@ fn missing_file_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("nope.nixlike': No such file or directory"), "{}", stderr(&out));
 }
+
+#[test]
+fn the_readme_example_evaluates_as_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = mini(root, &["eval", "--strict", "examples/lang/packages.nixlike"]);
+    assert_eq!(
+        stdout(&out),
+        "{ helloDependsOn = [ \"greeting-1.1\" ]; packages = [ \"greeting-1.1\" \"hello-2.12\" ]; }\n"
+    );
+}

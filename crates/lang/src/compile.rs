@@ -116,9 +116,12 @@ pub struct LambdaInfo {
     pub body: Expr,
 }
 
+/// A pattern's formal arguments with their defaults, in written order.
+pub type Formals = Vec<(Symbol, Option<Expr>)>;
+
 pub enum ParamInfo {
     Ident,
-    Pattern { formals: Vec<(Symbol, Option<Expr>)>, ellipsis: bool, bind: bool },
+    Pattern { formals: Formals, ellipsis: bool, bind: bool },
 }
 
 enum Scope {
@@ -171,12 +174,8 @@ impl<'a> Compiler<'a> {
                 if let Some((_, _, span)) = def.dynamics.first() {
                     return Err(EvalError::at(ErrorKind::Syntax, "dynamic attributes not allowed in let", *span));
                 }
-                let names = def.frame_names();
-                self.scopes.push(Scope::Names(names));
-                let set = self.set_body(def);
-                let body = set.and_then(|set| Ok((set, self.expr(body, None)?)));
-                self.scopes.pop();
-                let (set, body) = body?;
+                let scope = Scope::Names(def.frame_names());
+                let (set, body) = self.in_scope(scope, |c| Ok((c.set_body(def)?, c.expr(body, None)?)))?;
                 Expr::Let { set: Box::new(set), body: Box::new(body) }
             }
             Ast::LegacyLet { bindings, span } => {
@@ -190,10 +189,8 @@ impl<'a> Compiler<'a> {
             }
             Ast::With { env, body, .. } => {
                 let env = self.expr(env, None)?;
-                self.scopes.push(Scope::With);
-                let body = self.expr(body, None);
-                self.scopes.pop();
-                Expr::With { env: Box::new(env), body: Box::new(body?) }
+                let body = self.in_scope(Scope::With, |c| c.expr(body, None))?;
+                Expr::With { env: Box::new(env), body: Box::new(body) }
             }
             Ast::If { cond, then, els, span } => Expr::If {
                 cond: Box::new(self.expr(cond, None)?),
@@ -233,6 +230,14 @@ impl<'a> Compiler<'a> {
                 span: *span,
             },
         })
+    }
+
+    /// Compiles `f` with `scope` as the innermost scope.
+    fn in_scope<T>(&mut self, scope: Scope, f: impl FnOnce(&mut Self) -> EvalResult<T>) -> EvalResult<T> {
+        self.scopes.push(scope);
+        let result = f(self);
+        self.scopes.pop();
+        result
     }
 
     fn string(&mut self, parts: &[StrPart]) -> EvalResult<Expr> {
@@ -291,10 +296,8 @@ impl<'a> Compiler<'a> {
 
     fn set(&mut self, def: SetDef) -> EvalResult<Expr> {
         if def.rec {
-            self.scopes.push(Scope::Names(def.frame_names()));
-            let set = self.set_body(def);
-            self.scopes.pop();
-            Ok(Expr::RecAttrs(Box::new(set?)))
+            let set = self.in_scope(Scope::Names(def.frame_names()), |c| c.set_body(def))?;
+            Ok(Expr::RecAttrs(Box::new(set)))
         } else {
             Ok(Expr::Attrs(Box::new(self.set_body(def)?)))
         }
@@ -335,10 +338,9 @@ impl<'a> Compiler<'a> {
     fn lambda(&mut self, lambda: &ast::Lambda, name: Option<Symbol>) -> EvalResult<LambdaInfo> {
         match &lambda.param {
             Param::Ident(arg) => {
-                self.scopes.push(Scope::Names(HashMap::from([(Symbol::intern(arg), 0)])));
-                let body = self.expr(&lambda.body, None);
-                self.scopes.pop();
-                Ok(LambdaInfo { name, span: lambda.span, param: ParamInfo::Ident, body: body? })
+                let scope = Scope::Names(HashMap::from([(Symbol::intern(arg), 0)]));
+                let body = self.in_scope(scope, |c| c.expr(&lambda.body, None))?;
+                Ok(LambdaInfo { name, span: lambda.span, param: ParamInfo::Ident, body })
             }
             Param::Pattern { formals, ellipsis, bind } => {
                 let mut names: HashMap<Symbol, u32> =
@@ -352,18 +354,15 @@ impl<'a> Compiler<'a> {
                         ));
                     }
                 }
-                self.scopes.push(Scope::Names(names));
-                let compiled = (|| -> EvalResult<(Vec<(Symbol, Option<Expr>)>, Expr)> {
+                let (formals, body) = self.in_scope(Scope::Names(names), |c| {
                     let formals = formals
                         .iter()
                         .map(|f| {
-                            Ok((Symbol::intern(&f.name), f.default.as_ref().map(|d| self.expr(d, None)).transpose()?))
+                            Ok((Symbol::intern(&f.name), f.default.as_ref().map(|d| c.expr(d, None)).transpose()?))
                         })
-                        .collect::<EvalResult<Vec<_>>>()?;
-                    Ok((formals, self.expr(&lambda.body, None)?))
-                })();
-                self.scopes.pop();
-                let (formals, body) = compiled?;
+                        .collect::<EvalResult<Formals>>()?;
+                    Ok((formals, c.expr(&lambda.body, None)?))
+                })?;
                 Ok(LambdaInfo {
                     name,
                     span: lambda.span,

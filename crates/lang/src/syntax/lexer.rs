@@ -267,8 +267,8 @@ impl<'a> Lexer<'a> {
             let rest = self.rest();
             if rest.starts_with('#') {
                 self.pos += rest.find(['\r', '\n']).unwrap_or(rest.len());
-            } else if rest.starts_with("/*") {
-                match rest[2..].find("*/") {
+            } else if let Some(body) = rest.strip_prefix("/*") {
+                match body.find("*/") {
                     Some(n) => self.pos += n + 4,
                     None => return Err(self.error(self.pos, "unterminated comment")),
                 }
