@@ -213,7 +213,7 @@ impl Evaluator {
             Expr::Interpolate { parts, span } => {
                 let mut s = String::new();
                 for part in parts.iter() {
-                    match self.eval(part, env)? {
+                    match self.eval_operand(part, env)? {
                         Value::String(part) => s.push_str(&part),
                         other => s.push_str(&self.coerce_to_string(&other, *span, false, true)?),
                     }
@@ -229,7 +229,7 @@ impl Evaluator {
             )),
             Expr::Select { expr, path, default, span } => self.eval_select(expr, path, default.as_deref(), env, *span),
             Expr::HasAttr { expr, path } => {
-                let mut value = self.eval(expr, env)?;
+                let mut value = self.eval_operand(expr, env)?;
                 for key in path.iter() {
                     let name = self.key_symbol(key, env)?;
                     let found = match &value {
@@ -291,7 +291,7 @@ impl Evaluator {
         env: &Rc<Env>,
         span: Span,
     ) -> EvalResult<Value> {
-        let mut value = self.eval(expr, env)?;
+        let mut value = self.eval_operand(expr, env)?;
         for key in path {
             let name = self.key_symbol(key, env)?;
             let found = match &value {
@@ -377,7 +377,7 @@ impl Evaluator {
     fn key_symbol(&mut self, key: &'static Key, env: &Rc<Env>) -> EvalResult<Symbol> {
         match key {
             Key::Static(s) => Ok(*s),
-            Key::Dynamic(e, span) => match self.eval(e, env)? {
+            Key::Dynamic(e, span) => match self.eval_operand(e, env)? {
                 Value::String(s) => Ok(Symbol::intern(&s)),
                 other => Err(EvalError::type_error(
                     format!("value is {} while a string was expected", other.describe()),

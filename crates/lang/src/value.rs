@@ -20,6 +20,9 @@ pub struct Symbol(u32);
 struct Interner {
     ids: FxHashMap<&'static str, u32>,
     names: Vec<&'static str>,
+    /// Each name as a ready string value, so `attrNames` and `mapAttrs`
+    /// hand out names without allocating.
+    strings: Vec<Rc<str>>,
 }
 
 thread_local! {
@@ -37,6 +40,7 @@ impl Symbol {
             let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
             let id = i.names.len() as u32;
             i.names.push(leaked);
+            i.strings.push(Rc::from(leaked));
             i.ids.insert(leaked, id);
             Symbol(id)
         })
@@ -44,6 +48,11 @@ impl Symbol {
 
     pub fn as_str(self) -> &'static str {
         INTERNER.with(|i| i.borrow().names[self.0 as usize])
+    }
+
+    /// The name as a string value (shared, not copied).
+    pub fn to_value(self) -> Value {
+        Value::String(INTERNER.with(|i| i.borrow().strings[self.0 as usize].clone()))
     }
 }
 

@@ -12,7 +12,9 @@ use crate::value::{Attrs, Symbol, Thunk, Value};
 
 pub fn attr_names(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let set = attrs(ev, &args[0], span)?;
-    Ok(Value::list(set.sorted_by_name().into_iter().map(|(n, _)| Value::string(n).into()).collect()))
+    let mut names: Vec<(&str, Symbol)> = set.entries().iter().map(|(k, _)| (k.as_str(), *k)).collect();
+    names.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    Ok(Value::list(names.into_iter().map(|(_, k)| k.to_value().into()).collect()))
 }
 
 pub fn attr_values(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
@@ -85,7 +87,7 @@ pub fn map_attrs(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<V
     let entries = set
         .entries()
         .iter()
-        .map(|(k, t)| (*k, Thunk::apply2(args[0].clone(), Value::string(k.as_str()).into(), t.clone())))
+        .map(|(k, t)| (*k, Thunk::apply2(args[0].clone(), k.to_value().into(), t.clone())))
         .collect();
     Ok(Value::attrs(Attrs::from_sorted(entries)))
 }
@@ -100,7 +102,7 @@ pub fn zip_attrs_with(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalRes
     }
     let entries = values
         .into_iter()
-        .map(|(k, vs)| (k, Thunk::apply2(args[0].clone(), Value::string(k.as_str()).into(), Value::list(vs).into())))
+        .map(|(k, vs)| (k, Thunk::apply2(args[0].clone(), k.to_value().into(), Value::list(vs).into())))
         .collect();
     Ok(Value::attrs(Attrs::from_unsorted(entries)))
 }
