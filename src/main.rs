@@ -45,7 +45,7 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
-    allocator::keep_freed_memory();
+    allocator::configure();
     let cli = Cli::parse();
     match cli.command {
         Command::Eval(args) => eval(args),

@@ -23,6 +23,8 @@ pub struct Evaluator {
     pub(crate) globals: HashMap<Symbol, Value>,
     imports: HashMap<PathBuf, Value>,
     pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
+    /// Reused by string interpolation, so building a string allocates once.
+    interpolation_buffer: String,
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
@@ -58,6 +60,7 @@ impl Evaluator {
             globals: HashMap::new(),
             imports: HashMap::new(),
             regex_cache: HashMap::new(),
+            interpolation_buffer: String::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
             speculate: true,
@@ -210,16 +213,7 @@ impl Evaluator {
     fn eval_other(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
         match expr {
             Expr::WithVar { name, withs, span } => self.eval_with_var(*name, withs, env, *span),
-            Expr::Interpolate { parts, span } => {
-                let mut s = String::new();
-                for part in parts.iter() {
-                    match self.eval_operand(part, env)? {
-                        Value::String(part) => s.push_str(&part),
-                        other => s.push_str(&self.coerce_to_string(&other, *span, false, true)?),
-                    }
-                }
-                Ok(Value::string(s))
-            }
+            Expr::Interpolate { parts, span } => self.interpolate(parts, env, *span),
             Expr::SearchPath { name, span } => Err(EvalError::at(
                 ErrorKind::Eval,
                 format!(
@@ -269,6 +263,49 @@ impl Evaluator {
             }
             _ => self.eval(expr, env),
         }
+    }
+
+    /// `"a${b}c"`. Parts are gathered in a buffer kept between calls, and
+    /// `${toString n}` of an integer is written straight into it: both are
+    /// the bulk of string building in real code.
+    fn interpolate(&mut self, parts: &'static [Expr], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        let mut buf = std::mem::take(&mut self.interpolation_buffer);
+        buf.clear();
+        let result = self.interpolate_into(&mut buf, parts, env, span);
+        let value = result.map(|()| Value::string(buf.as_str()));
+        self.interpolation_buffer = buf;
+        value
+    }
+
+    fn interpolate_into(
+        &mut self,
+        buf: &mut String,
+        parts: &'static [Expr],
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<()> {
+        for part in parts {
+            let value = match part {
+                Expr::Apply { func, args, span } => match (&**func, &**args) {
+                    (Expr::Const(Value::PrimOp(op)), [arg]) if op.name == "toString" => {
+                        match self.eval_operand(arg, env)? {
+                            Value::Int(n) => {
+                                buf.push_str(itoa::Buffer::new().format(n));
+                                continue;
+                            }
+                            other => self.call(Value::PrimOp(op), Thunk::Ready(other), *span)?,
+                        }
+                    }
+                    _ => self.eval_operand(part, env)?,
+                },
+                _ => self.eval_operand(part, env)?,
+            };
+            match value {
+                Value::String(part) => buf.push_str(&part),
+                other => buf.push_str(&self.coerce_to_string(&other, span, false, true)?),
+            }
+        }
+        Ok(())
     }
 
     fn eval_with_var(&mut self, name: Symbol, withs: &[u32], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
