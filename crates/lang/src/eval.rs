@@ -9,6 +9,7 @@ use std::rc::Rc;
 use crate::compile::{Compiler, Expr, Key, LambdaInfo, ParamInfo, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::{SourceMap, Span};
+use crate::string::NixStr;
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Closure, Env, Lazy, PrimOpApp, Slots, Symbol, Thunk, Value};
 
@@ -740,7 +741,7 @@ impl Evaluator {
 
     /// Nix's `coerceToString`. `more` is `toString`'s wider set of
     /// coercions; `copy_to_store` is what interpolating a path would do.
-    pub fn coerce_to_string(&mut self, v: &Value, span: Span, more: bool, copy_to_store: bool) -> EvalResult<Rc<str>> {
+    pub fn coerce_to_string(&mut self, v: &Value, span: Span, more: bool, copy_to_store: bool) -> EvalResult<NixStr> {
         self.check_stack(Some(span))?;
         match v {
             Value::String(s) => Ok(s.clone()),
@@ -749,7 +750,7 @@ impl Evaluator {
                 format!("cannot copy '{p}' to the store: interpolating a path needs mini's store, which this build of mini does not have yet"),
                 span,
             )),
-            Value::Path(p) => Ok(p.clone()),
+            Value::Path(p) => Ok(NixStr::from(p.as_str())),
             Value::Attrs(attrs) => {
                 if let Some(f) = attrs.get_str("__toString") {
                     let f = self.force(&f.clone())?;
@@ -762,10 +763,10 @@ impl Evaluator {
                 }
                 Err(EvalError::type_error("cannot coerce a set to a string", span))
             }
-            Value::Null if more => Ok(Rc::from("")),
-            Value::Bool(b) if more => Ok(Rc::from(if *b { "1" } else { "" })),
-            Value::Int(n) if more => Ok(Rc::from(itoa::Buffer::new().format(*n))),
-            Value::Float(f) if more => Ok(Rc::from(format!("{f:.6}"))),
+            Value::Null if more => Ok(NixStr::from("")),
+            Value::Bool(b) if more => Ok(NixStr::from(if *b { "1" } else { "" })),
+            Value::Int(n) if more => Ok(NixStr::from(itoa::Buffer::new().format(*n))),
+            Value::Float(f) if more => Ok(NixStr::from(format!("{f:.6}"))),
             Value::List(items) if more => {
                 let mut out = String::new();
                 for (i, item) in items.iter().enumerate() {
@@ -776,7 +777,7 @@ impl Evaluator {
                         out.push(' ');
                     }
                 }
-                Ok(Rc::from(out))
+                Ok(NixStr::from(out))
             }
             other => Err(EvalError::type_error(format!("cannot coerce {} to a string", other.describe()), span)),
         }

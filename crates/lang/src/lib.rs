@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod print;
 pub mod source;
+pub mod string;
 pub mod syntax;
 pub mod value;
 

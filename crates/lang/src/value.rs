@@ -11,6 +11,7 @@ use crate::compile::{Expr, LambdaInfo};
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
 use crate::source::Span;
+use crate::string::NixStr;
 
 /// An interned attribute or variable name.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
@@ -22,7 +23,7 @@ struct Interner {
     names: Vec<&'static str>,
     /// Each name as a ready string value, so `attrNames` and `mapAttrs`
     /// hand out names without allocating.
-    strings: Vec<Rc<str>>,
+    strings: Vec<NixStr>,
 }
 
 thread_local! {
@@ -40,7 +41,7 @@ impl Symbol {
             let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
             let id = i.names.len() as u32;
             i.names.push(leaked);
-            i.strings.push(Rc::from(leaked));
+            i.strings.push(NixStr::from(leaked));
             i.ids.insert(leaked, id);
             Symbol(id)
         })
@@ -69,8 +70,9 @@ pub enum Value {
     Bool(bool),
     Int(i64),
     Float(f64),
-    String(Rc<str>),
-    Path(Rc<str>),
+    String(NixStr),
+    /// An absolute, canonical path (paths are rare; this keeps `Value` small).
+    Path(Rc<String>),
     Attrs(Rc<Attrs>),
     List(Rc<Vec<Thunk>>),
     Lambda(Rc<Closure>),
@@ -79,7 +81,7 @@ pub enum Value {
 }
 
 impl Value {
-    pub fn string(s: impl Into<Rc<str>>) -> Value {
+    pub fn string(s: impl Into<NixStr>) -> Value {
         Value::String(s.into())
     }
 

@@ -9,6 +9,7 @@ use super::{attrs_of, call1, call2, expect_bool, function, int, list, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Span;
+use crate::string::NixStr;
 use crate::value::{Attrs, Symbol, Thunk, Value};
 
 pub fn map(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
@@ -221,7 +222,7 @@ pub fn group_by(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Va
     )))
 }
 
-pub(crate) fn strings_of(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Vec<Rc<str>>> {
+pub(crate) fn strings_of(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Vec<NixStr>> {
     let items = list(ev, t, span)?;
     items.iter().map(|x| string(ev, x, span)).collect()
 }

@@ -16,6 +16,7 @@ pub use json::to_json;
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Span;
+use crate::string::NixStr;
 use crate::value::{Attrs, Lazy, PrimOp, PrimOpFn, Symbol, Thunk, Value};
 
 /// Every primop: name, arity, implementation.
@@ -168,7 +169,7 @@ pub(crate) fn expect_bool(v: Value, span: Span) -> EvalResult<bool> {
     }
 }
 
-pub(crate) fn string(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<Rc<str>> {
+pub(crate) fn string(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<NixStr> {
     match ev.force(t)? {
         Value::String(s) => Ok(s),
         other => Err(type_error(&other, "a string", span)),

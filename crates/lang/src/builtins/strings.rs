@@ -13,9 +13,10 @@ use super::{attrs_of, int, list, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Span;
+use crate::string::NixStr;
 use crate::value::{Thunk, Value};
 
-fn coerce(ev: &mut Evaluator, t: &Thunk, span: Span, copy_to_store: bool) -> EvalResult<Rc<str>> {
+fn coerce(ev: &mut Evaluator, t: &Thunk, span: Span, copy_to_store: bool) -> EvalResult<NixStr> {
     let v = ev.force(t)?;
     ev.coerce_to_string(&v, span, false, copy_to_store)
 }
@@ -116,7 +117,7 @@ pub fn dir_of(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Valu
         Some(0) => "/",
         Some(p) => &s[..p],
     };
-    Ok(if matches!(v, Value::Path(_)) { Value::Path(dir.into()) } else { Value::string(dir) })
+    Ok(if matches!(v, Value::Path(_)) { Value::Path(Rc::new(dir.to_string())) } else { Value::string(dir) })
 }
 
 pub fn hash_string(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
