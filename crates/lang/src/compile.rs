@@ -120,8 +120,14 @@ pub struct LambdaInfo {
 pub type Formals = Vec<(Symbol, Option<Expr>)>;
 
 pub enum ParamInfo {
-    Ident,
-    Pattern { formals: Formals, ellipsis: bool, bind: bool },
+    /// `x: y: z: …`: consecutive plain parameters merged into one lambda
+    /// of that many arguments, so a full call makes one frame, not three.
+    Idents(u32),
+    Pattern {
+        formals: Formals,
+        ellipsis: bool,
+        bind: bool,
+    },
 }
 
 enum Scope {
@@ -338,9 +344,17 @@ impl<'a> Compiler<'a> {
     fn lambda(&mut self, lambda: &ast::Lambda, name: Option<Symbol>) -> EvalResult<LambdaInfo> {
         match &lambda.param {
             Param::Ident(arg) => {
-                let scope = Scope::Names(HashMap::from([(Symbol::intern(arg), 0)]));
-                let body = self.in_scope(scope, |c| c.expr(&lambda.body, None))?;
-                Ok(LambdaInfo { name, span: lambda.span, param: ParamInfo::Ident, body })
+                let mut names = vec![arg];
+                let mut body = &lambda.body;
+                while let Ast::Lambda(inner) = body {
+                    let Param::Ident(next) = &inner.param else { break };
+                    names.push(next);
+                    body = &inner.body;
+                }
+                // A later parameter of the same name shadows an earlier one.
+                let scope = names.iter().enumerate().map(|(i, n)| (Symbol::intern(n), i as u32)).collect();
+                let body = self.in_scope(Scope::Names(scope), |c| c.expr(body, None))?;
+                Ok(LambdaInfo { name, span: lambda.span, param: ParamInfo::Idents(names.len() as u32), body })
             }
             Param::Pattern { formals, ellipsis, bind } => {
                 let mut names: HashMap<Symbol, u32> =

@@ -190,7 +190,9 @@ impl Evaluator {
                     self.eval(els, env)
                 }
             }
-            Expr::Lambda(info) => Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: env.clone() }))),
+            Expr::Lambda(info) => {
+                Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: env.clone(), applied: Vec::new() })))
+            }
             Expr::Apply { func, args, span } => self.eval_apply(func, args, env, *span),
             Expr::BinOp { op, lhs, rhs, span } => self.binop(*op, lhs, rhs, env, *span),
             Expr::Not(e, span) => Ok(Value::Bool(!self.eval_bool(e, env, *span)?)),
@@ -390,13 +392,13 @@ impl Evaluator {
         Ok(f)
     }
 
-    /// `f a b`, entering a curried lambda's inner lambda directly.
+    /// `f a b`: a two-argument lambda gets both at once, in one frame.
     pub fn call2(&mut self, f: Value, a: Thunk, b: Thunk, span: Span) -> EvalResult<Value> {
         if let Value::Lambda(c) = &f {
-            if let (ParamInfo::Ident, Expr::Lambda(inner)) = (&c.lambda.param, &c.lambda.body) {
+            if let (ParamInfo::Idents(2), true) = (&c.lambda.param, c.applied.is_empty()) {
                 self.check_stack(Some(span))?;
-                let frame = Env::new(Some(c.env.clone()), Slots::One(a));
-                return self.call_lambda(inner, frame, b, span);
+                let frame = Env::new(Some(c.env.clone()), Slots::Two(a, b));
+                return self.enter(c.lambda, &frame, span);
             }
         }
         let g = self.call(f, a, span)?;
@@ -493,7 +495,7 @@ impl Evaluator {
     pub fn call(&mut self, f: Value, arg: Thunk, span: Span) -> EvalResult<Value> {
         self.check_stack(Some(span))?;
         match f {
-            Value::Lambda(closure) => self.call_lambda(closure.lambda, closure.env.clone(), arg, span),
+            Value::Lambda(closure) => self.apply_closure(&closure, arg, span),
             Value::PrimOp(op) if op.arity == 1 => (op.func)(self, &[arg], span),
             Value::PrimOp(op) => Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op, args: vec![arg] }))),
             Value::PrimOpApp(app) => {
@@ -525,10 +527,50 @@ impl Evaluator {
         }
     }
 
-    /// Calls the lambda `info`, created in `parent`, with `arg`.
-    fn call_lambda(&mut self, info: &'static LambdaInfo, parent: Rc<Env>, arg: Thunk, span: Span) -> EvalResult<Value> {
+    /// Applies a closure to one more argument: either its last, which runs
+    /// the body, or an earlier one of a multi-argument lambda.
+    fn apply_closure(&mut self, closure: &Closure, arg: Thunk, span: Span) -> EvalResult<Value> {
+        let info = closure.lambda;
+        let parent = closure.env.clone();
+        let frame = match (&info.param, closure.applied.len()) {
+            (ParamInfo::Idents(1), _) => Env::new(Some(parent), Slots::One(arg)),
+            (ParamInfo::Idents(n), applied) if applied + 1 < *n as usize => {
+                let mut args = Vec::with_capacity(*n as usize);
+                args.extend_from_slice(&closure.applied);
+                args.push(arg);
+                return Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: parent, applied: args })));
+            }
+            (ParamInfo::Idents(_), 1) => Env::new(Some(parent), Slots::Two(closure.applied[0].clone(), arg)),
+            (ParamInfo::Idents(_), _) => {
+                let mut args = closure.applied.clone();
+                args.push(arg);
+                Env::new(Some(parent), Slots::Many(args.into_boxed_slice()))
+            }
+            (ParamInfo::Pattern { .. }, _) => self.bind_pattern(info, parent, arg, span)?,
+        };
+        self.enter(info, &frame, span)
+    }
+
+    /// Runs a lambda's body in its argument frame.
+    fn enter(&mut self, info: &'static LambdaInfo, frame: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        self.eval(&info.body, frame).map_err(|mut e| {
+            if e.span.is_some() {
+                e.add_trace(span, || format!("while calling {}", self.describe_lambda(info)));
+            }
+            e
+        })
+    }
+
+    /// Makes the frame of a `{ a, b ? …, ... }@args` lambda from its argument.
+    fn bind_pattern(
+        &mut self,
+        info: &'static LambdaInfo,
+        parent: Rc<Env>,
+        arg: Thunk,
+        span: Span,
+    ) -> EvalResult<Rc<Env>> {
         let env = match &info.param {
-            ParamInfo::Ident => Env::new(Some(parent), Slots::One(arg)),
+            ParamInfo::Idents(_) => unreachable!("only patterns are bound here"),
             ParamInfo::Pattern { formals, ellipsis, bind } => {
                 let attrs = self.force(&arg)?;
                 let Value::Attrs(attrs) = attrs else {
@@ -579,12 +621,7 @@ impl Evaluator {
                 frame
             }
         };
-        self.eval(&info.body, &env).map_err(|mut e| {
-            if e.span.is_some() {
-                e.add_trace(span, || format!("while calling {}", self.describe_lambda(info)));
-            }
-            e
-        })
+        Ok(env)
     }
 
     fn binop(

@@ -276,6 +276,7 @@ pub struct Env {
 /// which then needs no second allocation.
 pub enum Slots {
     One(Thunk),
+    Two(Thunk, Thunk),
     Many(Box<[Thunk]>),
 }
 
@@ -297,6 +298,13 @@ impl Env {
     pub fn slot(&self, index: u32) -> &Thunk {
         match self.slots.get().expect("environment frame is initialised before use") {
             Slots::One(t) => t,
+            Slots::Two(a, b) => {
+                if index == 0 {
+                    a
+                } else {
+                    b
+                }
+            }
             Slots::Many(ts) => &ts[index as usize],
         }
     }
@@ -305,6 +313,7 @@ impl Env {
     pub fn try_slot(&self, index: u32) -> Option<&Thunk> {
         match self.slots.get()? {
             Slots::One(t) => Some(t),
+            Slots::Two(a, b) => Some(if index == 0 { a } else { b }),
             Slots::Many(ts) => ts.get(index as usize),
         }
     }
@@ -319,10 +328,12 @@ impl Env {
     }
 }
 
-/// A lambda together with the environment it was created in.
+/// A lambda together with the environment it was created in, and the
+/// arguments a multi-argument lambda (`x: y: …`) has received so far.
 pub struct Closure {
     pub lambda: &'static LambdaInfo,
     pub env: Rc<Env>,
+    pub applied: Vec<Thunk>,
 }
 
 /// The Rust side of a built-in function.

@@ -110,7 +110,7 @@ pub fn zip_attrs_with(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalRes
 pub fn function_args(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     match ev.force(&args[0])? {
         Value::Lambda(c) => match &c.lambda.param {
-            ParamInfo::Ident => Ok(Value::attrs(Attrs::default())),
+            ParamInfo::Idents(_) => Ok(Value::attrs(Attrs::default())),
             ParamInfo::Pattern { formals, .. } => Ok(Value::attrs(Attrs::from_unsorted(
                 formals.iter().map(|(n, d)| (*n, Value::Bool(d.is_some()).into())).collect(),
             ))),
