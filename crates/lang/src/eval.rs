@@ -334,8 +334,14 @@ impl Evaluator {
         let mut value = self.eval_operand(expr, env)?;
         for key in path {
             let name = self.key_symbol(key, env)?;
-            let found = match &value {
-                Value::Attrs(attrs) => attrs.get(name).cloned(),
+            let next = match &value {
+                Value::Attrs(attrs) => match attrs.get(name) {
+                    Some(t) => Some(self.force(t).map_err(|mut e| {
+                        e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
+                        e
+                    })?),
+                    None => None,
+                },
                 _ if default.is_some() => None,
                 other => {
                     return Err(EvalError::type_error(
@@ -344,21 +350,12 @@ impl Evaluator {
                     ))
                 }
             };
-            value = match found {
-                Some(t) => self.force(&t).map_err(|mut e| {
-                    e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
-                    e
-                })?,
-                None => match default {
-                    Some(d) => return self.eval(d, env),
-                    None => {
-                        return Err(EvalError::at(
-                            ErrorKind::MissingAttribute,
-                            format!("attribute '{name}' missing"),
-                            span,
-                        ))
-                    }
-                },
+            value = match (next, default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => return self.eval(d, env),
+                (None, None) => {
+                    return Err(EvalError::at(ErrorKind::MissingAttribute, format!("attribute '{name}' missing"), span))
+                }
             };
         }
         Ok(value)

@@ -3,7 +3,7 @@
 //! infinite recursion is detected) or done. Compiled code lives for the whole
 //! process (`&'static`), so thunks and closures point into it directly.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
@@ -17,7 +17,6 @@ use crate::string::NixStr;
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Symbol(u32);
 
-#[derive(Default)]
 struct Interner {
     ids: FxHashMap<&'static str, u32>,
     names: Vec<&'static str>,
@@ -27,7 +26,9 @@ struct Interner {
 }
 
 thread_local! {
-    static INTERNER: RefCell<Interner> = RefCell::new(Interner::default());
+    static INTERNER: RefCell<Interner> = const {
+        RefCell::new(Interner { ids: FxHashMap::with_hasher(FxBuildHasher), names: Vec::new(), strings: Vec::new() })
+    };
 }
 
 impl Symbol {
