@@ -566,59 +566,53 @@ impl Evaluator {
         arg: Thunk,
         span: Span,
     ) -> EvalResult<Rc<Env>> {
-        let env = match &info.param {
-            ParamInfo::Idents(_) => unreachable!("only patterns are bound here"),
-            ParamInfo::Pattern { formals, ellipsis, bind } => {
-                let attrs = self.force(&arg)?;
-                let Value::Attrs(attrs) = attrs else {
-                    return Err(EvalError::type_error(
-                        format!("value is {} while a set was expected", attrs.describe()),
-                        span,
-                    ));
-                };
-                let frame = Env::recursive(parent);
-                let mut slots = Vec::with_capacity(formals.len() + usize::from(*bind));
-                let mut used = 0;
-                for (name, default) in formals {
-                    match (attrs.get(*name), default) {
-                        (Some(t), _) => {
-                            used += 1;
-                            slots.push(t.clone());
-                        }
-                        (None, Some(d)) => {
-                            let t = self.frame_thunk(d, &frame, &slots);
-                            slots.push(t)
-                        }
-                        (None, None) => {
-                            return Err(EvalError::at(
-                                ErrorKind::Type,
-                                format!("{} called without required argument '{name}'", self.describe_lambda(info)),
-                                span,
-                            ))
-                        }
-                    }
+        let ParamInfo::Pattern { formals, ellipsis, bind } = &info.param else {
+            unreachable!("apply_closure binds only patterns here");
+        };
+        let attrs = self.force(&arg)?;
+        let Value::Attrs(attrs) = attrs else {
+            return Err(EvalError::type_error(format!("value is {} while a set was expected", attrs.describe()), span));
+        };
+        let frame = Env::recursive(parent);
+        let mut slots = Vec::with_capacity(formals.len() + usize::from(*bind));
+        let mut used = 0;
+        for (name, default) in formals {
+            match (attrs.get(*name), default) {
+                (Some(t), _) => {
+                    used += 1;
+                    slots.push(t.clone());
                 }
-                if !ellipsis && used < attrs.len() {
-                    let unexpected = attrs
-                        .sorted_by_name()
-                        .into_iter()
-                        .map(|(n, _)| n)
-                        .find(|n| !formals.iter().any(|(f, _)| f.as_str() == *n))
-                        .unwrap_or_default();
+                (None, Some(d)) => {
+                    let t = self.frame_thunk(d, &frame, &slots);
+                    slots.push(t)
+                }
+                (None, None) => {
                     return Err(EvalError::at(
                         ErrorKind::Type,
-                        format!("{} called with unexpected argument '{unexpected}'", self.describe_lambda(info)),
+                        format!("{} called without required argument '{name}'", self.describe_lambda(info)),
                         span,
-                    ));
+                    ))
                 }
-                if *bind {
-                    slots.push(arg);
-                }
-                frame.fill(slots);
-                frame
             }
-        };
-        Ok(env)
+        }
+        if !ellipsis && used < attrs.len() {
+            let unexpected = attrs
+                .sorted_by_name()
+                .into_iter()
+                .map(|(n, _)| n)
+                .find(|n| !formals.iter().any(|(f, _)| f.as_str() == *n))
+                .unwrap_or_default();
+            return Err(EvalError::at(
+                ErrorKind::Type,
+                format!("{} called with unexpected argument '{unexpected}'", self.describe_lambda(info)),
+                span,
+            ));
+        }
+        if *bind {
+            slots.push(arg);
+        }
+        frame.fill(slots);
+        Ok(frame)
     }
 
     fn binop(

@@ -97,20 +97,28 @@ pub fn attr_name(name: &str) -> String {
     }
 }
 
+/// The escapes Nix's printer and its JSON writer share.
+pub(crate) fn common_escape(c: char) -> Option<&'static str> {
+    Some(match c {
+        '"' => "\\\"",
+        '\\' => "\\\\",
+        '\n' => "\\n",
+        '\r' => "\\r",
+        '\t' => "\\t",
+        _ => return None,
+    })
+}
+
 /// A string literal as Nix prints it: `"`, `\`, newline, return, tab and `${` escaped.
 pub fn escape_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '$' if chars.peek() == Some(&'{') => out.push_str("\\$"),
-            other => out.push(other),
+        match common_escape(c) {
+            Some(escaped) => out.push_str(escaped),
+            None if c == '$' && chars.peek() == Some(&'{') => out.push_str("\\$"),
+            None => out.push(c),
         }
     }
     out.push('"');

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::string;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::print::format_float;
+use crate::print::{common_escape, format_float};
 use crate::source::Span;
 use crate::value::{Attrs, Symbol, Thunk, Value};
 
@@ -77,14 +77,10 @@ fn write_json(ev: &mut Evaluator, v: &Value, span: Span, out: &mut String) -> Ev
 fn escape_json(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap_or(()),
-            c => out.push(c),
+        match common_escape(c) {
+            Some(escaped) => out.push_str(escaped),
+            None if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap_or(()),
+            None => out.push(c),
         }
     }
     out.push('"');
