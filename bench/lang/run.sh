@@ -187,7 +187,7 @@ if [[ $record -eq 1 ]]; then
         echo
         echo "- machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
         echo "- nix: $("$NIX_INSTANTIATE" --version)"
-        echo "- mini: \`$MINI\`, commit $rev"
+        echo "- mini: \`${MINI#"$REPO"/}\`, commit $rev"
         echo "- best of $RUNS runs (minimum wall time from bash's \$EPOCHREALTIME; peak RSS of that run from GNU time \`%M\`)"
         echo
         echo "$table"
