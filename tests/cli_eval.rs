@@ -145,3 +145,22 @@ fn the_readme_example_evaluates_as_documented() {
         "{ helloDependsOn = [ \"greeting-1.1\" ]; packages = [ \"greeting-1.1\" \"hello-2.12\" ]; }\n"
     );
 }
+
+#[test]
+fn a_thunk_is_evaluated_at_most_once() {
+    let s = Scratch::new("once");
+    let out = mini(&s.0, &["eval", "--expr", "let x = builtins.trace \"forced\" 21; in x + x"]);
+    assert_eq!(stdout(&out), "42\n");
+    assert_eq!(stderr(&out).matches("trace: forced").count(), 1, "{}", stderr(&out));
+}
+
+#[test]
+fn try_eval_catches_throw_and_assert_but_not_abort() {
+    let s = Scratch::new("tryeval");
+    let caught = "map (e: (builtins.tryEval e).success) [ (throw \"t\") (assert false; 1) 2 ]";
+    let out = mini(&s.0, &["eval", "--strict", "--expr", caught]);
+    assert_eq!(stdout(&out), "[ false false true ]\n", "{}", stderr(&out));
+    let out = mini(&s.0, &["eval", "--expr", "builtins.tryEval (abort \"stop\")"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("evaluation aborted with the following error message: 'stop'"), "{}", stderr(&out));
+}
