@@ -1,0 +1,184 @@
+//! Function application: lambdas (plain, multi-argument and with formals),
+//! built-ins, partial applications and `__functor` sets.
+
+use std::rc::Rc;
+
+use super::Evaluator;
+use crate::compile::{Expr, LambdaInfo, ParamInfo};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::source::Span;
+use crate::value::{Closure, Env, PrimOpApp, Slots, Thunk, Value};
+
+impl Evaluator {
+    /// `f a b …`. Arguments go two at a time, so a multi-argument lambda
+    /// (`x: y: …`) gets both in one frame.
+    pub(super) fn eval_apply(
+        &mut self,
+        func: &'static Expr,
+        args: &'static [Expr],
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut f = self.eval_operand(func, env)?;
+        let mut rest = args;
+        while let Some((first, tail)) = rest.split_first() {
+            let a = self.thunk(first, env);
+            match tail.split_first() {
+                Some((second, tail)) => {
+                    let b = self.thunk(second, env);
+                    f = self.call2(f, a, b, span)?;
+                    rest = tail;
+                }
+                None => {
+                    f = self.call(f, a, span)?;
+                    rest = tail;
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    /// `f a b`: a two-argument lambda gets both at once, in one frame.
+    pub fn call2(&mut self, f: Value, a: Thunk, b: Thunk, span: Span) -> EvalResult<Value> {
+        if let Value::Lambda(c) = &f {
+            if let (ParamInfo::Idents(2), true) = (&c.lambda.param, c.applied.is_empty()) {
+                self.check_stack(Some(span))?;
+                let frame = Env::new(Some(c.env.clone()), Slots::Two(a, b));
+                return self.enter(c.lambda, &frame, span);
+            }
+        }
+        let g = self.call(f, a, span)?;
+        self.call(g, b, span)
+    }
+
+    /// Applies a function value to one argument.
+    pub fn call(&mut self, f: Value, arg: Thunk, span: Span) -> EvalResult<Value> {
+        self.check_stack(Some(span))?;
+        match f {
+            Value::Lambda(closure) => self.apply_closure(&closure, arg, span),
+            Value::PrimOp(op) if op.arity == 1 => (op.func)(self, &[arg], span),
+            Value::PrimOp(op) => Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op, args: vec![arg] }))),
+            Value::PrimOpApp(app) => {
+                let mut args = Vec::with_capacity(app.args.len() + 1);
+                args.extend_from_slice(&app.args);
+                args.push(arg);
+                if args.len() == app.op.arity {
+                    (app.op.func)(self, &args, span)
+                } else {
+                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op: app.op, args })))
+                }
+            }
+            Value::Attrs(attrs) => match attrs.get_str("__functor") {
+                Some(functor) => {
+                    let functor = self.force(&functor.clone())?;
+                    let inner = self.call(functor, Thunk::Ready(Value::Attrs(attrs.clone())), span)?;
+                    self.call(inner, arg, span)
+                }
+                None => Err(not_a_function(&Value::Attrs(attrs), span)),
+            },
+            other => Err(not_a_function(&other, span)),
+        }
+    }
+
+    fn describe_lambda(&self, info: &LambdaInfo) -> String {
+        match info.name {
+            Some(name) => format!("function '{name}'"),
+            None => format!("anonymous function at {}", self.sources.locate(info.span)),
+        }
+    }
+
+    /// Applies a closure to one more argument: either its last, which runs
+    /// the body, or an earlier one of a multi-argument lambda.
+    pub(super) fn apply_closure(&mut self, closure: &Closure, arg: Thunk, span: Span) -> EvalResult<Value> {
+        let info = closure.lambda;
+        let parent = closure.env.clone();
+        let frame = match (&info.param, closure.applied.len()) {
+            (ParamInfo::Idents(1), _) => Env::new(Some(parent), Slots::One(arg)),
+            (ParamInfo::Idents(n), applied) if applied + 1 < *n as usize => {
+                let mut args = Vec::with_capacity(*n as usize);
+                args.extend_from_slice(&closure.applied);
+                args.push(arg);
+                return Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: parent, applied: args })));
+            }
+            (ParamInfo::Idents(_), 1) => Env::new(Some(parent), Slots::Two(closure.applied[0].clone(), arg)),
+            (ParamInfo::Idents(_), _) => {
+                let mut args = closure.applied.clone();
+                args.push(arg);
+                Env::new(Some(parent), Slots::Many(args.into_boxed_slice()))
+            }
+            (ParamInfo::Pattern { .. }, _) => self.bind_pattern(info, parent, arg, span)?,
+        };
+        self.enter(info, &frame, span)
+    }
+
+    /// Runs a lambda's body in its argument frame.
+    fn enter(&mut self, info: &'static LambdaInfo, frame: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        self.eval(&info.body, frame).map_err(|mut e| {
+            if e.span.is_some() {
+                e.add_trace(span, || format!("while calling {}", self.describe_lambda(info)));
+            }
+            e
+        })
+    }
+
+    /// Makes the frame of a `{ a, b ? …, ... }@args` lambda from its argument.
+    fn bind_pattern(
+        &mut self,
+        info: &'static LambdaInfo,
+        parent: Rc<Env>,
+        arg: Thunk,
+        span: Span,
+    ) -> EvalResult<Rc<Env>> {
+        let ParamInfo::Pattern { formals, ellipsis, bind } = &info.param else {
+            unreachable!("apply_closure binds only patterns here");
+        };
+        let attrs = self.force(&arg)?;
+        let Value::Attrs(attrs) = attrs else {
+            return Err(EvalError::type_error(format!("value is {} while a set was expected", attrs.describe()), span));
+        };
+        let frame = Env::recursive(parent);
+        let mut slots = Vec::with_capacity(formals.len() + usize::from(*bind));
+        let mut used = 0;
+        for (name, default) in formals {
+            match (attrs.get(*name), default) {
+                (Some(t), _) => {
+                    used += 1;
+                    slots.push(t.clone());
+                }
+                (None, Some(d)) => {
+                    let t = self.frame_thunk(d, &frame, &slots);
+                    slots.push(t)
+                }
+                (None, None) => {
+                    return Err(EvalError::at(
+                        ErrorKind::Type,
+                        format!("{} called without required argument '{name}'", self.describe_lambda(info)),
+                        span,
+                    ))
+                }
+            }
+        }
+        if !ellipsis && used < attrs.len() {
+            let unexpected = attrs
+                .sorted_by_name()
+                .into_iter()
+                .map(|(n, _)| n)
+                .find(|n| !formals.iter().any(|(f, _)| f.as_str() == *n))
+                .unwrap_or_default();
+            return Err(EvalError::at(
+                ErrorKind::Type,
+                format!("{} called with unexpected argument '{unexpected}'", self.describe_lambda(info)),
+                span,
+            ));
+        }
+        if *bind {
+            slots.push(arg);
+        }
+        frame.fill(slots);
+        Ok(frame)
+    }
+}
+
+fn not_a_function(v: &Value, span: Span) -> Box<EvalError> {
+    EvalError::type_error(format!("attempt to call something which is not a function but {}", v.describe()), span)
+}

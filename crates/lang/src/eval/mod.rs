@@ -1,0 +1,537 @@
+//! The evaluator: forces thunks, applies functions and implements the
+//! operators with Nix's exact rules (int/float mixing, string and path
+//! concatenation, equality with the pointer shortcut, list comparison).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use crate::compile::{Compiler, Expr, Key, SetExpr};
+use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::source::{SourceMap, Span};
+use crate::syntax::ast::BinOp;
+use crate::value::{Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
+
+mod call;
+mod ops;
+
+use ops::speculate_int_op;
+
+/// How much stack an evaluator may use when the caller does not say.
+const DEFAULT_STACK_BUDGET: usize = 1 << 20;
+/// Kept free below the budget so error handling itself has room.
+const STACK_MARGIN: usize = 128 << 10;
+
+/// One evaluation session: sources, the import cache and the global scope.
+pub struct Evaluator {
+    pub sources: SourceMap,
+    pub(crate) globals: HashMap<Symbol, Value>,
+    imports: HashMap<PathBuf, Value>,
+    pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
+    /// Reused by string interpolation, so building a string allocates once.
+    interpolation_buffer: String,
+    stack_limit: usize,
+    /// Pure evaluation: no environment variables, no clock.
+    pub pure: bool,
+    /// Compute cheap, total operations (`n - 1` on evaluated integers) at
+    /// once instead of allocating a thunk. The value is the same either way;
+    /// only whether it is still a thunk differs, which lazy printing shows
+    /// as `<CODE>`, so `mini eval` without `--strict` turns this off.
+    pub speculate: bool,
+}
+
+fn stack_pointer() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
+}
+
+impl Default for Evaluator {
+    fn default() -> Self {
+        Evaluator::new()
+    }
+}
+
+impl Evaluator {
+    /// An evaluator for a thread with an ordinary (small) stack.
+    pub fn new() -> Evaluator {
+        Evaluator::with_stack_budget(DEFAULT_STACK_BUDGET)
+    }
+
+    /// An evaluator that may use `bytes` of the current thread's stack below
+    /// this call; deeper evaluation fails with a stack-overflow error.
+    pub fn with_stack_budget(bytes: usize) -> Evaluator {
+        let mut ev = Evaluator {
+            sources: SourceMap::default(),
+            globals: HashMap::new(),
+            imports: HashMap::new(),
+            regex_cache: HashMap::new(),
+            interpolation_buffer: String::new(),
+            stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
+            pure: false,
+            speculate: true,
+        };
+        ev.globals = crate::builtins::globals();
+        ev
+    }
+
+    #[inline]
+    pub(crate) fn check_stack(&self, span: Option<Span>) -> EvalResult<()> {
+        if stack_pointer() < self.stack_limit {
+            return Err(EvalError::new(ErrorKind::StackOverflow, "stack overflow (possible infinite recursion)", span));
+        }
+        Ok(())
+    }
+
+    /// Parses and compiles source text; the compiled tree lives for the process.
+    pub fn compile_source(&mut self, name: String, path: Option<PathBuf>, text: &str) -> EvalResult<&'static Expr> {
+        let base_dir = match path.as_deref().and_then(Path::parent) {
+            Some(dir) => dir.to_path_buf(),
+            None => std::env::current_dir()
+                .map_err(|e| EvalError::new(ErrorKind::Io, format!("cannot read the current directory: {e}"), None))?,
+        };
+        let file = self.sources.add(name, path, Rc::from(text));
+        let ast = crate::syntax::parse(text, file).map_err(|e| EvalError::syntax(e, file))?;
+        let expr = Compiler::new(&self.sources, &self.globals, base_dir).compile(&ast)?;
+        Ok(Box::leak(Box::new(expr)))
+    }
+
+    /// Evaluates `--expr` text to weak head normal form.
+    pub fn eval_text(&mut self, text: &str) -> EvalResult<Value> {
+        let expr = self.compile_source("«string»".into(), None, text)?;
+        self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))
+    }
+
+    /// Evaluates a file (or `dir/default.nixlike`) to weak head normal form.
+    pub fn eval_file(&mut self, path: &Path) -> EvalResult<Value> {
+        let absolute = std::path::absolute(path)
+            .map_err(|e| EvalError::new(ErrorKind::Io, format!("cannot resolve '{}': {e}", path.display()), None))?;
+        self.import(&absolute, None)
+    }
+
+    /// `import`: each file is parsed and evaluated once per session.
+    pub fn import(&mut self, path: &Path, span: Option<Span>) -> EvalResult<Value> {
+        let file = resolve_import(path);
+        if let Some(v) = self.imports.get(&file) {
+            return Ok(v.clone());
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            EvalError::new(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
+        })?;
+        let expr = self.compile_source(file.display().to_string(), Some(file.clone()), &text)?;
+        let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
+        self.imports.insert(file, value.clone());
+        Ok(value)
+    }
+
+    pub(crate) fn thunk(&self, expr: &'static Expr, env: &Rc<Env>) -> Thunk {
+        match expr {
+            Expr::Const(v) => Thunk::Ready(v.clone()),
+            Expr::Var { level, index } => env.ancestor(*level).slot(*index).clone(),
+            Expr::BinOp { op, lhs, rhs, .. } if self.speculate => match speculate_int_op(*op, lhs, rhs, env) {
+                Some(v) => Thunk::Ready(v),
+                None => Thunk::pending(expr, env.clone()),
+            },
+            _ => Thunk::pending(expr, env.clone()),
+        }
+    }
+
+    /// Forces a thunk to weak head normal form, at most once.
+    #[inline]
+    pub fn force(&mut self, thunk: &Thunk) -> EvalResult<Value> {
+        match thunk {
+            Thunk::Ready(v) => Ok(v.clone()),
+            Thunk::Lazy(cell) => {
+                if let Lazy::Done(v) = &*cell.borrow() {
+                    return Ok(v.clone());
+                }
+                self.force_lazy(cell)
+            }
+        }
+    }
+
+    #[inline(never)]
+    fn force_lazy(&mut self, cell: &std::cell::RefCell<Lazy>) -> EvalResult<Value> {
+        let state = std::mem::replace(&mut *cell.borrow_mut(), Lazy::Blackhole);
+        let result = match &state {
+            Lazy::Pending(expr, env) => self.eval(expr, env),
+            Lazy::Apply(f, a) => self.force(f).and_then(|f| self.call(f, a.clone(), Span::default())),
+            Lazy::Apply2(app) => {
+                let (f, a, b) = &**app;
+                self.force(f).and_then(|f| self.call2(f, a.clone(), b.clone(), Span::default()))
+            }
+            Lazy::Blackhole => {
+                Err(EvalError::new(ErrorKind::InfiniteRecursion, "infinite recursion encountered", None))
+            }
+            Lazy::Done(v) => Ok(v.clone()),
+        };
+        match result {
+            Ok(v) => {
+                *cell.borrow_mut() = Lazy::Done(v.clone());
+                Ok(v)
+            }
+            Err(e) => {
+                // Like Nix, a failed thunk can be forced again (and fail again).
+                if !matches!(state, Lazy::Blackhole) {
+                    *cell.borrow_mut() = state;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Evaluates an expression to weak head normal form. The hot cases are
+    /// handled here; the rest live in separate functions so that this one
+    /// keeps a small stack frame, which bounds how deep recursion can go.
+    pub fn eval(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+        self.check_stack(None)?;
+        match expr {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Var { level, index } => self.force(env.ancestor(*level).slot(*index)),
+            Expr::If { cond, then, els, span } => {
+                if self.eval_bool(cond, env, *span)? {
+                    self.eval(then, env)
+                } else {
+                    self.eval(els, env)
+                }
+            }
+            Expr::Lambda(info) => {
+                Ok(Value::Lambda(Rc::new(Closure { lambda: info, env: env.clone(), applied: Vec::new() })))
+            }
+            Expr::Apply { func, args, span } => self.eval_apply(func, args, env, *span),
+            Expr::BinOp { op, lhs, rhs, span } => self.binop(*op, lhs, rhs, env, *span),
+            Expr::Not(e, span) => Ok(Value::Bool(!self.eval_bool(e, env, *span)?)),
+            Expr::List(items) => Ok(Value::list(items.iter().map(|i| self.thunk(i, env)).collect())),
+            _ => self.eval_other(expr, env),
+        }
+    }
+
+    /// [`Evaluator::eval`] with constants and variables handled inline: most
+    /// operands are one or the other, and a call per operand adds up.
+    #[inline(always)]
+    fn eval_operand(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+        match expr {
+            Expr::Const(v) => Ok(v.clone()),
+            Expr::Var { level, index } => self.force(env.ancestor(*level).slot(*index)),
+            _ => self.eval(expr, env),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_other(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+        match expr {
+            Expr::WithVar { name, withs, span } => self.eval_with_var(*name, withs, env, *span),
+            Expr::Interpolate { parts, span } => self.interpolate(parts, env, *span),
+            Expr::SearchPath { name, span } => Err(EvalError::at(
+                ErrorKind::Eval,
+                format!(
+                    "file '{name}' was not found in the Nix search path (mini has no search path; use a relative path)"
+                ),
+                *span,
+            )),
+            Expr::Select { expr, path, default, span } => self.eval_select(expr, path, default.as_deref(), env, *span),
+            Expr::HasAttr { expr, path } => {
+                let mut value = self.eval_operand(expr, env)?;
+                for key in path.iter() {
+                    let name = self.key_symbol(key, env)?;
+                    let found = match &value {
+                        Value::Attrs(attrs) => attrs.get(name).cloned(),
+                        _ => None,
+                    };
+                    match found {
+                        Some(t) => value = self.force(&t)?,
+                        None => return Ok(Value::Bool(false)),
+                    }
+                }
+                Ok(Value::Bool(true))
+            }
+            Expr::Attrs(set) => self.build_set(set, env, env),
+            Expr::RecAttrs(set) => {
+                let frame = self.rec_frame(set, env);
+                self.build_set(set, env, &frame)
+            }
+            Expr::Let { set, body } => {
+                let frame = self.rec_frame(set, env);
+                self.eval(body, &frame)
+            }
+            Expr::With { env: scope, body } => {
+                let frame = Env::new(Some(env.clone()), Slots::One(self.thunk(scope, env)));
+                self.eval(body, &frame)
+            }
+            Expr::Assert { cond, body, span, text } => {
+                if self.eval_bool(cond, env, *span)? {
+                    self.eval(body, env)
+                } else {
+                    Err(EvalError::at(ErrorKind::Assertion, format!("assertion '{text}' failed"), *span))
+                }
+            }
+            Expr::Negate(e, span) => {
+                let v = self.eval(e, env)?;
+                self.arith(BinOp::Sub, Value::Int(0), v, *span)
+            }
+            _ => self.eval(expr, env),
+        }
+    }
+
+    /// `"a${b}c"`. Parts are gathered in a buffer kept between calls, and
+    /// `${toString n}` of an integer is written straight into it: both are
+    /// the bulk of string building in real code.
+    fn interpolate(&mut self, parts: &'static [Expr], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        let mut buf = std::mem::take(&mut self.interpolation_buffer);
+        buf.clear();
+        let result = self.interpolate_into(&mut buf, parts, env, span);
+        let value = result.map(|()| Value::string(buf.as_str()));
+        self.interpolation_buffer = buf;
+        value
+    }
+
+    fn interpolate_into(
+        &mut self,
+        buf: &mut String,
+        parts: &'static [Expr],
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<()> {
+        for part in parts {
+            let value = match part {
+                Expr::Apply { func, args, span } => match (&**func, &**args) {
+                    (Expr::Const(Value::PrimOp(op)), [arg]) if op.name == "toString" => {
+                        match self.eval_operand(arg, env)? {
+                            Value::Int(n) => {
+                                buf.push_str(itoa::Buffer::new().format(n));
+                                continue;
+                            }
+                            other => self.call(Value::PrimOp(op), Thunk::Ready(other), *span)?,
+                        }
+                    }
+                    _ => self.eval_operand(part, env)?,
+                },
+                _ => self.eval_operand(part, env)?,
+            };
+            match value {
+                Value::String(part) => buf.push_str(&part),
+                other => buf.push_str(&self.coerce_to_string(&other, span, false, true)?),
+            }
+        }
+        Ok(())
+    }
+
+    fn eval_with_var(&mut self, name: Symbol, withs: &[u32], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
+        for &level in withs {
+            let scope = env.ancestor(level).slot(0).clone();
+            let attrs = self.force_attrs(&scope, span)?;
+            if let Some(t) = attrs.get(name) {
+                let t = t.clone();
+                return self.force(&t);
+            }
+        }
+        Err(EvalError::at(ErrorKind::UndefinedVariable, format!("undefined variable '{name}'"), span))
+    }
+
+    fn eval_select(
+        &mut self,
+        expr: &'static Expr,
+        path: &'static [Key],
+        default: Option<&'static Expr>,
+        env: &Rc<Env>,
+        span: Span,
+    ) -> EvalResult<Value> {
+        let mut value = self.eval_operand(expr, env)?;
+        for key in path {
+            let name = self.key_symbol(key, env)?;
+            let next = match &value {
+                Value::Attrs(attrs) => match attrs.get(name) {
+                    Some(t) => Some(self.force(t).map_err(|mut e| {
+                        e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
+                        e
+                    })?),
+                    None => None,
+                },
+                _ if default.is_some() => None,
+                other => {
+                    return Err(EvalError::type_error(
+                        format!("value is {} while a set was expected", other.describe()),
+                        span,
+                    ))
+                }
+            };
+            value = match (next, default) {
+                (Some(v), _) => v,
+                (None, Some(d)) => return self.eval(d, env),
+                (None, None) => {
+                    return Err(EvalError::at(ErrorKind::MissingAttribute, format!("attribute '{name}' missing"), span))
+                }
+            };
+        }
+        Ok(value)
+    }
+
+    fn eval_bool(&mut self, expr: &'static Expr, env: &Rc<Env>, span: Span) -> EvalResult<bool> {
+        match self.eval_operand(expr, env)? {
+            Value::Bool(b) => Ok(b),
+            other => {
+                Err(EvalError::type_error(format!("value is {} while a Boolean was expected", other.describe()), span))
+            }
+        }
+    }
+
+    fn key_symbol(&mut self, key: &'static Key, env: &Rc<Env>) -> EvalResult<Symbol> {
+        match key {
+            Key::Static(s) => Ok(*s),
+            Key::Dynamic(e, span) => match self.eval_operand(e, env)? {
+                Value::String(s) => Ok(Symbol::intern(&s)),
+                other => Err(EvalError::type_error(
+                    format!("value is {} while a string was expected", other.describe()),
+                    *span,
+                )),
+            },
+        }
+    }
+
+    /// Creates the frame of a `rec` set or `let`, whose thunks see the frame itself.
+    fn rec_frame(&mut self, set: &'static SetExpr, env: &Rc<Env>) -> Rc<Env> {
+        let frame = Env::recursive(env.clone());
+        let mut slots = Vec::with_capacity(set.statics.len());
+        for (_, def) in &set.statics {
+            let t =
+                if def.inherited { self.thunk(&def.value, env) } else { self.frame_thunk(&def.value, &frame, &slots) };
+            slots.push(t);
+        }
+        frame.fill(slots);
+        frame
+    }
+
+    /// Like [`Evaluator::thunk`], for a frame whose slots are still being
+    /// made: `built` holds those made so far.
+    fn frame_thunk(&self, expr: &'static Expr, frame: &Rc<Env>, built: &[Thunk]) -> Thunk {
+        match expr {
+            Expr::Var { level: 0, index } => {
+                built.get(*index as usize).cloned().unwrap_or_else(|| Thunk::pending(expr, frame.clone()))
+            }
+            _ => self.thunk(expr, frame),
+        }
+    }
+
+    /// Builds a set's value; `frame` is where its values are evaluated (the
+    /// recursive frame for `rec`, the current one otherwise).
+    fn build_set(&mut self, set: &'static SetExpr, env: &Rc<Env>, frame: &Rc<Env>) -> EvalResult<Value> {
+        let recursive = !Rc::ptr_eq(env, frame);
+        let mut entries: Vec<(Symbol, Thunk)> = set
+            .statics
+            .iter()
+            .enumerate()
+            .map(|(i, (name, def))| {
+                (*name, if recursive { frame.slot(i as u32).clone() } else { self.thunk(&def.value, frame) })
+            })
+            .collect();
+        if set.dynamics.is_empty() {
+            return Ok(Value::attrs(Attrs::from_sorted(entries)));
+        }
+        for (key, value, span) in &set.dynamics {
+            let k = self.eval(key, frame)?;
+            if matches!(k, Value::Null) {
+                continue;
+            }
+            let Value::String(name) = k else {
+                return Err(EvalError::type_error(
+                    format!("value is {} while a string was expected", k.describe()),
+                    *span,
+                ));
+            };
+            let name = Symbol::intern(&name);
+            if entries.iter().any(|(n, _)| *n == name) {
+                let at = self.sources.locate(*span);
+                return Err(EvalError::at(
+                    ErrorKind::Eval,
+                    format!("dynamic attribute '{name}' already defined at {at}"),
+                    *span,
+                ));
+            }
+            entries.push((name, self.thunk(value, frame)));
+        }
+        Ok(Value::attrs(Attrs::from_unsorted(entries)))
+    }
+
+    /// Forces a value and everything inside it (`--strict`, `deepSeq`).
+    pub fn deep_force(&mut self, v: &Value, span: Span) -> EvalResult<()> {
+        let mut seen = std::collections::HashSet::new();
+        self.deep_force_inner(v, span, &mut seen)
+    }
+
+    fn deep_force_inner(
+        &mut self,
+        v: &Value,
+        span: Span,
+        seen: &mut std::collections::HashSet<usize>,
+    ) -> EvalResult<()> {
+        self.check_stack(Some(span))?;
+        match v {
+            Value::Attrs(attrs) => {
+                if !seen.insert(Rc::as_ptr(attrs) as *const () as usize) {
+                    return Ok(());
+                }
+                for (name, t) in attrs.entries() {
+                    let value = self.force(t).map_err(|mut e| {
+                        e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
+                        e
+                    })?;
+                    self.deep_force_inner(&value, span, seen)?;
+                }
+            }
+            Value::List(items) => {
+                if !seen.insert(items.as_ptr() as usize) {
+                    return Ok(());
+                }
+                for t in items.iter() {
+                    let value = self.force(t)?;
+                    self.deep_force_inner(&value, span, seen)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) fn force_attrs(&mut self, t: &Thunk, span: Span) -> EvalResult<Rc<Attrs>> {
+        let v = self.force(t)?;
+        self.expect_attrs(v, span)
+    }
+
+    pub(crate) fn expect_attrs(&mut self, v: Value, span: Span) -> EvalResult<Rc<Attrs>> {
+        match v {
+            Value::Attrs(a) => Ok(a),
+            other => {
+                Err(EvalError::type_error(format!("value is {} while a set was expected", other.describe()), span))
+            }
+        }
+    }
+
+    pub(crate) fn expect_list(&mut self, v: Value, span: Span) -> EvalResult<Rc<Vec<Thunk>>> {
+        match v {
+            Value::List(l) => Ok(l),
+            other => {
+                Err(EvalError::type_error(format!("value is {} while a list was expected", other.describe()), span))
+            }
+        }
+    }
+}
+
+/// `import ./dir` loads `dir/default.nixlike`, falling back to `default.nix`.
+fn resolve_import(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        let nixlike = path.join("default.nixlike");
+        if nixlike.exists() {
+            return nixlike;
+        }
+        return path.join("default.nix");
+    }
+    path.to_path_buf()
+}
+
+/// The OS error text without Rust's "(os error N)" suffix.
+pub(crate) fn io_message(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
