@@ -1,0 +1,371 @@
+//! Derivations: the recipe for producing store paths, in a canonical JSON
+//! encoding (sorted keys, no insignificant whitespace), and the hashes that
+//! name their outputs. As in Nix, an input-addressed output's path comes from
+//! the derivation with its own output paths blanked and every input
+//! derivation replaced by that input's hash, recursively ("hash modulo"), so
+//! that a fixed-output input can change how it is fetched without changing
+//! anything downstream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+use thiserror::Error;
+
+use crate::store_path::{PathKind, StorePath, StorePathError};
+
+/// A declared content hash of a fixed-output derivation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedHash {
+    /// `sha256` or `blake3`.
+    pub algo: String,
+    /// `flat` (the output is one file, hashed as is) or `recursive`
+    /// (hashed as a canonical archive).
+    pub mode: HashMode,
+    pub digest: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashMode {
+    Flat,
+    Recursive,
+}
+
+impl HashMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashMode::Flat => "flat",
+            HashMode::Recursive => "recursive",
+        }
+    }
+}
+
+/// One output of a derivation. `path` is `None` while the derivation is
+/// being hashed modulo its own outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub path: Option<StorePath>,
+    pub fixed: Option<FixedHash>,
+}
+
+/// A derivation, as written to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Derivation {
+    pub name: String,
+    pub outputs: BTreeMap<String, Output>,
+    /// Input derivations and the outputs of each that are used.
+    pub input_drvs: BTreeMap<StorePath, BTreeSet<String>>,
+    pub input_srcs: BTreeSet<StorePath>,
+    pub system: String,
+    pub builder: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DerivationError {
+    #[error(transparent)]
+    Path(#[from] StorePathError),
+    #[error("derivation '{0}' has no outputs")]
+    NoOutputs(String),
+    #[error("a fixed-output derivation must have exactly one output, named 'out'")]
+    FixedNotSingleOut,
+}
+
+/// The digest that names a derivation's outputs (Nix's `hashDerivationModulo`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ModuloHash(pub [u8; 32]);
+
+impl ModuloHash {
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl Derivation {
+    /// The store path of output `output`: `<name>` for `out`, `<name>-<output>` otherwise.
+    pub fn output_name(&self, output: &str) -> String {
+        if output == "out" {
+            self.name.clone()
+        } else {
+            format!("{}-{output}", self.name)
+        }
+    }
+
+    /// Whether this derivation declares its output's content hash.
+    pub fn fixed_output(&self) -> Option<&FixedHash> {
+        match (self.outputs.len(), self.outputs.get("out")) {
+            (1, Some(out)) => out.fixed.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The hash modulo: for a fixed-output derivation, its declared content
+    /// hash alone; otherwise the digest of the canonical encoding with output
+    /// paths blanked and each input derivation replaced by `modulo(input)`.
+    /// Callers memoise `modulo` so deep graphs cost linear time.
+    pub fn hash_modulo(&self, modulo: &mut impl FnMut(&StorePath) -> ModuloHash) -> ModuloHash {
+        if let Some(fixed) = self.fixed_output() {
+            let path = self.outputs["out"].path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+            let text = format!("fixed:out:{}:{}:{}:{path}", fixed.mode.as_str(), fixed.algo, hex(&fixed.digest));
+            return ModuloHash(*blake3::hash(text.as_bytes()).as_bytes());
+        }
+        let mut masked = self.clone();
+        for out in masked.outputs.values_mut() {
+            out.path = None;
+        }
+        let inputs: BTreeMap<String, &BTreeSet<String>> =
+            self.input_drvs.iter().map(|(p, outs)| (modulo(p).to_hex(), outs)).collect();
+        let json = masked.to_json_with_inputs(inputs.iter().map(|(k, v)| (k.as_str(), *v)));
+        ModuloHash(*blake3::hash(json.as_bytes()).as_bytes())
+    }
+
+    /// Fills in every output path from the hash modulo.
+    pub fn fill_output_paths(&mut self, modulo: ModuloHash) -> Result<(), DerivationError> {
+        if self.outputs.is_empty() {
+            return Err(DerivationError::NoOutputs(self.name.clone()));
+        }
+        if self.outputs.values().any(|o| o.fixed.is_some()) && self.fixed_output().is_none() {
+            return Err(DerivationError::FixedNotSingleOut);
+        }
+        let names: Vec<String> = self.outputs.keys().cloned().collect();
+        for output in names {
+            let path = match &self.outputs[&output].fixed {
+                Some(fixed) => fixed_output_path(fixed, &self.output_name(&output))?,
+                None => StorePath::compute(
+                    &PathKind::Output { output: &output },
+                    "blake3",
+                    &modulo.0,
+                    &self.output_name(&output),
+                )?,
+            };
+            if let Some(o) = self.outputs.get_mut(&output) {
+                o.path = Some(path);
+            }
+        }
+        Ok(())
+    }
+
+    /// The path the derivation itself is stored at.
+    pub fn drv_path(&self) -> Result<StorePath, DerivationError> {
+        let json = self.to_json();
+        let references: Vec<StorePath> = self.input_srcs.iter().chain(self.input_drvs.keys()).cloned().collect();
+        let name = format!("{}.drv", self.name);
+        Ok(StorePath::compute(
+            &PathKind::Text { references: &references },
+            "blake3",
+            blake3::hash(json.as_bytes()).as_bytes(),
+            &name,
+        )?)
+    }
+
+    /// The canonical encoding: JSON with sorted keys and no whitespace.
+    pub fn to_json(&self) -> String {
+        let inputs: Vec<(String, &BTreeSet<String>)> =
+            self.input_drvs.iter().map(|(p, o)| (p.to_string(), o)).collect();
+        self.to_json_with_inputs(inputs.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+
+    fn to_json_with_inputs<'a>(&self, input_drvs: impl Iterator<Item = (&'a str, &'a BTreeSet<String>)>) -> String {
+        let mut s = String::from("{\"args\":");
+        json_list(&mut s, self.args.iter().map(String::as_str));
+        s.push_str(",\"builder\":");
+        json_string(&mut s, &self.builder);
+        s.push_str(",\"env\":{");
+        for (i, (k, v)) in self.env.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            json_string(&mut s, k);
+            s.push(':');
+            json_string(&mut s, v);
+        }
+        s.push_str("},\"inputDrvs\":{");
+        for (i, (path, outs)) in input_drvs.enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            json_string(&mut s, path);
+            s.push(':');
+            json_list(&mut s, outs.iter().map(String::as_str));
+        }
+        s.push_str("},\"inputSrcs\":");
+        let srcs: Vec<String> = self.input_srcs.iter().map(|p| p.to_string()).collect();
+        json_list(&mut s, srcs.iter().map(String::as_str));
+        s.push_str(",\"name\":");
+        json_string(&mut s, &self.name);
+        s.push_str(",\"outputs\":{");
+        for (i, (name, out)) in self.outputs.iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            json_string(&mut s, name);
+            s.push_str(":{");
+            if let Some(fixed) = &out.fixed {
+                s.push_str("\"hash\":");
+                json_string(&mut s, &hex(&fixed.digest));
+                s.push_str(",\"hashAlgo\":");
+                json_string(&mut s, &fixed.algo);
+                s.push_str(",\"hashMode\":");
+                json_string(&mut s, fixed.mode.as_str());
+                s.push(',');
+            }
+            s.push_str("\"path\":");
+            json_string(&mut s, &out.path.as_ref().map(|p| p.to_string()).unwrap_or_default());
+            s.push('}');
+        }
+        s.push_str("},\"system\":");
+        json_string(&mut s, &self.system);
+        s.push('}');
+        s
+    }
+}
+
+/// The path of a fixed output: from the declared content hash alone.
+fn fixed_output_path(fixed: &FixedHash, name: &str) -> Result<StorePath, StorePathError> {
+    let kind = match fixed.mode {
+        HashMode::Recursive => PathKind::Source { references: &[] },
+        HashMode::Flat => PathKind::Output { output: "out" },
+    };
+    let algo = format!("{}:{}", fixed.mode.as_str(), fixed.algo);
+    StorePath::compute(&kind, &algo, &fixed.digest, name)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn json_list<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
+    out.push('[');
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_string(out, item);
+    }
+    out.push(']');
+}
+
+/// A JSON string: quotes, backslashes and control characters escaped.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn src(name: &str) -> StorePath {
+        StorePath::compute(
+            &PathKind::Source { references: &[] },
+            "blake3",
+            blake3::hash(name.as_bytes()).as_bytes(),
+            name,
+        )
+        .unwrap()
+    }
+
+    fn drv(name: &str, builder: &str) -> Derivation {
+        Derivation {
+            name: name.into(),
+            outputs: BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
+            input_drvs: BTreeMap::new(),
+            input_srcs: BTreeSet::from([src("script.sh")]),
+            system: "x86_64-linux".into(),
+            builder: builder.into(),
+            args: vec!["-c".into(), "echo \"hi\" > $out".into()],
+            env: BTreeMap::from([("name".to_string(), name.to_string())]),
+        }
+    }
+
+    /// Hashes `d` with a memo table of already-finished derivations.
+    fn finish(d: &mut Derivation, memo: &HashMap<StorePath, ModuloHash>) -> (StorePath, ModuloHash) {
+        let h = d.hash_modulo(&mut |p| memo[p]);
+        d.fill_output_paths(h).unwrap();
+        (d.drv_path().unwrap(), h)
+    }
+
+    #[test]
+    fn canonical_json_is_sorted_and_compact() {
+        let mut d = drv("hello", "/bin/sh");
+        d.fill_output_paths(d.hash_modulo(&mut |_| unreachable!())).unwrap();
+        let json = d.to_json();
+        assert!(json.starts_with("{\"args\":[\"-c\",\"echo \\\"hi\\\" > $out\"],\"builder\":\"/bin/sh\",\"env\":{\"name\":\"hello\"},\"inputDrvs\":{},\"inputSrcs\":[\"/mini/store/"), "{json}");
+        assert!(json.ends_with("\"system\":\"x86_64-linux\"}"), "{json}");
+    }
+
+    /// Golden vector: pins the canonical encoding and both hashes. If this
+    /// changes, every derivation mini ever wrote changes its paths.
+    #[test]
+    fn derivation_hashing_is_stable() {
+        let mut d = drv("hello", "/bin/sh");
+        let (drv_path, modulo) = finish(&mut d, &HashMap::new());
+        // Cross-checked with an independent Python computation (json.dumps
+        // with sorted keys and compact separators, and the blake3 package).
+        assert_eq!(modulo.to_hex(), "05bf6e8bf04ca6b7e53d263db1896725a6369b1f30ca3142210cc06472a8f335");
+        assert_eq!(
+            d.outputs["out"].path.as_ref().unwrap().to_string(),
+            "/mini/store/ybi0g0b4p329m05s82y62391lz4rhaxr-hello"
+        );
+        assert_eq!(drv_path.to_string(), "/mini/store/qk0xfw59yqh2rwqi74ddzm1n99z306wf-hello.drv");
+    }
+
+    #[test]
+    fn output_paths_depend_on_the_recipe_and_inputs() {
+        let memo = HashMap::new();
+        let (_, a) = finish(&mut drv("hello", "/bin/sh"), &memo);
+        let (_, b) = finish(&mut drv("hello", "/bin/bash"), &memo);
+        assert_ne!(a, b);
+        let mut d1 = drv("hello", "/bin/sh");
+        let mut d2 = drv("hello", "/bin/sh");
+        assert_eq!(finish(&mut d1, &memo), finish(&mut d2, &memo));
+        assert_eq!(d1.outputs["out"].path, d2.outputs["out"].path);
+    }
+
+    #[test]
+    fn fixed_output_inputs_change_nothing_downstream_when_their_recipe_changes() {
+        let fixed = FixedHash { algo: "sha256".into(), mode: HashMode::Flat, digest: vec![0xab; 32] };
+        let fetch = |builder: &str| {
+            let mut d = drv("src.tar", builder);
+            d.outputs.get_mut("out").unwrap().fixed = Some(fixed.clone());
+            d
+        };
+        let mut memo = HashMap::new();
+        let mut downstream_outputs = Vec::new();
+        for builder in ["/bin/curl-like", "/bin/wget-like"] {
+            let mut f = fetch(builder);
+            let (f_path, f_hash) = finish(&mut f, &memo);
+            memo.insert(f_path.clone(), f_hash);
+            let mut user = drv("app", "/bin/sh");
+            user.input_drvs.insert(f_path, BTreeSet::from(["out".to_string()]));
+            finish(&mut user, &memo);
+            downstream_outputs.push((f.outputs["out"].path.clone(), user.outputs["out"].path.clone()));
+        }
+        assert_eq!(downstream_outputs[0], downstream_outputs[1]);
+    }
+
+    #[test]
+    fn multiple_outputs_get_suffixed_names() {
+        let mut d = drv("lib", "/bin/sh");
+        d.outputs.insert("dev".into(), Output { path: None, fixed: None });
+        finish(&mut d, &HashMap::new());
+        assert!(d.outputs["out"].path.as_ref().unwrap().to_string().ends_with("-lib"));
+        assert!(d.outputs["dev"].path.as_ref().unwrap().to_string().ends_with("-lib-dev"));
+        assert!(d.drv_path().unwrap().to_string().ends_with("-lib.drv"));
+    }
+}
