@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod allocator;
+mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
 
 #[global_allocator]
@@ -15,6 +16,11 @@ static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
 #[derive(Parser)]
 #[command(name = "mini", version, about = "A small reproducible package builder for the Nix language")]
 struct Cli {
+    /// Where the store physically lives (default: $MINI_STORE, else
+    /// $XDG_DATA_HOME/mini, else ~/.local/share/mini). Paths are always
+    /// named /mini/store/... whatever this is.
+    #[arg(long, global = true, value_name = "DIR")]
+    store: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +29,11 @@ struct Cli {
 enum Command {
     /// Evaluate a .nixlike file or expression and print the value as Nix does.
     Eval(EvalArgs),
+    /// Add to and check the store.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// Show store paths or their closure, with archive and closure sizes.
+    PathInfo(store_cmd::PathInfoArgs),
 }
 
 #[derive(Args)]
@@ -47,8 +58,11 @@ struct EvalArgs {
 fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
+    let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
     match cli.command {
         Command::Eval(args) => eval(args),
+        Command::Store(command) => store_cmd::run(&store_root, command),
+        Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
     }
 }
 

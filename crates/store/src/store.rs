@@ -1,0 +1,648 @@
+//! The store on disk: where paths physically live, their metadata, and the
+//! rules that make them trustworthy.
+//!
+//! Layout under the physical root (`--store DIR`, `MINI_STORE`, or
+//! `$XDG_DATA_HOME/mini`, else `~/.local/share/mini`):
+//!
+//! - `store/<hash>-<name>`: the files of each path, read-only, mtime 1;
+//! - `db/<hash>.json`: one metadata record per valid path (its references,
+//!   deriver, archive hash and size, registration time);
+//! - `tmp/`: staging; a path is built here, then renamed into `store/`;
+//! - `locks/<hash>.lock`: per-path locks, so concurrent `mini` processes never
+//!   produce the same path twice at once.
+//!
+//! Metadata is one small file per path written with an atomic rename rather
+//! than a database engine: a record is exactly as valid as the rename that
+//! made it, there is no shared file to corrupt, and it needs no dependency.
+//!
+//! A path is valid only once its record exists, and the record is written
+//! only after the files are complete and synced. A process killed at any
+//! moment leaves at worst an unregistered entry or staging directory, which
+//! the next `open` removes.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+use crate::archive::{self, ArchiveError};
+use crate::store_path::{PathKind, StorePath, StorePathError};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{action} '{}': {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Path(#[from] StorePathError),
+    #[error("the metadata of {path} is unreadable: {message}")]
+    BadRecord { path: String, message: String },
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// What the store knows about a valid path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathInfo {
+    pub path: StorePath,
+    pub references: BTreeSet<StorePath>,
+    pub deriver: Option<StorePath>,
+    /// BLAKE3 of the path's canonical archive.
+    pub nar_hash: [u8; 32],
+    pub nar_size: u64,
+    /// Seconds since the epoch: the only time the store records anywhere.
+    pub registration_time: u64,
+}
+
+/// A problem `verify` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Registered, but its files are gone.
+    Missing(StorePath),
+    /// Registered, but its files no longer hash to the recorded archive hash.
+    Modified(StorePath),
+    /// A record that cannot be read.
+    BadRecord(String),
+}
+
+/// A store rooted at a physical directory.
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Where the store lives when nothing says otherwise: `$MINI_STORE`, else
+    /// `$XDG_DATA_HOME/mini`, else `~/.local/share/mini`. All writable by an
+    /// unprivileged user; builds see it at `/mini/store` whatever it is.
+    pub fn default_root() -> PathBuf {
+        if let Some(dir) = std::env::var_os("MINI_STORE") {
+            return PathBuf::from(dir);
+        }
+        if let Some(data) = std::env::var_os("XDG_DATA_HOME") {
+            return PathBuf::from(data).join("mini");
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+        home.join(".local/share/mini")
+    }
+
+    /// Opens (creating if needed) the store at `root`, and removes what a
+    /// killed process may have left half-made.
+    pub fn open(root: &Path) -> Result<Store> {
+        let store = Store { root: root.to_path_buf() };
+        for dir in ["store", "db", "tmp", "locks"] {
+            let d = root.join(dir);
+            fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
+        }
+        store.clean_leftovers()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the files of `path` physically are.
+    pub fn physical_path(&self, path: &StorePath) -> PathBuf {
+        self.root.join("store").join(path.base_name())
+    }
+
+    fn record_path(&self, path: &StorePath) -> PathBuf {
+        self.root.join("db").join(format!("{}.json", path.hash_part()))
+    }
+
+    pub fn is_valid(&self, path: &StorePath) -> bool {
+        self.record_path(path).exists()
+    }
+
+    /// The metadata of a valid path, or `None` if the path is not valid.
+    pub fn query(&self, path: &StorePath) -> Result<Option<PathInfo>> {
+        let record = self.record_path(path);
+        let text = match fs::read_to_string(&record) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("reading", &record)(e)),
+        };
+        parse_record(&text).map(Some).map_err(|message| StoreError::BadRecord { path: path.to_string(), message })
+    }
+
+    /// Adds a file or directory tree as a source path named `name`. Adding
+    /// the same content again is free and gives the same path.
+    pub fn add_path(&self, source: &Path, name: &str) -> Result<StorePath> {
+        let (hash, _) = archive::hash_path(source)?;
+        let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
+        if self.is_valid(&path) {
+            return Ok(path);
+        }
+        let _lock = self.lock(&path)?;
+        if self.is_valid(&path) {
+            return Ok(path);
+        }
+        let staged = self.stage_copy(source)?;
+        self.install(&path, &staged, BTreeSet::new(), None)?;
+        Ok(path)
+    }
+
+    /// Adds a text file (such as a derivation) that refers to `references`.
+    pub fn add_text(&self, name: &str, text: &str, references: &BTreeSet<StorePath>) -> Result<StorePath> {
+        let staged = self.staging_dir()?;
+        let file = staged.join("file");
+        write_synced(&file, text.as_bytes())?;
+        let (hash, _) = archive::hash_path(&file)?;
+        let refs: Vec<StorePath> = references.iter().cloned().collect();
+        let path = StorePath::compute(&PathKind::Text { references: &refs }, "blake3", hash.as_bytes(), name)?;
+        let _lock = self.lock(&path)?;
+        if self.is_valid(&path) {
+            remove_tree(&staged);
+            return Ok(path);
+        }
+        self.install(&path, &file, references.clone(), None)?;
+        remove_tree(&staged);
+        Ok(path)
+    }
+
+    /// Moves a finished tree at `staged` into place as `path` and registers
+    /// it. The caller holds `path`'s lock.
+    pub fn install(
+        &self,
+        path: &StorePath,
+        staged: &Path,
+        references: BTreeSet<StorePath>,
+        deriver: Option<StorePath>,
+    ) -> Result<PathInfo> {
+        normalise_tree(staged)?;
+        let (hash, size) = archive::hash_path(staged)?;
+        sync_tree(staged)?;
+        let target = self.physical_path(path);
+        if fs::symlink_metadata(&target).is_ok() {
+            // An unregistered leftover of a killed process: ours to replace.
+            make_writable(&target);
+            remove_tree(&target);
+        }
+        fs::rename(staged, &target).map_err(io_err("moving into the store", &target))?;
+        sync_dir(&self.root.join("store"))?;
+        let info = PathInfo {
+            path: path.clone(),
+            references,
+            deriver,
+            nar_hash: *hash.as_bytes(),
+            nar_size: size,
+            registration_time: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        };
+        self.write_record(&info)?;
+        Ok(info)
+    }
+
+    fn write_record(&self, info: &PathInfo) -> Result<()> {
+        let record = self.record_path(&info.path);
+        let tmp = self.root.join("tmp").join(format!("{}.json.{}", info.path.hash_part(), std::process::id()));
+        write_synced(&tmp, render_record(info).as_bytes())?;
+        fs::rename(&tmp, &record).map_err(io_err("registering", &record))?;
+        sync_dir(&self.root.join("db"))
+    }
+
+    /// Takes the lock of `path`, waiting for another process to finish it.
+    pub fn lock(&self, path: &StorePath) -> Result<PathLock> {
+        let file_path = self.root.join("locks").join(format!("{}.lock", path.hash_part()));
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&file_path)
+            .map_err(io_err("opening the lock", &file_path))?;
+        file.lock().map_err(io_err("locking", &file_path))?;
+        Ok(PathLock { _file: file })
+    }
+
+    /// A fresh, empty directory under `tmp/`.
+    pub fn staging_dir(&self) -> Result<PathBuf> {
+        let tmp = self.root.join("tmp");
+        for attempt in 0u32.. {
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            let dir = tmp.join(format!("stage-{}-{nanos}-{attempt}", std::process::id()));
+            match fs::create_dir(&dir) {
+                Ok(()) => return Ok(dir),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("creating", &dir)(e)),
+            }
+        }
+        unreachable!("the loop returns or fails")
+    }
+
+    /// Copies `source` into a staging directory through the canonical
+    /// archive, so exactly what was hashed is what lands in the store.
+    fn stage_copy(&self, source: &Path) -> Result<PathBuf> {
+        let staging = self.staging_dir()?;
+        let dest = staging.join("tree");
+        let (mut reader, mut writer) = io::pipe().map_err(io_err("creating a pipe for", source))?;
+        let source_owned = source.to_path_buf();
+        let dumper = std::thread::spawn(move || {
+            let result = archive::dump_path(&source_owned, &mut writer);
+            drop(writer);
+            result
+        });
+        let restored = archive::restore(&mut reader, &dest);
+        let dumped = dumper.join().map_err(|_| StoreError::Io {
+            action: "archiving",
+            path: source.to_path_buf(),
+            source: io::Error::other("the archiving thread panicked"),
+        })?;
+        dumped?;
+        restored?;
+        // Move the tree up so the staging directory itself is the tree.
+        let tree = self.staging_dir()?;
+        fs::remove_dir(&tree).map_err(io_err("preparing", &tree))?;
+        fs::rename(&dest, &tree).map_err(io_err("staging", &tree))?;
+        remove_tree(&staging);
+        Ok(tree)
+    }
+
+    /// Removes staging leftovers, and store entries nobody registered
+    /// (a process died between moving files in and writing the record).
+    fn clean_leftovers(&self) -> Result<()> {
+        let tmp = self.root.join("tmp");
+        for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !is_live_staging(&name) {
+                make_writable(&entry.path());
+                remove_tree(&entry.path());
+            }
+        }
+        let store = self.root.join("store");
+        for entry in fs::read_dir(&store).map_err(io_err("reading", &store))?.flatten() {
+            let Ok(path) = StorePath::parse_base_name(&entry.file_name().to_string_lossy()) else { continue };
+            if self.is_valid(&path) {
+                continue;
+            }
+            // Someone may be installing it right now: only take it if unlocked.
+            let lock_path = self.root.join("locks").join(format!("{}.lock", path.hash_part()));
+            if let Ok(file) = File::options().create(true).truncate(false).write(true).open(&lock_path) {
+                if file.try_lock().is_ok() && !self.is_valid(&path) {
+                    make_writable(&entry.path());
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata of each of `paths`, which must be valid.
+    pub fn infos(&self, paths: &[StorePath]) -> Result<Vec<PathInfo>> {
+        paths.iter().map(|p| self.require(p)).collect()
+    }
+
+    fn require(&self, path: &StorePath) -> Result<PathInfo> {
+        self.query(path)?
+            .ok_or_else(|| StoreError::BadRecord { path: path.to_string(), message: "not a valid path".into() })
+    }
+
+    /// The closure of `roots`: them and every path they refer to, directly
+    /// or not, sorted by path.
+    pub fn closure(&self, roots: &[StorePath]) -> Result<Vec<PathInfo>> {
+        let mut seen: BTreeSet<StorePath> = BTreeSet::new();
+        let mut todo: Vec<StorePath> = roots.to_vec();
+        let mut infos = Vec::new();
+        while let Some(path) = todo.pop() {
+            if !seen.insert(path.clone()) {
+                continue;
+            }
+            let info = self.require(&path)?;
+            todo.extend(info.references.iter().filter(|r| !seen.contains(*r)).cloned());
+            infos.push(info);
+        }
+        infos.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(infos)
+    }
+
+    /// Every valid path.
+    pub fn all_valid(&self) -> Result<Vec<StorePath>> {
+        let db = self.root.join("db");
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&db).map_err(io_err("reading", &db))?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(text) = name.strip_suffix(".json").and_then(|_| fs::read_to_string(entry.path()).ok()) {
+                if let Ok(info) = parse_record(&text) {
+                    out.push(info.path);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Checks every valid path: present, and (with `check_contents`) still
+    /// hashing to its recorded archive hash.
+    pub fn verify(&self, check_contents: bool) -> Result<Vec<Problem>> {
+        let db = self.root.join("db");
+        let mut problems = Vec::new();
+        let mut entries: Vec<_> = fs::read_dir(&db).map_err(io_err("reading", &db))?.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let text = fs::read_to_string(entry.path()).map_err(io_err("reading", &entry.path()))?;
+            let info = match parse_record(&text) {
+                Ok(info) => info,
+                Err(message) => {
+                    problems.push(Problem::BadRecord(format!("{}: {message}", entry.path().display())));
+                    continue;
+                }
+            };
+            let physical = self.physical_path(&info.path);
+            if fs::symlink_metadata(&physical).is_err() {
+                problems.push(Problem::Missing(info.path));
+            } else if check_contents {
+                match archive::hash_path(&physical) {
+                    Ok((hash, size)) if *hash.as_bytes() == info.nar_hash && size == info.nar_size => {}
+                    _ => problems.push(Problem::Modified(info.path)),
+                }
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// Held while a path is being produced; released on drop.
+pub struct PathLock {
+    _file: File,
+}
+
+/// Staging names carry the owner's pid; a directory of a live process
+/// (this one included: another thread may be using it) stays.
+fn is_live_staging(name: &str) -> bool {
+    let pid = name.split(['-', '.']).find_map(|part| part.parse::<u32>().ok());
+    pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = File::create(path).map_err(io_err("creating", path))?;
+    file.write_all(bytes).map_err(io_err("writing", path))?;
+    file.sync_all().map_err(io_err("syncing", path))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing", dir))
+}
+
+/// Syncs every file and directory of a tree, so a rename publishes complete data.
+fn sync_tree(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io_err("reading", path))?;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io_err("reading", path))? {
+            sync_tree(&entry.map_err(io_err("reading", path))?.path())?;
+        }
+    }
+    if !meta.file_type().is_symlink() {
+        File::open(path).and_then(|f| f.sync_all()).map_err(io_err("syncing", path))?;
+    }
+    Ok(())
+}
+
+/// Store hygiene: files 0444 (0555 if executable), directories 0555, every
+/// mtime 1 second after the epoch. Symlinks keep their own times, which no
+/// hash or image sees.
+fn normalise_tree(path: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io_err("reading", path))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).map_err(io_err("reading", path))? {
+            normalise_tree(&entry.map_err(io_err("reading", path))?.path())?;
+        }
+    }
+    let executable = meta.is_dir() || meta.permissions().mode() & 0o111 != 0;
+    let mode = if executable { 0o555 } else { 0o444 };
+    let one = UNIX_EPOCH + Duration::from_secs(1);
+    let file = File::open(path).map_err(io_err("opening", path))?;
+    file.set_modified(one).map_err(io_err("setting the time of", path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("setting the mode of", path))
+}
+
+/// Gives the owner write access again, so a read-only tree can be removed.
+fn make_writable(path: &Path) {
+    let Ok(meta) = fs::symlink_metadata(path) else { return };
+    if meta.file_type().is_symlink() {
+        return;
+    }
+    let _ = fs::set_permissions(path, fs::Permissions::from_mode(meta.permissions().mode() | 0o200));
+    if meta.is_dir() {
+        if let Ok(entries) = fs::read_dir(path) {
+            for entry in entries.flatten() {
+                make_writable(&entry.path());
+            }
+        }
+    }
+}
+
+/// Removes a file or tree; cleanup that fails leaves junk, never wrong data.
+fn remove_tree(path: &Path) {
+    let _ = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    };
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn render_record(info: &PathInfo) -> String {
+    let refs: Vec<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
+    let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
+    format!(
+        "{{\"deriver\":{deriver},\"narHash\":\"blake3:{}\",\"narSize\":{},\"path\":\"{}\",\"references\":[{}],\"registrationTime\":{}}}\n",
+        hex(&info.nar_hash),
+        info.nar_size,
+        info.path,
+        refs.join(","),
+        info.registration_time
+    )
+}
+
+fn parse_record(text: &str) -> std::result::Result<PathInfo, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let field = |name: &str| v.get(name).ok_or_else(|| format!("no '{name}' field"));
+    let path = StorePath::parse(field("path")?.as_str().ok_or("'path' is not a string")?).map_err(|e| e.to_string())?;
+    let references = field("references")?
+        .as_array()
+        .ok_or("'references' is not a list")?
+        .iter()
+        .map(|r| {
+            r.as_str()
+                .ok_or("a reference is not a string".to_string())
+                .and_then(|s| StorePath::parse(s).map_err(|e| e.to_string()))
+        })
+        .collect::<std::result::Result<BTreeSet<_>, _>>()?;
+    let deriver = match field("deriver")? {
+        serde_json::Value::Null => None,
+        d => Some(StorePath::parse(d.as_str().ok_or("'deriver' is not a string")?).map_err(|e| e.to_string())?),
+    };
+    let hash_text =
+        field("narHash")?.as_str().and_then(|h| h.strip_prefix("blake3:")).ok_or("'narHash' is not blake3:<hex>")?;
+    let mut nar_hash = [0u8; 32];
+    if hash_text.len() != 64 {
+        return Err("'narHash' is not 32 bytes".into());
+    }
+    for (i, byte) in nar_hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hash_text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    let number = |name: &str| field(name).and_then(|n| n.as_u64().ok_or(format!("'{name}' is not a number")));
+    Ok(PathInfo {
+        path,
+        references,
+        deriver,
+        nar_hash,
+        nar_size: number("narSize")?,
+        registration_time: number("registrationTime")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    /// A scratch directory removed at the end of the test.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("mini-store-{name}-{}", std::process::id()));
+            make_writable(&dir);
+            remove_tree(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            make_writable(&self.0);
+            remove_tree(&self.0);
+        }
+    }
+
+    fn sample_tree(at: &Path) {
+        fs::create_dir_all(at.join("bin")).unwrap();
+        fs::write(at.join("bin/tool"), "#!/bin/sh\necho hi\n").unwrap();
+        fs::set_permissions(at.join("bin/tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(at.join("README"), "hello\n").unwrap();
+        std::os::unix::fs::symlink("bin/tool", at.join("run")).unwrap();
+    }
+
+    #[test]
+    fn adding_is_content_addressed_and_idempotent() {
+        let s = Scratch::new("add");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        sample_tree(&s.0.join("src"));
+        let p1 = store.add_path(&s.0.join("src"), "sample").unwrap();
+        let p2 = store.add_path(&s.0.join("src"), "sample").unwrap();
+        assert_eq!(p1, p2);
+        assert!(store.is_valid(&p1));
+        let info = store.query(&p1).unwrap().unwrap();
+        assert_eq!(info.path, p1);
+        assert!(info.references.is_empty());
+        let (hash, size) = archive::hash_path(&store.physical_path(&p1)).unwrap();
+        assert_eq!((*hash.as_bytes(), size), (info.nar_hash, info.nar_size));
+    }
+
+    #[test]
+    fn stored_files_are_read_only_with_mtime_one() {
+        let s = Scratch::new("hygiene");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        sample_tree(&s.0.join("src"));
+        let p = store.add_path(&s.0.join("src"), "sample").unwrap();
+        let root = store.physical_path(&p);
+        for (rel, mode) in [("", 0o555), ("bin", 0o555), ("bin/tool", 0o555), ("README", 0o444)] {
+            let meta = fs::symlink_metadata(root.join(rel)).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o7777, mode, "{rel}");
+            assert_eq!(meta.mtime(), 1, "{rel}");
+        }
+        assert!(fs::symlink_metadata(root.join("run")).unwrap().file_type().is_symlink());
+    }
+
+    #[test]
+    fn paths_do_not_depend_on_the_physical_root() {
+        let s = Scratch::new("roots");
+        sample_tree(&s.0.join("src"));
+        let a = Store::open(&s.0.join("one")).unwrap().add_path(&s.0.join("src"), "sample").unwrap();
+        let b = Store::open(&s.0.join("two/deeper")).unwrap().add_path(&s.0.join("src"), "sample").unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn text_paths_depend_on_their_references() {
+        let s = Scratch::new("text");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        sample_tree(&s.0.join("src"));
+        let dep = store.add_path(&s.0.join("src"), "dep").unwrap();
+        let plain = store.add_text("note", "hello", &BTreeSet::new()).unwrap();
+        let with_ref = store.add_text("note", "hello", &BTreeSet::from([dep.clone()])).unwrap();
+        assert_ne!(plain, with_ref);
+        assert_eq!(store.query(&with_ref).unwrap().unwrap().references, BTreeSet::from([dep.clone()]));
+        let closure: Vec<StorePath> =
+            store.closure(std::slice::from_ref(&with_ref)).unwrap().into_iter().map(|i| i.path).collect();
+        let mut expected = vec![dep, with_ref];
+        expected.sort();
+        assert_eq!(closure, expected);
+        assert_eq!(fs::read_to_string(store.physical_path(&plain)).unwrap(), "hello");
+    }
+
+    #[test]
+    fn verify_reports_missing_and_modified_paths() {
+        let s = Scratch::new("verify");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let a = store.add_text("a", "one", &BTreeSet::new()).unwrap();
+        let b = store.add_text("b", "two", &BTreeSet::new()).unwrap();
+        assert_eq!(store.verify(true).unwrap(), vec![]);
+        let b_file = store.physical_path(&b);
+        make_writable(&b_file);
+        fs::write(&b_file, "tampered").unwrap();
+        remove_tree(&store.physical_path(&a));
+        let problems = store.verify(true).unwrap();
+        assert!(problems.contains(&Problem::Missing(a)), "{problems:?}");
+        assert!(problems.contains(&Problem::Modified(b.clone())), "{problems:?}");
+        assert!(!store.verify(false).unwrap().contains(&Problem::Modified(b)));
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_process_are_cleaned() {
+        let s = Scratch::new("leftovers");
+        let root = s.0.join("root");
+        let store = Store::open(&root).unwrap();
+        let p = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", &[1; 32], "half").unwrap();
+        fs::create_dir_all(store.physical_path(&p)).unwrap();
+        fs::create_dir_all(root.join("tmp/stage-999999999-1-0")).unwrap();
+        drop(store);
+        let store = Store::open(&root).unwrap();
+        assert!(!store.physical_path(&p).exists());
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn concurrent_adders_agree() {
+        let s = Scratch::new("concurrent");
+        let root = s.0.join("root");
+        Store::open(&root).unwrap();
+        sample_tree(&s.0.join("src"));
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (root, src) = (root.clone(), s.0.join("src"));
+                std::thread::spawn(move || Store::open(&root).unwrap().add_path(&src, "sample").unwrap())
+            })
+            .collect();
+        let paths: BTreeSet<StorePath> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(paths.len(), 1);
+        let store = Store::open(&root).unwrap();
+        assert_eq!(store.verify(true).unwrap(), vec![]);
+    }
+}

@@ -1,0 +1,137 @@
+//! `mini store add|verify` and `mini path-info`: thin wrappers over
+//! `mini_store::store::Store` that format what it reports.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use mini_store::store::{PathInfo, Problem, Store};
+use mini_store::store_path::StorePath;
+
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Copy a file or directory into the store and print its store path.
+    Add {
+        path: PathBuf,
+        /// The name part of the store path (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check every valid path: present, and with --check-contents unmodified.
+    Verify {
+        #[arg(long)]
+        check_contents: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct PathInfoArgs {
+    /// Show the closure: the paths and everything they refer to.
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    /// Show the closure size (the path and all it refers to).
+    #[arg(short = 'S', long = "closure-size")]
+    closure_size: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Store paths (or paths inside them).
+    #[arg(required = true)]
+    paths: Vec<String>,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
+    let store = match Store::open(root) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    match command {
+        StoreCommand::Add { path, name } => {
+            let name =
+                name.unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+            match store.add_path(&path, &name) {
+                Ok(p) => {
+                    println!("{p}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        StoreCommand::Verify { check_contents } => match store.verify(check_contents) {
+            Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
+            Ok(problems) => {
+                for p in &problems {
+                    match p {
+                        Problem::Missing(path) => eprintln!("missing: {path}"),
+                        Problem::Modified(path) => eprintln!("modified: {path}"),
+                        Problem::BadRecord(what) => eprintln!("unreadable record: {what}"),
+                    }
+                }
+                fail(format!("{} problem(s) in the store", problems.len()))
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
+    let store = match Store::open(root) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut roots = Vec::new();
+    for p in &args.paths {
+        match StorePath::parse_prefix(p) {
+            Ok((path, _)) if store.is_valid(&path) => roots.push(path),
+            Ok((path, _)) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
+            Err(e) => return fail(e),
+        }
+    }
+    let shown = if args.recursive { store.closure(&roots) } else { store.infos(&roots) };
+    let shown = match shown {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut json_items = Vec::new();
+    for info in &shown {
+        let closure_size = if args.closure_size {
+            match store.closure(std::slice::from_ref(&info.path)) {
+                Ok(c) => Some(c.iter().map(|i| i.nar_size).sum::<u64>()),
+                Err(e) => return fail(e),
+            }
+        } else {
+            None
+        };
+        if args.json {
+            json_items.push(info_json(info, closure_size));
+        } else {
+            match closure_size {
+                Some(size) => println!("{}\t{}\t{}", info.path, info.nar_size, size),
+                None => println!("{}", info.path),
+            }
+        }
+    }
+    if args.json {
+        println!("[{}]", json_items.join(","));
+    }
+    ExitCode::SUCCESS
+}
+
+fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
+    let refs: BTreeSet<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
+    let hash: String = info.nar_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
+    let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
+    format!(
+        "{{\"path\":\"{}\",\"narHash\":\"blake3:{hash}\",\"narSize\":{},\"references\":[{}],\"deriver\":{deriver}{closure}}}",
+        info.path,
+        info.nar_size,
+        refs.into_iter().collect::<Vec<_>>().join(",")
+    )
+}
