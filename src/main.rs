@@ -34,6 +34,8 @@ enum Command {
     Store(store_cmd::StoreCommand),
     /// Show store paths or their closure, with archive and closure sizes.
     PathInfo(store_cmd::PathInfoArgs),
+    /// Delete every store path not reachable from a GC root.
+    Gc(store_cmd::GcArgs),
 }
 
 #[derive(Args)]
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Store(command) => store_cmd::run(&store_root, command),
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
+        Command::Gc(args) => store_cmd::gc(&store_root, args),
     }
 }
 

@@ -23,6 +23,15 @@ pub enum StoreCommand {
         #[arg(long)]
         check_contents: bool,
     },
+    /// Make LINK a symlink to a store path that also keeps it from GC.
+    AddRoot { link: PathBuf, path: String },
+}
+
+#[derive(Args)]
+pub struct GcArgs {
+    /// Only report what would be deleted.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Args)]
@@ -55,8 +64,11 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
         StoreCommand::Add { path, name } => {
             let name =
                 name.unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-            match store.add_path(&path, &name) {
-                Ok(p) => {
+            match store.add_path_reporting(&path, &name) {
+                Ok((p, copied)) => {
+                    if copied {
+                        eprintln!("copying '{}' to '{p}'", path.display());
+                    }
                     println!("{p}");
                     ExitCode::SUCCESS
                 }
@@ -77,7 +89,31 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        StoreCommand::AddRoot { link, path } => {
+            let path = match StorePath::parse_prefix(&path) {
+                Ok((p, _)) if store.is_valid(&p) => p,
+                Ok((p, _)) => return fail(format!("path '{p}' is not valid in the store at {}", root.display())),
+                Err(e) => return fail(e),
+            };
+            match store.add_root(&link, &path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
     }
+}
+
+pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
+    let report = match Store::open(root).and_then(|s| s.gc(args.dry_run)) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let (verb, summary) = if args.dry_run { ("would delete", "would be") } else { ("deleted", "were") };
+    for path in &report.deleted {
+        println!("{verb} {path}");
+    }
+    println!("{} store paths {summary} deleted, {} bytes {summary} freed", report.deleted.len(), report.bytes_freed);
+    ExitCode::SUCCESS
 }
 
 pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {

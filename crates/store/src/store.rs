@@ -9,7 +9,9 @@
 //!   deriver, archive hash and size, registration time);
 //! - `tmp/`: staging; a path is built here, then renamed into `store/`;
 //! - `locks/<hash>.lock`: per-path locks, so concurrent `mini` processes never
-//!   produce the same path twice at once.
+//!   produce the same path twice at once (and `locks/gc.lock`);
+//! - `gcroots/`: one symlink per out-link (such as `result`) that keeps a path
+//!   alive; `temproots/<pid>`: paths a running process is using.
 //!
 //! Metadata is one small file per path written with an atomic rename rather
 //! than a database engine: a record is exactly as valid as the rename that
@@ -98,7 +100,7 @@ impl Store {
     /// killed process may have left half-made.
     pub fn open(root: &Path) -> Result<Store> {
         let store = Store { root: root.to_path_buf() };
-        for dir in ["store", "db", "tmp", "locks"] {
+        for dir in ["store", "db", "tmp", "locks", "gcroots", "temproots"] {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
         }
@@ -137,18 +139,25 @@ impl Store {
     /// Adds a file or directory tree as a source path named `name`. Adding
     /// the same content again is free and gives the same path.
     pub fn add_path(&self, source: &Path, name: &str) -> Result<StorePath> {
+        self.add_path_reporting(source, name).map(|(path, _)| path)
+    }
+
+    /// [`Store::add_path`], also saying whether this call did the copying
+    /// (false when the path was already valid, or another process made it).
+    pub fn add_path_reporting(&self, source: &Path, name: &str) -> Result<(StorePath, bool)> {
         let (hash, _) = archive::hash_path(source)?;
         let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
+        self.add_temp_root(&path)?;
         if self.is_valid(&path) {
-            return Ok(path);
+            return Ok((path, false));
         }
         let _lock = self.lock(&path)?;
         if self.is_valid(&path) {
-            return Ok(path);
+            return Ok((path, false));
         }
         let staged = self.stage_copy(source)?;
         self.install(&path, &staged, BTreeSet::new(), None)?;
-        Ok(path)
+        Ok((path, true))
     }
 
     /// Adds a text file (such as a derivation) that refers to `references`.
@@ -159,6 +168,7 @@ impl Store {
         let (hash, _) = archive::hash_path(&file)?;
         let refs: Vec<StorePath> = references.iter().cloned().collect();
         let path = StorePath::compute(&PathKind::Text { references: &refs }, "blake3", hash.as_bytes(), name)?;
+        self.add_temp_root(&path)?;
         let _lock = self.lock(&path)?;
         if self.is_valid(&path) {
             remove_tree(&staged);
@@ -268,6 +278,12 @@ impl Store {
     /// Removes staging leftovers, and store entries nobody registered
     /// (a process died between moving files in and writing the record).
     fn clean_leftovers(&self) -> Result<()> {
+        let temproots = self.root.join("temproots");
+        for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
+            if !is_live_staging(&entry.file_name().to_string_lossy()) {
+                remove_tree(&entry.path());
+            }
+        }
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -365,6 +381,103 @@ impl Store {
             }
         }
         Ok(problems)
+    }
+}
+
+/// What a garbage collection removed (or, dry, would remove).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GcReport {
+    pub deleted: Vec<StorePath>,
+    /// Archive bytes of the deleted paths.
+    pub bytes_freed: u64,
+}
+
+impl Store {
+    /// Records a path this process is using, so a concurrent GC keeps it.
+    /// Written before the path becomes valid, so a GC that sees the path
+    /// also sees the root.
+    pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
+        let file_path = self.root.join("temproots").join(std::process::id().to_string());
+        let mut file =
+            File::options().create(true).append(true).open(&file_path).map_err(io_err("opening", &file_path))?;
+        writeln!(file, "{path}").map_err(io_err("writing", &file_path))
+    }
+
+    /// Makes `link` an out-link to `target` (pointing at its files) and a
+    /// GC root: the path stays until the link is removed or changed.
+    pub fn add_root(&self, link: &Path, target: &StorePath) -> Result<()> {
+        let link = std::path::absolute(link).map_err(io_err("resolving", link))?;
+        let physical = self.physical_path(target);
+        let staged = link
+            .with_file_name(format!(".{}.mini-tmp", link.file_name().map_or("link".into(), |n| n.to_string_lossy())));
+        let _ = fs::remove_file(&staged);
+        std::os::unix::fs::symlink(&physical, &staged).map_err(io_err("creating", &staged))?;
+        fs::rename(&staged, &link).map_err(io_err("creating", &link))?;
+        let entry = self.root.join("gcroots").join(blake3::hash(link.as_os_str().as_encoded_bytes()).to_hex().as_str());
+        let _ = fs::remove_file(&entry);
+        std::os::unix::fs::symlink(&link, &entry).map_err(io_err("registering the root", &entry))
+    }
+
+    /// The paths kept alive by out-links and by running processes. Roots
+    /// whose link is gone or points elsewhere are dropped.
+    pub fn roots(&self) -> Result<BTreeSet<StorePath>> {
+        let mut roots = BTreeSet::new();
+        let gcroots = self.root.join("gcroots");
+        let store_dir = self.root.join("store");
+        for entry in fs::read_dir(&gcroots).map_err(io_err("reading", &gcroots))?.flatten() {
+            let target = fs::read_link(entry.path()).and_then(fs::read_link).ok();
+            let path = target
+                .filter(|t| t.parent() == Some(store_dir.as_path()))
+                .and_then(|t| t.file_name().and_then(|n| StorePath::parse_base_name(&n.to_string_lossy()).ok()));
+            match path {
+                Some(p) => {
+                    roots.insert(p);
+                }
+                None => remove_tree(&entry.path()),
+            }
+        }
+        let temproots = self.root.join("temproots");
+        for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
+            if !is_live_staging(&entry.file_name().to_string_lossy()) {
+                continue;
+            }
+            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            roots.extend(text.lines().filter_map(|l| StorePath::parse(l).ok()));
+        }
+        Ok(roots)
+    }
+
+    /// Deletes every valid path not reachable from the roots. Never deletes
+    /// a live path: each deletion first invalidates the record, under the
+    /// path's lock, and paths made while the GC runs are not in its list.
+    pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
+        let gc_lock_path = self.root.join("locks").join("gc.lock");
+        let gc_lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&gc_lock_path)
+            .map_err(io_err("opening", &gc_lock_path))?;
+        gc_lock.lock().map_err(io_err("locking", &gc_lock_path))?;
+        let valid = self.all_valid()?;
+        let roots: Vec<StorePath> = self.roots()?.into_iter().filter(|r| self.is_valid(r)).collect();
+        let live: BTreeSet<StorePath> = self.closure(&roots)?.into_iter().map(|i| i.path).collect();
+        let mut report = GcReport::default();
+        for path in valid.into_iter().filter(|p| !live.contains(p)) {
+            let Some(info) = self.query(&path)? else { continue };
+            if !dry_run {
+                let _lock = self.lock(&path)?;
+                let record = self.record_path(&path);
+                fs::remove_file(&record).map_err(io_err("invalidating", &record))?;
+                sync_dir(&self.root.join("db"))?;
+                let files = self.physical_path(&path);
+                make_writable(&files);
+                remove_tree(&files);
+            }
+            report.bytes_freed += info.nar_size;
+            report.deleted.push(path);
+        }
+        Ok(report)
     }
 }
 
@@ -626,6 +739,45 @@ mod tests {
         let store = Store::open(&root).unwrap();
         assert!(!store.physical_path(&p).exists());
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn gc_keeps_rooted_closures_and_deletes_the_rest() {
+        let s = Scratch::new("gc");
+        let root = s.0.join("root");
+        let store = Store::open(&root).unwrap();
+        let dep = store.add_text("dep", "dependency", &BTreeSet::new()).unwrap();
+        let app = store.add_text("app", "uses dep", &BTreeSet::from([dep.clone()])).unwrap();
+        let junk = store.add_text("junk", "unreferenced", &BTreeSet::new()).unwrap();
+        store.add_root(&s.0.join("result"), &app).unwrap();
+        assert_eq!(fs::read_to_string(s.0.join("result")).unwrap(), "uses dep");
+        // A new process: this one's temporary roots no longer count.
+        let temproot = root.join("temproots").join(std::process::id().to_string());
+        fs::remove_file(&temproot).unwrap();
+
+        let dry = store.gc(true).unwrap();
+        assert_eq!(dry.deleted, vec![junk.clone()]);
+        assert!(store.is_valid(&junk));
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.deleted, vec![junk.clone()]);
+        assert_eq!(report.bytes_freed, dry.bytes_freed);
+        assert!(report.bytes_freed > 0);
+        assert!(!store.is_valid(&junk) && !store.physical_path(&junk).exists());
+        assert!(store.is_valid(&app) && store.is_valid(&dep));
+
+        fs::remove_file(s.0.join("result")).unwrap();
+        let report = store.gc(false).unwrap();
+        assert_eq!(report.deleted.len(), 2);
+        assert_eq!(store.verify(true).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn temporary_roots_keep_paths_alive() {
+        let s = Scratch::new("temproots");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let p = store.add_text("in-use", "x", &BTreeSet::new()).unwrap();
+        assert_eq!(store.gc(false).unwrap().deleted, vec![]);
+        assert!(store.is_valid(&p));
     }
 
     #[test]
