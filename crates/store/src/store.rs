@@ -190,7 +190,7 @@ impl Store {
     ) -> Result<PathInfo> {
         normalise_tree(staged)?;
         let (hash, size) = archive::hash_path(staged)?;
-        sync_tree(staged)?;
+        sync_filesystem(staged)?;
         let target = self.physical_path(path);
         if fs::symlink_metadata(&target).is_ok() {
             // An unregistered leftover of a killed process: ours to replace.
@@ -503,18 +503,13 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io_err("syncing", dir))
 }
 
-/// Syncs every file and directory of a tree, so a rename publishes complete data.
-fn sync_tree(path: &Path) -> Result<()> {
-    let meta = fs::symlink_metadata(path).map_err(io_err("reading", path))?;
-    if meta.is_dir() {
-        for entry in fs::read_dir(path).map_err(io_err("reading", path))? {
-            sync_tree(&entry.map_err(io_err("reading", path))?.path())?;
-        }
-    }
-    if !meta.file_type().is_symlink() {
-        File::open(path).and_then(|f| f.sync_all()).map_err(io_err("syncing", path))?;
-    }
-    Ok(())
+/// Makes everything written under `path` durable before a rename publishes
+/// it: one `syncfs` for the whole filesystem instead of an fsync per file,
+/// which for a tree of 10 000 files is the difference between seconds and
+/// a single flush.
+fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(io_err("opening", path))?;
+    rustix::fs::syncfs(&dir).map_err(|e| io_err("syncing the filesystem of", path)(e.into()))
 }
 
 /// Store hygiene: files 0444 (0555 if executable), directories 0555, every
