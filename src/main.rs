@@ -36,6 +36,8 @@ enum Command {
     PathInfo(store_cmd::PathInfoArgs),
     /// Delete every store path not reachable from a GC root.
     Gc(store_cmd::GcArgs),
+    /// Show why one store path depends on another, and where.
+    WhyDepends(store_cmd::WhyDependsArgs),
 }
 
 #[derive(Args)]
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
         Command::Store(command) => store_cmd::run(&store_root, command),
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
         Command::Gc(args) => store_cmd::gc(&store_root, args),
+        Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
     }
 }
 

@@ -28,6 +28,14 @@ pub enum StoreCommand {
 }
 
 #[derive(Args)]
+pub struct WhyDependsArgs {
+    /// The path that depends.
+    from: String,
+    /// The path depended on.
+    to: String,
+}
+
+#[derive(Args)]
 pub struct GcArgs {
     /// Only report what would be deleted.
     #[arg(long)]
@@ -170,4 +178,42 @@ fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
         info.nar_size,
         refs.into_iter().collect::<Vec<_>>().join(",")
     )
+}
+
+/// `mini why-depends A B`: the chain of references from A to B, and for each
+/// step where in the files the next path's hash appears.
+pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
+    let store = match Store::open(root) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut ends = Vec::new();
+    for p in [&args.from, &args.to] {
+        match StorePath::parse_prefix(p) {
+            Ok((path, _)) if store.is_valid(&path) => ends.push(path),
+            Ok((path, _)) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
+            Err(e) => return fail(e),
+        }
+    }
+    let chain = match store.why_depends(&ends[0], &ends[1]) {
+        Ok(Some(chain)) => chain,
+        Ok(None) => return fail(format!("'{}' does not depend on '{}'", ends[0], ends[1])),
+        Err(e) => return fail(e),
+    };
+    println!("{}", chain[0]);
+    for (depth, pair) in chain.windows(2).enumerate() {
+        let indent = "  ".repeat(depth);
+        println!("{indent}└───{}", pair[1]);
+        let occurrences =
+            mini_store::references::find_occurrences(&store.physical_path(&pair[0]), &pair[1].hash_part());
+        for occ in occurrences.unwrap_or_default() {
+            let file = if occ.file.as_os_str().is_empty() {
+                "(the file itself)".to_string()
+            } else {
+                occ.file.display().to_string()
+            };
+            println!("{indent}    {file}: …{}…", occ.context);
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -7,5 +7,6 @@
 pub mod archive;
 pub mod base32;
 pub mod derivation;
+pub mod references;
 pub mod store;
 pub mod store_path;

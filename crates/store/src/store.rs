@@ -338,6 +338,31 @@ impl Store {
         Ok(infos)
     }
 
+    /// The shortest chain of references from `from` to `to` (both included),
+    /// or `None` if `from`'s closure does not contain `to`.
+    pub fn why_depends(&self, from: &StorePath, to: &StorePath) -> Result<Option<Vec<StorePath>>> {
+        let mut parent: std::collections::BTreeMap<StorePath, StorePath> = Default::default();
+        let mut queue = std::collections::VecDeque::from([from.clone()]);
+        let mut seen = BTreeSet::from([from.clone()]);
+        while let Some(path) = queue.pop_front() {
+            if &path == to {
+                let mut chain = vec![path];
+                while let Some(p) = parent.get(chain.last().expect("chain starts non-empty")) {
+                    chain.push(p.clone());
+                }
+                chain.reverse();
+                return Ok(Some(chain));
+            }
+            for r in self.require(&path)?.references {
+                if seen.insert(r.clone()) {
+                    parent.insert(r.clone(), path.clone());
+                    queue.push_back(r);
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Every valid path.
     pub fn all_valid(&self) -> Result<Vec<StorePath>> {
         let db = self.root.join("db");
@@ -703,6 +728,18 @@ mod tests {
         expected.sort();
         assert_eq!(closure, expected);
         assert_eq!(fs::read_to_string(store.physical_path(&plain)).unwrap(), "hello");
+    }
+
+    #[test]
+    fn why_depends_finds_the_shortest_chain() {
+        let s = Scratch::new("why");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let c = store.add_text("c", "leaf", &BTreeSet::new()).unwrap();
+        let b = store.add_text("b", &format!("uses {c}"), &BTreeSet::from([c.clone()])).unwrap();
+        let a = store.add_text("a", &format!("uses {b} and {c}"), &BTreeSet::from([b.clone(), c.clone()])).unwrap();
+        assert_eq!(store.why_depends(&a, &c).unwrap(), Some(vec![a.clone(), c.clone()]));
+        assert_eq!(store.why_depends(&b, &c).unwrap(), Some(vec![b.clone(), c.clone()]));
+        assert_eq!(store.why_depends(&c, &a).unwrap(), None);
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! Runtime references: after a path is produced, which of the candidate
+//! store paths (its inputs, and itself) does it mention? Nix's answer, and
+//! ours: look for their 32-character hash parts in every file's contents
+//! and every symlink's target. Also where a given hash appears, which is
+//! what `why-depends` shows.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::base32::is_base32_char;
+use crate::store_path::{StorePath, HASH_CHARS};
+
+/// Finds which `candidates` occur in `bytes`: every run of 32 base-32
+/// characters is a window to look up.
+pub fn scan_bytes(bytes: &[u8], candidates: &HashMap<[u8; HASH_CHARS], usize>, found: &mut BTreeSet<usize>) {
+    let mut run_start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !is_base32_char(b) {
+            run_start = i + 1;
+            continue;
+        }
+        if i + 1 - run_start >= HASH_CHARS {
+            let window: [u8; HASH_CHARS] = bytes[i + 1 - HASH_CHARS..=i].try_into().expect("window is HASH_CHARS long");
+            if let Some(&index) = candidates.get(&window) {
+                found.insert(index);
+            }
+        }
+    }
+}
+
+/// Which of `candidates` the tree at `path` refers to.
+pub fn scan_references(path: &Path, candidates: &[StorePath]) -> io::Result<BTreeSet<StorePath>> {
+    let table: HashMap<[u8; HASH_CHARS], usize> = candidates
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let hash: [u8; HASH_CHARS] = c.hash_part().into_bytes().try_into().expect("hash parts are HASH_CHARS long");
+            (hash, i)
+        })
+        .collect();
+    let mut found = BTreeSet::new();
+    visit(path, &mut |_, bytes| scan_bytes(bytes, &table, &mut found))?;
+    Ok(found.into_iter().map(|i| candidates[i].clone()).collect())
+}
+
+/// One place a hash appears: the file (relative to the scanned root, `""`
+/// for the root itself), the byte offset, and the text around it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Occurrence {
+    pub file: PathBuf,
+    pub offset: usize,
+    pub context: String,
+}
+
+/// Every place `hash_part` appears in the tree at `path`.
+pub fn find_occurrences(path: &Path, hash_part: &str) -> io::Result<Vec<Occurrence>> {
+    let needle = hash_part.as_bytes();
+    let mut out = Vec::new();
+    visit(path, &mut |file, bytes| {
+        let mut from = 0;
+        while let Some(pos) = find(&bytes[from..], needle) {
+            let offset = from + pos;
+            let start = offset.saturating_sub(30);
+            let end = (offset + needle.len() + 30).min(bytes.len());
+            let context = String::from_utf8_lossy(&bytes[start..end]).replace(|c: char| c.is_control(), "·");
+            out.push(Occurrence { file: file.to_path_buf(), offset, context });
+            from = offset + needle.len();
+        }
+    })?;
+    Ok(out)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Calls `f` with each file's contents and each symlink's target, in
+/// sorted order, with paths relative to `root`.
+fn visit(root: &Path, f: &mut impl FnMut(&Path, &[u8])) -> io::Result<()> {
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let full = if rel.as_os_str().is_empty() { root.to_path_buf() } else { root.join(&rel) };
+        let meta = fs::symlink_metadata(&full)?;
+        if meta.file_type().is_symlink() {
+            f(&rel, fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+        } else if meta.is_dir() {
+            let mut names: Vec<_> =
+                fs::read_dir(&full)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
+            names.sort();
+            stack.extend(names.into_iter().rev().map(|n| rel.join(n)));
+        } else {
+            let mut bytes = Vec::with_capacity(meta.len() as usize);
+            fs::File::open(&full)?.read_to_end(&mut bytes)?;
+            f(&rel, &bytes);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store_path::PathKind;
+
+    fn path(name: &str) -> StorePath {
+        StorePath::compute(
+            &PathKind::Source { references: &[] },
+            "blake3",
+            blake3::hash(name.as_bytes()).as_bytes(),
+            name,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn finds_hashes_in_contents_and_symlinks_only() {
+        let dir = std::env::temp_dir().join(format!("mini-refs-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        let (libc, busybox, unused) = (path("libc"), path("busybox"), path("unused"));
+        fs::write(dir.join("bin/script"), format!("#!{busybox}/bin/sh\nexec foo\n")).unwrap();
+        std::os::unix::fs::symlink(format!("{libc}/lib/libc.so"), dir.join("libc.so")).unwrap();
+        // A name that merely contains the hash is not a reference: names are not scanned.
+        fs::write(dir.join(unused.hash_part()), "nothing here").unwrap();
+        let found = scan_references(&dir, &[libc.clone(), busybox.clone(), unused]).unwrap();
+        assert_eq!(found, BTreeSet::from([libc, busybox.clone()]));
+        let occ = find_occurrences(&dir, &busybox.hash_part()).unwrap();
+        assert_eq!(occ.len(), 1);
+        assert_eq!(occ[0].file, PathBuf::from("bin/script"));
+        assert_eq!(occ[0].offset, "#!/mini/store/".len());
+        assert!(occ[0].context.contains("-busybox/bin/sh"), "{}", occ[0].context);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn windows_inside_longer_base32_runs_are_found() {
+        let p = path("x");
+        let mut table = HashMap::new();
+        table.insert(<[u8; HASH_CHARS]>::try_from(p.hash_part().as_bytes()).unwrap(), 0);
+        let mut found = BTreeSet::new();
+        scan_bytes(format!("aaaa{}zz", p.hash_part()).as_bytes(), &table, &mut found);
+        assert_eq!(found, BTreeSet::from([0]));
+        let mut none = BTreeSet::new();
+        scan_bytes(&p.hash_part().as_bytes()[..31], &table, &mut none);
+        assert!(none.is_empty());
+    }
+}
