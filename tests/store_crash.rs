@@ -56,6 +56,22 @@ fn killing_at_random_moments_never_corrupts_the_store() {
     let s = Scratch::new("kill");
     let store = s.0.join("store");
     let sources: Vec<PathBuf> = (0..4).map(|i| source_tree(&s.0, i)).collect();
+    // Time complete adds (the first also flushes the fresh sources, so it is
+    // not counted), so the kills can be spread over all of one.
+    let mut durations: Vec<u64> = (0..4)
+        .map(|i| {
+            let started = std::time::Instant::now();
+            let name = format!("calibration{i}");
+            let out = mini(&s.0.join("calibration"))
+                .args(["store", "add", sources[0].to_str().unwrap(), "--name", &name])
+                .output();
+            assert!(out.expect("run mini").status.success());
+            started.elapsed().as_micros() as u64
+        })
+        .skip(1)
+        .collect();
+    durations.sort();
+    let span_us = (durations[1] * 13 / 10).max(20_000);
     // Deterministic "random" delays, spread over the time one add takes.
     let mut state: u64 = 0x5eed_1234_abcd_ef01;
     let mut interrupted = 0;
@@ -63,7 +79,8 @@ fn killing_at_random_moments_never_corrupts_the_store() {
         state ^= state << 13;
         state ^= state >> 7;
         state ^= state << 17;
-        let delay = Duration::from_micros(state % 25_000);
+        // Delays cover every phase, from hashing to registration and after.
+        let delay = Duration::from_micros(state % span_us);
         let src = &sources[round % sources.len()];
         let mut child = mini(&store)
             .args(["store", "add", src.to_str().unwrap(), "--name", &format!("round{}", round % 7)])
@@ -79,6 +96,7 @@ fn killing_at_random_moments_never_corrupts_the_store() {
         let _ = child.wait();
         verify_clean(&store);
     }
+    eprintln!("{interrupted} of 40 kills landed mid-add");
     assert!(interrupted >= 10, "only {interrupted} of 40 kills landed mid-add; the test needs slower adds");
     // And the store still works: every source can be added to completion.
     for src in &sources {
