@@ -64,7 +64,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
     match cli.command {
-        Command::Eval(args) => eval(args),
+        Command::Eval(args) => eval(args, store_root),
         Command::Store(command) => store_cmd::run(&store_root, command),
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
         Command::Gc(args) => store_cmd::gc(&store_root, args),
@@ -72,9 +72,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn eval(args: EvalArgs) -> ExitCode {
+fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
     let outcome = mini_lang::with_evaluator(move |ev| {
         ev.pure = args.pure;
+        ev.store_root = Some(store_root);
         // Lazy printing shows which values are still thunks; keep them all.
         ev.speculate = args.strict || args.json;
         let result = evaluate(ev, &args);

@@ -22,6 +22,19 @@ enum Repr {
         bytes: [u8; INLINE],
     },
     Heap(Rc<Box<str>>),
+    /// Invariant: the context is sorted, free of duplicates and not empty.
+    WithContext(Rc<(Box<str>, Box<[ContextElem]>)>),
+}
+
+/// One thing a string refers to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContextElem {
+    /// A store path as such: added sources, `toFile` results.
+    Path(String),
+    /// An output of a derivation (`drv` is the `.drv` path).
+    Output { drv: String, output: String },
+    /// A derivation file with all its outputs (from `drvPath`).
+    AllOutputs(String),
 }
 
 impl NixStr {
@@ -34,6 +47,34 @@ impl NixStr {
                 unsafe { std::str::from_utf8_unchecked(bytes) }
             }
             Repr::Heap(s) => s,
+            Repr::WithContext(both) => &both.0,
+        }
+    }
+
+    /// A string with context; sorts and deduplicates `context`.
+    pub fn with_context(text: impl Into<String>, mut context: Vec<ContextElem>) -> NixStr {
+        let text: String = text.into();
+        if context.is_empty() {
+            return NixStr::from(text);
+        }
+        context.sort();
+        context.dedup();
+        NixStr(Repr::WithContext(Rc::new((text.into_boxed_str(), context.into_boxed_slice()))))
+    }
+
+    /// What the string refers to (empty for most strings).
+    pub fn context(&self) -> &[ContextElem] {
+        match &self.0 {
+            Repr::WithContext(both) => &both.1,
+            _ => &[],
+        }
+    }
+
+    /// The same text without context.
+    pub fn without_context(&self) -> NixStr {
+        match &self.0 {
+            Repr::WithContext(both) => NixStr::from(&*both.0),
+            _ => self.clone(),
         }
     }
 }
@@ -105,6 +146,14 @@ mod tests {
             assert_eq!(NixStr::from(s.to_string()).as_str(), s);
         }
         assert_eq!(std::mem::size_of::<NixStr>(), 16);
+        let with = NixStr::with_context(
+            "x",
+            vec![ContextElem::Path("/b".into()), ContextElem::Path("/a".into()), ContextElem::Path("/b".into())],
+        );
+        assert_eq!(with.as_str(), "x");
+        assert_eq!(with.context(), &[ContextElem::Path("/a".into()), ContextElem::Path("/b".into())]);
+        assert!(with.without_context().context().is_empty());
+        assert!(NixStr::with_context("y", vec![]).context().is_empty());
         assert_eq!(std::mem::size_of::<crate::value::Value>(), 16);
         assert_eq!(std::mem::size_of::<crate::value::Thunk>(), 16);
     }

@@ -3,6 +3,7 @@
 //! the table, the global scope and the argument helpers they share.
 
 mod attrs;
+mod context;
 mod json;
 mod lists;
 mod misc;
@@ -47,11 +48,13 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("foldl'", 3, lists::foldl),
     ("fromJSON", 1, json::from_json),
     ("functionArgs", 1, attrs::function_args),
+    ("getContext", 1, context::get_context),
     ("genList", 2, lists::gen_list),
     ("getAttr", 2, attrs::get_attr),
     ("getEnv", 1, misc::get_env),
     ("groupBy", 2, lists::group_by),
     ("hasAttr", 2, attrs::has_attr),
+    ("hasContext", 1, context::has_context),
     ("hashString", 2, strings::hash_string),
     ("head", 1, lists::head),
     ("import", 1, misc::import),
@@ -74,6 +77,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("mul", 2, misc::mul),
     ("parseDrvName", 1, strings::parse_drv_name),
     ("partition", 2, lists::partition),
+    ("path", 1, context::path),
     ("pathExists", 1, misc::path_exists),
     ("readDir", 1, misc::read_dir),
     ("readFile", 1, misc::read_file),
@@ -88,11 +92,13 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("substring", 3, strings::substring),
     ("tail", 1, lists::tail),
     ("throw", 1, misc::throw),
+    ("toFile", 2, context::to_file),
     ("toJSON", 1, json::to_json_primop),
     ("toString", 1, strings::to_string),
     ("trace", 2, misc::trace),
     ("tryEval", 1, misc::try_eval),
     ("typeOf", 1, misc::type_of),
+    ("unsafeDiscardStringContext", 1, context::unsafe_discard_string_context),
     ("zipAttrsWith", 2, attrs::zip_attrs_with),
 ];
 

@@ -41,20 +41,24 @@ pub fn substring(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<V
     let bytes = s.as_bytes();
     let start = (start as usize).min(bytes.len());
     let end = if len < 0 { bytes.len() } else { start.saturating_add(len as usize).min(bytes.len()) };
-    Ok(Value::string(String::from_utf8_lossy(&bytes[start..end]).into_owned()))
+    let text = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+    Ok(Value::String(NixStr::with_context(text, s.context().to_vec())))
 }
 
 pub fn concat_strings_sep(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let sep = string(ev, &args[0], span)?;
     let items = list(ev, &args[1], span)?;
     let mut out = String::new();
+    let mut context = sep.context().to_vec();
     for (i, t) in items.iter().enumerate() {
         if i > 0 {
             out.push_str(&sep);
         }
-        out.push_str(&coerce(ev, t, span, true)?);
+        let item = coerce(ev, t, span, true)?;
+        out.push_str(&item);
+        context.extend_from_slice(item.context());
     }
-    Ok(Value::string(out))
+    Ok(Value::String(NixStr::with_context(out, context)))
 }
 
 pub fn replace_strings(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
@@ -92,7 +96,9 @@ pub fn replace_strings(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalRe
             }
         }
     }
-    Ok(Value::string(String::from_utf8_lossy(&out).into_owned()))
+    let mut context = s.context().to_vec();
+    context.extend(to.iter().flat_map(|t| t.context().iter().cloned()));
+    Ok(Value::String(NixStr::with_context(String::from_utf8_lossy(&out).into_owned(), context)))
 }
 
 /// The part after the last `/`, ignoring one trailing `/`.
@@ -106,7 +112,7 @@ pub fn base_name_of(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResul
         last -= 1;
     }
     let start = s[..=last].rfind('/').map_or(0, |p| p + 1);
-    Ok(Value::string(&s[start..=last]))
+    Ok(Value::String(NixStr::with_context(&s[start..=last], s.context().to_vec())))
 }
 
 pub fn dir_of(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
@@ -117,7 +123,10 @@ pub fn dir_of(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Valu
         Some(0) => "/",
         Some(p) => &s[..p],
     };
-    Ok(if matches!(v, Value::Path(_)) { Value::Path(Rc::new(dir.to_string())) } else { Value::string(dir) })
+    Ok(match v {
+        Value::Path(_) => Value::Path(Rc::new(dir.to_string())),
+        _ => Value::String(NixStr::with_context(dir, s.context().to_vec())),
+    })
 }
 
 pub fn hash_string(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {

@@ -9,8 +9,11 @@ use std::rc::Rc;
 use crate::compile::{Compiler, Expr, Key, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::{SourceMap, Span};
+use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
+use mini_store::store::Store;
+use mini_store::store_path::StorePath;
 
 mod call;
 mod ops;
@@ -30,6 +33,12 @@ pub struct Evaluator {
     pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
     /// Reused by string interpolation, so building a string allocates once.
     interpolation_buffer: String,
+    /// Where the store lives, for the things evaluation puts in it
+    /// (interpolated paths, `toFile`, `builtins.path`). `None`: no store.
+    pub store_root: Option<PathBuf>,
+    store: Option<Rc<Store>>,
+    /// Paths already copied to the store in this session.
+    pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
@@ -66,12 +75,42 @@ impl Evaluator {
             imports: HashMap::new(),
             regex_cache: HashMap::new(),
             interpolation_buffer: String::new(),
+            store_root: None,
+            store: None,
+            copied_paths: HashMap::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
             speculate: true,
         };
         ev.globals = crate::builtins::globals();
         ev
+    }
+
+    /// The store, opened on first use.
+    pub(crate) fn store(&mut self, span: Span) -> EvalResult<Rc<Store>> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
+        }
+        let Some(root) = &self.store_root else {
+            return Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span));
+        };
+        let store = Rc::new(Store::open(root).map_err(|e| store_error(e, span))?);
+        self.store = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Copies a path into the store (once per session) and returns its
+    /// store path, as interpolating `./src` into a string does.
+    pub(crate) fn copy_to_store(&mut self, path: &str, span: Span) -> EvalResult<StorePath> {
+        let path = PathBuf::from(path);
+        if let Some(p) = self.copied_paths.get(&path) {
+            return Ok(p.clone());
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let store = self.store(span)?;
+        let stored = store.add_path(&path, &name).map_err(|e| store_error(e, span))?;
+        self.copied_paths.insert(path, stored.clone());
+        Ok(stored)
     }
 
     #[inline]
@@ -278,8 +317,15 @@ impl Evaluator {
     fn interpolate(&mut self, parts: &'static [Expr], env: &Rc<Env>, span: Span) -> EvalResult<Value> {
         let mut buf = std::mem::take(&mut self.interpolation_buffer);
         buf.clear();
-        let result = self.interpolate_into(&mut buf, parts, env, span);
-        let value = result.map(|()| Value::string(buf.as_str()));
+        let mut context = Vec::new();
+        let result = self.interpolate_into(&mut buf, &mut context, parts, env, span);
+        let value = result.map(|()| {
+            if context.is_empty() {
+                Value::string(buf.as_str())
+            } else {
+                Value::String(NixStr::with_context(buf.as_str(), context))
+            }
+        });
         self.interpolation_buffer = buf;
         value
     }
@@ -287,6 +333,7 @@ impl Evaluator {
     fn interpolate_into(
         &mut self,
         buf: &mut String,
+        context: &mut Vec<ContextElem>,
         parts: &'static [Expr],
         env: &Rc<Env>,
         span: Span,
@@ -307,10 +354,12 @@ impl Evaluator {
                 },
                 _ => self.eval_operand(part, env)?,
             };
-            match value {
-                Value::String(part) => buf.push_str(&part),
-                other => buf.push_str(&self.coerce_to_string(&other, span, false, true)?),
-            }
+            let part = match value {
+                Value::String(part) => part,
+                other => self.coerce_to_string(&other, span, false, true)?,
+            };
+            buf.push_str(&part);
+            context.extend_from_slice(part.context());
         }
         Ok(())
     }
@@ -513,6 +562,11 @@ impl Evaluator {
             }
         }
     }
+}
+
+/// A store failure, as an evaluation error at `span`.
+pub(crate) fn store_error(e: impl std::fmt::Display, span: Span) -> Box<EvalError> {
+    EvalError::at(ErrorKind::Io, e.to_string(), span)
 }
 
 /// `import ./dir` loads `dir/default.nixlike`, falling back to `default.nix`.

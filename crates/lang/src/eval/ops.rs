@@ -9,7 +9,7 @@ use super::Evaluator;
 use crate::compile::Expr;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::Span;
-use crate::string::NixStr;
+use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Env, Thunk, Value};
 
@@ -152,16 +152,27 @@ impl Evaluator {
             Value::Path(_) => {
                 let mut s = String::new();
                 for v in &values {
-                    s.push_str(&self.coerce_to_string(v, span, false, false)?);
+                    let part = self.coerce_to_string(v, span, false, false)?;
+                    if !part.context().is_empty() {
+                        return Err(EvalError::at(
+                            ErrorKind::Eval,
+                            "a string that refers to a store path cannot be appended to a path",
+                            span,
+                        ));
+                    }
+                    s.push_str(&part);
                 }
                 Ok(Value::Path(crate::compile::canonicalize_lexically(Path::new(&s)).into()))
             }
             _ => {
                 let mut s = String::new();
+                let mut context = Vec::new();
                 for v in &values {
-                    s.push_str(&self.coerce_to_string(v, span, false, true)?);
+                    let part = self.coerce_to_string(v, span, false, true)?;
+                    s.push_str(&part);
+                    context.extend_from_slice(part.context());
                 }
-                Ok(Value::string(s))
+                Ok(Value::String(NixStr::with_context(s, context)))
             }
         }
     }
@@ -172,11 +183,10 @@ impl Evaluator {
         self.check_stack(Some(span))?;
         match v {
             Value::String(s) => Ok(s.clone()),
-            Value::Path(p) if copy_to_store => Err(EvalError::at(
-                ErrorKind::Eval,
-                format!("cannot copy '{p}' to the store: interpolating a path needs mini's store, which this build of mini does not have yet"),
-                span,
-            )),
+            Value::Path(p) if copy_to_store => {
+                let stored = self.copy_to_store(p, span)?.to_string();
+                Ok(NixStr::with_context(stored.clone(), vec![ContextElem::Path(stored)]))
+            }
             Value::Path(p) => Ok(NixStr::from(p.as_str())),
             Value::Attrs(attrs) => {
                 if let Some(f) = attrs.get_str("__toString") {
@@ -196,15 +206,18 @@ impl Evaluator {
             Value::Float(f) if more => Ok(NixStr::from(format!("{f:.6}"))),
             Value::List(items) if more => {
                 let mut out = String::new();
+                let mut context = Vec::new();
                 for (i, item) in items.iter().enumerate() {
                     let item = self.force(item)?;
-                    out.push_str(&self.coerce_to_string(&item, span, more, copy_to_store)?);
+                    let part = self.coerce_to_string(&item, span, more, copy_to_store)?;
+                    out.push_str(&part);
+                    context.extend_from_slice(part.context());
                     let empty_list = matches!(&item, Value::List(l) if l.is_empty());
                     if i + 1 < items.len() && !empty_list {
                         out.push(' ');
                     }
                 }
-                Ok(NixStr::from(out))
+                Ok(NixStr::with_context(out, context))
             }
             other => Err(EvalError::type_error(format!("cannot coerce {} to a string", other.describe()), span)),
         }
