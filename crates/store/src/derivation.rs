@@ -69,6 +69,52 @@ pub enum DerivationError {
     NoOutputs(String),
     #[error("a fixed-output derivation must have exactly one output, named 'out'")]
     FixedNotSingleOut,
+    #[error("unsupported hash algorithm '{0}' (use sha256 or blake3)")]
+    UnknownAlgo(String),
+    #[error("invalid {algo} hash '{text}': expected {len} bytes as hex, Nix base-32 or SRI ('{algo}-<base64>')")]
+    BadHash { algo: String, text: String, len: usize },
+}
+
+/// Parses a declared output hash: hex, Nix base-32 or SRI (`sha256-…`).
+pub fn parse_hash(algo: &str, text: &str) -> Result<Vec<u8>, DerivationError> {
+    let len = match algo {
+        "sha256" | "blake3" => 32,
+        other => return Err(DerivationError::UnknownAlgo(other.to_string())),
+    };
+    let bad = || DerivationError::BadHash { algo: algo.to_string(), text: text.to_string(), len };
+    let bytes = if let Some(b64) = text.strip_prefix(&format!("{algo}-")) {
+        decode_base64(b64).ok_or_else(bad)?
+    } else if text.len() == 2 * len {
+        (0..len)
+            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+            .collect::<Result<_, _>>()
+            .map_err(|_| bad())?
+    } else if text.len() == crate::base32::encoded_len(len) {
+        crate::base32::decode(text, len).map_err(|_| bad())?
+    } else {
+        return Err(bad());
+    };
+    if bytes.len() != len {
+        return Err(bad());
+    }
+    Ok(bytes)
+}
+
+/// Standard base64 with padding, as SRI hashes use.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let text = text.trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        acc = (acc << 6) | ALPHABET.iter().position(|&a| a == c)? as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
 }
 
 /// The digest that names a derivation's outputs (Nix's `hashDerivationModulo`).
@@ -146,6 +192,8 @@ impl Derivation {
     }
 
     /// The path the derivation itself is stored at.
+    /// It is a text path like any file the store adds: its digest is over
+    /// the canonical archive of a file holding [`Derivation::to_json`].
     pub fn drv_path(&self) -> Result<StorePath, DerivationError> {
         let json = self.to_json();
         let references: Vec<StorePath> = self.input_srcs.iter().chain(self.input_drvs.keys()).cloned().collect();
@@ -153,7 +201,7 @@ impl Derivation {
         Ok(StorePath::compute(
             &PathKind::Text { references: &references },
             "blake3",
-            blake3::hash(json.as_bytes()).as_bytes(),
+            text_file_digest(&json).as_bytes(),
             &name,
         )?)
     }
@@ -218,6 +266,15 @@ impl Derivation {
         s.push('}');
         s
     }
+}
+
+/// BLAKE3 over the canonical archive of one regular file holding `text`,
+/// which is how the store hashes every text it adds.
+pub fn text_file_digest(text: &str) -> blake3::Hash {
+    let mut hasher = blake3::Hasher::new();
+    let file = crate::archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
+    crate::archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
+    hasher.finalize()
 }
 
 /// The path of a fixed output: from the declared content hash alone.
@@ -316,13 +373,14 @@ mod tests {
         let mut d = drv("hello", "/bin/sh");
         let (drv_path, modulo) = finish(&mut d, &HashMap::new());
         // Cross-checked with an independent Python computation (json.dumps
-        // with sorted keys and compact separators, and the blake3 package).
+        // with sorted keys and compact separators, the blake3 package, and
+        // the archive of one regular file built by hand for the .drv digest).
         assert_eq!(modulo.to_hex(), "05bf6e8bf04ca6b7e53d263db1896725a6369b1f30ca3142210cc06472a8f335");
         assert_eq!(
             d.outputs["out"].path.as_ref().unwrap().to_string(),
             "/mini/store/ybi0g0b4p329m05s82y62391lz4rhaxr-hello"
         );
-        assert_eq!(drv_path.to_string(), "/mini/store/qk0xfw59yqh2rwqi74ddzm1n99z306wf-hello.drv");
+        assert_eq!(drv_path.to_string(), "/mini/store/akilmcfdpfb55rccvrqn3m6jfzzf8j1d-hello.drv");
     }
 
     #[test]
@@ -357,6 +415,17 @@ mod tests {
             downstream_outputs.push((f.outputs["out"].path.clone(), user.outputs["out"].path.clone()));
         }
         assert_eq!(downstream_outputs[0], downstream_outputs[1]);
+    }
+
+    #[test]
+    fn output_hashes_parse_in_every_notation() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let bytes = parse_hash("sha256", hex).unwrap();
+        assert_eq!(parse_hash("sha256", "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap(), bytes);
+        assert_eq!(parse_hash("sha256", "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap(), bytes);
+        assert!(matches!(parse_hash("md5", hex), Err(DerivationError::UnknownAlgo(_))));
+        assert!(matches!(parse_hash("sha256", "abc"), Err(DerivationError::BadHash { .. })));
+        assert!(matches!(parse_hash("sha256", "sha256-AAAA"), Err(DerivationError::BadHash { .. })));
     }
 
     #[test]

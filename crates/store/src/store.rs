@@ -743,6 +743,28 @@ mod tests {
     }
 
     #[test]
+    fn a_derivation_is_stored_at_its_computed_path() {
+        use crate::derivation::{Derivation, Output};
+        let s = Scratch::new("drv");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let src = store.add_text("builder.sh", "echo hi > $out", &BTreeSet::new()).unwrap();
+        let mut drv = Derivation {
+            name: "hello".into(),
+            outputs: std::collections::BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
+            input_drvs: Default::default(),
+            input_srcs: BTreeSet::from([src.clone()]),
+            system: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            args: vec![src.to_string()],
+            env: Default::default(),
+        };
+        let modulo = drv.hash_modulo(&mut |_| unreachable!("no input derivations"));
+        drv.fill_output_paths(modulo).unwrap();
+        let stored = store.add_text("hello.drv", &drv.to_json(), &BTreeSet::from([src])).unwrap();
+        assert_eq!(stored, drv.drv_path().unwrap());
+    }
+
+    #[test]
     fn verify_reports_missing_and_modified_paths() {
         let s = Scratch::new("verify");
         let store = Store::open(&s.0.join("root")).unwrap();
