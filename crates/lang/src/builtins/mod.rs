@@ -4,6 +4,7 @@
 
 mod attrs;
 mod context;
+mod derivation;
 mod json;
 mod lists;
 mod misc;
@@ -39,6 +40,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("concatMap", 2, lists::concat_map),
     ("concatStringsSep", 2, strings::concat_strings_sep),
     ("deepSeq", 2, misc::deep_seq),
+    ("derivationStrict", 1, derivation::derivation_strict),
     ("dirOf", 1, strings::dir_of),
     ("div", 2, misc::div),
     ("elem", 2, lists::elem),
@@ -103,8 +105,20 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
 ];
 
 /// Names reachable without the `builtins.` prefix, as in Nix.
-const UNPREFIXED: &[&str] =
-    &["abort", "baseNameOf", "dirOf", "import", "isNull", "map", "removeAttrs", "throw", "toString"];
+const UNPREFIXED: &[&str] = &[
+    "abort",
+    "baseNameOf",
+    "derivationStrict",
+    "dirOf",
+    "import",
+    "isNull",
+    "map",
+    "removeAttrs",
+    "throw",
+    "toString",
+];
+
+pub use derivation::DERIVATION_NIX;
 
 /// The system mini evaluates for, in Nix's spelling.
 pub fn current_system() -> String {

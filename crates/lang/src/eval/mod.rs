@@ -12,6 +12,7 @@ use crate::source::{SourceMap, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
+use mini_store::derivation::ModuloHash;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
@@ -39,6 +40,10 @@ pub struct Evaluator {
     store: Option<Rc<Store>>,
     /// Paths already copied to the store in this session.
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
+    /// Hash modulo and output names of every derivation made so far, so
+    /// a derivation's inputs are hashed once however deep the graph.
+    pub(crate) drv_hashes: HashMap<StorePath, ModuloHash>,
+    pub(crate) drv_outputs: HashMap<StorePath, Vec<String>>,
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
@@ -78,12 +83,24 @@ impl Evaluator {
             store_root: None,
             store: None,
             copied_paths: HashMap::new(),
+            drv_hashes: HashMap::new(),
+            drv_outputs: HashMap::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
             speculate: true,
         };
         ev.globals = crate::builtins::globals();
+        ev.define_derivation();
         ev
+    }
+
+    /// Binds `derivation`, which is written in the language.
+    fn define_derivation(&mut self) {
+        let expr = self
+            .compile_in("«derivation»".into(), None, crate::builtins::DERIVATION_NIX, PathBuf::from("/"))
+            .expect("the built-in derivation function compiles");
+        let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([])))).expect("it is a lambda");
+        self.globals.insert(Symbol::intern("derivation"), value);
     }
 
     /// The store, opened on first use.
@@ -128,6 +145,16 @@ impl Evaluator {
             None => std::env::current_dir()
                 .map_err(|e| EvalError::new(ErrorKind::Io, format!("cannot read the current directory: {e}"), None))?,
         };
+        self.compile_in(name, path, text, base_dir)
+    }
+
+    fn compile_in(
+        &mut self,
+        name: String,
+        path: Option<PathBuf>,
+        text: &str,
+        base_dir: PathBuf,
+    ) -> EvalResult<&'static Expr> {
         let file = self.sources.add(name, path, Rc::from(text));
         let ast = crate::syntax::parse(text, file).map_err(|e| EvalError::syntax(e, file))?;
         let expr = Compiler::new(&self.sources, &self.globals, base_dir).compile(&ast)?;

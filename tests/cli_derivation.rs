@@ -1,0 +1,160 @@
+//! The `derivation` builtin: the value it returns (compared with real
+//! Nix 2.8 with store hashes masked), the `.drv` it writes, input
+//! addressing, fixed outputs, and independence from the physical store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mini-drv-{name}-{}", std::process::id()));
+        remove(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        std::fs::write(dir.join("builder.sh"), "echo hi > $out\n").unwrap();
+        Scratch(dir)
+    }
+
+    fn eval_in(&self, store: &str, strict: bool, expr: &str) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mini"));
+        cmd.arg("--store").arg(self.0.join(store)).arg("eval");
+        if strict {
+            cmd.arg("--strict");
+        }
+        let out = cmd.args(["--expr", expr]).current_dir(&self.0).output().expect("run mini");
+        assert!(out.status.success(), "{expr}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    fn eval(&self, expr: &str) -> String {
+        self.eval_in("store", true, expr)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove(&self.0);
+    }
+}
+
+fn remove(dir: &Path) {
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Replaces `/nix/store/<hash>-` and `/mini/store/<hash>-` with `STORE/`.
+fn mask_store_paths(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("/store/") {
+        let (before, after) = rest.split_at(i);
+        let dir_start = before.rfind('/').unwrap_or(0);
+        let dir = &before[dir_start..];
+        let hash = after.get(7..39).unwrap_or("");
+        if (dir == "/nix" || dir == "/mini") && hash.len() == 32 && after.as_bytes().get(39) == Some(&b'-') {
+            out.push_str(&before[..dir_start]);
+            out.push_str("STORE/");
+            rest = &after[40..];
+        } else {
+            out.push_str(&rest[..i + 7]);
+            rest = &rest[i + 7..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+const SIMPLE: &str = r#"derivation { name = "hello"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi" ]; outputs = [ "out" "dev" ]; }"#;
+
+fn nix_eval(strict: bool, expr: &str) -> Option<String> {
+    let mut cmd = Command::new("nix-instantiate");
+    cmd.args(["--eval", "--readonly-mode", "--option", "substituters", ""]);
+    if strict {
+        cmd.arg("--strict");
+    }
+    match cmd.args(["--expr", expr]).env("NIX_PATH", "").output() {
+        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).trim_end().to_string()),
+        Ok(out) => panic!("nix-instantiate failed: {}", String::from_utf8_lossy(&out.stderr)),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => panic!("nix-instantiate is required when CI=true"),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn the_value_has_the_shape_nix_gives_it() {
+    let s = Scratch::new("shape");
+    for strict in [true, false] {
+        let mini = s.eval_in("store", strict, SIMPLE);
+        let Some(nix) = nix_eval(strict, SIMPLE) else { return };
+        assert_eq!(mask_store_paths(&mini), mask_store_paths(&nix), "strict = {strict}");
+    }
+}
+
+#[test]
+fn paths_do_not_depend_on_the_physical_store() {
+    let s = Scratch::new("roots");
+    let expr = format!("[ ({SIMPLE}).drvPath ({SIMPLE}).outPath ({SIMPLE}).dev.outPath ]");
+    assert_eq!(s.eval_in("one", true, &expr), s.eval_in("elsewhere/two", true, &expr));
+}
+
+#[test]
+fn inputs_come_from_string_context() {
+    let s = Scratch::new("inputs");
+    let expr = r#"
+      let
+        a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ ./builder.sh ]; outputs = [ "out" "dev" ]; };
+        b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; deps = [ a a.dev ]; };
+      in [ b.drvPath a.drvPath "${./builder.sh}" ]"#;
+    let printed = s.eval(expr);
+    let paths: Vec<&str> = printed.trim_matches(['[', ']', ' ']).split(' ').map(|p| p.trim_matches('"')).collect();
+    let (b_drv, a_drv, src) = (paths[0], paths[1], paths[2]);
+    let drv_file = s.0.join("store/store").join(b_drv.trim_start_matches("/mini/store/"));
+    let json = std::fs::read_to_string(drv_file).unwrap();
+    assert!(json.contains(&format!("\"inputDrvs\":{{\"{a_drv}\":[\"dev\",\"out\"]}}")), "{json}");
+    assert!(json.contains("\"inputSrcs\":[]"), "{json}");
+    let a_json =
+        std::fs::read_to_string(s.0.join("store/store").join(a_drv.trim_start_matches("/mini/store/"))).unwrap();
+    assert!(a_json.contains(&format!("\"inputSrcs\":[\"{src}\"]")), "{a_json}");
+}
+
+#[test]
+fn a_changed_recipe_changes_the_output_unless_the_output_is_fixed() {
+    let s = Scratch::new("fixed");
+    let out = |builder: &str, fixed: bool| {
+        let hash = if fixed { r#"outputHash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";"# } else { "" };
+        let fetch = format!(r#"derivation {{ name = "src"; system = "x86_64-linux"; builder = "{builder}"; {hash} }}"#);
+        s.eval(&format!(
+            r#"let src = {fetch}; app = derivation {{ name = "app"; system = "x86_64-linux"; builder = "/bin/sh"; inherit src; }}; in [ src.outPath app.outPath ]"#
+        ))
+    };
+    assert_ne!(out("/bin/curl", false), out("/bin/wget", false));
+    assert_eq!(out("/bin/curl", true), out("/bin/wget", true));
+}
+
+#[test]
+fn bad_derivations_are_clear_errors() {
+    let s = Scratch::new("errors");
+    for (expr, phrase) in [
+        (r#"(derivation { system = "x"; builder = "/bin/sh"; }).outPath"#, "attribute 'name' missing"),
+        (r#"(derivation { name = "a b"; system = "x"; builder = "/bin/sh"; }).outPath"#, "forbidden character ' '"),
+        (
+            r#"(derivation { name = "a"; system = "x"; builder = "/bin/sh"; outputHash = "abc"; }).outPath"#,
+            "invalid sha256 hash 'abc'",
+        ),
+        (
+            r#"builtins.toFile "f" "${(derivation { name = "a"; system = "x"; builder = "/bin/sh"; }).outPath}""#,
+            "cannot refer to derivation outputs",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(s.0.join("store"))
+            .args(["eval", "--strict", "--expr", expr])
+            .output()
+            .expect("run mini");
+        assert_eq!(out.status.code(), Some(1), "{expr}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(phrase), "{expr}: expected {phrase:?} in {err}");
+    }
+}
