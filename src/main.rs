@@ -38,6 +38,9 @@ enum Command {
     Gc(store_cmd::GcArgs),
     /// Show why one store path depends on another, and where.
     WhyDepends(store_cmd::WhyDependsArgs),
+    /// Inspect derivations.
+    #[command(subcommand)]
+    Derivation(store_cmd::DerivationCommand),
 }
 
 #[derive(Args)]
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
         Command::Gc(args) => store_cmd::gc(&store_root, args),
         Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
+        Command::Derivation(command) => store_cmd::derivation(&store_root, command),
     }
 }
 

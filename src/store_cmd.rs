@@ -27,6 +27,19 @@ pub enum StoreCommand {
     AddRoot { link: PathBuf, path: String },
 }
 
+#[derive(Subcommand)]
+pub enum DerivationCommand {
+    /// Print derivations (and, with -r, every derivation they depend on) as JSON.
+    Show {
+        /// Also show the input derivations, recursively.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// `.drv` store paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+}
+
 #[derive(Args)]
 pub struct WhyDependsArgs {
     /// The path that depends.
@@ -215,5 +228,50 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
             println!("{indent}    {file}: …{}…", occ.context);
         }
     }
+    ExitCode::SUCCESS
+}
+
+/// `mini derivation show [-r] DRV...`: `{ "<drv path>": <derivation>, … }`,
+/// each derivation in its canonical JSON, sorted by path.
+pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
+    let DerivationCommand::Show { recursive, paths } = command;
+    let store = match Store::open(root) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let mut todo = Vec::new();
+    for p in &paths {
+        match StorePath::parse_prefix(p) {
+            Ok((path, _)) if path.name().ends_with(".drv") && store.is_valid(&path) => todo.push(path),
+            Ok((path, _)) if path.name().ends_with(".drv") => {
+                return fail(format!("derivation '{path}' is not valid in the store at {}", root.display()))
+            }
+            Ok((path, _)) => return fail(format!("'{path}' is not a derivation (a .drv path)")),
+            Err(e) => return fail(e),
+        }
+    }
+    let mut shown = std::collections::BTreeMap::new();
+    while let Some(drv) = todo.pop() {
+        if shown.contains_key(&drv) {
+            continue;
+        }
+        let file = store.physical_path(&drv);
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("reading '{}': {e}", file.display())),
+        };
+        if recursive {
+            let parsed: serde_json::Value = match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => return fail(format!("'{drv}' is not a valid derivation: {e}")),
+            };
+            if let Some(inputs) = parsed.get("inputDrvs").and_then(|i| i.as_object()) {
+                todo.extend(inputs.keys().filter_map(|k| StorePath::parse(k).ok()));
+            }
+        }
+        shown.insert(drv, text);
+    }
+    let entries: Vec<String> = shown.iter().map(|(p, json)| format!("\"{p}\":{}", json.trim_end())).collect();
+    println!("{{{}}}", entries.join(","));
     ExitCode::SUCCESS
 }

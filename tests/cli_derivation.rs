@@ -158,3 +158,35 @@ fn bad_derivations_are_clear_errors() {
         assert!(err.contains(phrase), "{expr}: expected {phrase:?} in {err}");
     }
 }
+
+#[test]
+fn derivation_show_prints_the_derivation_and_its_inputs() {
+    let s = Scratch::new("show");
+    let printed = s.eval(
+        r#"let a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; };
+               b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; dep = a; };
+           in [ b.drvPath a.drvPath ]"#,
+    );
+    let paths: Vec<String> =
+        printed.trim_matches(['[', ']', ' ']).split(' ').map(|p| p.trim_matches('"').to_string()).collect();
+    let show = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(s.0.join("store"))
+            .args(["derivation", "show"])
+            .args(args)
+            .output()
+            .expect("run mini")
+    };
+    let alone = String::from_utf8_lossy(&show(&[&paths[0]]).stdout).to_string();
+    assert!(
+        alone.starts_with(&format!("{{\"{}\":{{\"args\":[]", paths[0]))
+            && !alone.contains(&format!("\"{}\":{{", paths[1])),
+        "{alone}"
+    );
+    let recursive = String::from_utf8_lossy(&show(&["-r", &paths[0]]).stdout).to_string();
+    assert!(recursive.contains(&format!("\"{}\":{{", paths[1])), "{recursive}");
+    let not_drv = show(&["/mini/store/00000000000000000000000000000000-x"]);
+    assert_eq!(not_drv.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not_drv.stderr).contains("is not a derivation"));
+}
