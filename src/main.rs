@@ -41,6 +41,19 @@ enum Command {
     /// Inspect derivations.
     #[command(subcommand)]
     Derivation(store_cmd::DerivationCommand),
+    /// Evaluate to derivations and write their .drv files to the store;
+    /// prints the .drv path of each top-level derivation.
+    Instantiate(InstantiateArgs),
+}
+
+#[derive(Args)]
+struct InstantiateArgs {
+    /// Evaluate this expression instead of a file.
+    #[arg(long = "expr", short = 'E', value_name = "EXPR", conflicts_with = "file")]
+    expr: Option<String>,
+    /// The file to evaluate.
+    #[arg(required_unless_present = "expr")]
+    file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,6 +86,7 @@ fn main() -> ExitCode {
         Command::Gc(args) => store_cmd::gc(&store_root, args),
         Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
         Command::Derivation(command) => store_cmd::derivation(&store_root, command),
+        Command::Instantiate(args) => instantiate(args, store_root),
     }
 }
 
@@ -80,6 +94,8 @@ fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
     let outcome = mini_lang::with_evaluator(move |ev| {
         ev.pure = args.pure;
         ev.store_root = Some(store_root);
+        // Like `nix-instantiate --eval`: derivations are computed, not written.
+        ev.write_derivations = false;
         // Lazy printing shows which values are still thunks; keep them all.
         ev.speculate = args.strict || args.json;
         let result = evaluate(ev, &args);
@@ -121,4 +137,75 @@ fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String
         ev.deep_force(&value, span)?;
     }
     Ok(format!("{}\n", print::print_value(&value)))
+}
+
+fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> ExitCode {
+    let outcome = mini_lang::with_evaluator(move |ev| {
+        ev.store_root = Some(store_root);
+        let result = drv_paths(ev, &args);
+        let code = match result {
+            Ok(paths) => {
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(paths.iter().map(|p| format!("{p}\n")).collect::<String>().as_bytes());
+                0
+            }
+            Err(e) => {
+                let _ = std::io::stderr().write_all(e.render(&ev.sources).as_bytes());
+                1
+            }
+        };
+        std::process::exit(code)
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `.drv` paths of the derivations a file or expression evaluates to:
+/// the value itself, or the derivations among a list's elements or a set's
+/// attributes, as `nix-instantiate` finds them. Writes them all.
+fn drv_paths(ev: &mut Evaluator, args: &InstantiateArgs) -> mini_lang::EvalResult<Vec<String>> {
+    let value = match (&args.expr, &args.file) {
+        (Some(expr), _) => ev.eval_text(expr)?,
+        (None, Some(file)) => ev.eval_file(file)?,
+        (None, None) => unreachable!("clap requires a file or --expr"),
+    };
+    let candidates: Vec<Value> = match &value {
+        Value::List(items) => items.iter().map(|t| ev.force(t)).collect::<Result<_, _>>()?,
+        Value::Attrs(attrs) if !is_derivation(ev, &value)? => {
+            let mut out = Vec::new();
+            for (_, t) in attrs.sorted_by_name() {
+                out.push(ev.force(t)?);
+            }
+            out
+        }
+        _ => vec![value.clone()],
+    };
+    let mut paths = Vec::new();
+    for v in candidates {
+        if let Value::Attrs(attrs) = &v {
+            if is_derivation(ev, &v)? {
+                if let Some(t) = attrs.get_str("drvPath") {
+                    let drv = ev.force(&t.clone())?;
+                    paths.push(ev.coerce_to_string(&drv, Default::default(), false, false)?.to_string());
+                }
+            }
+        }
+    }
+    ev.flush_derivations()?;
+    Ok(paths)
+}
+
+fn is_derivation(ev: &mut Evaluator, v: &Value) -> mini_lang::EvalResult<bool> {
+    match v {
+        Value::Attrs(attrs) => match attrs.get_str("type") {
+            Some(t) => Ok(matches!(ev.force(&t.clone())?, Value::String(s) if s.as_str() == "derivation")),
+            None => Ok(false),
+        },
+        _ => Ok(false),
+    }
 }

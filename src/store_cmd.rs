@@ -182,7 +182,7 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
 
 fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
     let refs: BTreeSet<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
-    let hash: String = info.nar_hash.iter().map(|b| format!("{b:02x}")).collect();
+    let hash = mini_store::derivation::hex(&info.nar_hash);
     let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
     let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
     format!(

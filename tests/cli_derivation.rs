@@ -30,6 +30,19 @@ impl Scratch {
     fn eval(&self, expr: &str) -> String {
         self.eval_in("store", true, expr)
     }
+
+    /// `mini instantiate --expr`: the .drv paths it prints, one per line.
+    fn instantiate(&self, expr: &str) -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(self.0.join("store"))
+            .args(["instantiate", "--expr", expr])
+            .current_dir(&self.0)
+            .output()
+            .expect("run mini");
+        assert!(out.status.success(), "{expr}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    }
 }
 
 impl Drop for Scratch {
@@ -105,10 +118,11 @@ fn inputs_come_from_string_context() {
       let
         a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ ./builder.sh ]; outputs = [ "out" "dev" ]; };
         b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; deps = [ a a.dev ]; };
-      in [ b.drvPath a.drvPath "${./builder.sh}" ]"#;
-    let printed = s.eval(expr);
-    let paths: Vec<&str> = printed.trim_matches(['[', ']', ' ']).split(' ').map(|p| p.trim_matches('"')).collect();
-    let (b_drv, a_drv, src) = (paths[0], paths[1], paths[2]);
+      in [ b a ]"#;
+    let paths = s.instantiate(expr);
+    let (b_drv, a_drv) = (paths[0].as_str(), paths[1].as_str());
+    let src = s.eval(r#""${./builder.sh}""#);
+    let src = src.trim_matches('"');
     let drv_file = s.0.join("store/store").join(b_drv.trim_start_matches("/mini/store/"));
     let json = std::fs::read_to_string(drv_file).unwrap();
     assert!(json.contains(&format!("\"inputDrvs\":{{\"{a_drv}\":[\"dev\",\"out\"]}}")), "{json}");
@@ -162,13 +176,11 @@ fn bad_derivations_are_clear_errors() {
 #[test]
 fn derivation_show_prints_the_derivation_and_its_inputs() {
     let s = Scratch::new("show");
-    let printed = s.eval(
+    let paths = s.instantiate(
         r#"let a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; };
                b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; dep = a; };
-           in [ b.drvPath a.drvPath ]"#,
+           in [ b a ]"#,
     );
-    let paths: Vec<String> =
-        printed.trim_matches(['[', ']', ' ']).split(' ').map(|p| p.trim_matches('"').to_string()).collect();
     let show = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_mini"))
             .arg("--store")
@@ -189,4 +201,15 @@ fn derivation_show_prints_the_derivation_and_its_inputs() {
     let not_drv = show(&["/mini/store/00000000000000000000000000000000-x"]);
     assert_eq!(not_drv.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&not_drv.stderr).contains("is not a derivation"));
+}
+
+#[test]
+fn eval_computes_derivations_without_writing_them() {
+    let s = Scratch::new("nowrite");
+    let drv = s.eval(&format!("({SIMPLE}).drvPath"));
+    let drv = drv.trim_matches('"');
+    let physical = s.0.join("store/store").join(drv.trim_start_matches("/mini/store/"));
+    assert!(!physical.exists());
+    assert_eq!(s.instantiate(SIMPLE), vec![drv.to_string()]);
+    assert!(physical.exists());
 }

@@ -287,8 +287,15 @@ fn fixed_output_path(fixed: &FixedHash, name: &str) -> Result<StorePath, StorePa
     StorePath::compute(&kind, &algo, &fixed.digest, name)
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
 }
 
 fn json_list<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
@@ -304,6 +311,12 @@ fn json_list<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
 
 /// A JSON string: quotes, backslashes and control characters escaped.
 fn json_string(out: &mut String, s: &str) {
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     out.push('"');
     for c in s.chars() {
         match c {

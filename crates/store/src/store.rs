@@ -32,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 use crate::archive::{self, ArchiveError};
+use crate::derivation::hex;
 use crate::store_path::{PathKind, StorePath, StorePathError};
 
 #[derive(Debug, Error)]
@@ -179,6 +180,69 @@ impl Store {
         Ok(path)
     }
 
+    /// Adds many small text files (such as all the derivations of one
+    /// evaluation) with one flush to disk for the lot instead of one each.
+    /// Their paths are computed in memory, so nothing needs a lock: two
+    /// writers of the same path write the same bytes and rename atomically.
+    pub fn add_texts(&self, items: &[TextFile]) -> Result<Vec<StorePath>> {
+        let mut paths = Vec::with_capacity(items.len());
+        for item in items {
+            let refs: Vec<StorePath> = item.references.iter().cloned().collect();
+            let digest = crate::derivation::text_file_digest(&item.text);
+            paths.push(StorePath::compute(
+                &PathKind::Text { references: &refs },
+                "blake3",
+                digest.as_bytes(),
+                &item.name,
+            )?);
+        }
+        self.add_temp_roots(&paths)?;
+        let staging = self.staging_dir()?;
+        let mut fresh = Vec::new();
+        for (item, path) in items.iter().zip(&paths) {
+            if self.is_valid(path) || fresh.iter().any(|(p, _, _): &(StorePath, _, _)| p == path) {
+                continue;
+            }
+            let file = staging.join(path.hash_part());
+            fs::write(&file, &item.text).map_err(io_err("writing", &file))?;
+            normalise_tree(&file)?;
+            let target = self.physical_path(path);
+            fs::rename(&file, &target).map_err(io_err("moving into the store", &target))?;
+            let (hash, size) = text_archive_digest(&item.text);
+            let record_tmp = staging.join(format!("{}.json", path.hash_part()));
+            let info = PathInfo {
+                path: path.clone(),
+                references: item.references.clone(),
+                deriver: None,
+                nar_hash: hash,
+                nar_size: size,
+                registration_time: now_secs(),
+            };
+            fs::write(&record_tmp, render_record(&info)).map_err(io_err("writing", &record_tmp))?;
+            fresh.push((path.clone(), record_tmp, info));
+        }
+        if !fresh.is_empty() {
+            // Files and records durable first, then the records published.
+            sync_filesystem(&staging)?;
+            for (path, record_tmp, _) in &fresh {
+                let record = self.record_path(path);
+                fs::rename(record_tmp, &record).map_err(io_err("registering", &record))?;
+            }
+            sync_dir(&self.root.join("db"))?;
+        }
+        remove_tree(&staging);
+        Ok(paths)
+    }
+
+    /// Records paths this process is about to use, in one write.
+    pub fn add_temp_roots(&self, paths: &[StorePath]) -> Result<()> {
+        let file_path = self.root.join("temproots").join(std::process::id().to_string());
+        let mut file =
+            File::options().create(true).append(true).open(&file_path).map_err(io_err("opening", &file_path))?;
+        let text: String = paths.iter().map(|p| format!("{p}\n")).collect();
+        file.write_all(text.as_bytes()).map_err(io_err("writing", &file_path))
+    }
+
     /// Moves a finished tree at `staged` into place as `path` and registers
     /// it. The caller holds `path`'s lock.
     pub fn install(
@@ -205,7 +269,7 @@ impl Store {
             deriver,
             nar_hash: *hash.as_bytes(),
             nar_size: size,
-            registration_time: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            registration_time: now_secs(),
         };
         self.write_record(&info)?;
         Ok(info)
@@ -292,10 +356,11 @@ impl Store {
                 remove_tree(&entry.path());
             }
         }
+        let in_use = self.live_temp_roots()?;
         let store = self.root.join("store");
         for entry in fs::read_dir(&store).map_err(io_err("reading", &store))?.flatten() {
             let Ok(path) = StorePath::parse_base_name(&entry.file_name().to_string_lossy()) else { continue };
-            if self.is_valid(&path) {
+            if self.is_valid(&path) || in_use.contains(&path) {
                 continue;
             }
             // Someone may be installing it right now: only take it if unlocked.
@@ -461,6 +526,13 @@ impl Store {
                 None => remove_tree(&entry.path()),
             }
         }
+        roots.extend(self.live_temp_roots()?);
+        Ok(roots)
+    }
+
+    /// Paths that running processes (this one included) said they use.
+    fn live_temp_roots(&self) -> Result<BTreeSet<StorePath>> {
+        let mut roots = BTreeSet::new();
         let temproots = self.root.join("temproots");
         for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
             if !is_live_staging(&entry.file_name().to_string_lossy()) {
@@ -504,6 +576,26 @@ impl Store {
         }
         Ok(report)
     }
+}
+
+/// A text file for [`Store::add_texts`].
+#[derive(Debug, Clone)]
+pub struct TextFile {
+    pub name: String,
+    pub text: String,
+    pub references: BTreeSet<StorePath>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The archive digest and size of one regular file holding `text`.
+fn text_archive_digest(text: &str) -> ([u8; 32], u64) {
+    let mut hasher = blake3::Hasher::new();
+    let file = archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
+    let size = archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
+    (*hasher.finalize().as_bytes(), size)
 }
 
 /// Held while a path is being produced; released on drop.
@@ -581,10 +673,6 @@ fn remove_tree(path: &Path) {
         Ok(_) => fs::remove_file(path),
         Err(_) => Ok(()),
     };
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn render_record(info: &PathInfo) -> String {
@@ -762,6 +850,30 @@ mod tests {
         drv.fill_output_paths(modulo).unwrap();
         let stored = store.add_text("hello.drv", &drv.to_json(), &BTreeSet::from([src])).unwrap();
         assert_eq!(stored, drv.drv_path().unwrap());
+    }
+
+    #[test]
+    fn batched_texts_match_single_adds() {
+        let s = Scratch::new("batch");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let dep = store.add_text("dep", "d", &BTreeSet::new()).unwrap();
+        let items: Vec<TextFile> = (0..50)
+            .map(|i| TextFile {
+                name: format!("t{i}"),
+                text: format!("text {i} {dep}"),
+                references: BTreeSet::from([dep.clone()]),
+            })
+            .collect();
+        let batch = store.add_texts(&items).unwrap();
+        let other = Store::open(&s.0.join("other")).unwrap();
+        other.add_text("dep", "d", &BTreeSet::new()).unwrap();
+        for (item, path) in items.iter().zip(&batch) {
+            assert!(store.is_valid(path));
+            assert_eq!(other.add_text(&item.name, &item.text, &item.references).unwrap(), *path);
+        }
+        assert_eq!(store.query(&batch[0]).unwrap().unwrap().references, BTreeSet::from([dep]));
+        assert_eq!(store.verify(true).unwrap(), vec![]);
+        assert_eq!(store.add_texts(&items).unwrap(), batch, "adding again changes nothing");
     }
 
     #[test]

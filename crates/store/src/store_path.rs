@@ -155,7 +155,7 @@ fn fingerprint(kind: &PathKind, algo: &str, inner: &[u8], name: &str) -> String 
             kind_text.push_str(&r);
         }
     }
-    let hex: String = inner.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::derivation::hex(inner);
     format!("{kind_text}:{algo}:{hex}:{STORE_DIR}:{name}")
 }
 

@@ -14,6 +14,7 @@ use crate::source::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Thunk, Value};
 use mini_store::derivation::{parse_hash, Derivation, FixedHash, HashMode, Output};
+use mini_store::store::TextFile;
 use mini_store::store_path::StorePath;
 
 /// The `derivation` function, in the language.
@@ -163,10 +164,11 @@ pub fn derivation_strict(ev: &mut Evaluator, args: &[Thunk], span: Span) -> Eval
         drv.env.insert(out.clone(), path);
     }
 
-    let references: BTreeSet<StorePath> = drv.input_srcs.iter().chain(drv.input_drvs.keys()).cloned().collect();
-    let store = ev.store(span)?;
-    let drv_path =
-        store.add_text(&format!("{}.drv", drv.name), &drv.to_json(), &references).map_err(|e| store_error(e, span))?;
+    let drv_path = drv.drv_path().map_err(|e| eval_error(e.to_string(), span))?;
+    if ev.write_derivations {
+        let references = drv.input_srcs.iter().chain(drv.input_drvs.keys()).cloned().collect();
+        ev.pending_derivations.push(TextFile { name: format!("{}.drv", drv.name), text: drv.to_json(), references });
+    }
     ev.drv_hashes.insert(drv_path.clone(), modulo);
     ev.drv_outputs.insert(drv_path.clone(), drv.outputs.keys().cloned().collect());
 

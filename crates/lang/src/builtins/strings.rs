@@ -139,7 +139,7 @@ pub fn hash_string(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult
         "sha512" => Sha512::digest(s.as_bytes()).to_vec(),
         other => return Err(EvalError::at(ErrorKind::Eval, format!("unknown hash algorithm '{other}'"), span)),
     };
-    Ok(Value::string(digest.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    Ok(Value::string(mini_store::derivation::hex(&digest)))
 }
 
 fn compile_regex(ev: &mut Evaluator, pattern: &str, anchored: bool, span: Span) -> EvalResult<Rc<regex::Regex>> {

@@ -3,6 +3,8 @@
 //! concatenation, equality with the pointer shortcut, list comparison).
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -14,6 +16,7 @@ use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
 use mini_store::derivation::ModuloHash;
 use mini_store::store::Store;
+use mini_store::store::TextFile;
 use mini_store::store_path::StorePath;
 
 mod call;
@@ -42,8 +45,13 @@ pub struct Evaluator {
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
     /// Hash modulo and output names of every derivation made so far, so
     /// a derivation's inputs are hashed once however deep the graph.
-    pub(crate) drv_hashes: HashMap<StorePath, ModuloHash>,
-    pub(crate) drv_outputs: HashMap<StorePath, Vec<String>>,
+    pub(crate) drv_hashes: FxHashMap<StorePath, ModuloHash>,
+    pub(crate) drv_outputs: FxHashMap<StorePath, Vec<String>>,
+    /// Whether derivations are written to the store (`mini instantiate`,
+    /// builds) or only computed (`mini eval`, like `nix-instantiate --eval`).
+    pub write_derivations: bool,
+    /// Derivations made but not yet written; see [`Evaluator::flush_derivations`].
+    pub(crate) pending_derivations: Vec<TextFile>,
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
@@ -83,8 +91,10 @@ impl Evaluator {
             store_root: None,
             store: None,
             copied_paths: HashMap::new(),
-            drv_hashes: HashMap::new(),
-            drv_outputs: HashMap::new(),
+            drv_hashes: FxHashMap::default(),
+            drv_outputs: FxHashMap::default(),
+            write_derivations: true,
+            pending_derivations: Vec::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
             speculate: true,
@@ -92,6 +102,17 @@ impl Evaluator {
         ev.globals = crate::builtins::globals();
         ev.define_derivation();
         ev
+    }
+
+    /// Writes the derivations made so far to the store, all with one flush.
+    pub fn flush_derivations(&mut self) -> EvalResult<()> {
+        if self.pending_derivations.is_empty() {
+            return Ok(());
+        }
+        let store = self.store(Span::default())?;
+        let pending = std::mem::take(&mut self.pending_derivations);
+        store.add_texts(&pending).map_err(|e| store_error(e, Span::default()))?;
+        Ok(())
     }
 
     /// Binds `derivation`, which is written in the language.
