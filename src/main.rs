@@ -91,15 +91,26 @@ fn main() -> ExitCode {
 }
 
 fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
-    let outcome = mini_lang::with_evaluator(move |ev| {
+    run_evaluation(store_root, move |ev| {
         ev.pure = args.pure;
-        ev.store_root = Some(store_root);
         // Like `nix-instantiate --eval`: derivations are computed, not written.
         ev.write_derivations = false;
         // Lazy printing shows which values are still thunks; keep them all.
         ev.speculate = args.strict || args.json;
-        let result = evaluate(ev, &args);
-        let code = match result {
+        evaluate(ev, &args)
+    })
+}
+
+/// Runs `body` on an evaluation thread, prints its text or its error, and
+/// exits with 0 or 1 from that thread: tearing down a large value graph is
+/// wasted work.
+fn run_evaluation(
+    store_root: PathBuf,
+    body: impl FnOnce(&mut Evaluator) -> mini_lang::EvalResult<String> + Send + 'static,
+) -> ExitCode {
+    let outcome = mini_lang::with_evaluator(move |ev| {
+        ev.store_root = Some(store_root);
+        let code = match body(ev) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();
                 let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
@@ -111,7 +122,6 @@ fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
                 1
             }
         };
-        // Exit here: tearing down a large value graph is wasted work.
         std::process::exit(code)
     });
     match outcome {
@@ -140,29 +150,10 @@ fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String
 }
 
 fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> ExitCode {
-    let outcome = mini_lang::with_evaluator(move |ev| {
-        ev.store_root = Some(store_root);
-        let result = drv_paths(ev, &args);
-        let code = match result {
-            Ok(paths) => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(paths.iter().map(|p| format!("{p}\n")).collect::<String>().as_bytes());
-                0
-            }
-            Err(e) => {
-                let _ = std::io::stderr().write_all(e.render(&ev.sources).as_bytes());
-                1
-            }
-        };
-        std::process::exit(code)
-    });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    run_evaluation(store_root, move |ev| {
+        let paths = drv_paths(ev, &args)?;
+        Ok(paths.iter().map(|p| format!("{p}\n")).collect())
+    })
 }
 
 /// The `.drv` paths of the derivations a file or expression evaluates to:

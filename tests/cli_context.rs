@@ -2,23 +2,28 @@
 //! `builtins.toFile` and `builtins.path`, the string context they carry,
 //! and `why-depends` over the references that context creates.
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Scratch(PathBuf);
+mod common;
+use common::Scratch;
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mini-ctx-{name}-{}", std::process::id()));
-        remove(&dir);
-        std::fs::create_dir_all(dir.join("src/sub")).expect("scratch dir");
-        std::fs::write(dir.join("src/keep"), "kept\n").unwrap();
-        std::fs::write(dir.join("src/skip"), "skipped\n").unwrap();
-        std::fs::write(dir.join("src/sub/deep"), "deep\n").unwrap();
-        std::fs::write(dir.join("note.txt"), "hello\n").unwrap();
-        Scratch(dir)
-    }
+/// A scratch project with a source tree and a note, and a store inside.
+fn project(name: &str) -> Scratch {
+    let s = Scratch::new(&format!("ctx-{name}"));
+    s.write("src/keep", "kept\n");
+    s.write("src/skip", "skipped\n");
+    s.write("src/sub/deep", "deep\n");
+    s.write("note.txt", "hello\n");
+    s
+}
 
+/// Running mini inside a project, on the project's store.
+trait Project {
+    fn mini(&self, args: &[&str]) -> Output;
+    fn eval(&self, expr: &str) -> String;
+}
+
+impl Project for Scratch {
     fn mini(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_mini"))
             .arg("--store")
@@ -36,24 +41,13 @@ impl Scratch {
     }
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        remove(&self.0);
-    }
-}
-
-fn remove(dir: &Path) {
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    let _ = std::fs::remove_dir_all(dir);
-}
-
 fn unquote(s: &str) -> String {
     s.trim_matches('"').to_string()
 }
 
 #[test]
 fn interpolating_a_path_adds_it_like_store_add() {
-    let s = Scratch::new("interp");
+    let s = project("interp");
     let from_eval = unquote(&s.eval(r#""${./note.txt}""#));
     let out = s.mini(&["store", "add", "note.txt"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end(), from_eval);
@@ -69,7 +63,7 @@ fn interpolating_a_path_adds_it_like_store_add() {
 
 #[test]
 fn to_file_records_references_from_context() {
-    let s = Scratch::new("tofile");
+    let s = project("tofile");
     let note = unquote(&s.eval(r#""${./note.txt}""#));
     let script = unquote(&s.eval(r#"builtins.toFile "run.sh" "cat ${./note.txt}""#));
     let closure = s.mini(&["path-info", "-r", &script]);
@@ -86,7 +80,7 @@ fn to_file_records_references_from_context() {
 
 #[test]
 fn builtins_path_filters_and_names() {
-    let s = Scratch::new("path");
+    let s = project("path");
     let p =
         unquote(&s.eval(r#"builtins.path { path = ./src; name = "site"; filter = p: t: baseNameOf p != "skip"; }"#));
     assert!(p.ends_with("-site"), "{p}");
@@ -99,7 +93,7 @@ fn builtins_path_filters_and_names() {
 
 #[test]
 fn store_paths_cannot_be_appended_to_paths() {
-    let s = Scratch::new("append");
+    let s = project("append");
     let out = s.mini(&["eval", "--expr", r#"./a + "${./note.txt}""#]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)

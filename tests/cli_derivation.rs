@@ -2,20 +2,26 @@
 //! Nix 2.8 with store hashes masked), the `.drv` it writes, input
 //! addressing, fixed outputs, and independence from the physical store.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-struct Scratch(PathBuf);
+mod common;
+use common::Scratch;
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mini-drv-{name}-{}", std::process::id()));
-        remove(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        std::fs::write(dir.join("builder.sh"), "echo hi > $out\n").unwrap();
-        Scratch(dir)
-    }
+/// A scratch project holding a builder script, and stores inside.
+fn project(name: &str) -> Scratch {
+    let s = Scratch::new(&format!("drv-{name}"));
+    s.write("builder.sh", "echo hi > $out\n");
+    s
+}
 
+/// Running mini inside a project.
+trait Project {
+    fn eval_in(&self, store: &str, strict: bool, expr: &str) -> String;
+    fn eval(&self, expr: &str) -> String;
+    fn instantiate(&self, expr: &str) -> Vec<String>;
+}
+
+impl Project for Scratch {
     fn eval_in(&self, store: &str, strict: bool, expr: &str) -> String {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mini"));
         cmd.arg("--store").arg(self.0.join(store)).arg("eval");
@@ -43,17 +49,6 @@ impl Scratch {
         assert!(out.status.success(), "{expr}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
     }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        remove(&self.0);
-    }
-}
-
-fn remove(dir: &Path) {
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// Replaces `/nix/store/<hash>-` and `/mini/store/<hash>-` with `STORE/`.
@@ -96,7 +91,7 @@ fn nix_eval(strict: bool, expr: &str) -> Option<String> {
 
 #[test]
 fn the_value_has_the_shape_nix_gives_it() {
-    let s = Scratch::new("shape");
+    let s = project("shape");
     for strict in [true, false] {
         let mini = s.eval_in("store", strict, SIMPLE);
         let Some(nix) = nix_eval(strict, SIMPLE) else { return };
@@ -106,14 +101,14 @@ fn the_value_has_the_shape_nix_gives_it() {
 
 #[test]
 fn paths_do_not_depend_on_the_physical_store() {
-    let s = Scratch::new("roots");
+    let s = project("roots");
     let expr = format!("[ ({SIMPLE}).drvPath ({SIMPLE}).outPath ({SIMPLE}).dev.outPath ]");
     assert_eq!(s.eval_in("one", true, &expr), s.eval_in("elsewhere/two", true, &expr));
 }
 
 #[test]
 fn inputs_come_from_string_context() {
-    let s = Scratch::new("inputs");
+    let s = project("inputs");
     let expr = r#"
       let
         a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ ./builder.sh ]; outputs = [ "out" "dev" ]; };
@@ -134,7 +129,7 @@ fn inputs_come_from_string_context() {
 
 #[test]
 fn a_changed_recipe_changes_the_output_unless_the_output_is_fixed() {
-    let s = Scratch::new("fixed");
+    let s = project("fixed");
     let out = |builder: &str, fixed: bool| {
         let hash = if fixed { r#"outputHash = "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";"# } else { "" };
         let fetch = format!(r#"derivation {{ name = "src"; system = "x86_64-linux"; builder = "{builder}"; {hash} }}"#);
@@ -148,7 +143,7 @@ fn a_changed_recipe_changes_the_output_unless_the_output_is_fixed() {
 
 #[test]
 fn bad_derivations_are_clear_errors() {
-    let s = Scratch::new("errors");
+    let s = project("errors");
     for (expr, phrase) in [
         (r#"(derivation { system = "x"; builder = "/bin/sh"; }).outPath"#, "attribute 'name' missing"),
         (r#"(derivation { name = "a b"; system = "x"; builder = "/bin/sh"; }).outPath"#, "forbidden character ' '"),
@@ -175,7 +170,7 @@ fn bad_derivations_are_clear_errors() {
 
 #[test]
 fn derivation_show_prints_the_derivation_and_its_inputs() {
-    let s = Scratch::new("show");
+    let s = project("show");
     let paths = s.instantiate(
         r#"let a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; };
                b = derivation { name = "b"; system = "x86_64-linux"; builder = "/bin/sh"; dep = a; };
@@ -205,7 +200,7 @@ fn derivation_show_prints_the_derivation_and_its_inputs() {
 
 #[test]
 fn eval_computes_derivations_without_writing_them() {
-    let s = Scratch::new("nowrite");
+    let s = project("nowrite");
     let drv = s.eval(&format!("({SIMPLE}).drvPath"));
     let drv = drv.trim_matches('"');
     let physical = s.0.join("store/store").join(drv.trim_start_matches("/mini/store/"));

@@ -4,28 +4,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mini-cli-store-{name}-{}", std::process::id()));
-        remove(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        remove(&self.0);
-    }
-}
-
-/// Removes a tree even when the store made it read-only.
-fn remove(dir: &Path) {
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    let _ = std::fs::remove_dir_all(dir);
-}
+mod common;
+use common::Scratch;
 
 fn mini(store: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mini")).arg("--store").arg(store).args(args).output().expect("run mini")

@@ -7,27 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("mini-crash-{name}-{}", std::process::id()));
-        remove(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        remove(&self.0);
-    }
-}
-
-fn remove(dir: &Path) {
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
-    let _ = std::fs::remove_dir_all(dir);
-}
+mod common;
+use common::Scratch;
 
 /// A source tree big enough that adding it takes a few milliseconds.
 fn source_tree(dir: &Path, seed: usize) -> PathBuf {

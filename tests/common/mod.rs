@@ -1,0 +1,38 @@
+//! What the end-to-end tests share: scratch directories that clean up after
+//! themselves, even when the store inside them made files read-only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("mini-test-{name}-{}", std::process::id()));
+        remove(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    /// Writes `text` to `rel` inside the scratch dir, creating directories.
+    #[allow(dead_code)]
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("create dirs");
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        remove(&self.0);
+    }
+}
+
+/// Removes a tree, first giving back the write bits the store took away.
+pub fn remove(dir: &Path) {
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
+    let _ = std::fs::remove_dir_all(dir);
+}
