@@ -340,15 +340,7 @@ mod tests {
 
     use super::*;
 
-    fn src(name: &str) -> StorePath {
-        StorePath::compute(
-            &PathKind::Source { references: &[] },
-            "blake3",
-            blake3::hash(name.as_bytes()).as_bytes(),
-            name,
-        )
-        .unwrap()
-    }
+    use crate::store_path::source_path_for_tests as src;
 
     fn drv(name: &str, builder: &str) -> Derivation {
         Derivation {

@@ -102,17 +102,8 @@ fn visit(root: &Path, f: &mut impl FnMut(&Path, &[u8])) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store_path::PathKind;
 
-    fn path(name: &str) -> StorePath {
-        StorePath::compute(
-            &PathKind::Source { references: &[] },
-            "blake3",
-            blake3::hash(name.as_bytes()).as_bytes(),
-            name,
-        )
-        .unwrap()
-    }
+    use crate::store_path::source_path_for_tests as path;
 
     #[test]
     fn finds_hashes_in_contents_and_symlinks_only() {

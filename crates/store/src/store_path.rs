@@ -171,6 +171,15 @@ impl fmt::Debug for StorePath {
     }
 }
 
+/// A source path whose content digest is that of its own name: a cheap,
+/// distinct path for tests.
+#[cfg(test)]
+pub(crate) fn source_path_for_tests(name: &str) -> StorePath {
+    let digest = blake3::hash(name.as_bytes());
+    StorePath::compute(&PathKind::Source { references: &[] }, "blake3", digest.as_bytes(), name)
+        .expect("valid test name")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
