@@ -630,12 +630,15 @@ fn sync_filesystem(path: &Path) -> Result<()> {
 }
 
 /// Store hygiene: files 0444 (0555 if executable), directories 0555, every
-/// mtime 1 second after the epoch. Symlinks keep their own times, which no
-/// hash or image sees.
+/// mtime (symlinks' too) 1 second after the epoch.
 fn normalise_tree(path: &Path) -> Result<()> {
     let meta = fs::symlink_metadata(path).map_err(io_err("reading", path))?;
     if meta.file_type().is_symlink() {
-        return Ok(());
+        // Symlinks have no mode to set, but they do have a time.
+        let one = rustix::fs::Timespec { tv_sec: 1, tv_nsec: 0 };
+        let times = rustix::fs::Timestamps { last_access: one, last_modification: one };
+        return rustix::fs::utimensat(rustix::fs::CWD, path, &times, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("setting the time of", path)(e.into()));
     }
     if meta.is_dir() {
         for entry in fs::read_dir(path).map_err(io_err("reading", path))? {
@@ -788,7 +791,9 @@ mod tests {
             assert_eq!(meta.permissions().mode() & 0o7777, mode, "{rel}");
             assert_eq!(meta.mtime(), 1, "{rel}");
         }
-        assert!(fs::symlink_metadata(root.join("run")).unwrap().file_type().is_symlink());
+        let link = fs::symlink_metadata(root.join("run")).unwrap();
+        assert!(link.file_type().is_symlink());
+        assert_eq!(link.mtime(), 1);
     }
 
     #[test]
