@@ -66,10 +66,11 @@ pub enum PathKind<'a> {
     Output { output: &'a str },
 }
 
-/// A path in the store, held as its digest and name.
+/// A path in the store, held as its hash part (the base-32 text, so that
+/// showing a path costs nothing) and name. Paths order as their text does.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StorePath {
-    digest: [u8; HASH_BYTES],
+    hash: [u8; HASH_CHARS],
     name: String,
 }
 
@@ -86,9 +87,9 @@ impl StorePath {
         validate_name(name)?;
         let fingerprint = fingerprint(kind, algo, inner, name);
         let full = blake3::hash(fingerprint.as_bytes());
-        let mut digest = [0; HASH_BYTES];
-        digest.copy_from_slice(&full.as_bytes()[..HASH_BYTES]);
-        Ok(StorePath { digest, name: name.to_string() })
+        let mut hash = [0; HASH_CHARS];
+        hash.copy_from_slice(base32::encode(&full.as_bytes()[..HASH_BYTES]).as_bytes());
+        Ok(StorePath { hash, name: name.to_string() })
     }
 
     /// Parses `/mini/store/<hash>-<name>` (anything below it, like
@@ -118,17 +119,25 @@ impl StorePath {
         if base.len() < HASH_CHARS + 2 || base.as_bytes()[HASH_CHARS] != b'-' {
             return Err(bad_shape());
         }
-        let (hash, name) = (&base[..HASH_CHARS], &base[HASH_CHARS + 1..]);
-        let bytes = base32::decode(hash, HASH_BYTES).map_err(|_| bad_shape())?;
+        let (hash_text, name) = (&base.as_bytes()[..HASH_CHARS], &base[HASH_CHARS + 1..]);
+        // 32 base-32 characters are exactly 160 bits: any such text is a digest.
+        if !hash_text.iter().all(|&c| base32::is_base32_char(c)) {
+            return Err(bad_shape());
+        }
         validate_name(name)?;
-        let mut digest = [0; HASH_BYTES];
-        digest.copy_from_slice(&bytes);
-        Ok(StorePath { digest, name: name.to_string() })
+        let mut hash = [0; HASH_CHARS];
+        hash.copy_from_slice(hash_text);
+        Ok(StorePath { hash, name: name.to_string() })
     }
 
     /// The 32-character hash part, which is what reference scanning looks for.
     pub fn hash_part(&self) -> String {
-        base32::encode(&self.digest)
+        self.hash_str().to_string()
+    }
+
+    fn hash_str(&self) -> &str {
+        // Only ever filled from base-32 text, which is ASCII.
+        std::str::from_utf8(&self.hash).expect("the hash part is ASCII")
     }
 
     pub fn name(&self) -> &str {
@@ -137,7 +146,7 @@ impl StorePath {
 
     /// `<hash>-<name>`: the path's file name inside the store directory.
     pub fn base_name(&self) -> String {
-        format!("{}-{}", self.hash_part(), self.name)
+        format!("{}-{}", self.hash_str(), self.name)
     }
 }
 
@@ -161,7 +170,7 @@ fn fingerprint(kind: &PathKind, algo: &str, inner: &[u8], name: &str) -> String 
 
 impl fmt::Display for StorePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{STORE_DIR}/{}-{}", self.hash_part(), self.name)
+        write!(f, "{STORE_DIR}/{}-{}", self.hash_str(), self.name)
     }
 }
 
