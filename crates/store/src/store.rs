@@ -284,13 +284,13 @@ impl Store {
 
     /// Takes the lock of `path`, waiting for another process to finish it.
     pub fn lock(&self, path: &StorePath) -> Result<PathLock> {
-        let file_path = self.root.join("locks").join(format!("{}.lock", path.hash_part()));
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&file_path)
-            .map_err(io_err("opening the lock", &file_path))?;
+        self.lock_file(&format!("{}.lock", path.hash_part()))
+    }
+
+    /// Takes the lock `locks/<name>`, waiting for its holder.
+    fn lock_file(&self, name: &str) -> Result<PathLock> {
+        let file_path = self.root.join("locks").join(name);
+        let file = open_lock_file(&file_path).map_err(io_err("opening the lock", &file_path))?;
         file.lock().map_err(io_err("locking", &file_path))?;
         Ok(PathLock { _file: file })
     }
@@ -364,7 +364,7 @@ impl Store {
             }
             // Someone may be installing it right now: only take it if unlocked.
             let lock_path = self.root.join("locks").join(format!("{}.lock", path.hash_part()));
-            if let Ok(file) = File::options().create(true).truncate(false).write(true).open(&lock_path) {
+            if let Ok(file) = open_lock_file(&lock_path) {
                 if file.try_lock().is_ok() && !self.is_valid(&path) {
                     make_writable(&entry.path());
                     remove_tree(&entry.path());
@@ -486,10 +486,7 @@ impl Store {
     /// Written before the path becomes valid, so a GC that sees the path
     /// also sees the root.
     pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
-        let file_path = self.root.join("temproots").join(std::process::id().to_string());
-        let mut file =
-            File::options().create(true).append(true).open(&file_path).map_err(io_err("opening", &file_path))?;
-        writeln!(file, "{path}").map_err(io_err("writing", &file_path))
+        self.add_temp_roots(std::slice::from_ref(path))
     }
 
     /// Makes `link` an out-link to `target` (pointing at its files) and a
@@ -547,14 +544,7 @@ impl Store {
     /// a live path: each deletion first invalidates the record, under the
     /// path's lock, and paths made while the GC runs are not in its list.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
-        let gc_lock_path = self.root.join("locks").join("gc.lock");
-        let gc_lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&gc_lock_path)
-            .map_err(io_err("opening", &gc_lock_path))?;
-        gc_lock.lock().map_err(io_err("locking", &gc_lock_path))?;
+        let _gc_lock = self.lock_file("gc.lock")?;
         let valid = self.all_valid()?;
         let roots: Vec<StorePath> = self.roots()?.into_iter().filter(|r| self.is_valid(r)).collect();
         let live: BTreeSet<StorePath> = self.closure(&roots)?.into_iter().map(|i| i.path).collect();
@@ -595,6 +585,10 @@ fn text_archive_digest(text: &str) -> ([u8; 32], u64) {
     let file = archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
     let size = archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
     (*hasher.finalize().as_bytes(), size)
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    File::options().create(true).truncate(false).write(true).open(path)
 }
 
 /// Held while a path is being produced; released on drop.
