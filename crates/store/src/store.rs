@@ -343,14 +343,14 @@ impl Store {
     fn clean_leftovers(&self) -> Result<()> {
         let temproots = self.root.join("temproots");
         for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
-            if !is_live_staging(&entry.file_name().to_string_lossy()) {
+            if !owner_is_alive(&entry.file_name().to_string_lossy()) {
                 remove_tree(&entry.path());
             }
         }
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if !is_live_staging(&name) {
+            if !owner_is_alive(&name) {
                 make_writable(&entry.path());
                 remove_tree(&entry.path());
             }
@@ -531,7 +531,7 @@ impl Store {
         let mut roots = BTreeSet::new();
         let temproots = self.root.join("temproots");
         for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
-            if !is_live_staging(&entry.file_name().to_string_lossy()) {
+            if !owner_is_alive(&entry.file_name().to_string_lossy()) {
                 continue;
             }
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
@@ -596,9 +596,10 @@ pub struct PathLock {
     _file: File,
 }
 
-/// Staging names carry the owner's pid; a directory of a live process
-/// (this one included: another thread may be using it) stays.
-fn is_live_staging(name: &str) -> bool {
+/// Staging directories and temporary-root files are named with the owner's
+/// pid; those of a live process (this one included: another thread may be
+/// using them) stay.
+fn owner_is_alive(name: &str) -> bool {
     let pid = name.split(['-', '.']).find_map(|part| part.parse::<u32>().ok());
     pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
 }

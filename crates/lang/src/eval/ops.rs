@@ -31,18 +31,8 @@ impl Evaluator {
                 let b = self.eval_operand(rhs, env)?;
                 if let (Value::Int(x), Value::Int(y)) = (&a, &b) {
                     // The common case, without the general machinery.
-                    let (x, y) = (*x, *y);
-                    match op {
-                        BinOp::Add => return Ok(Value::Int(x.wrapping_add(y))),
-                        BinOp::Sub => return Ok(Value::Int(x.wrapping_sub(y))),
-                        BinOp::Mul => return Ok(Value::Int(x.wrapping_mul(y))),
-                        BinOp::Lt => return Ok(Value::Bool(x < y)),
-                        BinOp::Leq => return Ok(Value::Bool(x <= y)),
-                        BinOp::Gt => return Ok(Value::Bool(x > y)),
-                        BinOp::Geq => return Ok(Value::Bool(x >= y)),
-                        BinOp::Eq => return Ok(Value::Bool(x == y)),
-                        BinOp::Neq => return Ok(Value::Bool(x != y)),
-                        _ => {}
+                    if let Some(v) = total_int_op(op, *x, *y) {
+                        return Ok(v);
                     }
                 }
                 self.apply_binop(op, a, b, span)
@@ -318,7 +308,12 @@ fn known_int(expr: &Expr, env: &Rc<Env>) -> Option<i64> {
 /// The result of an integer operation that cannot fail, if both operands
 /// are already known; division is left alone since it can.
 pub(super) fn speculate_int_op(op: BinOp, lhs: &Expr, rhs: &Expr, env: &Rc<Env>) -> Option<Value> {
-    let (x, y) = (known_int(lhs, env)?, known_int(rhs, env)?);
+    total_int_op(op, known_int(lhs, env)?, known_int(rhs, env)?)
+}
+
+/// `x op y` on integers for the operators that cannot fail (division can).
+#[inline]
+fn total_int_op(op: BinOp, x: i64, y: i64) -> Option<Value> {
     Some(match op {
         BinOp::Add => Value::Int(x.wrapping_add(y)),
         BinOp::Sub => Value::Int(x.wrapping_sub(y)),
