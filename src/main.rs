@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod allocator;
+mod build_cmd;
+mod progress;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
 
@@ -41,6 +43,12 @@ enum Command {
     /// Inspect derivations.
     #[command(subcommand)]
     Derivation(store_cmd::DerivationCommand),
+    /// Build installables (DIR#ATTR, DIR, or .drv paths) in the sandbox.
+    Build(build_cmd::BuildArgs),
+    /// Print the build log of an installable's derivation.
+    Log(build_cmd::LogArgs),
+    /// Build an installable and run its program, with the store at /mini/store.
+    Run(build_cmd::RunArgs),
     /// Evaluate to derivations and write their .drv files to the store;
     /// prints the .drv path of each top-level derivation.
     Instantiate(InstantiateArgs),
@@ -77,6 +85,13 @@ struct EvalArgs {
 
 fn main() -> ExitCode {
     allocator::configure();
+    // The sandbox helpers must run before anything starts a thread.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    match raw.get(1).and_then(|a| a.to_str()) {
+        Some(mini_build::sandbox::HELPER_ARG) if raw.len() == 3 => mini_build::sandbox::helper_main(&raw[2]),
+        Some(mini_build::store_view::RUN_HELPER_ARG) => mini_build::store_view::helper_main(&raw[2..]),
+        _ => {}
+    }
     let cli = Cli::parse();
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
     match cli.command {
@@ -87,6 +102,9 @@ fn main() -> ExitCode {
         Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
         Command::Derivation(command) => store_cmd::derivation(&store_root, command),
         Command::Instantiate(args) => instantiate(args, store_root),
+        Command::Build(args) => build_cmd::build(&store_root, args),
+        Command::Log(args) => build_cmd::log(&store_root, args),
+        Command::Run(args) => build_cmd::run(&store_root, args),
     }
 }
 

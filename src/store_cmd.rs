@@ -1,11 +1,13 @@
-//! `mini store add|verify` and `mini path-info`: thin wrappers over
-//! `mini_store::store::Store` that format what it reports.
+//! `mini store add|verify`, `mini path-info` and `mini derivation show`:
+//! thin wrappers over `mini_store::store::Store` that format what it
+//! reports. The last two also take flake installables, through `mini_flake`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use mini_flake::{Installable, Target};
 use mini_store::store::{PathInfo, Problem, Store};
 use mini_store::store_path::StorePath;
 
@@ -34,7 +36,8 @@ pub enum DerivationCommand {
         /// Also show the input derivations, recursively.
         #[arg(short = 'r', long)]
         recursive: bool,
-        /// `.drv` store paths.
+        /// `.drv` store paths, or installables (DIR#ATTR, DIR) whose
+        /// derivations are evaluated and written to the store.
         #[arg(required = true)]
         paths: Vec<String>,
     },
@@ -66,7 +69,8 @@ pub struct PathInfoArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// Store paths (or paths inside them).
+    /// Store paths (or paths inside them), or installables (DIR#ATTR, DIR),
+    /// which show their derivation's outputs.
     #[arg(required = true)]
     paths: Vec<String>,
 }
@@ -142,12 +146,28 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    let targets = match mini_flake::resolve(root, &args.paths) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let mut roots = Vec::new();
-    for p in &args.paths {
-        match StorePath::parse_prefix(p) {
-            Ok((path, _)) if store.is_valid(&path) => roots.push(path),
-            Ok((path, _)) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
-            Err(e) => return fail(e),
+    for (text, target) in args.paths.iter().zip(targets) {
+        match target {
+            Target::Derivation { outputs, .. } if !names_store_path(text, root) => {
+                for path in outputs.into_values() {
+                    if !store.is_valid(&path) {
+                        return fail(format!("'{text}' ({path}) is not built yet; run `mini build {text}`"));
+                    }
+                    roots.push(path);
+                }
+            }
+            // A store path shows itself, even a `.drv`.
+            Target::Derivation { drv_path: path, .. } | Target::Opaque(path) if store.is_valid(&path) => {
+                roots.push(path)
+            }
+            Target::Derivation { drv_path: path, .. } | Target::Opaque(path) => {
+                return fail(format!("path '{path}' is not valid in the store at {}", root.display()))
+            }
         }
     }
     let shown = if args.recursive { store.closure(&roots) } else { store.infos(&roots) };
@@ -178,6 +198,11 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
         println!("[{}]", json_items.join(","));
     }
     ExitCode::SUCCESS
+}
+
+/// Whether an installable is a store path (rather than a flake attribute).
+fn names_store_path(text: &str, root: &Path) -> bool {
+    matches!(mini_flake::parse(text, root), Ok(Installable::StorePath(_)))
 }
 
 fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
@@ -231,23 +256,23 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// `mini derivation show [-r] DRV...`: `{ "<drv path>": <derivation>, … }`,
-/// each derivation in its canonical JSON, sorted by path.
+/// `mini derivation show [-r] DRV|INSTALLABLE...`: `{ "<drv path>":
+/// <derivation>, … }`, each derivation in its canonical JSON, sorted by path.
 pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
     let DerivationCommand::Show { recursive, paths } = command;
+    let targets = match mini_flake::resolve(root, &paths) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
+    };
     let store = match Store::open(root) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
     let mut todo = Vec::new();
-    for p in &paths {
-        match StorePath::parse_prefix(p) {
-            Ok((path, _)) if path.name().ends_with(".drv") && store.is_valid(&path) => todo.push(path),
-            Ok((path, _)) if path.name().ends_with(".drv") => {
-                return fail(format!("derivation '{path}' is not valid in the store at {}", root.display()))
-            }
-            Ok((path, _)) => return fail(format!("'{path}' is not a derivation (a .drv path)")),
-            Err(e) => return fail(e),
+    for target in targets {
+        match target {
+            Target::Derivation { drv_path, .. } => todo.push(drv_path),
+            Target::Opaque(path) => return fail(format!("'{path}' is not a derivation (a .drv path)")),
         }
     }
     let mut shown = std::collections::BTreeMap::new();

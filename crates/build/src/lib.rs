@@ -1,1 +1,20 @@
-//! Derivation scheduling and the sandbox. Filled in by the builds issue.
+//! Builds: turns derivations into valid store paths. The requested
+//! derivations and their inputs form a DAG (`dag`), which the scheduler
+//! (`schedule`) runs on parallel workers, each derivation in a Linux
+//! namespace sandbox (`sandbox`) that sees only its declared inputs, or in
+//! process for builtin builders (`builtins`). Finished outputs are
+//! canonicalised and checked (`output`) before the store registers them.
+//!
+//! This crate stands on `mini-store` alone: it reads derivations from the
+//! store and knows nothing of the language that wrote them.
+
+pub mod builtins;
+pub mod dag;
+pub mod error;
+pub mod output;
+pub mod sandbox;
+pub mod schedule;
+pub mod store_view;
+
+pub use error::{BuildError, Result};
+pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer};

@@ -71,6 +71,8 @@ pub enum DerivationError {
     FixedNotSingleOut,
     #[error("unsupported hash algorithm '{0}' (use sha256 or blake3)")]
     UnknownAlgo(String),
+    #[error("not a canonical derivation: {0}")]
+    BadEncoding(String),
     #[error("invalid {algo} hash '{text}': expected {len} bytes as hex, Nix base-32 or SRI ('{algo}-<base64>')")]
     BadHash { algo: String, text: String, len: usize },
 }
@@ -268,6 +270,71 @@ impl Derivation {
     }
 }
 
+impl Derivation {
+    /// Reads the canonical encoding back, as the builder does with `.drv`
+    /// files. Accepts exactly what [`Derivation::to_json`] writes.
+    pub fn from_json(text: &str) -> Result<Derivation, DerivationError> {
+        let bad = |message: String| DerivationError::BadEncoding(message);
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let field = |name: &str| v.get(name).ok_or_else(|| bad(format!("no '{name}' field")));
+        let string = |value: &serde_json::Value, what: &str| {
+            value.as_str().map(str::to_string).ok_or_else(|| bad(format!("{what} is not a string")))
+        };
+        let strings = |value: &serde_json::Value, what: &str| -> Result<Vec<String>, DerivationError> {
+            value
+                .as_array()
+                .ok_or_else(|| bad(format!("{what} is not a list")))?
+                .iter()
+                .map(|s| string(s, what))
+                .collect()
+        };
+        let object = |value: &'_ serde_json::Value, what: &str| {
+            value.as_object().cloned().ok_or_else(|| bad(format!("{what} is not an object")))
+        };
+        let mut outputs = BTreeMap::new();
+        for (name, out) in object(field("outputs")?, "'outputs'")? {
+            let path_text = string(out.get("path").unwrap_or(&serde_json::Value::Null), "an output path")?;
+            let path = if path_text.is_empty() { None } else { Some(StorePath::parse(&path_text)?) };
+            let fixed = match out.get("hash") {
+                None => None,
+                Some(hash) => {
+                    let algo = string(out.get("hashAlgo").unwrap_or(&serde_json::Value::Null), "'hashAlgo'")?;
+                    let mode = match out.get("hashMode").and_then(|m| m.as_str()) {
+                        Some("flat") => HashMode::Flat,
+                        Some("recursive") => HashMode::Recursive,
+                        _ => return Err(bad("'hashMode' is not flat or recursive".into())),
+                    };
+                    let digest = parse_hash(&algo, &string(hash, "'hash'")?)?;
+                    Some(FixedHash { algo, mode, digest })
+                }
+            };
+            outputs.insert(name, Output { path, fixed });
+        }
+        let mut input_drvs = BTreeMap::new();
+        for (path, outs) in object(field("inputDrvs")?, "'inputDrvs'")? {
+            input_drvs.insert(StorePath::parse(&path)?, strings(&outs, "an input output name")?.into_iter().collect());
+        }
+        let input_srcs = strings(field("inputSrcs")?, "an input source")?
+            .iter()
+            .map(|p| StorePath::parse(p))
+            .collect::<Result<_, _>>()?;
+        let env = object(field("env")?, "'env'")?
+            .iter()
+            .map(|(k, val)| Ok((k.clone(), string(val, "an env value")?)))
+            .collect::<Result<_, DerivationError>>()?;
+        Ok(Derivation {
+            name: string(field("name")?, "'name'")?,
+            outputs,
+            input_drvs,
+            input_srcs,
+            system: string(field("system")?, "'system'")?,
+            builder: string(field("builder")?, "'builder'")?,
+            args: strings(field("args")?, "an argument")?,
+            env,
+        })
+    }
+}
+
 /// BLAKE3 over the canonical archive of one regular file holding `text`,
 /// which is how the store hashes every text it adds.
 pub fn text_file_digest(text: &str) -> blake3::Hash {
@@ -360,6 +427,20 @@ mod tests {
         let h = d.hash_modulo(&mut |p| memo[p]);
         d.fill_output_paths(h).unwrap();
         (d.drv_path().unwrap(), h)
+    }
+
+    #[test]
+    fn from_json_reads_back_what_to_json_writes() {
+        let mut d = drv("hello", "/bin/sh");
+        d.fill_output_paths(d.hash_modulo(&mut |_| unreachable!())).unwrap();
+        assert_eq!(Derivation::from_json(&d.to_json()).unwrap(), d);
+        let mut fixed = drv("src.tar", "builtin:fetchurl");
+        fixed.outputs.get_mut("out").unwrap().fixed =
+            Some(FixedHash { algo: "sha256".into(), mode: HashMode::Flat, digest: vec![7; 32] });
+        fixed.fill_output_paths(fixed.hash_modulo(&mut |_| unreachable!())).unwrap();
+        assert_eq!(Derivation::from_json(&fixed.to_json()).unwrap(), fixed);
+        assert!(Derivation::from_json("{\"args\":[]}").is_err());
+        assert!(Derivation::from_json("not json").is_err());
     }
 
     #[test]

@@ -260,7 +260,16 @@ impl Store {
             make_writable(&target);
             remove_tree(&target);
         }
+        // Moving a directory to a new parent rewrites its `..` entry, which
+        // needs write access to it unless the caller is root.
+        let is_dir = fs::symlink_metadata(staged).map_err(io_err("reading", staged))?.is_dir();
+        if is_dir {
+            fs::set_permissions(staged, fs::Permissions::from_mode(0o755)).map_err(io_err("preparing", staged))?;
+        }
         fs::rename(staged, &target).map_err(io_err("moving into the store", &target))?;
+        if is_dir {
+            fs::set_permissions(&target, fs::Permissions::from_mode(0o555)).map_err(io_err("sealing", &target))?;
+        }
         sync_dir(&self.root.join("store"))?;
         let info = PathInfo {
             path: path.clone(),
@@ -655,6 +664,13 @@ fn normalise_tree(path: &Path) -> Result<()> {
     let file = File::open(path).map_err(io_err("opening", path))?;
     file.set_modified(one).map_err(io_err("setting the time of", path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err("setting the mode of", path))
+}
+
+/// Removes a tree this process made, read-only parts included (a build's
+/// scratch directory, a rejected output).
+pub fn discard_tree(path: &Path) {
+    make_writable(path);
+    remove_tree(path);
 }
 
 /// Gives the owner write access again, so a read-only tree can be removed.

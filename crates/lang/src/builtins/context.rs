@@ -14,8 +14,9 @@ use crate::string::{ContextElem, NixStr};
 use crate::value::{Attrs, Symbol, Thunk, Value};
 use mini_store::store_path::StorePath;
 
-/// A store path as a string that carries itself as context.
-fn path_string(path: &StorePath) -> Value {
+/// A store path as a string that carries itself as context, so whatever
+/// interpolates it depends on it.
+pub fn store_path_value(path: &StorePath) -> Value {
     let text = path.to_string();
     Value::String(NixStr::with_context(text.clone(), vec![ContextElem::Path(text)]))
 }
@@ -88,7 +89,7 @@ pub fn to_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
     }
     let store = ev.store(span)?;
     let path = store.add_text(&name, &text, &references).map_err(|e| store_error(e, span))?;
-    Ok(path_string(&path))
+    Ok(store_path_value(&path))
 }
 
 /// `builtins.path { path; name ? baseNameOf path; filter ? null; }`: copies
@@ -111,6 +112,7 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
         }
         None => return Err(EvalError::at(ErrorKind::MissingAttribute, "attribute 'path' missing", span)),
     };
+    ev.check_access(&source, Some(span))?;
     let name = match set.get_str("name") {
         Some(t) => string(ev, &t.clone(), span)?.to_string(),
         None => source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
@@ -131,7 +133,7 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
             result?
         }
     };
-    Ok(path_string(&stored))
+    Ok(store_path_value(&stored))
 }
 
 /// Copies `from` to `to`, asking `filter` about every entry below the root.

@@ -139,14 +139,17 @@ pub fn get_env(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
     Ok(Value::string(std::env::var(&*name).unwrap_or_default()))
 }
 
-/// A path argument: a path value, or a string holding an absolute path.
+/// A path argument: a path value, or a string holding an absolute path,
+/// which this evaluation must be allowed to read.
 fn path_arg(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<PathBuf> {
     let v = ev.force(t)?;
     let s = ev.coerce_to_string(&v, span, false, false)?;
     if !s.starts_with('/') {
         return Err(EvalError::at(ErrorKind::Eval, format!("string '{s}' doesn't represent an absolute path"), span));
     }
-    Ok(PathBuf::from(&*s))
+    let path = PathBuf::from(&*s);
+    ev.check_access(&path, Some(span))?;
+    Ok(path)
 }
 
 fn io_error(what: &str, path: &std::path::Path, e: &std::io::Error, span: Span) -> Box<EvalError> {

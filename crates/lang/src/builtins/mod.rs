@@ -13,6 +13,7 @@ mod strings;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+pub use context::store_path_value;
 pub use json::to_json;
 
 use crate::error::{EvalError, EvalResult};

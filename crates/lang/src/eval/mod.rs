@@ -19,6 +19,7 @@ use mini_store::store::Store;
 use mini_store::store::TextFile;
 use mini_store::store_path::StorePath;
 
+mod access;
 mod call;
 mod ops;
 
@@ -55,6 +56,9 @@ pub struct Evaluator {
     stack_limit: usize,
     /// Pure evaluation: no environment variables, no clock.
     pub pure: bool,
+    /// Restricted evaluation: the only directories (canonical) whose files
+    /// may be read; `None` reads anything. Set with [`Evaluator::restrict_to`].
+    pub allowed_paths: Option<Vec<PathBuf>>,
     /// Compute cheap, total operations (`n - 1` on evaluated integers) at
     /// once instead of allocating a thunk. The value is the same either way;
     /// only whether it is still a thunk differs, which lazy printing shows
@@ -97,6 +101,7 @@ impl Evaluator {
             pending_derivations: Vec::new(),
             stack_limit: stack_pointer().saturating_sub(bytes.saturating_sub(STACK_MARGIN)),
             pure: false,
+            allowed_paths: None,
             speculate: true,
         };
         ev.globals = crate::builtins::globals();
@@ -141,6 +146,7 @@ impl Evaluator {
     /// store path, as interpolating `./src` into a string does.
     pub(crate) fn copy_to_store(&mut self, path: &str, span: Span) -> EvalResult<StorePath> {
         let path = PathBuf::from(path);
+        self.check_access(&path, Some(span))?;
         if let Some(p) = self.copied_paths.get(&path) {
             return Ok(p.clone());
         }
@@ -197,7 +203,11 @@ impl Evaluator {
 
     /// `import`: each file is parsed and evaluated once per session.
     pub fn import(&mut self, path: &Path, span: Option<Span>) -> EvalResult<Value> {
+        self.check_access(path, span)?;
         let file = resolve_import(path);
+        if file != path {
+            self.check_access(&file, span)?;
+        }
         if let Some(v) = self.imports.get(&file) {
             return Ok(v.clone());
         }

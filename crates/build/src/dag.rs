@@ -1,0 +1,167 @@
+//! The build plan: which derivations must run, in what order they may run,
+//! and which to prefer. Derivations whose outputs are all valid are left
+//! out, and so are their inputs: a valid output needs nothing rebuilt.
+//!
+//! Edges go from an input to the derivation that needs it. Each node's
+//! priority is the number of derivations on the longest path from it to
+//! the end of the graph, so the scheduler starts long chains first.
+
+use std::collections::{BTreeSet, HashMap};
+
+use mini_store::derivation::Derivation;
+use mini_store::store::Store;
+use mini_store::store_path::StorePath;
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+
+use crate::error::{BuildError, Result};
+
+/// One derivation to build.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub drv_path: StorePath,
+    pub drv: Derivation,
+    /// Derivations on the longest path from here to the end, this one included.
+    pub priority: usize,
+    /// Rebuild although the outputs are valid, and compare (`--check`).
+    pub check: bool,
+}
+
+/// The derivations to build and their dependencies.
+pub struct BuildPlan {
+    pub graph: DiGraph<Job, ()>,
+}
+
+/// Reads a `.drv` file from the store.
+pub fn read_derivation(store: &Store, drv_path: &StorePath) -> Result<Derivation> {
+    let bad = |message: String| BuildError::BadDerivation { drv: drv_path.to_string(), message };
+    if !store.is_valid(drv_path) {
+        return Err(bad("it is not a valid store path".into()));
+    }
+    let file = store.physical_path(drv_path);
+    let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
+    Derivation::from_json(&text).map_err(|e| bad(e.to_string()))
+}
+
+/// Whether every output of `drv` is valid.
+pub fn outputs_valid(store: &Store, drv: &Derivation) -> bool {
+    drv.outputs.values().all(|o| o.path.as_ref().is_some_and(|p| store.is_valid(p)))
+}
+
+/// Plans the builds that make `targets` valid. With `check`, the targets
+/// themselves are rebuilt even when valid (their inputs are not).
+pub fn plan(store: &Store, targets: &[StorePath], check: bool) -> Result<BuildPlan> {
+    let mut graph: DiGraph<Job, ()> = DiGraph::new();
+    let mut index: HashMap<StorePath, Option<NodeIndex>> = HashMap::new();
+    let wanted: BTreeSet<&StorePath> = targets.iter().collect();
+    // Depth-first, iteratively: graphs can be deep.
+    let mut stack: Vec<(StorePath, bool)> = targets.iter().map(|t| (t.clone(), false)).collect();
+    let mut pending_edges: Vec<(StorePath, StorePath)> = Vec::new();
+    while let Some((drv_path, _)) = stack.pop() {
+        if index.contains_key(&drv_path) {
+            continue;
+        }
+        let drv = read_derivation(store, &drv_path)?;
+        let is_check = check && wanted.contains(&drv_path);
+        if outputs_valid(store, &drv) && !is_check {
+            index.insert(drv_path, None);
+            continue;
+        }
+        for src in &drv.input_srcs {
+            if !store.is_valid(src) {
+                return Err(BuildError::BadDerivation {
+                    drv: drv_path.to_string(),
+                    message: format!("its input source {src} is not in the store"),
+                });
+            }
+        }
+        for input in drv.input_drvs.keys() {
+            pending_edges.push((input.clone(), drv_path.clone()));
+            if !index.contains_key(input) {
+                stack.push((input.clone(), false));
+            }
+        }
+        let node = graph.add_node(Job { drv_path: drv_path.clone(), drv, priority: 0, check: is_check });
+        index.insert(drv_path, Some(node));
+    }
+    for (input, dependent) in pending_edges {
+        if let (Some(Some(from)), Some(Some(to))) = (index.get(&input), index.get(&dependent)) {
+            graph.add_edge(*from, *to, ());
+        }
+    }
+    let order = petgraph::algo::toposort(&graph, None).map_err(|cycle| BuildError::BadDerivation {
+        drv: graph[cycle.node_id()].drv_path.to_string(),
+        message: "its inputs form a cycle".into(),
+    })?;
+    for &node in order.iter().rev() {
+        let longest_after =
+            graph.neighbors_directed(node, Direction::Outgoing).map(|n| graph[n].priority).max().unwrap_or(0);
+        graph[node].priority = longest_after + 1;
+    }
+    Ok(BuildPlan { graph })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use mini_store::derivation::Output;
+    use mini_store::store::TextFile;
+
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mini-dag-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// Writes a derivation named `name` depending on `inputs` and returns its path.
+    fn add_drv(store: &Store, name: &str, inputs: &[&StorePath]) -> StorePath {
+        let mut drv = Derivation {
+            name: name.into(),
+            outputs: BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
+            input_drvs: inputs.iter().map(|p| ((*p).clone(), BTreeSet::from(["out".to_string()]))).collect(),
+            input_srcs: BTreeSet::new(),
+            system: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            args: vec![],
+            env: BTreeMap::new(),
+        };
+        let modulo = drv.hash_modulo(&mut |p| {
+            let d = read_derivation(store, p).unwrap();
+            d.hash_modulo(&mut |_| unreachable!("the tests' inputs have no inputs"))
+        });
+        drv.fill_output_paths(modulo).unwrap();
+        let references = drv.input_drvs.keys().cloned().collect();
+        let file = TextFile { name: format!("{name}.drv"), text: drv.to_json(), references };
+        let path = store.add_texts(&[file]).unwrap().remove(0);
+        assert_eq!(path, drv.drv_path().unwrap());
+        path
+    }
+
+    #[test]
+    fn plans_inputs_first_and_prefers_long_chains() {
+        let dir = scratch("plan");
+        let store = Store::open(&dir).unwrap();
+        let a = add_drv(&store, "a", &[]);
+        let b = add_drv(&store, "b", &[]);
+        let c = add_drv(&store, "c", &[&a, &b]);
+        let plan = plan(&store, &[c.clone(), b.clone()], false).unwrap();
+        assert_eq!(plan.graph.node_count(), 3);
+        assert_eq!(plan.graph.edge_count(), 2);
+        let priority = |p: &StorePath| plan.graph.node_weights().find(|j| &j.drv_path == p).unwrap().priority;
+        assert_eq!((priority(&a), priority(&b), priority(&c)), (2, 2, 1));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_missing_derivation_is_a_clear_error() {
+        let dir = scratch("missing");
+        let store = Store::open(&dir).unwrap();
+        let ghost = StorePath::parse("/mini/store/00000000000000000000000000000000-ghost.drv").unwrap();
+        let e = plan(&store, &[ghost], false).err().unwrap().to_string();
+        assert!(e.contains("ghost.drv") && e.contains("not a valid store path"), "{e}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -1,0 +1,557 @@
+//! Running a build plan: `jobs` workers take ready derivations, longest
+//! remaining chain first, and build each one in the sandbox (or in process,
+//! for a builtin builder); then its outputs are checked, scanned for
+//! references and registered.
+//!
+//! Outputs are locked before a derivation is built and their validity is
+//! checked again under the lock, so several `mini` processes building
+//! overlapping graphs build each derivation once. The first failure stops
+//! new work unless `keep_going` is set.
+
+use std::collections::{BTreeMap, BinaryHeap};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use mini_store::derivation::Derivation;
+use mini_store::references::scan_references;
+use mini_store::store::{discard_tree, PathLock, Store};
+use mini_store::store_path::StorePath;
+use petgraph::graph::NodeIndex;
+use petgraph::Direction;
+
+use crate::builtins::{BuiltinBuilder, BuiltinJob};
+use crate::dag::{self, BuildPlan, Job};
+use crate::error::{io_err, BuildError, Result};
+use crate::output;
+use crate::sandbox::{self, SandboxSpec, STORE_DIR};
+
+/// `SOURCE_DATE_EPOCH` in every build: 1980-01-01, as nixpkgs sets it (the
+/// earliest time a zip file can hold).
+pub const SOURCE_DATE_EPOCH: &str = "315532800";
+/// How many log lines a failure shows.
+pub const LOG_TAIL_LINES: usize = 25;
+/// The system this machine builds for.
+pub const SYSTEM: &str = "x86_64-linux";
+
+/// How to run a build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Derivations built at once.
+    pub jobs: usize,
+    /// Go on with what does not depend on a failed derivation.
+    pub keep_going: bool,
+    /// Keep the `/build` directory of a failed build.
+    pub keep_failed: bool,
+    pub timeout: Option<Duration>,
+    pub max_silent_time: Option<Duration>,
+    /// `MINI_BUILD_CORES` as each builder sees it.
+    pub cores: usize,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        BuildOptions { jobs: cores, keep_going: false, keep_failed: false, timeout: None, max_silent_time: None, cores }
+    }
+}
+
+/// What the scheduler reports as it goes.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// The plan is made: this many derivations will be built.
+    Planned {
+        total: usize,
+    },
+    Started {
+        drv: &'a StorePath,
+    },
+    /// A line of a builder's output.
+    Log {
+        drv: &'a StorePath,
+        line: &'a str,
+    },
+    Built {
+        drv: &'a StorePath,
+    },
+    /// Another process built it while this one waited for its lock.
+    AlreadyValid {
+        drv: &'a StorePath,
+    },
+    Failed {
+        drv: &'a StorePath,
+        error: &'a BuildError,
+    },
+    /// The build directory of a failed build was kept here.
+    KeptBuildDir {
+        drv: &'a StorePath,
+        dir: &'a Path,
+    },
+}
+
+/// Receives [`Event`]s, from any worker thread.
+pub trait Observer: Sync {
+    fn event(&self, event: Event<'_>);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn event(&self, _: Event<'_>) {}
+}
+
+/// What a build did.
+#[derive(Debug, Default)]
+pub struct BuildReport {
+    pub built: Vec<StorePath>,
+    pub failed: Vec<(StorePath, BuildError)>,
+    /// Derivations not built because an input failed or the build stopped.
+    pub not_attempted: Vec<StorePath>,
+}
+
+/// Builds derivations into a store.
+pub struct Builder<'a> {
+    store: &'a Store,
+    options: BuildOptions,
+    builtins: Vec<Box<dyn BuiltinBuilder>>,
+    observer: &'a dyn Observer,
+}
+
+/// Shared by the workers, under one mutex.
+struct Progress {
+    ready: BinaryHeap<(usize, std::cmp::Reverse<usize>)>,
+    inputs_left: Vec<usize>,
+    running: usize,
+    stop: bool,
+    report: BuildReport,
+    finished: Vec<bool>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(store: &'a Store, options: BuildOptions, observer: &'a dyn Observer) -> Builder<'a> {
+        Builder { store, options, builtins: crate::builtins::standard(), observer }
+    }
+
+    /// Adds a builtin builder (such as the image builder).
+    pub fn with_builtin(mut self, builder: Box<dyn BuiltinBuilder>) -> Self {
+        self.builtins.push(builder);
+        self
+    }
+
+    /// Makes the outputs of `targets` valid, building what is missing; with
+    /// `check`, rebuilds the targets themselves and compares.
+    pub fn realise(&self, targets: &[StorePath], check: bool) -> Result<BuildReport> {
+        let plan = dag::plan(self.store, targets, check)?;
+        let logs = self.store.root().join("log");
+        fs::create_dir_all(&logs).map_err(io_err("creating", &logs))?;
+        let mut in_use: Vec<StorePath> = targets.to_vec();
+        for job in plan.graph.node_weights() {
+            in_use.extend(job.drv.outputs.values().filter_map(|o| o.path.clone()));
+            in_use.extend(job.drv.input_srcs.iter().cloned());
+        }
+        self.store.add_temp_roots(&in_use)?;
+        self.observer.event(Event::Planned { total: plan.graph.node_count() });
+        Ok(self.run(&plan))
+    }
+
+    fn run(&self, plan: &BuildPlan) -> BuildReport {
+        let graph = &plan.graph;
+        let mut progress = Progress {
+            ready: BinaryHeap::new(),
+            inputs_left: vec![0; graph.node_count()],
+            running: 0,
+            stop: false,
+            report: BuildReport::default(),
+            finished: vec![false; graph.node_count()],
+        };
+        for node in graph.node_indices() {
+            let inputs = graph.neighbors_directed(node, Direction::Incoming).count();
+            progress.inputs_left[node.index()] = inputs;
+            if inputs == 0 {
+                progress.ready.push((graph[node].priority, std::cmp::Reverse(node.index())));
+            }
+        }
+        let shared = (Mutex::new(progress), Condvar::new());
+        let workers = self.options.jobs.max(1).min(graph.node_count().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| self.work(plan, &shared));
+            }
+        });
+        let (progress, _) = shared;
+        let mut progress = progress.into_inner().unwrap_or_else(|e| e.into_inner());
+        for node in graph.node_indices() {
+            if !progress.finished[node.index()] {
+                progress.report.not_attempted.push(graph[node].drv_path.clone());
+            }
+        }
+        progress.report
+    }
+
+    /// One worker: takes the best ready job until none is left.
+    fn work(&self, plan: &BuildPlan, (lock, wake): &(Mutex<Progress>, Condvar)) {
+        let graph = &plan.graph;
+        loop {
+            let node = {
+                let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if p.stop {
+                        return;
+                    }
+                    if let Some((_, std::cmp::Reverse(i))) = p.ready.pop() {
+                        p.running += 1;
+                        break NodeIndex::new(i);
+                    }
+                    if p.running == 0 {
+                        // Nothing runs and nothing is ready: done, or the
+                        // rest waits on something that failed.
+                        wake.notify_all();
+                        return;
+                    }
+                    p = wake.wait(p).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            let job = &graph[node];
+            self.observer.event(Event::Started { drv: &job.drv_path });
+            let outcome = self.build_one(job);
+            let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
+            p.running -= 1;
+            match outcome {
+                Ok(built) => {
+                    p.finished[node.index()] = true;
+                    if built {
+                        self.observer.event(Event::Built { drv: &job.drv_path });
+                        p.report.built.push(job.drv_path.clone());
+                    } else {
+                        self.observer.event(Event::AlreadyValid { drv: &job.drv_path });
+                    }
+                    for next in graph.neighbors_directed(node, Direction::Outgoing) {
+                        p.inputs_left[next.index()] -= 1;
+                        if p.inputs_left[next.index()] == 0 {
+                            p.ready.push((graph[next].priority, std::cmp::Reverse(next.index())));
+                        }
+                    }
+                }
+                Err(error) => {
+                    p.finished[node.index()] = true;
+                    self.observer.event(Event::Failed { drv: &job.drv_path, error: &error });
+                    p.report.failed.push((job.drv_path.clone(), error));
+                    if !self.options.keep_going {
+                        p.stop = true;
+                    }
+                }
+            }
+            wake.notify_all();
+        }
+    }
+
+    /// Builds one derivation; `Ok(false)` when its outputs turned valid
+    /// while waiting for their locks.
+    fn build_one(&self, job: &Job) -> Result<bool> {
+        let outputs: BTreeMap<String, StorePath> = job
+            .drv
+            .outputs
+            .iter()
+            .map(|(name, o)| {
+                o.path.clone().map(|p| (name.clone(), p)).ok_or_else(|| BuildError::BadDerivation {
+                    drv: job.drv_path.to_string(),
+                    message: format!("output '{name}' has no path"),
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut sorted: Vec<&StorePath> = outputs.values().collect();
+        sorted.sort();
+        let _locks: Vec<PathLock> = sorted.iter().map(|p| self.store.lock(p)).collect::<std::result::Result<_, _>>()?;
+        if !job.check && dag::outputs_valid(self.store, &job.drv) {
+            return Ok(false);
+        }
+        let builtin = job.drv.builder.strip_prefix("builtin:");
+        if builtin.is_none() && job.drv.system != SYSTEM {
+            return Err(BuildError::WrongSystem {
+                drv: job.drv_path.to_string(),
+                needed: job.drv.system.clone(),
+                have: SYSTEM.into(),
+            });
+        }
+        let inputs = self.input_closure(&job.drv)?;
+        let work_dir = self.store.staging_dir()?;
+        let spec = self.sandbox_spec(job, &outputs, &inputs, work_dir.clone());
+        let result = match builtin {
+            Some(name) => self.run_builtin(name, job, &outputs, &spec),
+            None => self.run_sandboxed(job, &spec),
+        }
+        .and_then(|()| self.finish_outputs(job, &outputs, &inputs, &spec));
+        if result.is_err() && self.options.keep_failed {
+            let kept = self.store.root().join("failed").join(format!("{}-{}", job.drv.name, std::process::id()));
+            let moved = fs::create_dir_all(self.store.root().join("failed"))
+                .and_then(|()| {
+                    discard_tree(&kept);
+                    fs::rename(&work_dir, &kept)
+                })
+                .is_ok();
+            if moved {
+                self.observer.event(Event::KeptBuildDir { drv: &job.drv_path, dir: &kept.join("root/build") });
+                return result.map(|()| true);
+            }
+        }
+        discard_tree(&work_dir);
+        result.map(|()| true)
+    }
+
+    /// The store paths a build may see: the closure of its input sources
+    /// and of the outputs it uses of its input derivations.
+    fn input_closure(&self, drv: &Derivation) -> Result<Vec<StorePath>> {
+        let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
+        for (input, wanted) in &drv.input_drvs {
+            let input_drv = dag::read_derivation(self.store, input)?;
+            for name in wanted {
+                match input_drv.outputs.get(name).and_then(|o| o.path.clone()) {
+                    Some(path) => roots.push(path),
+                    None => {
+                        return Err(BuildError::BadDerivation {
+                            drv: input.to_string(),
+                            message: format!("it has no output '{name}'"),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(self.store.closure(&roots)?.into_iter().map(|info| info.path).collect())
+    }
+
+    /// The environment is cleared, then: Nix's defaults, the derivation's
+    /// own variables (which may override `PATH` and the like), its output
+    /// paths, and the build directory variables, which nothing overrides.
+    fn sandbox_spec(
+        &self,
+        job: &Job,
+        outputs: &BTreeMap<String, StorePath>,
+        inputs: &[StorePath],
+        work_dir: PathBuf,
+    ) -> SandboxSpec {
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        for (k, v) in [
+            ("PATH", "/path-not-set"),
+            ("HOME", "/homeless-shelter"),
+            ("MINI_STORE", STORE_DIR),
+            ("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
+            ("TZ", "UTC"),
+            ("LC_ALL", "C"),
+        ] {
+            env.insert(k.into(), v.into());
+        }
+        env.insert("MINI_BUILD_CORES".into(), self.options.cores.to_string());
+        env.extend(job.drv.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(outputs.iter().map(|(name, path)| (name.clone(), path.to_string())));
+        for k in ["TMPDIR", "TEMPDIR", "TMP", "TEMP", "MINI_BUILD_TOP", "PWD"] {
+            env.insert(k.into(), "/build".into());
+        }
+        SandboxSpec {
+            builder: job.drv.builder.clone(),
+            args: job.drv.args.clone(),
+            env: env.into_iter().collect(),
+            work_dir,
+            store_dir: self.store.root().join("store"),
+            inputs: inputs.iter().map(StorePath::base_name).collect(),
+            network: job.drv.fixed_output().is_some(),
+        }
+    }
+
+    fn log_path(&self, drv_path: &StorePath) -> PathBuf {
+        log_path(self.store, drv_path)
+    }
+
+    fn run_builtin(
+        &self,
+        name: &str,
+        job: &Job,
+        outputs: &BTreeMap<String, StorePath>,
+        spec: &SandboxSpec,
+    ) -> Result<()> {
+        let builder = self.builtins.iter().find(|b| b.name() == name).ok_or_else(|| BuildError::Builtin {
+            builder: name.into(),
+            drv: job.drv_path.to_string(),
+            message: "there is no such builtin builder".into(),
+        })?;
+        let hosts: BTreeMap<String, PathBuf> =
+            outputs.iter().map(|(n, p)| (n.clone(), spec.output_on_host(&p.base_name()))).collect();
+        let store_dir = spec.root().join("mini/store");
+        fs::create_dir_all(&store_dir).map_err(io_err("creating", &store_dir))?;
+        let log_path = self.log_path(&job.drv_path);
+        let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
+        builder.build(&mut BuiltinJob {
+            drv_path: &job.drv_path,
+            drv: &job.drv,
+            outputs: &hosts,
+            store: self.store,
+            log: &mut log,
+        })
+    }
+
+    fn run_sandboxed(&self, job: &Job, spec: &SandboxSpec) -> Result<()> {
+        let spec_path = spec.prepare()?;
+        let log_path = self.log_path(&job.drv_path);
+        let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
+        let (reader, writer) = io::pipe().map_err(io_err("creating a pipe for", &spec_path))?;
+        let mut command = sandbox::helper_command(&spec_path)?;
+        let writer_copy = writer.try_clone().map_err(io_err("creating a pipe for", &spec_path))?;
+        command.stdin(Stdio::null()).stdout(writer_copy).stderr(writer);
+        let mut child = command.spawn().map_err(io_err("starting the sandbox for", &spec_path))?;
+        // The command holds the pipe's write ends; the log ends when it is gone.
+        drop(command);
+        let watch = self.watch_output(&job.drv_path, reader, &mut log, &mut child);
+        let status = child.wait().map_err(io_err("waiting for the builder of", &spec_path))?;
+        let (tail, stopped) = watch?;
+        if let Some(error) = spec.setup_error() {
+            return Err(BuildError::Sandbox(error));
+        }
+        let status = match stopped {
+            Some(reason) => reason,
+            None if status.success() => return Ok(()),
+            None => match status.code() {
+                Some(c) if c > 128 => format!("was killed by signal {}", c - 128),
+                Some(c) => format!("failed with exit code {c}"),
+                None => "was killed".into(),
+            },
+        };
+        Err(BuildError::BuilderFailed { drv: job.drv_path.to_string(), status, log_tail: tail, log_path })
+    }
+
+    /// Copies the builder's output to its log and the observer until it
+    /// ends, killing it on a timeout. Returns the last lines, and why it
+    /// was stopped if it was.
+    fn watch_output(
+        &self,
+        drv: &StorePath,
+        mut reader: io::PipeReader,
+        log: &mut File,
+        child: &mut std::process::Child,
+    ) -> Result<(Vec<String>, Option<String>)> {
+        let start = Instant::now();
+        let mut last_output = start;
+        let mut tail: std::collections::VecDeque<String> = Default::default();
+        let mut partial = Vec::new();
+        let mut buffer = vec![0u8; 64 << 10];
+        let mut stopped = None;
+        loop {
+            let now = Instant::now();
+            let deadlines = [
+                self.options.timeout.map(|t| (start + t, format!("timed out after {} seconds", t.as_secs()))),
+                self.options.max_silent_time.map(|t| {
+                    (last_output + t, format!("was silent for more than {} seconds and was killed", t.as_secs()))
+                }),
+            ];
+            let next = deadlines.iter().flatten().min_by_key(|(at, _)| *at);
+            if let Some((at, reason)) = next {
+                if *at <= now {
+                    let _ = child.kill();
+                    stopped = Some(reason.clone());
+                    break;
+                }
+            }
+            let wait_ms = next.map_or(-1, |(at, _)| at.duration_since(now).as_millis().min(i32::MAX as u128) as i32);
+            let mut poll = libc::pollfd { fd: reader.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut poll, 1, wait_ms.max(-1)) };
+            if r == 0 || (r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted) {
+                continue;
+            }
+            let n = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(BuildError::Io {
+                        action: "reading the log of",
+                        path: drv.to_string().into(),
+                        source: e,
+                    })
+                }
+            };
+            last_output = Instant::now();
+            log.write_all(&buffer[..n]).map_err(|e| BuildError::Io {
+                action: "writing the log of",
+                path: drv.to_string().into(),
+                source: e,
+            })?;
+            partial.extend_from_slice(&buffer[..n]);
+            while let Some(end) = partial.iter().position(|&b| b == b'\n') {
+                let line = String::from_utf8_lossy(&partial[..end]).into_owned();
+                partial.drain(..=end);
+                self.observer.event(Event::Log { drv, line: &line });
+                if tail.len() == LOG_TAIL_LINES {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        }
+        if !partial.is_empty() {
+            let line = String::from_utf8_lossy(&partial).into_owned();
+            self.observer.event(Event::Log { drv, line: &line });
+            if tail.len() == LOG_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        }
+        Ok((tail.into(), stopped))
+    }
+
+    /// Checks, canonicalises, scans and registers (or, for `--check`,
+    /// compares) each output the builder left.
+    fn finish_outputs(
+        &self,
+        job: &Job,
+        outputs: &BTreeMap<String, StorePath>,
+        inputs: &[StorePath],
+        spec: &SandboxSpec,
+    ) -> Result<()> {
+        let drv = job.drv_path.to_string();
+        let mut candidates: Vec<StorePath> = inputs.to_vec();
+        candidates.extend(outputs.values().cloned());
+        for (name, path) in outputs {
+            let host = spec.output_on_host(&path.base_name());
+            if fs::symlink_metadata(&host).is_err() {
+                return Err(BuildError::MissingOutput { drv, output: name.clone(), path: path.to_string() });
+            }
+            output::canonicalise(&job.drv.name, &host)?;
+            if let Some(fixed) = &job.drv.outputs[name].fixed {
+                output::verify_fixed(&drv, &host, fixed)?;
+            }
+            if job.check {
+                self.compare_with_valid(&drv, path, &host)?;
+                continue;
+            }
+            let references =
+                scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?;
+            self.store.install(path, &host, references, Some(job.drv_path.clone()))?;
+        }
+        Ok(())
+    }
+
+    /// `--check`: the rebuilt output must be bit-identical to the valid one.
+    fn compare_with_valid(&self, drv: &str, path: &StorePath, rebuilt: &Path) -> Result<()> {
+        let Some(info) = self.store.query(path)? else {
+            return Err(BuildError::BadDerivation {
+                drv: drv.into(),
+                message: format!("cannot check {path}: it was never built"),
+            });
+        };
+        let (hash, size) = mini_store::archive::hash_path(rebuilt).map_err(mini_store::store::StoreError::from)?;
+        if *hash.as_bytes() == info.nar_hash && size == info.nar_size {
+            return Ok(());
+        }
+        let valid = self.store.physical_path(path);
+        let files = output::differing_files(&valid, rebuilt).map_err(io_err("comparing", rebuilt))?;
+        Err(BuildError::NotDeterministic { drv: drv.into(), files })
+    }
+}
+
+/// Where the log of a derivation's last build is kept.
+pub fn log_path(store: &Store, drv_path: &StorePath) -> PathBuf {
+    store.root().join("log").join(drv_path.base_name())
+}

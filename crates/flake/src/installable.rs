@@ -1,0 +1,169 @@
+//! Parsing installables. `DIR#ATTR` is attribute `ATTR` (a dotted path,
+//! components optionally quoted: `a."b.c"`) of the flake in `DIR`; a
+//! directory holding a `flake.nixlike` alone means `DIR#default`. Anything
+//! else must be a store path: logical (`/mini/store/<hash>-name`, or a path
+//! inside one) or physical, such as a `result` link that resolves into the
+//! store's directory on disk.
+
+use std::path::{Component, Path, PathBuf};
+
+use mini_store::store_path::{StorePath, STORE_DIR};
+
+use crate::FlakeError;
+
+/// The file that makes a directory a flake.
+pub(crate) const FLAKE_FILE: &str = "flake.nixlike";
+
+/// What a command-line argument names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Installable {
+    /// An attribute of a flake; `dir` is absolute and canonical.
+    Flake { dir: PathBuf, attr: Vec<String> },
+    /// A store path: a `.drv` to build, or anything else, already built.
+    StorePath(StorePath),
+}
+
+/// Parses an installable; `store_root` is the store's physical root, for
+/// recognising paths that lead into it.
+pub fn parse(text: &str, store_root: &Path) -> Result<Installable, FlakeError> {
+    if let Some((dir, attr)) = text.split_once('#') {
+        let attr =
+            parse_attr_path(attr).map_err(|reason| FlakeError::BadInstallable { text: text.to_string(), reason })?;
+        let dir = if dir.is_empty() { "." } else { dir };
+        return Ok(Installable::Flake { dir: flake_dir(Path::new(dir))?, attr });
+    }
+    if text.starts_with(&format!("{STORE_DIR}/")) {
+        return StorePath::parse_prefix(text)
+            .map(|(path, _)| Installable::StorePath(path))
+            .map_err(|e| FlakeError::BadInstallable { text: text.to_string(), reason: e.to_string() });
+    }
+    let path = Path::new(text);
+    if path.join(FLAKE_FILE).is_file() {
+        return Ok(Installable::Flake { dir: flake_dir(path)?, attr: vec!["default".to_string()] });
+    }
+    if let Some(stored) = physical_store_path(path, store_root) {
+        return Ok(Installable::StorePath(stored));
+    }
+    let reason = match StorePath::parse_prefix(text) {
+        Err(e) => format!("{e}, and it has no {FLAKE_FILE}"),
+        Ok(_) => format!("it has no {FLAKE_FILE}"),
+    };
+    Err(FlakeError::NotInstallable { text: text.to_string(), reason })
+}
+
+fn flake_dir(dir: &Path) -> Result<PathBuf, FlakeError> {
+    std::fs::canonicalize(dir).map_err(|source| FlakeError::FlakeDir { dir: dir.to_path_buf(), source })
+}
+
+/// The store path `path` leads to, if it resolves into `<store_root>/store/`.
+fn physical_store_path(path: &Path, store_root: &Path) -> Option<StorePath> {
+    let resolved = std::fs::canonicalize(path).ok()?;
+    let store_dir = std::fs::canonicalize(store_root.join("store")).ok()?;
+    match resolved.strip_prefix(&store_dir).ok()?.components().next()? {
+        Component::Normal(base) => StorePath::parse_base_name(base.to_str()?).ok(),
+        _ => None,
+    }
+}
+
+/// `a.b."c.d"` → `["a", "b", "c.d"]`; empty text is `default`.
+fn parse_attr_path(text: &str) -> Result<Vec<String>, String> {
+    if text.is_empty() {
+        return Ok(vec!["default".to_string()]);
+    }
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let (mut in_quotes, mut was_quoted) = (false, false);
+    let mut finish = |current: &mut String, was_quoted: &mut bool| {
+        if current.is_empty() && !*was_quoted {
+            return Err(format!("the attribute path '{text}' has an empty component"));
+        }
+        parts.push(std::mem::take(current));
+        *was_quoted = false;
+        Ok(())
+    };
+    for c in text.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                was_quoted = true;
+            }
+            '.' if !in_quotes => finish(&mut current, &mut was_quoted)?,
+            c => current.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(format!("the attribute path '{text}' has an unterminated quote"));
+    }
+    finish(&mut current, &mut was_quoted)?;
+    Ok(parts)
+}
+
+/// An attribute path as written in the language, quoting where needed.
+pub(crate) fn show_attr_path(attr: &[String]) -> String {
+    let is_identifier = |s: &str| {
+        let mut chars = s.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || "_'-".contains(c))
+    };
+    let parts: Vec<String> =
+        attr.iter().map(|a| if is_identifier(a) { a.clone() } else { format!("\"{a}\"") }).collect();
+    parts.join(".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mini-installable-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::canonicalize(dir).unwrap()
+    }
+
+    #[test]
+    fn attribute_paths_split_on_unquoted_dots() {
+        assert_eq!(parse_attr_path("docker").unwrap(), ["docker"]);
+        assert_eq!(parse_attr_path("a.b.c").unwrap(), ["a", "b", "c"]);
+        assert_eq!(parse_attr_path("a.\"b.c\"").unwrap(), ["a", "b.c"]);
+        assert_eq!(parse_attr_path("\"\"").unwrap(), [""]);
+        assert_eq!(parse_attr_path("").unwrap(), ["default"]);
+        assert!(parse_attr_path("a..b").is_err());
+        assert!(parse_attr_path("a.").is_err());
+        assert!(parse_attr_path("a.\"b").is_err());
+        assert_eq!(show_attr_path(&["a".into(), "b.c".into(), "x86_64-linux".into()]), "a.\"b.c\".x86_64-linux");
+    }
+
+    #[test]
+    fn flakes_store_paths_and_links_into_the_store() {
+        let dir = scratch("parse");
+        let root = dir.join("root");
+        let flake = dir.join("proj");
+        std::fs::create_dir_all(root.join("store/00000000000000000000000000000000-hello/bin")).unwrap();
+        std::fs::create_dir_all(&flake).unwrap();
+        std::fs::write(flake.join(FLAKE_FILE), "{ }").unwrap();
+        std::os::unix::fs::symlink(root.join("store/00000000000000000000000000000000-hello"), dir.join("result"))
+            .unwrap();
+
+        let text = format!("{}#a.\"b.c\"", flake.display());
+        assert_eq!(
+            parse(&text, &root).unwrap(),
+            Installable::Flake { dir: flake.clone(), attr: vec!["a".into(), "b.c".into()] }
+        );
+        let default = Installable::Flake { dir: flake.clone(), attr: vec!["default".into()] };
+        assert_eq!(parse(flake.to_str().unwrap(), &root).unwrap(), default);
+        assert_eq!(parse(&format!("{}#", flake.display()), &root).unwrap(), default);
+
+        let hello = StorePath::parse("/mini/store/00000000000000000000000000000000-hello").unwrap();
+        let logical = parse("/mini/store/00000000000000000000000000000000-hello/bin/sh", &root).unwrap();
+        assert_eq!(logical, Installable::StorePath(hello.clone()));
+        let link = format!("{}/result/bin", dir.display());
+        assert_eq!(parse(&link, &root).unwrap(), Installable::StorePath(hello));
+
+        let not_flake = parse(root.to_str().unwrap(), &root).unwrap_err().to_string();
+        assert!(not_flake.contains("not in the store directory /mini/store"), "{not_flake}");
+        assert!(matches!(parse("/no/such/dir#x", &root), Err(FlakeError::FlakeDir { .. })));
+        assert!(matches!(parse("/mini/store/short", &root), Err(FlakeError::BadInstallable { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,287 @@
+//! `mini build`, `mini log` and `mini run`: resolve installables to
+//! derivations (through `mini-flake`), realise them (through `mini-build`),
+//! then make out-links, print paths, or run the result.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use mini_build::{BuildOptions, Builder};
+use mini_flake::Target;
+use mini_store::store::Store;
+use mini_store::store_path::StorePath;
+
+use crate::progress::Progress;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// What to build: DIR#ATTR (DIR/flake.nixlike), DIR (DIR#default), or a .drv store path.
+    #[arg(required = true, value_name = "INSTALLABLE")]
+    installables: Vec<String>,
+    /// Name of the out-link (further ones get -2, -3, ...; other outputs -<output>).
+    #[arg(short = 'o', long, value_name = "NAME", default_value = "result")]
+    out_link: PathBuf,
+    /// Make no out-links.
+    #[arg(long, conflicts_with = "out_link")]
+    no_link: bool,
+    /// Print the output paths on stdout.
+    #[arg(long)]
+    print_out_paths: bool,
+    /// Print what was built as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Build this many derivations at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    jobs: Option<usize>,
+    /// Go on building what does not depend on a failed derivation.
+    #[arg(long)]
+    keep_going: bool,
+    /// Keep the build directory of a failed build and say where it is.
+    #[arg(long)]
+    keep_failed: bool,
+    /// Rebuild already-valid outputs and compare them bit for bit.
+    #[arg(long)]
+    check: bool,
+    /// Kill a build that runs longer than this.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Kill a build that prints nothing for this long.
+    #[arg(long, value_name = "SECS")]
+    max_silent_time: Option<u64>,
+    /// Show the builders' output, each line prefixed with its derivation.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+}
+
+#[derive(Args)]
+pub struct LogArgs {
+    /// DIR#ATTR or a .drv store path.
+    installable: String,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// What to build and run: DIR#ATTR or DIR.
+    installable: String,
+    /// Arguments for the program (after `--`).
+    #[arg(last = true)]
+    args: Vec<OsString>,
+}
+
+fn open_store(root: &Path) -> Result<Store, ExitCode> {
+    Store::open(root).map_err(|e| fail(&e.to_string()))
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Resolves installables and builds them; the targets and, on success,
+/// nothing else to report.
+fn realise(
+    store_root: &Path,
+    installables: &[String],
+    options: BuildOptions,
+    check: bool,
+    print_logs: bool,
+) -> Result<(Store, Vec<Target>), ExitCode> {
+    let targets = mini_flake::resolve(store_root, installables).map_err(|e| fail(&e.to_string()))?;
+    let store = open_store(store_root)?;
+    let drvs: Vec<StorePath> = targets
+        .iter()
+        .filter_map(|t| match t {
+            Target::Derivation { drv_path, .. } => Some(drv_path.clone()),
+            Target::Opaque(_) => None,
+        })
+        .collect();
+    for target in &targets {
+        if let Target::Opaque(path) = target {
+            if !store.is_valid(path) {
+                return Err(fail(&format!("{path} is not a valid store path")));
+            }
+        }
+    }
+    let progress = Progress::new(print_logs);
+    let report = Builder::new(&store, options, &progress).realise(&drvs, check);
+    progress.finish();
+    let report = report.map_err(|e| fail(&e.to_string()))?;
+    if !report.failed.is_empty() {
+        // Each failure was shown as it happened.
+        let mut message = format!("{} derivation(s) failed", report.failed.len());
+        if !report.not_attempted.is_empty() {
+            message.push_str(&format!("; {} were not built because of that", report.not_attempted.len()));
+        }
+        return Err(fail(&message));
+    }
+    Ok((store, targets))
+}
+
+pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
+    let mut options = BuildOptions::default();
+    if let Some(jobs) = args.jobs {
+        options.jobs = jobs.max(1);
+    }
+    options.keep_going = args.keep_going;
+    options.keep_failed = args.keep_failed;
+    options.timeout = args.timeout.map(Duration::from_secs);
+    options.max_silent_time = args.max_silent_time.map(Duration::from_secs);
+    let (store, targets) = match realise(store_root, &args.installables, options, args.check, args.print_build_logs) {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    let mut json = Vec::new();
+    for (i, target) in targets.iter().enumerate() {
+        let (outputs, drv) = match target {
+            Target::Derivation { drv_path, outputs } => (outputs.clone(), Some(drv_path)),
+            Target::Opaque(path) => (BTreeMap::from([("out".to_string(), path.clone())]), None),
+        };
+        if !args.no_link {
+            for (name, path) in &outputs {
+                let mut link = args.out_link.as_os_str().to_owned();
+                if i > 0 {
+                    link.push(format!("-{}", i + 1));
+                }
+                if name != "out" {
+                    link.push(format!("-{name}"));
+                }
+                if let Err(e) = store.add_root(Path::new(&link), path) {
+                    return fail(&e.to_string());
+                }
+            }
+        }
+        if args.print_out_paths {
+            for path in outputs.values() {
+                println!("{path}");
+            }
+        }
+        let outputs_json: serde_json::Map<String, serde_json::Value> =
+            outputs.iter().map(|(n, p)| (n.clone(), p.to_string().into())).collect();
+        let mut entry = serde_json::Map::new();
+        if let Some(drv) = drv {
+            entry.insert("drvPath".into(), drv.to_string().into());
+        }
+        entry.insert("outputs".into(), outputs_json.into());
+        json.push(serde_json::Value::Object(entry));
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(json));
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
+    let targets = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
+        Ok(t) => t,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let store = match open_store(store_root) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let drv = match targets.first() {
+        Some(Target::Derivation { drv_path, .. }) => drv_path.clone(),
+        Some(Target::Opaque(path)) => match store.query(path) {
+            Ok(Some(info)) if info.deriver.is_some() => info.deriver.unwrap_or_else(|| path.clone()),
+            _ => return fail(&format!("{path} was not built by mini, so it has no log")),
+        },
+        None => return fail("nothing to show"),
+    };
+    let path = mini_build::schedule::log_path(&store, &drv);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+            ExitCode::SUCCESS
+        }
+        Err(_) => fail(&format!("{drv} has no build log; it has not been built here")),
+    }
+}
+
+pub fn run(store_root: &Path, args: RunArgs) -> ExitCode {
+    let (store, targets) =
+        match realise(store_root, std::slice::from_ref(&args.installable), BuildOptions::default(), false, false) {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
+    let (out, name, main_program) = match targets.first() {
+        Some(Target::Derivation { drv_path, outputs }) => {
+            let Some(out) = outputs.get("out").or_else(|| outputs.values().next()) else {
+                return fail("the derivation has no outputs");
+            };
+            let drv = mini_build::dag::read_derivation(&store, drv_path).ok();
+            let main = drv.as_ref().and_then(|d| d.env.get("mainProgram").cloned());
+            let name = drv.map(|d| d.name).unwrap_or_default();
+            (out.clone(), name, main)
+        }
+        Some(Target::Opaque(path)) => (path.clone(), path.name().to_string(), None),
+        None => return fail("nothing to run"),
+    };
+    let program = match main_program_of(&store.physical_path(&out), &name, main_program) {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("cannot tell what to run in {out}: {e}")),
+    };
+    let scratch = match store.staging_dir() {
+        Ok(dir) => dir,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let program_path = format!("{out}/bin/{program}");
+    let mut command =
+        match mini_build::store_view::run_command(&store.root().join("store"), &scratch, &program_path, &args.args) {
+            Ok(c) => c,
+            Err(e) => return fail(&e.to_string()),
+        };
+    let status = command.status();
+    mini_store::store::discard_tree(&scratch);
+    match status {
+        Ok(s) => ExitCode::from(s.code().map_or(1, |c| c as u8)),
+        Err(e) => fail(&format!("cannot run {program_path}: {e}")),
+    }
+}
+
+/// The program `mini run` runs in `out/bin`: `mainProgram` if the
+/// derivation names one, else the derivation's name without its version,
+/// else the only program there.
+fn main_program_of(out: &Path, name: &str, main_program: Option<String>) -> Result<String, String> {
+    if let Some(main) = main_program {
+        return Ok(main);
+    }
+    let bin = out.join("bin");
+    let entries: Vec<String> = std::fs::read_dir(&bin)
+        .map_err(|_| "it has no bin/ directory".to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let unversioned = strip_version(name);
+    if entries.iter().any(|e| e == unversioned) {
+        return Ok(unversioned.to_string());
+    }
+    match entries.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(format!("bin/ has no '{unversioned}'; set mainProgram (it has: {})", entries.join(", "))),
+    }
+}
+
+/// `hello-2.1` → `hello`: the name up to the first `-` followed by a digit,
+/// as Nix splits package names.
+fn strip_version(name: &str) -> &str {
+    let bytes = name.as_bytes();
+    (0..bytes.len())
+        .find(|&i| bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+        .map_or(name, |i| &name[..i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_version;
+
+    #[test]
+    fn versions_are_stripped_as_nix_does() {
+        assert_eq!(strip_version("hello-2.1"), "hello");
+        assert_eq!(strip_version("quotes-server"), "quotes-server");
+        assert_eq!(strip_version("a-b-0.1-c"), "a-b");
+    }
+}
