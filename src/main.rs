@@ -72,7 +72,8 @@ struct EvalArgs {
     /// Print the value as JSON, as `nix-instantiate --eval --json`.
     #[arg(long)]
     json: bool,
-    /// Pure evaluation: `builtins.getEnv` returns "".
+    /// Pure evaluation: `builtins.getEnv` returns "", and only files under the
+    /// evaluated file's directory (the current directory for --expr) may be read.
     #[arg(long)]
     pure: bool,
     /// Evaluate this expression instead of a file.
@@ -111,6 +112,9 @@ fn main() -> ExitCode {
 fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
     run_evaluation(store_root, move |ev| {
         ev.pure = args.pure;
+        if args.pure {
+            mini_flake::restrict_pure_eval(ev, args.file.as_deref())?;
+        }
         // Like `nix-instantiate --eval`: derivations are computed, not written.
         ev.write_derivations = false;
         // Lazy printing shows which values are still thunks; keep them all.

@@ -522,3 +522,40 @@ fn run_sees_the_store_at_its_logical_place() {
         "{stdout}"
     );
 }
+
+#[test]
+fn builds_and_runs_work_without_privileges() {
+    let s = Scratch::new("build-unprivileged");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    let script =
+        "mkdir -p $out/bin; echo \"#!$(which sh)\" > $out/bin/who; echo 'id -u' >> $out/bin/who; chmod +x $out/bin/who";
+    flake_with(&dir, &[], &format!("  default = sh \"who\" {};\n", nix_string(script)));
+    let as_root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+    let mut command = if as_root {
+        // Run as `nobody`, in a scratch directory that user owns.
+        let status = Command::new("chown").args(["-R", "65534:65534"]).arg(&s.0).status().unwrap();
+        assert!(status.success());
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mini")]);
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_mini"))
+    };
+    let out =
+        command.arg("--store").arg(&store).args(["run", "."]).current_dir(&dir).env("HOME", &s.0).output().unwrap();
+    let uid = ok(&out);
+    assert_eq!(
+        uid,
+        if as_root {
+            "65534".to_string()
+        } else {
+            text(&Command::new("id").arg("-u").output().unwrap().stdout).trim().to_string()
+        }
+    );
+    assert!(store.join("store").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with("-who")));
+}

@@ -72,6 +72,21 @@ fn pure_evaluation_hides_the_environment() {
 }
 
 #[test]
+fn pure_evaluation_reads_only_under_the_file_s_directory() {
+    let s = Scratch::new("pure-files");
+    s.write("outside.nixlike", "42");
+    s.write("project/inside.nixlike", "7");
+    s.write("project/main.nixlike", "import ./inside.nixlike + import ../outside.nixlike");
+    let impure = mini(&s.0, &["eval", "project/main.nixlike"]);
+    assert_eq!(stdout(&impure), "49\n");
+    let pure = mini(&s.0, &["eval", "--pure", "project/main.nixlike"]);
+    assert_eq!(pure.status.code(), Some(1));
+    let err = stderr(&pure);
+    assert!(err.contains("outside.nixlike") && err.contains("forbidden in pure evaluation mode"), "{err}");
+    assert!(err.contains("main.nixlike:1:"), "{err}");
+}
+
+#[test]
 fn errors_name_file_line_column_and_show_the_line() {
     let s = Scratch::new("errors");
     s.write("bad.nixlike", "let\n  a = 1;\n  f = x: x + b;\nin f a\n");

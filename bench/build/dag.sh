@@ -194,7 +194,7 @@ run_nix() {
 run_mini() {
     local rc=0 a b out file
     a=$EPOCHREALTIME
-    "$MINI" --store "$WORK/mini-store" build "$2/mini#root" -j "$JOBS" --no-link \
+    "$MINI" --store "$WORK/mini-store" build "$2/mini#root" -j "$JOBS" --no-link --print-out-paths \
         > "$WORK/$1.out" 2> "$WORK/$1.err" || rc=$?
     b=$EPOCHREALTIME
     if [[ $rc -ne 0 ]]; then
@@ -276,8 +276,8 @@ for ((i = 1; i <= NOOP_RUNS; i++)); do
     run_nix nixnoop "$WORK/src/$ROUNDS"; nix_noop+=("$t")
     if [[ $mini_ok -eq 1 ]]; then run_mini mininoop "$WORK/src/$ROUNDS"; mini_noop+=("$t"); fi
 done
-if [[ $mini_ok -eq 1 ]] && grep -qi 'building' "$WORK/mininoop.err"; then
-    echo "dag.sh: warning: mini's no-op rebuild seems to build something:" >&2; head -n 5 "$WORK/mininoop.err" >&2
+if [[ $mini_ok -eq 1 ]] && grep -q "^building '" "$WORK/mininoop.err"; then
+    echo "dag.sh: mini's no-op rebuild built something:" >&2; head -n 5 "$WORK/mininoop.err" >&2; exit 1
 fi
 if grep -q "^building '" "$WORK/nixnoop.err"; then
     echo "dag.sh: nix-build's no-op rebuild built something:" >&2; head -n 5 "$WORK/nixnoop.err" >&2; exit 1

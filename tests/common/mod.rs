@@ -33,6 +33,6 @@ impl Drop for Scratch {
 
 /// Removes a tree, first giving back the write bits the store took away.
 pub fn remove(dir: &Path) {
-    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).status();
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).stderr(std::process::Stdio::null()).status();
     let _ = std::fs::remove_dir_all(dir);
 }

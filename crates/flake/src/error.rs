@@ -45,6 +45,6 @@ pub enum FlakeError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot start the evaluation thread: {0}")]
+    #[error("the evaluation thread failed: {0}")]
     Thread(std::io::Error),
 }
