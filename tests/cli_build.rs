@@ -559,3 +559,43 @@ fn builds_and_runs_work_without_privileges() {
         .to_string_lossy()
         .ends_with("-who")));
 }
+
+#[test]
+fn the_readme_quick_start_builds_and_runs_the_hello_example() {
+    let s = Scratch::new("build-readme");
+    let store = s.0.join("store");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = mini(&store, root, &["run", "./examples/hello"]);
+    assert_eq!(ok(&out), "Hello from the mini store!");
+    let closure = ok(&mini(&store, root, &["path-info", "-r", "./examples/hello"]));
+    let names: Vec<&str> = closure.lines().map(|l| l.split_once('-').map_or(l, |(_, n)| n)).collect();
+    assert_eq!(names, ["busybox", "greeting.txt", "hello"], "{closure}");
+}
+
+#[test]
+fn fixed_output_builds_may_use_the_network() {
+    let s = Scratch::new("build-fixed-network");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut request = [0u8; 1024];
+        let _ = std::io::Read::read(&mut stream, &mut request);
+        std::io::Write::write_all(&mut stream, b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n").unwrap();
+    });
+    flake_with(
+        &dir,
+        &[],
+        &format!(
+            "  fetched = derivation {{ name = \"fetched\"; system = \"x86_64-linux\"; \
+             builder = \"${{pkgs.busybox}}/bin/sh\"; PATH = \"${{pkgs.busybox}}/bin\"; \
+             args = [ \"-c\" \"wget -q -O $out http://127.0.0.1:{port}/\" ]; outputHashAlgo = \"sha256\"; \
+             outputHash = \"5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03\"; }};\n"
+        ),
+    );
+    let out = build(&store, &dir, "fetched");
+    assert_eq!(read_output(&store, &out), "hello\n");
+    server.join().unwrap();
+}
