@@ -599,3 +599,14 @@ fn fixed_output_builds_may_use_the_network() {
     assert_eq!(read_output(&store, &out), "hello\n");
     server.join().unwrap();
 }
+
+#[test]
+fn a_relative_store_root_gives_absolute_out_links() {
+    let s = Scratch::new("build-relative-store");
+    let dir = s.0.join("flake");
+    flake(&dir, &[("default", "echo hi > $out")]);
+    ok(&mini(Path::new("../rel-store"), &dir, &["build", "."]));
+    let link = std::fs::read_link(dir.join("result")).unwrap();
+    assert!(link.is_absolute() && link.starts_with(&s.0), "{}", link.display());
+    assert_eq!(std::fs::read_to_string(dir.join("result")).unwrap(), "hi\n");
+}

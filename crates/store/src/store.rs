@@ -100,7 +100,10 @@ impl Store {
     /// Opens (creating if needed) the store at `root`, and removes what a
     /// killed process may have left half-made.
     pub fn open(root: &Path) -> Result<Store> {
-        let store = Store { root: root.to_path_buf() };
+        // Absolute, because out-links and sandboxes point into it from
+        // elsewhere.
+        let root = std::path::absolute(root).map_err(io_err("resolving", root))?;
+        let store = Store { root: root.clone() };
         for dir in ["store", "db", "tmp", "locks", "gcroots", "temproots"] {
             let d = root.join(dir);
             fs::create_dir_all(&d).map_err(io_err("creating", &d))?;
