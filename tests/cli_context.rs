@@ -99,3 +99,14 @@ fn store_paths_cannot_be_appended_to_paths() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("a string that refers to a store path cannot be appended to a path"));
 }
+
+#[test]
+fn to_json_keeps_the_context_of_the_strings_inside() {
+    let s = project("tojson");
+    let note = unquote(&s.eval(r#""${./note.txt}""#));
+    assert_eq!(
+        s.eval(r#"builtins.getContext (builtins.toJSON { cmd = [ "${./note.txt}" ]; n = 1; })"#),
+        format!("{{ \"{note}\" = {{ path = true; }}; }}")
+    );
+    assert_eq!(s.eval(r#"builtins.hasContext (builtins.toJSON { a = "plain"; })"#), "false");
+}

@@ -98,7 +98,7 @@ trap cleanup EXIT
 trap 'echo "dag.sh: interrupted" >&2; exit 130' INT TERM
 
 # --- the Nix side ---------------------------------------------------------
-mkdir -p "$WORK/nix" "$WORK/nix-conf" "$WORK/cache" "$WORK/busybox/bin"
+mkdir -p "$WORK/nix" "$WORK/nix-conf" "$WORK/cache" "$WORK/tmp" "$WORK/busybox/bin"
 cp /bin/busybox "$WORK/busybox/bin/busybox"
 ln -s busybox "$WORK/busybox/bin/sh"
 cat > "$WORK/nix-conf/nix.conf" <<EOF
@@ -115,7 +115,7 @@ cat > "$WORK/nix-run.sh" <<EOF
 #!/usr/bin/env bash
 set -eu
 mount --bind "$WORK/nix" /nix
-export NIX_CONF_DIR="$WORK/nix-conf" NIX_PATH= NIX_REMOTE= XDG_CACHE_HOME="$WORK/cache"
+export NIX_CONF_DIR="$WORK/nix-conf" NIX_PATH= NIX_REMOTE= XDG_CACHE_HOME="$WORK/cache" TMPDIR="$WORK/tmp"
 unset NIX_STORE_DIR NIX_STATE_DIR NIX_LOG_DIR NIX_USER_CONF_FILES
 tf=\$1; shift
 rc=0; start=\$EPOCHREALTIME

@@ -8,36 +8,62 @@ use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::print::{common_escape, format_float};
 use crate::source::Span;
+use crate::string::{ContextElem, NixStr};
 use crate::value::{Attrs, Symbol, Thunk, Value};
 
+/// `builtins.toJSON`: like Nix, the result keeps the context of every
+/// string inside, so store paths in JSON still count as dependencies.
 pub fn to_json_primop(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let v = ev.force(&args[0])?;
-    Ok(Value::string(to_json(ev, &v, span)?))
+    let mut out = Json { text: String::new(), context: Vec::new() };
+    write_json(ev, &v, span, &mut out)?;
+    Ok(Value::String(NixStr::with_context(out.text, out.context)))
 }
 
 /// Serialises a value, forcing it deeply.
 pub fn to_json(ev: &mut Evaluator, v: &Value, span: Span) -> EvalResult<String> {
-    let mut out = String::new();
+    let mut out = Json { text: String::new(), context: Vec::new() };
     write_json(ev, v, span, &mut out)?;
-    Ok(out)
+    Ok(out.text)
 }
 
-fn write_json(ev: &mut Evaluator, v: &Value, span: Span, out: &mut String) -> EvalResult<()> {
+/// JSON text being written, and the context of the strings in it.
+struct Json {
+    text: String,
+    context: Vec<ContextElem>,
+}
+
+impl Json {
+    fn push(&mut self, c: char) {
+        self.text.push(c);
+    }
+
+    fn push_str(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+
+    fn string(&mut self, s: &NixStr) {
+        self.context.extend_from_slice(s.context());
+        escape_json(s, &mut self.text);
+    }
+}
+
+fn write_json(ev: &mut Evaluator, v: &Value, span: Span, out: &mut Json) -> EvalResult<()> {
     ev.check_stack(Some(span))?;
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(n) => write!(out, "{n}").unwrap_or(()),
+        Value::Int(n) => write!(out.text, "{n}").unwrap_or(()),
         Value::Float(f) => out.push_str(&format_float(*f)),
-        Value::String(s) => escape_json(s, out),
+        Value::String(s) => out.string(s),
         Value::Path(_) => {
             let s = ev.coerce_to_string(v, span, false, true)?;
-            escape_json(&s, out);
+            out.string(&s);
         }
         Value::Attrs(attrs) => {
             if attrs.get_str("__toString").is_some() {
                 let s = ev.coerce_to_string(v, span, false, false)?;
-                escape_json(&s, out);
+                out.string(&s);
                 return Ok(());
             }
             if let Some(out_path) = attrs.get_str("outPath") {
@@ -49,7 +75,7 @@ fn write_json(ev: &mut Evaluator, v: &Value, span: Span, out: &mut String) -> Ev
                 if i > 0 {
                     out.push(',');
                 }
-                escape_json(name, out);
+                escape_json(name, &mut out.text);
                 out.push(':');
                 let value = ev.force(t)?;
                 write_json(ev, &value, span, out)?;
