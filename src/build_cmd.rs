@@ -82,7 +82,7 @@ fn fail(message: &str) -> ExitCode {
 
 /// Resolves installables and builds them; the targets and, on success,
 /// nothing else to report.
-fn realise(
+pub(crate) fn realise(
     store_root: &Path,
     installables: &[String],
     options: BuildOptions,
@@ -106,7 +106,9 @@ fn realise(
         }
     }
     let progress = Progress::new(print_logs);
-    let report = Builder::new(&store, options, &progress).realise(&drvs, check);
+    let report = Builder::new(&store, options, &progress)
+        .with_builtin(Box::new(mini_image::builder::ImageBuilder))
+        .realise(&drvs, check);
     progress.finish();
     let report = report.map_err(|e| fail(&e.to_string()))?;
     if !report.failed.is_empty() {

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod allocator;
 mod build_cmd;
+mod image_cmd;
 mod progress;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
@@ -52,6 +53,9 @@ enum Command {
     /// Evaluate to derivations and write their .drv files to the store;
     /// prints the .drv path of each top-level derivation.
     Instantiate(InstantiateArgs),
+    /// Inspect images: docker archives, OCI layouts, or installables that build one.
+    #[command(subcommand)]
+    Image(image_cmd::ImageCommand),
 }
 
 #[derive(Args)]
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Build(args) => build_cmd::build(&store_root, args),
         Command::Log(args) => build_cmd::log(&store_root, args),
         Command::Run(args) => build_cmd::run(&store_root, args),
+        Command::Image(command) => image_cmd::run(&store_root, command),
     }
 }
 

@@ -21,6 +21,13 @@
 #   JOBS       parallel builds, `-j` of both builders (default 2)
 #   NIX_BUILD  the Nix peer (default: nix-build)
 #   KEEP=1     keep the work directory (default: deleted at exit)
+#   TMPDIR     where the work directory goes (default /tmp). It holds both
+#              stores and both builders' temporary directories, so both
+#              builders always share one filesystem. On ext4 without a
+#              journal (this VM's /) inode allocation skips recently deleted
+#              inodes (recently_deleted()), which makes every run after heavy
+#              file churn (cargo, rm -rf) 2-4x slower and noisy;
+#              TMPDIR=/dev/shm (tmpfs) gives steady figures.
 #
 # Needs root, util-linux `unshare` and `mount`, Debian `busybox-static`
 # (/bin/busybox) and `nix-bin` (Nix 2.8). Nix runs in a private mount
@@ -221,6 +228,8 @@ fi
 
 echo "nix:    $NIX_VERSION (sandbox = true, build-users-group = nixbld, private /nix)" >&2
 echo "mini:   $MINI" >&2
+FS=$(findmnt -no FSTYPE,OPTIONS -T "$WORK" 2>/dev/null | awk '{ print $1 " (" $2 ")" }' || stat -f -c %T "$WORK")
+echo "work:   $WORK on $FS" >&2
 echo "dag:    $LEAVES leaves + 1 root = $((LEAVES + 1)) derivations, -j $JOBS, $ROUNDS rounds, $NOOP_RUNS no-op runs" >&2
 
 if [[ $probe -eq 1 ]]; then
@@ -331,6 +340,7 @@ if [[ $record -eq 1 ]]; then
         echo "- nix: $NIX_VERSION, sandbox = true (sandbox-fallback = false), build-users-group = nixbld, no substituters, private /nix"
         echo "- mini: \`${MINI#"$REPO"/}\`, commit $rev"
         echo "- $LEAVES leaves + 1 root, \`-j $JOBS\`, a fresh salt in each of $ROUNDS rounds; no-op rebuild of the last round $NOOP_RUNS times"
+        echo "- work directory (both stores, both builders' temporary directories): \`${TMPDIR:-/tmp}\`, $FS"
         echo "- wall time from bash's \$EPOCHREALTIME around each build command (for Nix, inside its mount namespace)"
         echo
         echo "$table"

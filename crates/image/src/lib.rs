@@ -1,1 +1,23 @@
-//! Layered OCI/Docker images from closures. Filled in by the images issue.
+//! Layered, reproducible Docker/OCI images from store closures.
+//!
+//! An image is a derivation with the builtin builder `builtin:image`
+//! (`builder`), written by the prelude's `dockerTools`. Its closure is
+//! split into layers by popularity (`layers`), each store path's layer is
+//! tarred once and kept (`cache`, `tarball`), and the image is assembled as
+//! a docker-archive or an OCI layout (`archive`) around deterministic JSON
+//! (`oci`). `inspect` reads any image back.
+//!
+//! Stands on `mini-store`, and plugs into `mini-build` through its
+//! `BuiltinBuilder` trait.
+
+pub mod archive;
+pub mod builder;
+pub mod cache;
+pub mod error;
+pub mod inspect;
+pub mod layers;
+pub mod oci;
+pub mod spec;
+pub mod tarball;
+
+pub use error::{ImageError, Result};

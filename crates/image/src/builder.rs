@@ -1,0 +1,254 @@
+//! `builtin:image`: the builder of image derivations, run in process by
+//! `mini-build` through its `BuiltinBuilder` trait. It reads the image
+//! settings (`spec`), takes the runtime closure of everything the
+//! derivation refers to, splits it into layers (`layers`), takes each
+//! store-path layer from the cache (`cache`), makes the customisation layer
+//! (the `contents` links, `/tmp`, users, extra files), and writes the image
+//! (`archive`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use mini_build::builtins::{BuiltinBuilder, BuiltinJob};
+use mini_store::store::Store;
+use mini_store::store_path::StorePath;
+use rayon::prelude::*;
+
+use crate::archive::{self, Image};
+use crate::cache::{self, hex, Layer, LayerCache};
+use crate::error::{io_err, ImageError, Result};
+use crate::layers;
+use crate::oci;
+use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
+use crate::tarball::{Custom, HashingWriter, LayerWriter, Owner};
+
+/// The image builder; derivations name it `builtin:image`.
+pub struct ImageBuilder;
+
+impl BuiltinBuilder for ImageBuilder {
+    fn name(&self) -> &'static str {
+        "image"
+    }
+
+    fn build(&self, job: &mut BuiltinJob<'_>) -> mini_build::Result<()> {
+        build_image(job).map_err(|e| job.error(e.to_string()))
+    }
+}
+
+fn bad(name: &str, message: impl Into<String>) -> ImageError {
+    ImageError::BadSpec { name: name.into(), message: message.into() }
+}
+
+fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
+    let spec = ImageSpec::from_env(&job.drv.env)?;
+    let out_path = job.drv.outputs.get("out").and_then(|o| o.path.clone()).ok_or_else(|| bad("outputs", "no 'out'"))?;
+    let out = job.outputs.get("out").ok_or_else(|| bad("outputs", "no 'out'"))?.clone();
+    let store = job.store;
+    let roots = image_roots(job)?;
+    let references: BTreeMap<StorePath, BTreeSet<StorePath>> =
+        store.closure(&roots)?.into_iter().map(|info| (info.path, info.references)).collect();
+    let custom = customisation(&spec, store)?;
+    let scratch = store.staging_dir()?;
+    let built = pack_layers(&spec, store, &roots, &references, &custom, &scratch);
+    let result = built.and_then(|layers| {
+        for (i, layer) in layers.iter().enumerate() {
+            let holds: Vec<String> = layer.paths.iter().map(|p| p.name().to_string()).collect();
+            let what = if holds.is_empty() { "customisation".to_string() } else { holds.join(" ") };
+            let _ = writeln!(job.log, "layer {}/{}: sha256:{} {what}", i + 1, layers.len(), hex(&layer.diff_id));
+        }
+        let tag = spec.tag.clone().unwrap_or_else(|| out_path.hash_part());
+        let comments: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                if l.paths.is_empty() {
+                    "customisation layer".to_string()
+                } else {
+                    l.paths.iter().map(StorePath::to_string).collect::<Vec<_>>().join(" ")
+                }
+            })
+            .collect();
+        let diff_ids: Vec<[u8; 32]> = layers.iter().map(|l| l.diff_id).collect();
+        let image = Image {
+            config: oci::config(&spec, &diff_ids, &comments),
+            layers: &layers,
+            compressor: spec.compressor,
+            repo_tag: format!("{}:{tag}", spec.name),
+            tag,
+        };
+        match spec.format {
+            Format::Docker => archive::write_docker_archive(&image, &out),
+            Format::Oci => archive::write_oci_layout(&image, &out),
+        }
+    });
+    mini_store::store::discard_tree(&scratch);
+    result
+}
+
+/// Everything the image derivation refers to: its input sources and the
+/// outputs it uses of its input derivations. Store paths named in
+/// `contents`, `config` or `extraFiles` are among them through their
+/// string context.
+fn image_roots(job: &BuiltinJob<'_>) -> Result<Vec<StorePath>> {
+    let mut roots: BTreeSet<StorePath> = job.drv.input_srcs.clone();
+    for (input, outputs) in &job.drv.input_drvs {
+        let drv = mini_build::dag::read_derivation(job.store, input).map_err(|e| bad("inputs", e.to_string()))?;
+        for name in outputs {
+            if let Some(path) = drv.outputs.get(name).and_then(|o| o.path.clone()) {
+                roots.insert(path);
+            }
+        }
+    }
+    Ok(roots.into_iter().collect())
+}
+
+/// The store-path layers (from the cache) and the customisation layer, or
+/// for `single` layering one layer with everything.
+fn pack_layers(
+    spec: &ImageSpec,
+    store: &Store,
+    roots: &[StorePath],
+    references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
+    custom: &BTreeMap<String, Custom>,
+    scratch: &Path,
+) -> Result<Vec<Layer>> {
+    let store_dir = store.root().join("store");
+    if spec.layering == Layering::Single {
+        let all: Vec<StorePath> = references.keys().cloned().collect();
+        let layer = write_layer(scratch, spec, |w| {
+            let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) =
+                custom.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k.as_str() < "mini");
+            w.custom(&before)?;
+            let here = Path::new("mini/store");
+            w.dir("mini", 0o555, None).map_err(io_err("archiving", here))?;
+            w.dir("mini/store", 0o555, None).map_err(io_err("archiving", here))?;
+            for path in &all {
+                w.tree(&store_dir.join(path.base_name()), &format!("mini/store/{}", path.base_name()))?;
+            }
+            w.custom(&after)
+        })?;
+        return Ok(vec![Layer { paths: all, ..layer }]);
+    }
+    let plan = layers::plan(roots, references, spec.max_layers);
+    let cache = LayerCache::open(store)?;
+    let mut packed: Vec<Layer> =
+        plan.par_iter().map(|paths| cache.layer(paths, spec.compressor)).collect::<Result<_>>()?;
+    packed.push(write_layer(scratch, spec, |w| w.custom(custom))?);
+    Ok(packed)
+}
+
+/// Writes one uncached layer into `scratch` and compresses it as asked.
+fn write_layer(
+    scratch: &Path,
+    spec: &ImageSpec,
+    fill: impl FnOnce(&mut LayerWriter<HashingWriter<BufWriter<File>>>) -> Result<()>,
+) -> Result<Layer> {
+    let tar = scratch.join("layer.tar");
+    let file = File::create(&tar).map_err(io_err("creating", &tar))?;
+    let mut writer = LayerWriter::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)));
+    fill(&mut writer)?;
+    let (buffered, diff_id, size) = writer.finish().map_err(io_err("writing", &tar))?.finish();
+    buffered.into_inner().map_err(|e| io_err("writing", &tar)(e.into_error()))?;
+    let (blob, blob_digest, blob_size) = match spec.compressor {
+        cache::Compressor::None => (tar, diff_id, size),
+        compressor => {
+            let blob = scratch.join(format!("layer.{}", compressor.extension()));
+            let (digest, size) = cache::compress_file(&tar, &blob, compressor)?;
+            (blob, digest, size)
+        }
+    };
+    Ok(Layer { diff_id, blob, blob_digest, blob_size, paths: Vec::new() })
+}
+
+/// The last layer's entries: links to the `contents`' files at `/`, `/tmp`,
+/// the users and their homes, and the extra files.
+fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Custom>> {
+    let mut entries: BTreeMap<String, Custom> = BTreeMap::new();
+    let dir = |mode| Custom::Dir { mode, owner: None };
+    for content in &spec.contents {
+        let path = StorePath::parse(content).map_err(|e| bad("contents", e.to_string()))?;
+        let physical = store.physical_path(&path);
+        for top in sorted_names(&physical)? {
+            let source = physical.join(&top);
+            let logical = format!("{content}/{top}");
+            let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(false);
+            if !is_dir {
+                entries.entry(top).or_insert(Custom::Symlink { target: logical });
+                continue;
+            }
+            if !matches!(entries.get(&top), Some(Custom::Dir { .. })) {
+                entries.insert(top.clone(), dir(0o755));
+            }
+            for child in sorted_names(&source)? {
+                let target = format!("{logical}/{child}");
+                entries.entry(format!("{top}/{child}")).or_insert(Custom::Symlink { target });
+            }
+        }
+    }
+    entries.insert("tmp".into(), dir(0o1777));
+    if !spec.users.is_empty() {
+        let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
+        let mut group = String::from("root:x:0:\n");
+        let mut gids = BTreeSet::from([0]);
+        for user in &spec.users {
+            passwd.push_str(&format!("{}:x:{}:{}::{}:/bin/sh\n", user.name, user.uid, user.gid, user.home));
+            if gids.insert(user.gid) {
+                group.push_str(&format!("{}:x:{}:\n", user.name, user.gid));
+            }
+            let owner = Owner { uid: user.uid, gid: user.gid, name: user.name.clone() };
+            insert(&mut entries, user.home.trim_start_matches('/'), Custom::Dir { mode: 0o755, owner: Some(owner) });
+        }
+        insert(&mut entries, "etc/passwd", Custom::File { mode: 0o644, contents: passwd.into_bytes() });
+        insert(&mut entries, "etc/group", Custom::File { mode: 0o644, contents: group.into_bytes() });
+    }
+    for extra in &spec.extra_files {
+        let entry = match &extra.contents {
+            ExtraContents::Text(text) => {
+                Custom::File { mode: extra.mode.unwrap_or(0o644), contents: text.clone().into_bytes() }
+            }
+            ExtraContents::Source(source) => {
+                let path = StorePath::parse(source).map_err(|e| bad("extraFiles", e.to_string()))?;
+                let physical = store.physical_path(&path);
+                let meta = fs::metadata(&physical).map_err(io_err("reading", &physical))?;
+                if !meta.is_file() {
+                    return Err(bad("extraFiles", format!("'{}': {source} is not a file", extra.path)));
+                }
+                let executable = meta.permissions().mode() & 0o111 != 0;
+                Custom::HostFile {
+                    mode: extra.mode.unwrap_or(if executable { 0o755 } else { 0o644 }),
+                    source: physical,
+                }
+            }
+        };
+        insert(&mut entries, &extra.path, entry);
+    }
+    Ok(entries)
+}
+
+/// Inserts `entry` at `path`, making every parent a directory.
+fn insert(entries: &mut BTreeMap<String, Custom>, path: &str, entry: Custom) {
+    let mut parent = String::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    for part in &parts[..parts.len() - 1] {
+        if !parent.is_empty() {
+            parent.push('/');
+        }
+        parent.push_str(part);
+        if !matches!(entries.get(&parent), Some(Custom::Dir { .. })) {
+            entries.insert(parent.clone(), Custom::Dir { mode: 0o755, owner: None });
+        }
+    }
+    entries.insert(path.to_string(), entry);
+}
+
+fn sorted_names(dir: &Path) -> Result<Vec<String>> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map_err(io_err("reading", dir))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(io_err("reading", dir))?;
+    names.sort();
+    Ok(names)
+}

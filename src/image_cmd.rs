@@ -1,0 +1,136 @@
+//! `mini image inspect`: what images are made of. Image files and OCI
+//! layout directories are read as they are; installables are built first
+//! (through `build_cmd::realise`) and their outputs read. The reading and
+//! the rendering are `mini_image::inspect`'s.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use mini_build::BuildOptions;
+use mini_flake::Target;
+use mini_image::inspect::{self, ImageSummary};
+use mini_image::ImageError;
+use mini_store::store_path::STORE_DIR;
+
+use crate::build_cmd;
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Show images' tags, config and layers (the store paths in each), their
+    /// sizes, and the layers several images share.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// A docker-archive file, an OCI layout directory, or an installable that
+    /// builds one (DIR#ATTR, DIR, a .drv store path, a link such as ./result).
+    #[arg(required = true, value_name = "IMAGE")]
+    images: Vec<String>,
+    /// Print everything as one JSON document.
+    #[arg(long)]
+    json: bool,
+    /// Show the builders' output while building installables.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+}
+
+pub fn run(store_root: &Path, command: ImageCommand) -> ExitCode {
+    match command {
+        ImageCommand::Inspect(args) => inspect(store_root, args),
+    }
+}
+
+/// Where an argument's image is to be read from.
+enum Where {
+    /// A file or directory on disk, read as it is.
+    OnDisk(PathBuf),
+    /// The outputs of the n-th installable.
+    Built(usize),
+}
+
+/// Files and directories are images, except a directory that is a flake
+/// and not an OCI layout; a `.drv` path, `DIR#ATTR` and store paths not on
+/// disk are installables. Anything else is left for reading to report.
+fn is_installable(arg: &str) -> bool {
+    let path = Path::new(arg);
+    if arg.starts_with(&format!("{STORE_DIR}/")) && arg.ends_with(".drv") {
+        return true;
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            path.join("flake.nixlike").is_file()
+                && !path.join("index.json").exists()
+                && !path.join("oci-layout").exists()
+        }
+        Ok(_) => false,
+        Err(_) => arg.contains('#') || arg.starts_with(&format!("{STORE_DIR}/")),
+    }
+}
+
+fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
+    let mut installables = Vec::new();
+    let places: Vec<(&String, Where)> = args
+        .images
+        .iter()
+        .map(|arg| {
+            if is_installable(arg) {
+                installables.push(arg.clone());
+                (arg, Where::Built(installables.len() - 1))
+            } else {
+                (arg, Where::OnDisk(PathBuf::from(arg)))
+            }
+        })
+        .collect();
+    let mut outputs: Vec<Vec<(String, PathBuf)>> = Vec::new();
+    if !installables.is_empty() {
+        let options = BuildOptions::default();
+        let (store, targets) =
+            match build_cmd::realise(store_root, &installables, options, false, args.print_build_logs) {
+                Ok(done) => done,
+                Err(code) => return code,
+            };
+        for target in targets {
+            let paths = match target {
+                Target::Derivation { outputs, .. } => outputs.into_values().collect(),
+                Target::Opaque(path) => vec![path],
+            };
+            outputs.push(paths.iter().map(|p| (p.to_string(), store.physical_path(p))).collect());
+        }
+    }
+
+    let mut summaries: Vec<ImageSummary> = Vec::new();
+    for (arg, place) in places {
+        let sources: Vec<(String, PathBuf)> = match place {
+            Where::OnDisk(path) => vec![(arg.clone(), path)],
+            Where::Built(i) => outputs.get(i).cloned().unwrap_or_default(),
+        };
+        for (label, path) in sources {
+            match inspect::inspect(&path) {
+                Ok(images) => summaries.extend(images.into_iter().map(|mut image| {
+                    image.source.clone_from(&label);
+                    image
+                })),
+                Err(e) => {
+                    // Built images are named by their store path, not where the store keeps it.
+                    let e = match e {
+                        ImageError::NotAnImage { message, .. } => {
+                            ImageError::NotAnImage { path: PathBuf::from(&label), message }
+                        }
+                        other => other,
+                    };
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    let text =
+        if args.json { format!("{}\n", inspect::render_json(&summaries)) } else { inspect::render_text(&summaries) };
+    // A closed stdout (`| head`) is not worth a panic.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
+    ExitCode::SUCCESS
+}
