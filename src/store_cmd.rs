@@ -138,6 +138,17 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
         println!("{verb} {path}");
     }
     println!("{} store paths {summary} deleted, {} bytes {summary} freed", report.deleted.len(), report.bytes_freed);
+    if !args.dry_run {
+        // Cached image layers of deleted paths go with them.
+        match Store::open(root)
+            .map_err(mini_image::ImageError::from)
+            .and_then(|s| mini_image::cache::LayerCache::prune(&s))
+        {
+            Ok(0) => {}
+            Ok(bytes) => println!("{bytes} bytes of cached image layers freed"),
+            Err(e) => return fail(e),
+        }
+    }
     ExitCode::SUCCESS
 }
 

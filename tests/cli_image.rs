@@ -62,15 +62,14 @@ fn flake(dir: &Path, attrs: &str) {
     std::fs::write(dir.join("flake.nixlike"), format!("{FLAKE_PRELUDE}rec {{\n{attrs}\n}}\n")).unwrap();
 }
 
-/// The usual test image: busybox at `/`, running `hello`.
-const HELLO_IMAGE: &str = r#"
-  image = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-"#;
+/// Attribute `attr`: the usual test image, busybox at `/` running `hello`,
+/// tagged `hello:v1`, with `settings` (Nix attribute definitions) added.
+fn hello_image(attr: &str, settings: &str) -> String {
+    format!(
+        "  {attr} = dockerTools.buildLayeredImage {{\n    name = \"hello\";\n    tag = \"v1\";\n    \
+         contents = [ busybox ];\n    config.Cmd = [ \"${{hello}}/bin/hello\" ];\n    {settings}\n  }};\n"
+    )
+}
 
 /// Builds `attr` of the flake in `dir` and returns where its output is on disk.
 fn build(store: &Path, dir: &Path, attr: &str) -> PathBuf {
@@ -251,6 +250,46 @@ fn store_paths_in(layer: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// One entry of a layer as GNU tar lists it (`tar -tv`, numeric owners, UTC).
+struct Entry {
+    /// `drwxr-xr-x`, `-rw-r--r--`, `lrwxrwxrwx`…
+    mode: String,
+    /// `uid/gid`.
+    owner: String,
+    /// `1970-01-01 00:00:01`.
+    mtime: String,
+    /// Without a leading `./`; a symlink's is `name -> target`.
+    name: String,
+}
+
+fn listing(layer: &Path) -> Vec<Entry> {
+    let out = Command::new("tar")
+        .env("TZ", "UTC")
+        .args(["--numeric-owner", "--full-time", "-tvf"])
+        .arg(layer)
+        .output()
+        .expect("run tar");
+    assert!(out.status.success(), "tar -tvf {} failed: {}", layer.display(), text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert!(fields.len() >= 6, "unexpected tar listing line: {line}");
+            Entry {
+                mode: fields[0].to_string(),
+                owner: fields[1].to_string(),
+                mtime: format!("{} {}", fields[3], fields[4]),
+                name: fields[5..].join(" ").trim_start_matches("./").to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The contents of file `name` in a layer.
+fn layer_file(layer: &Path, name: &str) -> String {
+    run("tar", &["-xOf", &layer.display().to_string(), name])
+}
+
 fn sha256_of(path: &Path) -> String {
     let out = run("sha256sum", &[&path.display().to_string()]);
     out.split_whitespace().next().expect("sha256sum output").to_string()
@@ -271,9 +310,8 @@ fn image_derivations_carry_the_builder_contract() {
     // bad settings at evaluation with a clear message.
     let s = setup(
         "image-contract",
-        &format!(
-            "{HELLO_IMAGE}{}",
-            r#"
+        &(hello_image("image", "")
+            + r#"
   full = dockerTools.buildImage {
     name = "example.org/team/app";
     format = "oci";
@@ -292,8 +330,7 @@ fn image_derivations_carry_the_builder_contract() {
   badPath = dockerTools.buildLayeredImage { name = "x"; extraFiles."../etc/passwd" = "root"; };
   badMode = dockerTools.buildLayeredImage { name = "x"; extraFiles."a" = { text = ""; mode = "rw"; }; };
   badUser = dockerTools.buildLayeredImage { name = "x"; users = [ { name = "app"; } ]; };
-"#
-        ),
+"#),
     );
     let show = |attr: &str| {
         let shown = json(&ok(&mini(&s.store, &s.dir, &["derivation", "show", &format!(".#{attr}")])));
@@ -348,13 +385,13 @@ fn image_derivations_carry_the_builder_contract() {
         ("badCompressor", "compressor must be \"none\", \"gzip\" or \"zstd\""),
         ("badMaxLayers", "maxLayers must be an integer of at least 2"),
         ("badPath", "extraFiles path '../etc/passwd' must be relative"),
-        ("badMode", "mode must be an octal string"),
-        ("badUser", "needs a name and a uid"),
+        ("badMode", "extraFiles.\"a\".mode must be an octal string like \"0644\""),
+        ("badUser", "each of users needs a name and a uid"),
     ] {
         let out = mini(&s.store, &s.dir, &["derivation", "show", &format!(".#{attr}")]);
         assert!(!out.status.success(), "{attr} evaluated");
         let stderr = text(&out.stderr);
-        assert!(stderr.contains(&format!("dockerTools: {message}")), "{attr}: {stderr}");
+        assert!(stderr.contains("error: dockerTools: ") && stderr.contains(message), "{attr}: {stderr}");
     }
 }
 
@@ -366,7 +403,7 @@ fn skopeo_reads_the_docker_archive() {
     if !have(&["skopeo"]) {
         return;
     }
-    let s = setup("image-skopeo", HELLO_IMAGE);
+    let s = setup("image-skopeo", &hello_image("image", ""));
     let archive = s.build("image");
     assert!(archive.is_file(), "a docker-archive is one file: {}", archive.display());
     let image = image_ref("docker-archive", &archive, None);
@@ -410,21 +447,7 @@ fn skopeo_copies_the_archive_to_oci_and_reads_the_oci_format() {
     if !have(&["skopeo"]) {
         return;
     }
-    let s = setup(
-        "image-oci",
-        &format!(
-            "{HELLO_IMAGE}{}",
-            r#"
-  oci = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    format = "oci";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-"#
-        ),
-    );
+    let s = setup("image-oci", &(hello_image("image", "") + &hello_image("oci", r#"format = "oci";"#)));
     let archive = s.build("image");
     let copied = s.path("copied");
     run("skopeo", &["copy", &image_ref("docker-archive", &archive, None), &image_ref("oci", &copied, Some("v1"))]);
@@ -453,9 +476,8 @@ fn the_image_runs_under_runc() {
     }
     let s = setup(
         "image-runc",
-        &format!(
-            "{HELLO_IMAGE}{}",
-            r#"
+        &(hello_image("image", "")
+            + r#"
   probe = dockerTools.buildLayeredImage {
     name = "probe";
     tag = "v1";
@@ -463,8 +485,7 @@ fn the_image_runs_under_runc() {
     contents = [ busybox ];
     config.Cmd = [ "/bin/sh" "-c" "readlink /bin/sh; ${hello}/bin/hello" ];
   };
-"#
-        ),
+"#),
     );
     let archive = s.build("image");
     let layout = s.path("layout");
@@ -485,9 +506,8 @@ fn images_sharing_busybox_share_its_layer() {
     // layers (same digest), at the bottom, where it is most popular.
     let s = setup(
         "image-share",
-        &format!(
-            "{HELLO_IMAGE}{}",
-            r#"
+        &(hello_image("image", "")
+            + r#"
   bye = script "bye" "goodbye";
   other = dockerTools.buildLayeredImage {
     name = "bye";
@@ -496,8 +516,7 @@ fn images_sharing_busybox_share_its_layer() {
     config.Entrypoint = [ "/bin/bye" ];
     extraFiles."etc/motd" = "hi\n";
   };
-"#
-        ),
+"#),
     );
     let busybox_layer = |attr: &str| {
         let archive = Archive::unpack(&s.build(attr), &s.path(attr));
@@ -529,9 +548,8 @@ fn the_same_image_is_the_same_bytes_anywhere() {
     // The same recipe built in two store roots, from two directories, at two
     // different times gives the same archive and the same OCI layout, byte
     // for byte.
-    let attrs = format!(
-        "{HELLO_IMAGE}{}",
-        r#"
+    let attrs = hello_image("image", "")
+        + r#"
   oci = dockerTools.buildLayeredImage {
     name = "hello";
     format = "oci";
@@ -540,8 +558,7 @@ fn the_same_image_is_the_same_bytes_anywhere() {
     extraFiles."etc/motd" = "hi\n";
     users = [ { name = "app"; uid = 1000; } ];
   };
-"#
-    );
+"#;
     let s = Scratch::new("image-repro");
     let mut digests = Vec::new();
     for place in ["first", "second"] {
@@ -632,6 +649,79 @@ fn users_run_the_command_as_their_uid() {
 }
 
 #[test]
+fn the_customisation_layer_holds_links_users_and_extra_files() {
+    // The last layer links the contents' entries at /, and holds /tmp
+    // (1777), /etc/passwd and /etc/group, each user's home owned by them
+    // and the extra files with their modes (a source keeps its executable
+    // bit unless a mode is given). Every entry of every layer has mtime 1
+    // and belongs to root, except the homes.
+    let s = setup(
+        "image-custom",
+        r#"
+  tool = runCommand "tool" { } "echo 'echo tool' > $out; chmod +x $out";
+  motd = pkgs.writeText "motd" "from a file\n";
+  image = dockerTools.buildLayeredImage {
+    name = "custom";
+    tag = "v1";
+    contents = [ busybox ];
+    users = [ { name = "app"; uid = 1000; } { name = "web"; uid = 1001; gid = 1000; home = "/srv/web"; } ];
+    extraFiles = {
+      "etc/motd" = motd;
+      "etc/issue" = "welcome\n";
+      "etc/secret" = { text = "s"; mode = "0600"; };
+      "usr/bin/tool" = tool;
+      "usr/bin/plain" = { source = tool; mode = "0644"; };
+    };
+  };
+"#,
+    );
+    let unpacked = Archive::unpack(&s.build("image"), &s.path("unpacked"));
+    let layers = unpacked.layers();
+    let custom = layers.last().expect("a customisation layer");
+    let entries = listing(custom);
+    let entry = |name: &str| {
+        let found =
+            entries.iter().find(|e| e.name.trim_end_matches('/') == name || e.name.starts_with(&format!("{name} -> ")));
+        found.unwrap_or_else(|| panic!("no {name} in the customisation layer"))
+    };
+    let sh = &entry("bin/sh").name;
+    assert!(sh.starts_with("bin/sh -> /mini/store/") && sh.ends_with("-busybox/bin/sh"), "{sh}");
+    assert_eq!(entry("tmp").mode, "drwxrwxrwt");
+    for (name, mode) in [
+        ("etc/passwd", "-rw-r--r--"),
+        ("etc/group", "-rw-r--r--"),
+        ("etc/motd", "-rw-r--r--"),
+        ("etc/issue", "-rw-r--r--"),
+        ("etc/secret", "-rw-------"),
+        ("usr/bin/tool", "-rwxr-xr-x"),
+        ("usr/bin/plain", "-rw-r--r--"),
+    ] {
+        assert_eq!((name, entry(name).mode.as_str()), (name, mode));
+    }
+    assert_eq!(entry("home/app").owner, "1000/1000");
+    assert_eq!(entry("srv/web").owner, "1001/1000");
+    assert_eq!(layer_file(custom, "etc/motd"), "from a file\n");
+    assert_eq!(layer_file(custom, "etc/issue"), "welcome\n");
+    assert_eq!(layer_file(custom, "usr/bin/tool"), "echo tool\n");
+    let passwd = layer_file(custom, "etc/passwd");
+    for line in ["root:x:0:0:", "app:x:1000:1000:", "web:x:1001:1000:"] {
+        assert!(passwd.lines().any(|l| l.starts_with(line)), "{line} missing from:\n{passwd}");
+    }
+    let group = layer_file(custom, "etc/group");
+    assert!(group.lines().any(|l| l.starts_with("root:x:0:")), "{group}");
+    assert_eq!(group.lines().filter(|l| l.contains(":x:1000:")).count(), 1, "{group}");
+
+    for layer in &layers {
+        for e in listing(layer) {
+            assert_eq!(e.mtime, "1970-01-01 00:00:01", "{} in {}", e.name, layer.display());
+            if !matches!(e.name.trim_end_matches('/'), "home/app" | "srv/web") {
+                assert_eq!(e.owner, "0/0", "{} in {}", e.name, layer.display());
+            }
+        }
+    }
+}
+
+#[test]
 fn build_image_puts_everything_in_one_layer() {
     // `buildImage` packs the closure and the customisation into one layer,
     // and the image still runs.
@@ -672,23 +762,8 @@ fn gzip_layers_are_read_by_skopeo_and_run() {
     }
     let s = setup(
         "image-gzip",
-        r#"
-  image = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    compressor = "gzip";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-  oci = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    format = "oci";
-    compressor = "gzip";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-"#,
+        &(hello_image("image", r#"compressor = "gzip";"#)
+            + &hello_image("oci", r#"format = "oci"; compressor = "gzip";"#)),
     );
     let archive = s.build("image");
     let unpacked = Archive::unpack(&archive, &s.path("unpacked"));
@@ -717,23 +792,8 @@ fn zstd_layers_are_read_by_skopeo_and_run() {
     }
     let s = setup(
         "image-zstd",
-        r#"
-  image = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    compressor = "zstd";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-  oci = dockerTools.buildLayeredImage {
-    name = "hello";
-    tag = "v1";
-    format = "oci";
-    compressor = "zstd";
-    contents = [ busybox ];
-    config.Cmd = [ "${hello}/bin/hello" ];
-  };
-"#,
+        &(hello_image("image", r#"compressor = "zstd";"#)
+            + &hello_image("oci", r#"format = "oci"; compressor = "zstd";"#)),
     );
     let archive = s.build("image");
     let unpacked = Archive::unpack(&archive, &s.path("unpacked"));

@@ -91,6 +91,33 @@ impl LayerCache {
         Ok(LayerCache { dir, store_dir: store.root().join("store") })
     }
 
+    /// Removes the layers of store paths that are no longer valid (after a
+    /// garbage collection); returns the bytes freed.
+    pub fn prune(store: &Store) -> Result<u64> {
+        let dir = store.root().join("layers");
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(0) };
+        let mut freed = 0;
+        for entry in entries.flatten() {
+            let record = entry.path();
+            let Some(blob) = record.to_str().and_then(|r| r.strip_suffix(".json")).map(PathBuf::from) else {
+                continue;
+            };
+            let paths: Vec<String> = fs::read_to_string(&record)
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .and_then(|v| v.get("paths")?.as_array().cloned())
+                .map(|a| a.iter().filter_map(|p| p.as_str().map(str::to_string)).collect())
+                .unwrap_or_default();
+            let live = !paths.is_empty() && paths.iter().all(|p| StorePath::parse(p).is_ok_and(|p| store.is_valid(&p)));
+            if !live {
+                freed += fs::metadata(&blob).map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(&record).map_err(io_err("removing", &record))?;
+                let _ = fs::remove_file(&blob);
+            }
+        }
+        Ok(freed)
+    }
+
     /// The cache key of a layer holding `paths`.
     fn key(paths: &[StorePath]) -> String {
         match paths {
@@ -120,7 +147,7 @@ impl LayerCache {
                     None => {
                         let (digest, size) = compress_file(&tar, &blob, compressor)?;
                         let record = Record { digest, size };
-                        Self::write_record(&blob, record)?;
+                        Self::write_record(&blob, record, paths)?;
                         record
                     }
                 };
@@ -157,10 +184,15 @@ impl LayerCache {
         Ok(parsed.filter(|r| fs::metadata(blob).is_ok_and(|m| m.len() == r.size)))
     }
 
-    fn write_record(blob: &Path, record: Record) -> Result<()> {
+    fn write_record(blob: &Path, record: Record, paths: &[StorePath]) -> Result<()> {
         let path = Self::record_path(blob);
         let tmp = temporary(&path);
-        let text = format!("{{\"sha256\":\"{}\",\"size\":{}}}\n", hex(&record.digest), record.size);
+        let text = serde_json::json!({
+            "paths": paths.iter().map(StorePath::to_string).collect::<Vec<_>>(),
+            "sha256": hex(&record.digest),
+            "size": record.size,
+        })
+        .to_string();
         fs::write(&tmp, text).map_err(io_err("writing", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_err("writing", &path))
     }
@@ -174,7 +206,7 @@ impl LayerCache {
         buffered.into_inner().map_err(|e| io_err("writing", &tmp)(e.into_error()))?;
         fs::rename(&tmp, tar).map_err(io_err("writing", tar))?;
         let record = Record { digest, size };
-        Self::write_record(tar, record)?;
+        Self::write_record(tar, record, paths)?;
         Ok(record)
     }
 }

@@ -1,0 +1,517 @@
+//! `mini image inspect` end to end: hand-made docker-archives and OCI
+//! layouts (written here with the `tar` crate, independently of mini's
+//! writer) are summarised and their shared layers found; every kind of
+//! malformed input is a one-line error and exit 1, never a panic; and
+//! images built from a flake are inspected through their installables,
+//! their layers cross-checked with skopeo where it is installed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::Scratch;
+
+const BUSYBOX: &str = "0123456789abcdfghijklmnpqrsvwxyz-busybox";
+const APP: &str = "zyxwvsrqpnmlkjihgfdcba9876543210-app";
+
+fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mini"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run mini")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// Runs `mini image inspect` in `dir` with a store of its own.
+fn inspect(dir: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["image", "inspect"];
+    all.extend_from_slice(args);
+    mini(&dir.join("store"), dir, &all)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+/// A layer tar: `dir/` a directory, `link -> target` a symlink, anything
+/// else a file holding its own name.
+fn layer_tar(entries: &[&str]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mtime(1);
+        if let Some((link, target)) = entry.split_once(" -> ") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, link, target).unwrap();
+        } else if entry.ends_with('/') {
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o755);
+            h.set_size(0);
+            b.append_data(&mut h, entry, std::io::empty()).unwrap();
+        } else {
+            h.set_mode(0o555);
+            h.set_size(entry.len() as u64);
+            b.append_data(&mut h, entry, entry.as_bytes()).unwrap();
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+/// A tar of named members, in order.
+fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o444);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn store_layer(base: &str) -> Vec<u8> {
+    layer_tar(&["mini/", "mini/store/", &format!("mini/store/{base}/"), &format!("mini/store/{base}/bin/sh")])
+}
+
+fn custom_layer() -> Vec<u8> {
+    layer_tar(&[&format!("bin -> /mini/store/{BUSYBOX}/bin"), "etc/", "etc/passwd", "tmp/"])
+}
+
+/// An image: its tag, config, and uncompressed layers.
+struct Image {
+    tag: &'static str,
+    config: Vec<u8>,
+    layers: Vec<Vec<u8>>,
+}
+
+fn image(tag: &'static str, layers: Vec<Vec<u8>>) -> Image {
+    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
+    let config = json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "1970-01-01T00:00:01Z",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "ExposedPorts": {"8080/tcp": {}}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    Image { tag, config: config.to_string().into_bytes(), layers }
+}
+
+/// The image as a docker-archive, named as mini names blobs, manifest last.
+fn docker_archive(image: &Image) -> Vec<u8> {
+    let names: Vec<String> = image.layers.iter().map(|l| format!("{}.tar", sha256_hex(l))).collect();
+    let config_name = format!("{}.json", sha256_hex(&image.config));
+    let manifest = json!([{"Config": config_name, "RepoTags": [image.tag], "Layers": names}]).to_string();
+    let mut members: Vec<(&str, &[u8])> =
+        names.iter().map(String::as_str).zip(image.layers.iter().map(Vec::as_slice)).collect();
+    members.push((&config_name, &image.config));
+    members.push(("manifest.json", manifest.as_bytes()));
+    tar_of(&members)
+}
+
+/// Writes the image as an OCI layout with gzip layers at `dir`.
+fn write_oci(image: &Image, dir: &Path) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8], media: &str| {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        json!({"mediaType": media, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    };
+    let layers: Vec<Value> =
+        image.layers.iter().map(|l| put(&gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")).collect();
+    let config = put(&image.config, "application/vnd.oci.image.config.v1+json");
+    let manifest = json!({"schemaVersion": 2, "config": config, "layers": layers}).to_string();
+    let mut desc = put(manifest.as_bytes(), "application/vnd.oci.image.manifest.v1+json");
+    desc["annotations"] = json!({"org.opencontainers.image.ref.name": image.tag});
+    std::fs::write(dir.join("index.json"), json!({"schemaVersion": 2, "manifests": [desc]}).to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+fn web() -> Image {
+    image("web:1.0", vec![store_layer(BUSYBOX), custom_layer()])
+}
+
+fn worker() -> Image {
+    image("worker:2.0", vec![store_layer(BUSYBOX), store_layer(APP), custom_layer()])
+}
+
+#[test]
+fn two_images_show_their_layers_and_share_busybox() {
+    let scratch = Scratch::new("inspect-two");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("web.tar"), docker_archive(&web())).unwrap();
+    write_oci(&worker(), &dir.join("worker"));
+    let busybox_diff = format!("sha256:{}", sha256_hex(&store_layer(BUSYBOX)));
+
+    let out = ok(&inspect(dir, &["web.tar", "worker"]));
+    assert!(out.starts_with("web:1.0\n  source        web.tar (docker-archive)\n  architecture  amd64\n"), "{out}");
+    assert!(out.contains("\nworker:2.0\n  source        worker (oci-layout)\n"), "{out}");
+    assert!(
+        out.contains("  Cmd           [\"/bin/sh\"]\n  Env           PATH=/bin\n  ExposedPorts  8080/tcp\n"),
+        "{out}"
+    );
+    assert!(out.contains(&format!("    diff_id     {busybox_diff}\n    holds       /mini/store/{BUSYBOX}\n")), "{out}");
+    assert!(out.contains("(customisation layer)\n"), "{out}");
+    assert!(out.contains("    holds       bin etc tmp\n"), "{out}");
+    assert!(out.contains(&format!("    holds       /mini/store/{APP}\n")), "{out}");
+    let shared = &out[out.find("shared layers: ").expect("a shared section")..];
+    assert!(shared.starts_with("shared layers: 2 layers, "), "{shared}");
+    assert!(shared.contains(&format!("  {busybox_diff}  ")), "{shared}");
+    assert!(shared.contains("    in          web:1.0, worker:2.0\n"), "{shared}");
+
+    let doc: Value = serde_json::from_str(&ok(&inspect(dir, &["web.tar", "worker", "--json"]))).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    assert_eq!(images[0]["format"], "docker-archive");
+    assert_eq!(images[1]["tags"], json!(["worker:2.0"]));
+    assert_eq!(images[1]["layers"][1]["storePaths"], json!([format!("/mini/store/{APP}")]));
+    assert_eq!(images[1]["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+    assert_eq!(images[0]["layers"][1]["otherEntries"], json!(["bin", "etc", "tmp"]));
+    let sizes =
+        |i: usize| images[i]["layers"].as_array().unwrap().iter().map(|l| l["size"].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(images[1]["totalSize"].as_u64(), Some(sizes(1)));
+    let shared = doc["sharedLayers"].as_array().unwrap();
+    assert_eq!(shared.len(), 2);
+    assert_eq!(shared[0]["diffId"], json!(busybox_diff));
+    assert_eq!(shared[0]["images"], json!([0, 1]));
+    // The same input gives the same bytes.
+    assert_eq!(
+        ok(&inspect(dir, &["web.tar", "worker", "--json"])),
+        ok(&inspect(dir, &["web.tar", "worker", "--json"]))
+    );
+
+    // A link to an image file is just the file; one image has no shared section.
+    std::os::unix::fs::symlink(dir.join("web.tar"), dir.join("result")).unwrap();
+    let out = ok(&inspect(dir, &["./result"]));
+    assert!(out.starts_with("web:1.0\n  source        ./result (docker-archive)\n"), "{out}");
+    assert!(!out.contains("shared layers"), "{out}");
+}
+
+/// Asserts that inspecting `name` (written with `bytes` unless `None`)
+/// fails with exactly `error: '<name>' is not an image: <message...>`.
+fn assert_not_an_image(dir: &Path, name: &str, message: &str) {
+    let out = inspect(dir, &[name]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+    assert!(out.stdout.is_empty(), "{name}: printed {}", text(&out.stdout));
+    let expected = format!("error: '{name}' is not an image: {message}");
+    assert!(stderr.starts_with(&expected), "{name}:\n  got      {stderr:?}\n  expected {expected:?}");
+    assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+}
+
+#[test]
+fn malformed_docker_archives_are_clear_errors() {
+    let scratch = Scratch::new("inspect-bad-docker");
+    let dir = &scratch.0;
+    let web = web();
+    let good = docker_archive(&web);
+    let config_name = format!("{}.json", sha256_hex(&web.config));
+    let names: Vec<String> = web.layers.iter().map(|l| format!("{}.tar", sha256_hex(l))).collect();
+    let manifest =
+        |layers: &[&str]| json!([{"Config": config_name, "RepoTags": ["web:1.0"], "Layers": layers}]).to_string();
+    let random: Vec<u8> = (0..100_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut tampered = web.layers[0].clone();
+    let at = tampered.len() - 1100;
+    tampered[at] ^= 0x20; // padding after the last file: still a readable tar
+    let both = |first: &[u8], second: &[u8], m: &str| {
+        tar_of(&[(&names[0], first), (&names[1], second), (&config_name, &web.config), ("manifest.json", m.as_bytes())])
+    };
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        ("empty", Vec::new(), "the file is empty".into()),
+        ("random", random, "bad header checksum at byte 0: not a tar archive".into()),
+        (
+            "no-manifest.tar",
+            tar_of(&[("a.tar", &web.layers[0])]),
+            "it holds no manifest.json (not a docker archive)".into(),
+        ),
+        ("not-json.tar", tar_of(&[("manifest.json", b"{\"Config\": ")]), "manifest.json is not JSON".into()),
+        (
+            "object.tar",
+            tar_of(&[("manifest.json", br#"{"Config": "c.json"}"#)]),
+            "manifest.json is not a list of images".into(),
+        ),
+        (
+            "layers-not-strings.tar",
+            tar_of(&[("manifest.json", br#"[{"Config": "c.json", "Layers": [{}]}]"#)]),
+            "manifest.json: image 1's \"Layers\" is not a list of strings".into(),
+        ),
+        (
+            "missing-layer.tar",
+            tar_of(&[
+                (&names[0], &web.layers[0]),
+                (&config_name, &web.config),
+                ("manifest.json", manifest(&[&names[0], &names[1]]).as_bytes()),
+            ]),
+            format!("layer 2 '{}' is listed in manifest.json but missing from the archive", names[1]),
+        ),
+        (
+            "cut-in-layer-1.tar",
+            good[..512 + web.layers[0].len() / 2 + 7].to_vec(),
+            "cannot read the entry before byte".into(),
+        ),
+        (
+            "cut-in-layer-2.tar",
+            good[..1024 + web.layers[0].len() + web.layers[1].len() / 2 + 7].to_vec(),
+            "cannot read the entry before byte".into(),
+        ),
+        (
+            "misnamed-layer.tar",
+            both(&tampered, &web.layers[1], &manifest(&[&names[0], &names[1]])),
+            format!("layer 1 ('{}') hashes to sha256:{}, not to its name", names[0], sha256_hex(&tampered)),
+        ),
+        (
+            "wrong-order.tar",
+            both(&web.layers[0], &web.layers[1], &manifest(&[&names[1], &names[0]])),
+            format!(
+                "layer 1 ('{}') uncompresses to sha256:{}, but the config's diff_id is sha256:{}",
+                names[1],
+                sha256_hex(&web.layers[1]),
+                sha256_hex(&web.layers[0])
+            ),
+        ),
+        (
+            "too-few-layers.tar",
+            both(&web.layers[0], &web.layers[1], &manifest(&[&names[0]])),
+            "it has 1 layer(s) but its config lists 2 diff_id(s)".into(),
+        ),
+    ];
+    for (name, bytes, message) in &cases {
+        std::fs::write(dir.join(name), bytes).unwrap();
+        assert_not_an_image(dir, name, message);
+    }
+    // A gzip-compressed archive cut short.
+    let gz = gzip(&good);
+    std::fs::write(dir.join("cut.tar.gz"), &gz[..gz.len() / 2]).unwrap();
+    assert_not_an_image(dir, "cut.tar.gz", "");
+    // A name that is neither a file nor an installable.
+    let out = inspect(dir, &["absent.tar"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).starts_with("error: reading 'absent.tar': No such file"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn malformed_oci_layouts_are_clear_errors() {
+    let scratch = Scratch::new("inspect-bad-oci");
+    let dir = &scratch.0;
+    let worker = worker();
+    let fresh = |name: &str| {
+        write_oci(&worker, &dir.join(name));
+        dir.join(name)
+    };
+    let blob =
+        |d: &Path, digest: &Value| d.join("blobs/sha256").join(digest.as_str().unwrap().trim_start_matches("sha256:"));
+    let manifest_of = |d: &Path| -> (PathBuf, Value) {
+        let index: Value = serde_json::from_slice(&std::fs::read(d.join("index.json")).unwrap()).unwrap();
+        let path = blob(d, &index["manifests"][0]["digest"]);
+        let manifest = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        (path, manifest)
+    };
+
+    std::fs::create_dir_all(dir.join("neither/sub")).unwrap();
+    std::fs::write(dir.join("neither/readme"), "hi").unwrap();
+    assert_not_an_image(dir, "neither", "a directory without index.json is not an OCI image layout");
+
+    let d = fresh("no-index");
+    std::fs::remove_file(d.join("index.json")).unwrap();
+    assert_not_an_image(dir, "no-index", "a directory without index.json is not an OCI image layout");
+
+    let d = fresh("bad-index");
+    std::fs::write(d.join("index.json"), "{\"manifests\": 3}").unwrap();
+    assert_not_an_image(dir, "bad-index", "index.json has no \"manifests\" list");
+
+    let d = fresh("no-manifest-blob");
+    std::fs::remove_file(manifest_of(&d).0).unwrap();
+    assert_not_an_image(dir, "no-manifest-blob", "index.json's manifest 1's blob sha256:");
+
+    let d = fresh("no-layer-blob");
+    let (_, manifest) = manifest_of(&d);
+    let layer = &manifest["layers"][1]["digest"];
+    std::fs::remove_file(blob(&d, layer)).unwrap();
+    assert_not_an_image(
+        dir,
+        "no-layer-blob",
+        &format!("layer 2 ({}): the blob is missing from blobs/sha256", layer.as_str().unwrap()),
+    );
+
+    let d = fresh("no-config-blob");
+    let (_, manifest) = manifest_of(&d);
+    std::fs::remove_file(blob(&d, &manifest["config"]["digest"])).unwrap();
+    assert_not_an_image(dir, "no-config-blob", "the config's blob sha256:");
+
+    let d = fresh("changed-layer");
+    let (_, manifest) = manifest_of(&d);
+    let path = blob(&d, &manifest["layers"][0]["digest"]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[4] ^= 1; // the gzip header's mtime: the same layer, other bytes
+    std::fs::write(&path, &bytes).unwrap();
+    assert_not_an_image(
+        dir,
+        "changed-layer",
+        &format!("layer 1 ({}): the blob hashes to sha256:", manifest["layers"][0]["digest"].as_str().unwrap()),
+    );
+
+    let d = fresh("truncated-layer");
+    let (_, manifest) = manifest_of(&d);
+    let path = blob(&d, &manifest["layers"][0]["digest"]);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert_not_an_image(dir, "truncated-layer", "layer 1 (sha256:");
+
+    let d = fresh("hostile-digest");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(d.join("index.json")).unwrap()).unwrap();
+    index["manifests"][0]["digest"] = json!("sha256:../../../../etc/passwd");
+    std::fs::write(d.join("index.json"), index.to_string()).unwrap();
+    assert_not_an_image(
+        dir,
+        "hostile-digest",
+        "index.json's manifest 1 has the digest 'sha256:../../../../etc/passwd'; only sha256:<hex> is supported",
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Images built by mini, through installables
+
+/// Whether missing tools fail the tests instead of skipping them.
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn have(tool: &str) -> bool {
+    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(!ci(), "{tool} is required when CI=true: run scripts/install-prerequisites");
+        eprintln!("skipping the {tool} cross-check: {tool} is not installed");
+    }
+    found
+}
+
+const FLAKE: &str = r#"{ pkgs, ... }:
+let
+  inherit (pkgs) busybox runCommand dockerTools;
+  script = name: line: runCommand name { } ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\necho %s\n' '${line}' > $out/bin/${name}
+    chmod +x $out/bin/${name}
+  '';
+  hello = script "hello" "hello";
+  worker = script "worker" "working";
+in
+{
+  web = dockerTools.buildLayeredImage {
+    name = "web";
+    tag = "1.0";
+    contents = [ busybox ];
+    config = { Cmd = [ "${hello}/bin/hello" ]; Env = [ "PATH=/bin" ]; ExposedPorts = { "80/tcp" = { }; }; };
+  };
+  worker = dockerTools.buildLayeredImage {
+    name = "worker";
+    tag = "2.0";
+    format = "oci";
+    compressor = "gzip";
+    contents = [ busybox ];
+    config.Cmd = [ "${worker}/bin/worker" ];
+  };
+}
+"#;
+
+#[test]
+fn built_images_are_inspected_through_installables() {
+    let scratch = Scratch::new("inspect-built");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("flake.nixlike"), FLAKE).unwrap();
+    let store = dir.join("store");
+    let out = ok(&inspect(dir, &[".#web", ".#worker"]));
+    let busybox = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("holds").map(str::trim).filter(|p| p.ends_with("-busybox")))
+        .unwrap_or_else(|| panic!("no busybox layer:\n{out}"))
+        .to_string();
+    assert!(out.starts_with("web:1.0\n  source        /mini/store/"), "{out}");
+    assert!(out.contains(" (oci-layout)\n"), "{out}");
+    let shared = &out[out.find("shared layers: ").expect("a shared section")..];
+    assert!(shared.contains(&format!("    holds       {busybox}\n")), "{shared}");
+    assert!(shared.contains("    in          web:1.0, "), "{shared}");
+
+    let doc: Value = serde_json::from_str(&ok(&inspect(dir, &[".#web", ".#worker", "--json"]))).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images[0]["config"]["ExposedPorts"], json!({"80/tcp": {}}));
+    assert!(images[1]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"));
+    let last = images[0]["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["storePaths"], json!([]), "the customisation layer is last");
+    assert!(last["otherEntries"].as_array().unwrap().contains(&json!("bin")));
+
+    // The out-link of a build is read as the file it leads to.
+    ok(&mini(&store, dir, &["build", ".#web"]));
+    let linked: Value = serde_json::from_str(&ok(&inspect(dir, &["./result", "--json"]))).unwrap();
+    assert_eq!(linked["images"][0]["layers"], images[0]["layers"]);
+
+    // skopeo reads the same blobs, digests and sizes.
+    if have("skopeo") {
+        for (i, transport) in [(0, "docker-archive"), (1, "oci")] {
+            let source = images[i]["source"].as_str().unwrap();
+            let physical = store.join("store").join(source.trim_start_matches("/mini/store/"));
+            let raw = Command::new("skopeo")
+                .args(["inspect", "--raw"])
+                .arg(format!("{transport}:{}", physical.display()))
+                .output()
+                .unwrap();
+            assert!(raw.status.success(), "skopeo: {}", text(&raw.stderr));
+            let manifest: Value = serde_json::from_slice(&raw.stdout).unwrap();
+            let theirs: Vec<(Value, Value)> = manifest["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["digest"].clone(), l["size"].clone()))
+                .collect();
+            let ours: Vec<(Value, Value)> = images[i]["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| (l["digest"].clone(), l["size"].clone()))
+                .collect();
+            assert_eq!(ours, theirs, "{transport}");
+        }
+    }
+
+    // A built output that is not an image is named by its store path.
+    std::fs::write(
+        dir.join("flake.nixlike"),
+        "{ pkgs, ... }: { plain = pkgs.runCommand \"plain\" { } \"mkdir $out\"; }",
+    )
+    .unwrap();
+    let out = inspect(dir, &[".#plain"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: '/mini/store/")
+            && last.ends_with("-plain' is not an image: a directory without index.json is not an OCI image layout"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,135 @@
+//! The layer cache end to end: a store path's layer is tarred once and
+//! reused byte for byte by every image holding it; rebuilding an image
+//! after one package changed re-tars only that package; `mini gc` drops the
+//! cached layers of deleted paths.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::Scratch;
+
+fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mini"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run mini")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "mini failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Three packages and two images of them; `c_text` is what package c holds.
+fn flake(dir: &Path, c_text: &str) {
+    let source = format!(
+        r#"{{ pkgs, ... }}:
+rec {{
+  pkg = name: text: pkgs.runCommand name {{ inherit text; }} "mkdir -p $out/share; echo \"$text\" > $out/share/${{name}}";
+  a = pkg "a" "alpha";
+  b = pkg "b" "beta";
+  c = pkg "c" "{c_text}";
+  image = name: contents: derivation {{
+    name = "${{name}}.tar"; system = "x86_64-linux"; builder = "builtin:image";
+    imageName = name; imageTag = "1"; inherit contents;
+  }};
+  abc = image "abc" [ a b c ];
+  ab = image "ab" [ a b ];
+}}
+"#
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("flake.nixlike"), source).unwrap();
+}
+
+/// Cached layer tars: file name → (inode, mtime in ns).
+fn cached_tars(store: &Path) -> BTreeMap<String, (u64, i64)> {
+    std::fs::read_dir(store.join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                (meta.ino(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()),
+            )
+        })
+        .collect()
+}
+
+/// The layer digests an image's manifest lists, bottom first.
+fn layer_digests(archive: &Path) -> Vec<String> {
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap() == Path::new("manifest.json") {
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
+            return manifest[0]["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+        }
+    }
+    panic!("no manifest.json in {}", archive.display());
+}
+
+fn build(store: &Path, dir: &Path, attr: &str) -> PathBuf {
+    let out = ok(&mini(store, dir, &["build", &format!(".#{attr}"), "--no-link", "--print-out-paths"]));
+    store.join("store").join(out.trim_start_matches("/mini/store/"))
+}
+
+#[test]
+fn layers_are_made_once_and_shared() {
+    let s = Scratch::new("image-cache");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    flake(&dir, "gamma");
+    let abc = layer_digests(&build(&store, &dir, "abc"));
+    let first = cached_tars(&store);
+    assert_eq!(first.len(), 3, "one cached tar per store path: {first:?}");
+    // A second image of two of the same paths reuses their layers: same
+    // digests, and nothing new is tarred.
+    let ab = layer_digests(&build(&store, &dir, "ab"));
+    assert_eq!(cached_tars(&store), first);
+    for digest in &ab[..2] {
+        assert!(abc.contains(digest), "layer {digest} of ab is not in abc: {abc:?}");
+    }
+    // Changing c re-tars c alone; a's and b's cached tars are untouched.
+    flake(&dir, "GAMMA");
+    let changed = layer_digests(&build(&store, &dir, "abc"));
+    let second = cached_tars(&store);
+    let fresh: Vec<&String> = second.keys().filter(|k| !first.contains_key(*k)).collect();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    assert!(fresh[0].ends_with("-c.tar"), "{fresh:?}");
+    for (name, stamp) in &first {
+        assert_eq!(second.get(name), Some(stamp), "{name} was re-tarred");
+    }
+    let unchanged = changed.iter().filter(|d| abc.contains(d)).count();
+    assert_eq!(unchanged, 2, "a and b keep their layers: {abc:?} vs {changed:?}");
+}
+
+#[test]
+fn gc_drops_the_layers_of_deleted_paths() {
+    let s = Scratch::new("image-cache-gc");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    flake(&dir, "gamma");
+    build(&store, &dir, "abc");
+    assert_eq!(cached_tars(&store).len(), 3);
+    // Nothing is rooted (--no-link): everything goes, layers included.
+    let report = ok(&mini(&store, &dir, &["gc"]));
+    assert!(report.contains("bytes of cached image layers freed"), "{report}");
+    assert!(cached_tars(&store).is_empty());
+}
