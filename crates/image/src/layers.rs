@@ -149,7 +149,7 @@ mod tests {
         let leaves: Vec<StorePath> = (0..6).map(|i| path(&format!("leaf{i}"))).collect();
         let refs = graph(&[(&root, &leaves.iter().collect::<Vec<_>>())]);
         // 7 paths, 4 layers: 3 store-path layers + customisation.
-        let plan = plan(&[root.clone()], &refs, 4);
+        let plan = plan(std::slice::from_ref(&root), &refs, 4);
         assert_eq!(plan.len(), 3);
         assert_eq!(plan[0], vec![leaves[0].clone()]);
         assert_eq!(plan[1], vec![leaves[1].clone()]);

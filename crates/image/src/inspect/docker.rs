@@ -42,6 +42,9 @@ struct Member {
     link: String,
 }
 
+/// Every member, by normalised name.
+type Members = HashMap<String, Member>;
+
 /// What the second pass reads a member for.
 enum Role {
     Config,
@@ -130,7 +133,7 @@ fn open(path: &Path, compression: Compression) -> Result<Box<dyn Source>> {
 }
 
 /// The first pass: every member by name, and the manifest's bytes.
-fn index(path: &Path, compression: Compression) -> Result<(HashMap<String, Member>, Option<Vec<u8>>)> {
+fn index(path: &Path, compression: Compression) -> Result<(Members, Option<Vec<u8>>)> {
     let bad = |message: String| not_an_image(path, message);
     let mut tar = TarReader::new(open(path, compression)?);
     let mut members = HashMap::new();
@@ -181,7 +184,7 @@ fn normalize(name: &str) -> String {
 
 /// The member a manifest name leads to, through symlinks and hard links;
 /// an error saying what is wrong with it otherwise.
-fn resolve(members: &HashMap<String, Member>, name: &str) -> std::result::Result<u64, String> {
+fn resolve(members: &Members, name: &str) -> std::result::Result<u64, String> {
     let mut current = normalize(name);
     for _ in 0..MAX_LINKS {
         let Some(member) = members.get(&current) else {
