@@ -269,12 +269,12 @@ fn malformed_docker_archives_are_clear_errors() {
         (
             "cut-in-layer-1.tar",
             good[..512 + web.layers[0].len() / 2 + 7].to_vec(),
-            "cannot read the entry before byte".into(),
+            format!("cannot read past '{}': the archive is truncated", names[0]),
         ),
         (
             "cut-in-layer-2.tar",
             good[..1024 + web.layers[0].len() + web.layers[1].len() / 2 + 7].to_vec(),
-            "cannot read the entry before byte".into(),
+            format!("cannot read past '{}': the archive is truncated", names[1]),
         ),
         (
             "misnamed-layer.tar",

@@ -56,7 +56,7 @@ rec {{
 
 /// Cached layer tars: file name → (inode, mtime in ns).
 fn cached_tars(store: &Path) -> BTreeMap<String, (u64, i64)> {
-    std::fs::read_dir(store.join("layers"))
+    std::fs::read_dir(store.join("layers/v1"))
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))

@@ -177,12 +177,14 @@ floor() {
     t=$(secs "$a" "$b")
 }
 
+count_tars() { if [[ -d $STORE/layers ]]; then find "$STORE/layers" -name '*.tar' | wc -l; else echo 0; fi; }
+
 # pack TAG [strace output]: builds the image; sets t, rss (MiB), out (its
 # physical path), size, layers, packed (layer tars the cache gained).
 pack() {
     set_params "$1"
     local before a b rc=0
-    before=$(find "$STORE/layers" -name '*.tar' 2>/dev/null | wc -l)
+    before=$(count_tars)
     local cmd=("$M" --store "$STORE" build "$FLAKE#image" --no-link --print-out-paths)
     if [[ -n ${2:-} ]]; then
         cmd=(strace -f --seccomp-bpf -ttt -T -e trace=openat,rename,renameat2,syncfs,fsync,fdatasync,exit_group -o "$2" "${cmd[@]}")
@@ -201,7 +203,7 @@ pack() {
     size=$(stat -c %s "$out")
     "$M" --store "$STORE" log "$FLAKE#image" > "$WORK/image.log"
     layers=$(grep -c '^layer ' "$WORK/image.log" || true)
-    packed=$(( $(find "$STORE/layers" -name '*.tar' | wc -l) - before ))
+    packed=$(($(count_tars) - before))
 }
 
 # check_image: the archive is a tar whose manifest lists $layers layers and
@@ -210,8 +212,12 @@ check_image() {
     local listed
     listed=$(tar -xOf "$out" manifest.json | python3 -c 'import json, sys; print(len(json.load(sys.stdin)[0]["Layers"]))' 2>/dev/null || echo "?")
     [[ $listed == "$layers" ]] || fail "manifest.json lists $listed layers, the build log $layers"
-    grep -q "^layer .* ${names[${#names[@]} - 1]%%-*}\|^layer .*$last\$\|^layer .*$last " "$WORK/image.log" \
-        || fail "no layer holds $last: $(tail -n 3 "$WORK/image.log")"
+    holder "$last" > /dev/null || fail "no layer holds $last: $(tail -n 3 "$WORK/image.log")"
+}
+
+# holder NAME: the build log's line for the layer holding store path NAME.
+holder() {
+    awk -v p="$1" '/^layer / { for (i = 4; i <= NF; i++) if ($i == p) { print; f = 1 } } END { exit !f }' "$WORK/image.log"
 }
 
 collect() { "$M" --store "$STORE" gc > /dev/null; }
@@ -248,8 +254,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     sync
     pack "r$r-re"; re_t+=("$t"); re_rss+=("$rss"); re_packed+=("$packed")
     check_image
-    shared=$(grep -c '^layer ' "$WORK/image.log" || true)
-    echo "round $r: mini re-pack   ${t}s (${rss} MiB peak RSS; $packed layer(s) packed, $(grep "$last" "$WORK/image.log" | sed 's/sha256:[0-9a-f]* //'))" >&2
+    echo "round $r: mini re-pack   ${t}s (${rss} MiB peak RSS; $packed layer(s) packed, $(holder "$last" | sed 's/sha256:[0-9a-f]* //'))" >&2
     collect
 done
 
@@ -274,7 +279,7 @@ def phases(path):
     start = end = None
     cache = custom = archive = None
     out_reads = []
-    sync_start = sync_end = None
+    syncs = []
     out_name = None
     for line in open(path):
         m = LINE.match(line)
@@ -296,18 +301,20 @@ def phases(path):
                 archive, out_name = ts, name
             elif out_name and name == out_name and not creating:
                 out_reads.append(ts)
-        elif rest.startswith('syncfs(') and sync_start is None:
-            sync_start = ts
+        elif rest.startswith('syncfs('):
             d = re.search(r'<(\d+\.\d+)>\s*$', rest)
-            if d:
-                sync_end = ts + float(d.group(1))
-        elif rest.startswith('<... syncfs resumed>') and sync_end is None:
+            syncs.append([ts, ts + float(d.group(1)) if d else None])
+        elif rest.startswith('<... syncfs resumed>') and syncs and syncs[-1][1] is None:
             d = re.search(r'<(\d+\.\d+)>\s*$', rest)
-            sync_end = ts + (float(d.group(1)) if d else 0)
+            syncs[-1][1] = ts + (float(d.group(1)) if d else 0)
     # The output file is opened: by the reference scan (once), by the
     # archive hash (once per piece, several threads), and once to syncfs.
     scan = out_reads[0] if out_reads else None
     hashing = out_reads[1] if len(out_reads) > 1 else None
+    # The syncfs of the output's install (the store also syncs when it
+    # writes .drv files, before any of this).
+    after = [s for s in syncs if hashing is not None and s[0] > hashing]
+    sync_start, sync_end = after[0] if after else (None, None)
     marks = [start, cache, archive, scan, hashing, sync_start, sync_end, end]
     if any(m is None for m in marks):
         return None
@@ -344,12 +351,12 @@ mbps() { awk -v b="$closure_bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1048576
 
 fb=$(best "${floor_t[@]}") fm=$(median "${floor_t[@]}")
 mb=$(best "${full_t[@]}") mm=$(median "${full_t[@]}")
-rb=$(best "${re_t[@]}") rm=$(median "${re_t[@]}")
+rb=$(best "${re_t[@]}") rd=$(median "${re_t[@]}")
 table=$(
     echo "| $PATHS paths, $(mib "$closure_bytes") MiB | floor s (tar \\| openssl sha256) | mini full pack s | ratio (mini/floor) | mini re-pack s (1 path changed) | re-pack / full pack |"
     echo "|---|---:|---:|---:|---:|---:|"
     echo "| best of $ROUNDS | $fb | $mb | $(ratio "$mb" "$fb") | $rb | $(pct "$rb" "$mb") |"
-    echo "| median of $ROUNDS | $fm | $mm | $(ratio "$mm" "$fm") | $rm | $(pct "$rm" "$mm") |"
+    echo "| median of $ROUNDS | $fm | $mm | $(ratio "$mm" "$fm") | $rd | $(pct "$rd" "$mm") |"
     echo
     echo "- throughput (best): floor $(mbps "$fb") MiB/s, mini full pack $(mbps "$mb") MiB/s"
     echo "- image: $(mib "$full_size") MiB docker-archive (uncompressed layers), $full_layers layers ($((full_layers - 1)) store-path layers + the customisation layer; $full_packed layer tars packed into the cache by a full pack, ${re_packed[*]} by each re-pack)"

@@ -121,9 +121,7 @@ fn pack_layers(
             let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) =
                 custom.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k.as_str() < "mini");
             w.custom(&before)?;
-            let here = Path::new("mini/store");
-            w.dir("mini", 0o555, None).map_err(io_err("archiving", here))?;
-            w.dir("mini/store", 0o555, None).map_err(io_err("archiving", here))?;
+            w.store_dirs()?;
             for path in &all {
                 w.tree(&store_dir.join(path.base_name()), &format!("mini/store/{}", path.base_name()))?;
             }
@@ -170,6 +168,12 @@ fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Cus
     for content in &spec.contents {
         let path = StorePath::parse(content).map_err(|e| bad("contents", e.to_string()))?;
         let physical = store.physical_path(&path);
+        if !fs::metadata(&physical).is_ok_and(|m| m.is_dir()) {
+            return Err(bad(
+                "contents",
+                format!("{content} is not a directory: contents are trees whose bin/, etc/, … are linked into /; add a single file with extraFiles"),
+            ));
+        }
         for top in sorted_names(&physical)? {
             let source = physical.join(&top);
             let logical = format!("{content}/{top}");
@@ -209,8 +213,12 @@ fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Cus
                 Custom::File { mode: extra.mode.unwrap_or(0o644), contents: text.clone().into_bytes() }
             }
             ExtraContents::Source(source) => {
-                let path = StorePath::parse(source).map_err(|e| bad("extraFiles", e.to_string()))?;
-                let physical = store.physical_path(&path);
+                // A store path, or a file inside one.
+                let (path, inside) = StorePath::parse_prefix(source).map_err(|e| bad("extraFiles", e.to_string()))?;
+                let mut physical = store.physical_path(&path);
+                if !inside.is_empty() {
+                    physical.push(inside.trim_start_matches('/'));
+                }
                 let meta = fs::metadata(&physical).map_err(io_err("reading", &physical))?;
                 if !meta.is_file() {
                     return Err(bad("extraFiles", format!("'{}': {source} is not a file", extra.path)));

@@ -86,7 +86,7 @@ struct Record {
 
 impl LayerCache {
     pub fn open(store: &Store) -> Result<LayerCache> {
-        let dir = store.root().join("layers");
+        let dir = cache_dir(store);
         fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
         Ok(LayerCache { dir, store_dir: store.root().join("store") })
     }
@@ -94,9 +94,16 @@ impl LayerCache {
     /// Removes the layers of store paths that are no longer valid (after a
     /// garbage collection); returns the bytes freed.
     pub fn prune(store: &Store) -> Result<u64> {
-        let dir = store.root().join("layers");
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(0) };
+        let dir = cache_dir(store);
         let mut freed = 0;
+        // Layers of an older layout are never read again.
+        if let Ok(versions) = fs::read_dir(store.root().join("layers")) {
+            for old in versions.flatten().filter(|v| v.path() != dir) {
+                freed += tree_size(&old.path());
+                let _ = fs::remove_dir_all(old.path());
+            }
+        }
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(freed) };
         for entry in entries.flatten() {
             let record = entry.path();
             let Some(blob) = record.to_str().and_then(|r| r.strip_suffix(".json")).map(PathBuf::from) else {
@@ -243,6 +250,22 @@ pub fn compress_file(tar: &Path, blob: &Path, compressor: Compressor) -> Result<
     drop(buffered);
     fs::rename(&tmp, blob).map_err(io_err("writing", blob))?;
     Ok((digest, size))
+}
+
+/// The version of the layer layout: bumped whenever what goes into a
+/// store path's layer changes, so stale cached layers are never used.
+const LAYOUT_VERSION: u32 = 1;
+
+fn cache_dir(store: &Store) -> PathBuf {
+    store.root().join("layers").join(format!("v{LAYOUT_VERSION}"))
+}
+
+fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path).map(|es| es.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
 }
 
 /// A name beside `path` that no other process uses.

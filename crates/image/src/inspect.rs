@@ -31,7 +31,13 @@ use layer::LayerScan;
 pub use render::{render_json, render_text};
 
 /// The largest JSON document (manifest, index, config) read into memory.
-const MAX_DOCUMENT: u64 = 16 * 1024 * 1024;
+const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;
+/// How many images (and image indexes) one input may list.
+const MAX_IMAGES: usize = 1024;
+/// How many layers all of one input's images may list together.
+const MAX_LAYERS: usize = 16 * 1024;
+/// How many bytes of layer contents (names) one input's summaries may hold.
+const MAX_LISTED: u64 = 64 * 1024 * 1024;
 
 /// The config settings a summary shows, in the order it shows them.
 pub const CONFIG_KEYS: [&str; 8] =
@@ -105,8 +111,16 @@ pub fn inspect(path: &Path) -> Result<Vec<ImageSummary>> {
     }
 }
 
+/// The error for bad input. Messages quote names from the input, so
+/// control characters are escaped: a hostile name cannot drive the terminal.
 fn not_an_image(path: &Path, message: impl Into<String>) -> ImageError {
-    ImageError::NotAnImage { path: path.to_path_buf(), message: message.into() }
+    let message = message.into();
+    let message = if message.chars().any(char::is_control) {
+        message.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+    } else {
+        message
+    };
+    ImageError::NotAnImage { path: path.to_path_buf(), message }
 }
 
 /// Reads a document of at most [`MAX_DOCUMENT`] bytes.
@@ -176,6 +190,37 @@ fn parse_config(bytes: &[u8]) -> std::result::Result<Config, String> {
     Ok(Config { architecture: text("architecture"), os: text("os"), created: text("created"), settings, diff_ids })
 }
 
+/// What one input has made the summaries hold so far: documents can list
+/// the same blob any number of times, so the caps are on the whole input.
+#[derive(Default)]
+struct Budget {
+    images: usize,
+    layers: usize,
+    listed: u64,
+}
+
+impl Budget {
+    fn image(&mut self) -> std::result::Result<(), String> {
+        self.images += 1;
+        if self.images > MAX_IMAGES {
+            return Err(format!("it lists more than {MAX_IMAGES} images"));
+        }
+        Ok(())
+    }
+
+    fn layer(&mut self, scan: &LayerScan) -> std::result::Result<(), String> {
+        self.layers += 1;
+        self.listed += scan.store_paths.iter().chain(&scan.other_entries).map(|n| n.len() as u64).sum::<u64>();
+        if self.layers > MAX_LAYERS {
+            return Err(format!("its images list more than {MAX_LAYERS} layers"));
+        }
+        if self.listed > MAX_LISTED {
+            return Err(format!("its layers hold more than {MAX_LISTED} bytes of names"));
+        }
+        Ok(())
+    }
+}
+
 /// A layer as read, with how to name it in messages.
 struct ReadLayer {
     name: String,
@@ -185,6 +230,7 @@ struct ReadLayer {
 
 /// Puts an image together, checking its layers against the config.
 fn summarize(
+    budget: &mut Budget,
     source: &str,
     format: &'static str,
     tags: Vec<String>,
@@ -200,6 +246,7 @@ fn summarize(
     }
     let mut out = Vec::with_capacity(layers.len());
     for (i, (layer, diff_id)) in layers.into_iter().zip(&config.diff_ids).enumerate() {
+        budget.layer(&layer.scan)?;
         if &layer.scan.diff_id != diff_id {
             return Err(format!(
                 "layer {} ({}) uncompresses to sha256:{}, but the config's diff_id is sha256:{diff_id}",
@@ -295,6 +342,12 @@ mod tests {
         std::fs::write(&random, (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<_>>()).unwrap();
         assert!(message(&random).contains("not a tar archive"));
         assert!(matches!(inspect(&dir.path().join("missing")), Err(ImageError::Io { .. })));
+    }
+
+    #[test]
+    fn messages_escape_control_characters() {
+        let e = not_an_image(Path::new("x"), "'a\u{1b}[2J' is \"missing\"\n");
+        assert_eq!(e.to_string(), "'x' is not an image: 'a\\u{1b}[2J' is \"missing\"\\n");
     }
 
     #[test]

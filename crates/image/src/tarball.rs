@@ -155,6 +155,13 @@ impl<W: Write> LayerWriter<W> {
         Ok(())
     }
 
+    /// `mini/` and `mini/store/`, which every store-path layer starts with.
+    pub fn store_dirs(&mut self) -> Result<()> {
+        let here = Path::new("mini/store");
+        self.dir("mini", 0o755, None).map_err(io_err("archiving", here))?;
+        self.dir("mini/store", 0o755, None).map_err(io_err("archiving", here))
+    }
+
     /// Adds in-memory entries, in their (sorted) map order.
     pub fn custom(&mut self, entries: &BTreeMap<String, Custom>) -> Result<()> {
         for (path, entry) in entries {
@@ -184,15 +191,13 @@ impl<W: Write> LayerWriter<W> {
 /// directory `store_dir`): `mini/`, `mini/store/`, then each path's tree.
 pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[String]) -> Result<W> {
     let mut layer = LayerWriter::new(out);
-    let here = Path::new("mini/store");
-    layer.dir("mini", 0o555, None).map_err(io_err("archiving", here))?;
-    layer.dir("mini/store", 0o555, None).map_err(io_err("archiving", here))?;
+    layer.store_dirs()?;
     let mut sorted: Vec<&String> = base_names.iter().collect();
     sorted.sort();
     for base in sorted {
         layer.tree(&store_dir.join(base), &format!("mini/store/{base}"))?;
     }
-    layer.finish().map_err(io_err("archiving", here))
+    layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
 }
 
 #[cfg(test)]

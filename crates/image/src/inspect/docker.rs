@@ -20,12 +20,15 @@ use serde_json::Value;
 use super::layer::{scan_layer, Compression, LayerScan};
 use super::tar_stream::{read_full, Kind, Seekable, Source, Streamed, TarReader};
 use super::{
-    is_sha256_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, ImageSummary, ReadLayer,
+    is_sha256_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, ImageSummary,
+    ReadLayer,
 };
 use crate::error::{io_err, Result};
 
 /// How many links a member name is followed through.
 const MAX_LINKS: usize = 8;
+/// How many bytes of member names the index may hold.
+const MAX_INDEX: u64 = 64 * 1024 * 1024;
 
 /// One image of `manifest.json`.
 #[derive(Debug, PartialEq, Eq)]
@@ -46,6 +49,7 @@ struct Member {
 type Members = HashMap<String, Member>;
 
 /// What the second pass reads a member for.
+#[derive(PartialEq, Eq)]
 enum Role {
     Config,
     Layer,
@@ -68,11 +72,11 @@ pub(super) fn read(path: &Path) -> Result<Vec<ImageSummary>> {
     let mut resolved: Vec<(u64, Vec<u64>)> = Vec::new();
     for image in &images {
         let config = resolve(&members, &image.config).map_err(|e| bad(format!("the config {e}")))?;
-        roles.insert(config, Role::Config);
+        assign(&mut roles, config, Role::Config, &image.config).map_err(bad)?;
         let mut layers = Vec::new();
         for (i, name) in image.layers.iter().enumerate() {
             let layer = resolve(&members, name).map_err(|e| bad(format!("layer {} {e}", i + 1)))?;
-            roles.insert(layer, Role::Layer);
+            assign(&mut roles, layer, Role::Layer, name).map_err(bad)?;
             layers.push(layer);
         }
         resolved.push((config, layers));
@@ -80,7 +84,9 @@ pub(super) fn read(path: &Path) -> Result<Vec<ImageSummary>> {
     let found = second_pass(path, compression, &roles)?;
 
     let mut summaries = Vec::new();
+    let mut budget = Budget::default();
     for (image, (config_at, layer_ats)) in images.into_iter().zip(resolved) {
+        budget.image().map_err(bad)?;
         let Some(Read2::Config(config_bytes)) = found.get(&config_at) else {
             return Err(bad("the archive changed while it was being read".into()));
         };
@@ -109,9 +115,20 @@ pub(super) fn read(path: &Path) -> Result<Vec<ImageSummary>> {
             layers.push(ReadLayer { name: format!("'{name}'"), scan: scan.clone(), media_type });
         }
         let source = path.display().to_string();
-        summaries.push(summarize(&source, "docker-archive", image.tags, config, layers).map_err(bad)?);
+        summaries.push(summarize(&mut budget, &source, "docker-archive", image.tags, config, layers).map_err(bad)?);
     }
     Ok(summaries)
+}
+
+/// Records what member `at` is read for; one member cannot be both.
+fn assign(roles: &mut HashMap<u64, Role>, at: u64, role: Role, name: &str) -> std::result::Result<(), String> {
+    match roles.get(&at) {
+        Some(existing) if *existing != role => Err(format!("'{name}' is listed both as a config and as a layer")),
+        _ => {
+            roles.insert(at, role);
+            Ok(())
+        }
+    }
 }
 
 /// Whether the archive itself is compressed, from its first bytes.
@@ -138,8 +155,12 @@ fn index(path: &Path, compression: Compression) -> Result<(Members, Option<Vec<u
     let mut tar = TarReader::new(open(path, compression)?);
     let mut members = HashMap::new();
     let mut manifest = None;
-    let mut ordinal = 0;
+    let (mut ordinal, mut indexed) = (0, 0);
     while let Some(entry) = tar.next_entry().map_err(bad)? {
+        indexed += (entry.path.len() + entry.link.len()) as u64;
+        if indexed > MAX_INDEX {
+            return Err(bad(format!("its members' names take more than {MAX_INDEX} bytes")));
+        }
         let name = normalize(&String::from_utf8_lossy(&entry.path));
         if name == "manifest.json" && entry.kind == Kind::File {
             manifest = Some(read_document(tar.data(), "manifest.json").map_err(bad)?);

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use super::layer::{scan_layer, LayerScan};
 use super::{
-    digest_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, ImageSummary, ReadLayer,
+    digest_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, ImageSummary,
+    ReadLayer,
 };
 use crate::error::Result;
 
@@ -36,6 +37,7 @@ struct Layout<'a> {
     dir: &'a Path,
     scanned: HashMap<String, LayerScan>,
     images: Vec<ImageSummary>,
+    budget: Budget,
 }
 
 pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
@@ -54,7 +56,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
     }
     let index = read_file(&index_path, "index.json").map_err(bad)?;
     let index = parse_json(&index, "index.json").map_err(bad)?;
-    let mut reader = Layout { dir, scanned: HashMap::new(), images: Vec::new() };
+    let mut reader = Layout { dir, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
     reader.index(&index, "index.json", &[], 0).map_err(bad)?;
     if reader.images.is_empty() {
         return Err(bad("index.json lists no images".into()));
@@ -83,6 +85,7 @@ impl Layout<'_> {
             return Err(format!("{what} has no \"manifests\" list"));
         };
         for (i, d) in manifests.iter().enumerate() {
+            self.budget.image()?;
             let what_entry = format!("{what}'s manifest {}", i + 1);
             let desc = descriptor(d, &what_entry)?;
             let mut own_tags = tag_of(&desc);
@@ -126,7 +129,7 @@ impl Layout<'_> {
             layers.push(ReadLayer { name: format!("sha256:{}", desc.hex), scan, media_type });
         }
         let source = self.dir.display().to_string();
-        self.images.push(summarize(&source, "oci-layout", tags, config, layers)?);
+        self.images.push(summarize(&mut self.budget, &source, "oci-layout", tags, config, layers)?);
         Ok(())
     }
 
@@ -313,5 +316,25 @@ mod tests {
         let d = fresh("bad-layout");
         std::fs::write(d.join("oci-layout"), "{}").unwrap();
         assert_eq!(message(&d), "oci-layout has no imageLayoutVersion");
+    }
+
+    #[test]
+    fn indexes_listing_one_blob_many_times_are_capped() {
+        let dir = TempDir::new("oci-fanout");
+        write_oci_layout(&sample_image(), false, dir.path());
+        let index: Value = serde_json::from_slice(&std::fs::read(dir.path().join("index.json")).unwrap()).unwrap();
+        let manifest = index["manifests"][0].clone();
+        // Each level lists the one below 40 times: 40^3 images if followed.
+        let mut below = manifest;
+        for _ in 0..2 {
+            let nested = serde_json::json!({"schemaVersion": 2, "manifests": vec![below.clone(); 40]}).to_string();
+            let hex = sha256_hex(nested.as_bytes());
+            std::fs::write(dir.path().join("blobs/sha256").join(&hex), &nested).unwrap();
+            below = serde_json::json!({"mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": format!("sha256:{hex}"), "size": nested.len()});
+        }
+        std::fs::write(dir.path().join("index.json"), serde_json::json!({"manifests": vec![below; 40]}).to_string())
+            .unwrap();
+        assert_eq!(message(dir.path()), "it lists more than 1024 images");
     }
 }

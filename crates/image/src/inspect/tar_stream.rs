@@ -114,6 +114,8 @@ pub(crate) struct TarReader<S> {
     padding: u64,
     /// Where the next header starts, for messages.
     offset: u64,
+    /// The current entry's name, for messages.
+    current: String,
 }
 
 /// The data of the current entry.
@@ -146,7 +148,7 @@ struct Pending {
 
 impl<S: Source> TarReader<S> {
     pub(crate) fn new(source: S) -> Self {
-        TarReader { source, remaining: 0, padding: 0, offset: 0 }
+        TarReader { source, remaining: 0, padding: 0, offset: 0, current: String::new() }
     }
 
     /// The current entry's data.
@@ -190,6 +192,7 @@ impl<S: Source> TarReader<S> {
                     };
                     let path = pending.path.take().unwrap_or_else(|| header_name(&header));
                     let link = pending.link.take().unwrap_or_else(|| field(&header[157..257]).to_vec());
+                    self.current = String::from_utf8_lossy(&path).chars().take(200).collect();
                     return Ok(Some(Entry { path, kind, link, size }));
                 }
             }
@@ -200,7 +203,7 @@ impl<S: Source> TarReader<S> {
     /// block; `None` at the end of the archive.
     fn next_header(&mut self) -> Result<Option<[u8; BLOCK as usize]>, String> {
         let rest = self.remaining + self.padding;
-        self.source.skip(rest).map_err(|e| format!("cannot read the entry before byte {}: {e}", self.offset))?;
+        self.source.skip(rest).map_err(|e| format!("cannot read past '{}': {e}", self.current))?;
         self.remaining = 0;
         self.padding = 0;
         let mut header = [0u8; BLOCK as usize];
