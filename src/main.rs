@@ -50,6 +50,8 @@ enum Command {
     Log(build_cmd::LogArgs),
     /// Build an installable and run its program, with the store at /mini/store.
     Run(build_cmd::RunArgs),
+    /// Print the prelude: the package set flakes receive as `pkgs`, with its documentation.
+    Prelude,
     /// Evaluate to derivations and write their .drv files to the store;
     /// prints the .drv path of each top-level derivation.
     Instantiate(InstantiateArgs),
@@ -108,6 +110,10 @@ fn main() -> ExitCode {
         Command::Derivation(command) => store_cmd::derivation(&store_root, command),
         Command::Instantiate(args) => instantiate(args, store_root),
         Command::Build(args) => build_cmd::build(&store_root, args),
+        Command::Prelude => {
+            print!("{}", mini_flake::PRELUDE);
+            ExitCode::SUCCESS
+        }
         Command::Log(args) => build_cmd::log(&store_root, args),
         Command::Run(args) => build_cmd::run(&store_root, args),
         Command::Image(command) => image_cmd::run(&store_root, command),

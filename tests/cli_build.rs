@@ -610,3 +610,14 @@ fn a_relative_store_root_gives_absolute_out_links() {
     assert!(link.is_absolute() && link.starts_with(&s.0), "{}", link.display());
     assert_eq!(std::fs::read_to_string(dir.join("result")).unwrap(), "hi\n");
 }
+
+#[test]
+fn the_prelude_prints_and_is_the_language() {
+    let s = Scratch::new("build-prelude");
+    let text = ok(&mini(&s.0.join("store"), &s.0, &["prelude"]));
+    for name in ["runCommand", "writeText", "busybox", "buildLayeredImage", "buildImage"] {
+        assert!(text.contains(name), "{name} is not in the prelude");
+    }
+    let lambda = ok(&mini(&s.0.join("store"), &s.0, &["eval", "--expr", &text]));
+    assert_eq!(lambda, "<LAMBDA>");
+}

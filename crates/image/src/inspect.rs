@@ -18,6 +18,7 @@ mod tar_stream;
 #[cfg(test)]
 mod testing;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -114,13 +115,19 @@ pub fn inspect(path: &Path) -> Result<Vec<ImageSummary>> {
 /// The error for bad input. Messages quote names from the input, so
 /// control characters are escaped: a hostile name cannot drive the terminal.
 fn not_an_image(path: &Path, message: impl Into<String>) -> ImageError {
-    let message = message.into();
-    let message = if message.chars().any(char::is_control) {
-        message.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
-    } else {
-        message
-    };
+    let message = escape_controls(&message.into()).into_owned();
     ImageError::NotAnImage { path: path.to_path_buf(), message }
+}
+
+/// Text from an image with control characters escaped (`\u{1b}`).
+fn escape_controls(s: &str) -> Cow<'_, str> {
+    if s.chars().any(char::is_control) {
+        Cow::Owned(
+            s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Reads a document of at most [`MAX_DOCUMENT`] bytes.

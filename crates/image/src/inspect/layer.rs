@@ -74,19 +74,19 @@ pub(crate) struct LayerScan {
 }
 
 /// A reader that hashes and counts what passes through it.
-pub(crate) struct Hashing<R> {
+struct Hashing<R> {
     inner: R,
     hasher: Sha256,
     count: u64,
 }
 
 impl<R: Read> Hashing<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    fn new(inner: R) -> Self {
         Hashing { inner, hasher: Sha256::new(), count: 0 }
     }
 
     /// Reads the rest of the input, then gives its hex digest and length.
-    pub(crate) fn finish(mut self) -> io::Result<(String, u64)> {
+    fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
         Ok((hex(&self.hasher.finalize()), self.count))
     }

@@ -2,12 +2,11 @@
 //! the layers several images share) and as one JSON document for scripts.
 //! Pure functions of the summaries, so the exact output is unit-tested.
 
-use std::borrow::Cow;
 use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::{ImageSummary, LayerSummary, CONFIG_KEYS};
+use super::{escape_controls as clean, ImageSummary, LayerSummary, CONFIG_KEYS};
 
 /// Where values start in the text: after a label and padding.
 const VALUE_COLUMN: usize = 16;
@@ -171,18 +170,6 @@ fn setting_lines(key: &str, value: &Value) -> Vec<String> {
 
 fn plain(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
-}
-
-/// Text from the image with control characters escaped, so a hostile
-/// label cannot drive the terminal.
-fn clean(s: &str) -> Cow<'_, str> {
-    if s.chars().any(char::is_control) {
-        Cow::Owned(
-            s.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect(),
-        )
-    } else {
-        Cow::Borrowed(s)
-    }
 }
 
 fn plural(n: usize, noun: &str) -> String {
