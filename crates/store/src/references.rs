@@ -12,25 +12,29 @@ use std::path::{Path, PathBuf};
 use crate::base32::is_base32_char;
 use crate::store_path::{StorePath, HASH_CHARS};
 
-/// Finds which `candidates` occur in `bytes`: every run of 32 base-32
-/// characters is a window to look up.
+/// Finds which `candidates` occur in `bytes`. A hash is 32 base-32
+/// characters, so each window is checked from its end: at the last byte
+/// that is not base-32 the scan can jump past it. Binary data, where such
+/// bytes are common, is scanned a window at a time rather than a byte.
 pub fn scan_bytes(bytes: &[u8], candidates: &HashMap<[u8; HASH_CHARS], usize>, found: &mut BTreeSet<usize>) {
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if !is_base32_char(b) {
-            run_start = i + 1;
-            continue;
-        }
-        if i + 1 - run_start >= HASH_CHARS {
-            let window: [u8; HASH_CHARS] = bytes[i + 1 - HASH_CHARS..=i].try_into().expect("window is HASH_CHARS long");
-            if let Some(&index) = candidates.get(&window) {
-                found.insert(index);
+    let mut start = 0;
+    while start + HASH_CHARS <= bytes.len() {
+        let window = &bytes[start..start + HASH_CHARS];
+        match window.iter().rposition(|&b| !is_base32_char(b)) {
+            Some(bad) => start += bad + 1,
+            None => {
+                let key: [u8; HASH_CHARS] = window.try_into().expect("window is HASH_CHARS long");
+                if let Some(&index) = candidates.get(&key) {
+                    found.insert(index);
+                }
+                start += 1;
             }
         }
     }
 }
 
-/// Which of `candidates` the tree at `path` refers to.
+/// Which of `candidates` the tree at `path` refers to. Files are read in
+/// pieces (overlapping by a hash's length), so their size does not matter.
 pub fn scan_references(path: &Path, candidates: &[StorePath]) -> io::Result<BTreeSet<StorePath>> {
     let table: HashMap<[u8; HASH_CHARS], usize> = candidates
         .iter()
@@ -41,8 +45,46 @@ pub fn scan_references(path: &Path, candidates: &[StorePath]) -> io::Result<BTre
         })
         .collect();
     let mut found = BTreeSet::new();
-    visit(path, &mut |_, bytes| scan_bytes(bytes, &table, &mut found))?;
+    let mut buffer = vec![0u8; SCAN_CHUNK + HASH_CHARS];
+    walk(path, &mut |_, entry| {
+        match entry {
+            Entry::Symlink(target) => scan_bytes(target, &table, &mut found),
+            Entry::File(file) => {
+                // `kept` bytes from the previous piece stay in front, so a
+                // hash split between two pieces is still seen whole.
+                let mut kept = 0;
+                loop {
+                    let n = read_full(file, &mut buffer[kept..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    let end = kept + n;
+                    scan_bytes(&buffer[..end], &table, &mut found);
+                    kept = end.min(HASH_CHARS - 1);
+                    buffer.copy_within(end - kept..end, 0);
+                }
+            }
+        }
+        Ok(())
+    })?;
     Ok(found.into_iter().map(|i| candidates[i].clone()).collect())
+}
+
+/// How much of a file is scanned at a time.
+const SCAN_CHUNK: usize = 1 << 20;
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// One place a hash appears: the file (relative to the scanned root, `""`
@@ -76,27 +118,47 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Calls `f` with each file's contents and each symlink's target, in
-/// sorted order, with paths relative to `root`.
-fn visit(root: &Path, f: &mut impl FnMut(&Path, &[u8])) -> io::Result<()> {
+/// A file's contents or a symlink's target, as [`walk`] hands them out.
+enum Entry<'a> {
+    File(&'a mut fs::File),
+    Symlink(&'a [u8]),
+}
+
+/// Calls `f` with each file (open) and each symlink's target, in sorted
+/// order, with paths relative to `root`.
+fn walk(root: &Path, f: &mut impl FnMut(&Path, Entry) -> io::Result<()>) -> io::Result<()> {
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let full = if rel.as_os_str().is_empty() { root.to_path_buf() } else { root.join(&rel) };
         let meta = fs::symlink_metadata(&full)?;
         if meta.file_type().is_symlink() {
-            f(&rel, fs::read_link(&full)?.as_os_str().as_encoded_bytes());
+            f(&rel, Entry::Symlink(fs::read_link(&full)?.as_os_str().as_encoded_bytes()))?;
         } else if meta.is_dir() {
             let mut names: Vec<_> =
                 fs::read_dir(&full)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
             names.sort();
             stack.extend(names.into_iter().rev().map(|n| rel.join(n)));
         } else {
-            let mut bytes = Vec::with_capacity(meta.len() as usize);
-            fs::File::open(&full)?.read_to_end(&mut bytes)?;
-            f(&rel, &bytes);
+            f(&rel, Entry::File(&mut fs::File::open(&full)?))?;
         }
     }
     Ok(())
+}
+
+/// Calls `f` with each file's contents and each symlink's target, in
+/// sorted order, with paths relative to `root`.
+fn visit(root: &Path, f: &mut impl FnMut(&Path, &[u8])) -> io::Result<()> {
+    walk(root, &mut |rel, entry| {
+        match entry {
+            Entry::Symlink(target) => f(rel, target),
+            Entry::File(file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes)?;
+                f(rel, &bytes);
+            }
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -122,6 +184,24 @@ mod tests {
         assert_eq!(occ[0].file, PathBuf::from("bin/script"));
         assert_eq!(occ[0].offset, "#!/mini/store/".len());
         assert!(occ[0].context.contains("-busybox/bin/sh"), "{}", occ[0].context);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn hashes_across_piece_boundaries_and_in_binary_data_are_found() {
+        let dir = std::env::temp_dir().join(format!("mini-refs-big-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (path("a"), path("b"), path("c"));
+        // `a` straddles the first piece's end; `b` sits in noise further on.
+        let mut bytes: Vec<u8> = (0..SCAN_CHUNK + HASH_CHARS - 10).map(|i| (i * 7 % 251) as u8).collect();
+        bytes.extend_from_slice(a.hash_part().as_bytes());
+        bytes.extend((0..3 * SCAN_CHUNK).map(|i| (i * 13 % 256) as u8));
+        bytes.extend_from_slice(b.hash_part().as_bytes());
+        bytes.push(0);
+        fs::write(dir.join("blob"), &bytes).unwrap();
+        let found = scan_references(&dir, &[a.clone(), b.clone(), c]).unwrap();
+        assert_eq!(found, BTreeSet::from([a, b]));
         fs::remove_dir_all(&dir).unwrap();
     }
 
