@@ -98,6 +98,6 @@ pub fn write_oci_layout(image: &Image, out: &Path) -> Result<()> {
         size: manifest.len() as u64,
     };
     write(&blobs.join(hex(&manifest_desc.digest)), manifest.as_bytes())?;
-    write(&out.join("index.json"), oci::oci_index(&manifest_desc, &image.tag).as_bytes())?;
+    write(&out.join("index.json"), oci::oci_index(&manifest_desc, &image.tag, &image.repo_tag).as_bytes())?;
     write(&out.join("oci-layout"), oci::oci_layout().as_bytes())
 }

@@ -11,6 +11,7 @@ use crate::spec::ImageSpec;
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 
 /// A blob as manifests refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,11 +65,14 @@ pub fn oci_manifest(config: &Descriptor, layers: &[Descriptor]) -> String {
     .to_string()
 }
 
-/// The `index.json` of an OCI layout holding one manifest, tagged.
-pub fn oci_index(manifest: &Descriptor, tag: &str) -> String {
+/// The `index.json` of an OCI layout holding one manifest: the tag as the
+/// OCI reference name, and `name:tag` as containerd names images.
+pub fn oci_index(manifest: &Descriptor, tag: &str, repo_tag: &str) -> String {
     let mut descriptor = manifest.to_json();
     if let Value::Object(map) = &mut descriptor {
-        map.insert("annotations".into(), Value::Object(Map::from_iter([(REF_NAME.to_string(), tag.into())])));
+        let annotations =
+            Map::from_iter([(CONTAINERD_NAME.to_string(), repo_tag.into()), (REF_NAME.to_string(), tag.into())]);
+        map.insert("annotations".into(), Value::Object(annotations));
     }
     json!({ "schemaVersion": 2, "manifests": [descriptor] }).to_string()
 }
@@ -107,6 +111,8 @@ mod tests {
             r#"[{"Config":"c.json","Layers":["l1.tar"],"RepoTags":["hello:v1"]}]"#
         );
         let d = Descriptor { media_type: MANIFEST_MEDIA_TYPE.into(), digest: [1; 32], size: 7 };
-        assert!(oci_index(&d, "v1").contains(r#""annotations":{"org.opencontainers.image.ref.name":"v1"}"#));
+        assert!(oci_index(&d, "v1", "hello:v1").contains(
+            r#""annotations":{"io.containerd.image.name":"hello:v1","org.opencontainers.image.ref.name":"v1"}"#
+        ));
     }
 }
