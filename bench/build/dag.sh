@@ -228,7 +228,7 @@ fi
 
 echo "nix:    $NIX_VERSION (sandbox = true, build-users-group = nixbld, private /nix)" >&2
 echo "mini:   $MINI" >&2
-FS=$(findmnt -no FSTYPE,OPTIONS -T "$WORK" 2>/dev/null | awk '{ print $1 " (" $2 ")" }' || stat -f -c %T "$WORK")
+FS=$(findmnt -no FSTYPE,OPTIONS -T "$WORK" 2>/dev/null | awk 'NR == 1 { print $1 " (" $2 ")" }' || stat -f -c %T "$WORK")
 echo "work:   $WORK on $FS" >&2
 echo "dag:    $LEAVES leaves + 1 root = $((LEAVES + 1)) derivations, -j $JOBS, $ROUNDS rounds, $NOOP_RUNS no-op runs" >&2
 
@@ -263,6 +263,14 @@ EOF
     sed 's/^/   /' "$WORK/nix/store/$(basename "$(tail -n 1 "$WORK/probe.out")")" >&2
 fi
 
+# The machine is shared: compare the CPU time the whole machine spent
+# (/proc/stat) with what this script and its children spent (bash's
+# `times`) to see how much other processes ran during the measurements.
+machine_cpu() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
+# `times` must run in this shell (not in $(...)) to see its children.
+own_cpu() { awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); t += a[1] * 60 + a[2] } printf "%.2f", t }' "$WORK/times"; }
+times > "$WORK/times"; cpu0=$(machine_cpu) own0=$(own_cpu) wall0=$EPOCHREALTIME
+
 nix_t=() mini_t=()
 for ((r = 1; r <= ROUNDS; r++)); do
     salt="$(date +%s%N)-$r-$RANDOM"
@@ -290,6 +298,14 @@ if [[ $mini_ok -eq 1 ]] && grep -q "^building '" "$WORK/mininoop.err"; then
 fi
 if grep -q "^building '" "$WORK/nixnoop.err"; then
     echo "dag.sh: nix-build's no-op rebuild built something:" >&2; head -n 5 "$WORK/nixnoop.err" >&2; exit 1
+fi
+
+times > "$WORK/times"
+other=$(awk -v m0="$cpu0" -v m1="$(machine_cpu)" -v o0="$own0" -v o1="$(own_cpu)" -v w0="$wall0" -v w1="$EPOCHREALTIME" -v n="$(nproc)" \
+    'BEGIN { x = (m1 - m0) - (o1 - o0); if (x < 0) x = 0; printf "%.1f CPU-s besides this script'"'"'s %.1f, over %.1f s wall (%.0f%% of %d cores)", x, o1 - o0, w1 - w0, 100 * x / ((w1 - w0) * n), n }')
+echo "other load: $other" >&2
+if awk -v o="$other" 'BEGIN { split(o, a, "[(%]"); exit !(a[2] + 0 > 10) }'; then
+    echo "dag.sh: warning: other processes used a good part of the machine during the run; figures are unreliable" >&2
 fi
 
 best() { printf '%s\n' "$@" | sort -g | head -n 1; }
@@ -341,6 +357,7 @@ if [[ $record -eq 1 ]]; then
         echo "- mini: \`${MINI#"$REPO"/}\`, commit $rev"
         echo "- $LEAVES leaves + 1 root, \`-j $JOBS\`, a fresh salt in each of $ROUNDS rounds; no-op rebuild of the last round $NOOP_RUNS times"
         echo "- work directory (both stores, both builders' temporary directories): \`${TMPDIR:-/tmp}\`, $FS"
+        echo "- other load during the measurements (machine CPU time from /proc/stat minus this script's): $other"
         echo "- wall time from bash's \$EPOCHREALTIME around each build command (for Nix, inside its mount namespace)"
         echo
         echo "$table"

@@ -44,6 +44,9 @@
 #   After each image build, `mini gc` (roots: the last path and its .drv)
 #   deletes the image, so at most one image is on disk.
 #
+# Needs openssl, GNU tar, /usr/bin/time (Debian `time`), python3, and
+# strace for the breakdown.
+#
 # Exit status: 0 when every build succeeded (whether or not the targets
 # are met), 1 if a build failed or gave a wrong result, 2 on setup errors.
 set -euo pipefail
@@ -84,7 +87,7 @@ if [[ $PROFILE == 1 ]] && ! command -v strace >/dev/null; then
     echo "pack.sh: strace not found; no breakdown (apt-get install -y strace)" >&2
     PROFILE=0
 fi
-command -v python3 >/dev/null || { [[ $PROFILE == 0 ]] || { echo "pack.sh: python3 not found; no breakdown" >&2; PROFILE=0; }; }
+command -v python3 >/dev/null || die "python3 not found (it reads the image's manifest.json and the strace logs)"
 
 parent=${TMPDIR:-/tmp}
 need_kb=$((SIZE_MB * 1024 * 33 / 10 + 200 * 1024))
@@ -105,7 +108,7 @@ cp "$MINI_SRC" "$M"
 STORE="$WORK/store"
 FLAKE="$WORK/flake"
 mkdir -p "$FLAKE"
-FS=$(findmnt -no FSTYPE,OPTIONS -T "$WORK" 2>/dev/null | awk '{ print $1 " (" $2 ")" }' || stat -f -c %T "$WORK")
+FS=$(findmnt -no FSTYPE,OPTIONS -T "$WORK" 2>/dev/null | awk 'NR == 1 { print $1 " (" $2 ")" }' || stat -f -c %T "$WORK")
 per_path=$((SIZE_MB * 1048576 / PATHS))
 last="p$((PATHS - 1))"
 
@@ -322,7 +325,7 @@ def phases(path):
         ('evaluate, instantiate, plan (until the layer cache is opened)', cache - start),
         ('store-path layers: tar + SHA-256 into the layer cache, and the customisation layer', archive - cache),
         ('docker archive: copy the layers into the output, then canonicalise', scan - archive),
-        ('reference scan of the output (read into memory)', hashing - scan),
+        ('reference scan of the output', hashing - scan),
         ('archive hash of the output (BLAKE3, normalise)', sync_start - hashing),
         ('syncfs (the layer cache and the image made durable)', sync_end - sync_start),
         ('move into the store, register, exit', end - sync_end),
@@ -347,6 +350,7 @@ best() { printf '%s\n' "$@" | sort -g | head -n 1; }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+span() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print (lo == hi ? lo : lo "–" hi) }'; }
 mbps() { awk -v b="$closure_bytes" -v s="$1" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
 
 fb=$(best "${floor_t[@]}") fm=$(median "${floor_t[@]}")
@@ -359,8 +363,8 @@ table=$(
     echo "| median of $ROUNDS | $fm | $mm | $(ratio "$mm" "$fm") | $rd | $(pct "$rd" "$mm") |"
     echo
     echo "- throughput (best): floor $(mbps "$fb") MiB/s, mini full pack $(mbps "$mb") MiB/s"
-    echo "- image: $(mib "$full_size") MiB docker-archive (uncompressed layers), $full_layers layers ($((full_layers - 1)) store-path layers + the customisation layer; $full_packed layer tars packed into the cache by a full pack, ${re_packed[*]} by each re-pack)"
-    echo "- mini's peak RSS: full pack $(best "${full_rss[@]}")–$(printf '%s\n' "${full_rss[@]}" | sort -g | tail -n 1) MiB, re-pack $(best "${re_rss[@]}")–$(printf '%s\n' "${re_rss[@]}" | sort -g | tail -n 1) MiB"
+    echo "- image: $(mib "$full_size") MiB docker-archive (uncompressed layers), $full_layers layers ($((full_layers - 1)) store-path layers + the customisation layer); layer tars packed into the cache: $full_packed by a full pack, $(span "${re_packed[@]}") by a re-pack"
+    echo "- mini's peak RSS: full pack $(span "${full_rss[@]}") MiB, re-pack $(span "${re_rss[@]}") MiB"
     echo "- rounds: floor ${floor_t[*]} s; full pack ${full_t[*]} s; re-pack ${re_t[*]} s"
     if [[ -n $breakdown ]]; then
         echo

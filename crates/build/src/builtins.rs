@@ -8,7 +8,7 @@
 //! a fixed output's hash and registering are the scheduler's, exactly as
 //! for a sandboxed build.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
@@ -45,6 +45,10 @@ pub struct BuiltinJob<'a> {
     pub store: &'a Store,
     /// The build log, as a sandboxed builder's output would be.
     pub log: &'a mut dyn Write,
+    /// The runtime references of an output, when the builder knows them
+    /// exactly (the image builder does: it wrote every path it packed);
+    /// outputs not named here are scanned as usual.
+    pub references: BTreeMap<String, BTreeSet<StorePath>>,
 }
 
 impl BuiltinJob<'_> {
@@ -397,7 +401,14 @@ mod tests {
         let drv_path = drv.drv_path().unwrap();
         let outputs = BTreeMap::from([("out".to_string(), out.to_path_buf())]);
         let mut log = Vec::new();
-        builder.build(&mut BuiltinJob { drv_path: &drv_path, drv, outputs: &outputs, store, log: &mut log })?;
+        builder.build(&mut BuiltinJob {
+            drv_path: &drv_path,
+            drv,
+            outputs: &outputs,
+            store,
+            log: &mut log,
+            references: BTreeMap::new(),
+        })?;
         Ok(String::from_utf8(log).unwrap())
     }
 

@@ -8,7 +8,7 @@
 //! overlapping graphs build each derivation once. The first failure stops
 //! new work unless `keep_going` is set.
 
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -283,9 +283,9 @@ impl<'a> Builder<'a> {
         let spec = self.sandbox_spec(job, &outputs, &inputs, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
-            None => self.run_sandboxed(job, &spec),
+            None => self.run_sandboxed(job, &spec).map(|()| BTreeMap::new()),
         }
-        .and_then(|()| self.finish_outputs(job, &outputs, &inputs, &spec));
+        .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared));
         if result.is_err() && self.options.keep_failed {
             let kept = self.store.root().join("failed").join(format!("{}-{}", job.drv.name, std::process::id()));
             let moved = fs::create_dir_all(self.store.root().join("failed"))
@@ -372,7 +372,7 @@ impl<'a> Builder<'a> {
         job: &Job,
         outputs: &BTreeMap<String, StorePath>,
         spec: &SandboxSpec,
-    ) -> Result<()> {
+    ) -> Result<BTreeMap<String, BTreeSet<StorePath>>> {
         let builder = self.builtins.iter().find(|b| b.name() == name).ok_or_else(|| BuildError::Builtin {
             builder: name.into(),
             drv: job.drv_path.to_string(),
@@ -384,13 +384,16 @@ impl<'a> Builder<'a> {
         fs::create_dir_all(&store_dir).map_err(io_err("creating", &store_dir))?;
         let log_path = self.log_path(&job.drv_path);
         let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
-        builder.build(&mut BuiltinJob {
+        let mut builtin_job = BuiltinJob {
             drv_path: &job.drv_path,
             drv: &job.drv,
             outputs: &hosts,
             store: self.store,
             log: &mut log,
-        })
+            references: BTreeMap::new(),
+        };
+        builder.build(&mut builtin_job)?;
+        Ok(builtin_job.references)
     }
 
     fn run_sandboxed(&self, job: &Job, spec: &SandboxSpec) -> Result<()> {
@@ -509,6 +512,7 @@ impl<'a> Builder<'a> {
         outputs: &BTreeMap<String, StorePath>,
         inputs: &[StorePath],
         spec: &SandboxSpec,
+        mut declared: BTreeMap<String, BTreeSet<StorePath>>,
     ) -> Result<()> {
         let drv = job.drv_path.to_string();
         let mut candidates: Vec<StorePath> = inputs.to_vec();
@@ -526,8 +530,10 @@ impl<'a> Builder<'a> {
                 self.compare_with_valid(&drv, path, &host)?;
                 continue;
             }
-            let references =
-                scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?;
+            let references = match declared.remove(name) {
+                Some(known) => known,
+                None => scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?,
+            };
             self.store.install(path, &host, references, Some(job.drv_path.clone()))?;
         }
         Ok(())

@@ -4,6 +4,7 @@
 //! tar metadata of `tarball`.
 
 use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -11,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::cache::{hex, Compressor, Layer};
 use crate::error::{io_err, Result};
 use crate::oci::{self, Descriptor};
-use crate::tarball::LayerWriter;
+use crate::tarball;
 
 /// An image ready to be written: its config document and its layers.
 pub struct Image<'a> {
@@ -49,23 +50,39 @@ pub fn write_docker_archive(image: &Image, out: &Path) -> Result<()> {
         }
     }
     members.sort_by(|a, b| a.0.cmp(&b.0));
-    // The file itself, unbuffered: blobs are then copied file to file by
-    // the kernel (copy_file_range) rather than through user space.
-    let file = File::create(out).map_err(io_err("creating", out))?;
-    let mut tar = LayerWriter::new(file);
+    let mut file = File::create(out).map_err(io_err("creating", out))?;
     for (name, member) in members {
         match member {
-            Member::Bytes(bytes) => tar.file(&name, 0o444, bytes.len() as u64, bytes),
+            Member::Bytes(bytes) => append(&mut file, &name, bytes.len() as u64, &mut &bytes[..]),
             Member::Blob(path) => {
-                let blob = File::open(path).map_err(io_err("reading", path))?;
+                let mut blob = File::open(path).map_err(io_err("reading", path))?;
                 let size = blob.metadata().map_err(io_err("reading", path))?.len();
-                tar.file(&name, 0o444, size, blob)
+                append(&mut file, &name, size, &mut blob)
             }
         }
         .map_err(io_err("writing", out))?;
     }
-    tar.finish().map_err(io_err("writing", out))?;
+    // A tar ends with two empty blocks.
+    file.write_all(&[0; 1024]).map_err(io_err("writing", out))?;
     Ok(())
+}
+
+/// Appends one member to a docker-archive. Written straight to the file,
+/// not through the `tar` crate's builder, so that copying a blob from the
+/// layer cache is file to file and the kernel does it (`copy_file_range`)
+/// instead of a loop through user space. Member names are digests, short
+/// enough for a plain header.
+fn append(out: &mut File, name: &str, size: u64, data: &mut impl io::Read) -> io::Result<()> {
+    let mut header = tarball::header(tar::EntryType::Regular, 0o444, size, None)?;
+    header.set_path(name)?;
+    header.set_cksum();
+    out.write_all(header.as_bytes())?;
+    let copied = io::copy(data, out)?;
+    if copied != size {
+        return Err(io::Error::other(format!("{name} changed while it was copied")));
+    }
+    let padding = (512 - size % 512) % 512;
+    out.write_all(&vec![0; padding as usize])
 }
 
 /// Writes `image` as an OCI image layout directory at `out`.

@@ -50,6 +50,9 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let roots = image_roots(job)?;
     let references: BTreeMap<StorePath, BTreeSet<StorePath>> =
         store.closure(&roots)?.into_iter().map(|info| (info.path, info.references)).collect();
+    // Every path of the closure is named in the layers' entries, which is
+    // all a scan of the image would find: no need to read it again.
+    job.references.insert("out".into(), references.keys().cloned().collect());
     let custom = customisation(&spec, store)?;
     let scratch = store.staging_dir()?;
     let built = pack_layers(&spec, store, &roots, &references, &custom, &scratch);

@@ -82,7 +82,8 @@ pub struct LayerWriter<W: Write> {
     tar: tar::Builder<W>,
 }
 
-fn header(kind: tar::EntryType, mode: u32, size: u64, owner: Option<&Owner>) -> io::Result<tar::Header> {
+/// A header with mini's fixed metadata.
+pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64, owner: Option<&Owner>) -> io::Result<tar::Header> {
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(kind);
     header.set_mode(mode);
