@@ -92,12 +92,10 @@ struct EvalArgs {
 
 fn main() -> ExitCode {
     allocator::configure();
-    // The sandbox helpers must run before anything starts a thread.
+    // `mini run`'s helper must start before anything starts a thread.
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    match raw.get(1).and_then(|a| a.to_str()) {
-        Some(mini_build::sandbox::HELPER_ARG) if raw.len() == 3 => mini_build::sandbox::helper_main(&raw[2]),
-        Some(mini_build::store_view::RUN_HELPER_ARG) => mini_build::store_view::helper_main(&raw[2..]),
-        _ => {}
+    if raw.get(1).and_then(|a| a.to_str()) == Some(mini_build::store_view::RUN_HELPER_ARG) {
+        mini_build::store_view::helper_main(&raw[2..]);
     }
     let cli = Cli::parse();
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);

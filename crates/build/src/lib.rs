@@ -11,6 +11,7 @@
 pub mod builtins;
 pub mod dag;
 pub mod error;
+mod mounts;
 pub mod output;
 pub mod sandbox;
 pub mod schedule;

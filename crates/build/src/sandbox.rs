@@ -4,40 +4,43 @@
 //! `/mini/store`), the directory where it creates its outputs, `/build`, a
 //! fresh `/tmp`, a minimal `/dev`, its own `/proc` and a tiny `/etc`.
 //!
-//! Setting namespaces up needs a single-threaded process, and the scheduler
-//! is not one, so the sandbox is entered by a small helper: the `mini`
-//! binary itself, re-executed with the hidden first argument
-//! [`HELPER_ARG`] and a spec file. The helper unshares, maps the caller's
-//! uid to the build user (uid 1000, gid 100, as in Nix), and forks the
-//! builder as pid 1 of the new pid namespace. When that process exits, the
-//! kernel kills everything else in the namespace: nothing a build starts
-//! outlives it. The helper dies with its parent (and the builder with the
-//! helper), so killing `mini` or timing a build out leaves nothing behind.
+//! How it is entered, and why this way: the builder process is created
+//! with `clone(CLONE_VM | CLONE_VFORK | CLONE_NEW*)`, as `posix_spawn`
+//! creates processes: no copy of the parent's memory, no second program to
+//! load. The child shares the scheduler's memory (the cloning thread waits
+//! until it execs), so it must not allocate or take a lock: everything it
+//! does is planned beforehand ([`Plan`]) as a list of system calls on
+//! prepared C strings, which it runs and then `execve`s the builder. If a
+//! step fails, it reports the step and `errno` on a pipe and exits.
 //!
-//! Unprivileged user namespaces are enough; it works the same as root.
+//! The builder is pid 1 of its pid namespace, so when it exits the kernel
+//! kills everything it started; it is also killed when the thread that
+//! started it dies (a killed `mini`). The caller's uid and gid become the
+//! build user's (1000 and 100, as in Nix) through the new user namespace:
+//! unprivileged user namespaces are enough, and it works the same as root.
 
 use std::ffi::{CString, OsStr};
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, BuildError, Result};
-
-/// First argument that turns the `mini` binary into the sandbox helper.
-pub const HELPER_ARG: &str = "__mini-sandbox";
+use crate::mounts::locked_flags;
 
 /// The build user inside the sandbox, as Nix names it.
 pub const BUILD_UID: u32 = 1000;
 pub const BUILD_GID: u32 = 100;
 
-/// Exit status of the helper when it could not set the sandbox up; the
-/// reason is in the work directory's [`SETUP_ERROR_FILE`].
-pub const SETUP_FAILED: i32 = 125;
-pub const SETUP_ERROR_FILE: &str = "setup-error";
+/// Where, inside the sandbox, the store is.
+pub const STORE_DIR: &str = "/mini/store";
 
-/// Everything the helper needs to set up one build.
+/// Stack of the cloned child until it execs: it only makes system calls.
+const CHILD_STACK: usize = 64 << 10;
+
+/// Everything a build needs from the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
     /// Program to run, as seen inside the sandbox.
@@ -56,9 +59,6 @@ pub struct SandboxSpec {
     pub network: bool,
 }
 
-/// Where, inside the sandbox, the store is.
-pub const STORE_DIR: &str = "/mini/store";
-
 impl SandboxSpec {
     /// The new root, on the host.
     pub fn root(&self) -> PathBuf {
@@ -74,430 +74,412 @@ impl SandboxSpec {
     pub fn build_dir_on_host(&self) -> PathBuf {
         self.root().join("build")
     }
-
-    fn to_json(&self) -> String {
-        serde_json::json!({
-            "builder": self.builder,
-            "args": self.args,
-            "env": self.env.iter().map(|(k, v)| [k, v]).collect::<Vec<_>>(),
-            "workDir": self.work_dir.to_string_lossy(),
-            "storeDir": self.store_dir.to_string_lossy(),
-            "inputs": self.inputs,
-            "network": self.network,
-        })
-        .to_string()
-    }
-
-    fn from_json(text: &str) -> std::result::Result<SandboxSpec, String> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let string = |name: &str| v[name].as_str().map(str::to_string).ok_or(format!("'{name}' missing"));
-        let strings = |value: &serde_json::Value| -> std::result::Result<Vec<String>, String> {
-            value
-                .as_array()
-                .ok_or("not a list")?
-                .iter()
-                .map(|s| s.as_str().map(str::to_string).ok_or_else(|| "not a string".to_string()))
-                .collect()
-        };
-        let env = v["env"]
-            .as_array()
-            .ok_or("'env' missing")?
-            .iter()
-            .map(|pair| strings(pair).and_then(|p| p.try_into().map_err(|_| "bad env pair".to_string())))
-            .map(|pair| pair.map(|[k, val]: [String; 2]| (k, val)))
-            .collect::<std::result::Result<_, _>>()?;
-        Ok(SandboxSpec {
-            builder: string("builder")?,
-            args: strings(&v["args"])?,
-            env,
-            work_dir: PathBuf::from(string("workDir")?),
-            store_dir: PathBuf::from(string("storeDir")?),
-            inputs: strings(&v["inputs"])?,
-            network: v["network"].as_bool().unwrap_or(false),
-        })
-    }
-
-    /// Writes the spec where the helper will read it, and lays out the
-    /// directories the build leaves its results in.
-    pub fn prepare(&self) -> Result<PathBuf> {
-        let root = self.root();
-        for dir in [root.join("mini/store"), self.build_dir_on_host()] {
-            fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        }
-        // The builder creates its outputs here; nothing else it leaves here
-        // is kept.
-        let store = root.join("mini/store");
-        fs::set_permissions(&store, fs::Permissions::from_mode(0o1775)).map_err(io_err("preparing", &store))?;
-        let spec_path = self.work_dir.join("spec.json");
-        fs::write(&spec_path, self.to_json()).map_err(io_err("writing", &spec_path))?;
-        Ok(spec_path)
-    }
-
-    /// Why the helper could not set the sandbox up, if it said.
-    pub fn setup_error(&self) -> Option<String> {
-        fs::read_to_string(self.work_dir.join(SETUP_ERROR_FILE)).ok().filter(|e| !e.is_empty())
-    }
 }
 
-/// The command that runs a prepared spec: this executable as the helper.
-pub fn helper_command(spec_path: &Path) -> Result<std::process::Command> {
-    let exe = std::env::current_exe().map_err(io_err("finding", Path::new("/proc/self/exe")))?;
-    let mut command = std::process::Command::new(exe);
-    command.arg(HELPER_ARG).arg(spec_path).env_clear();
-    // SAFETY: prctl is async-signal-safe; it makes the helper die with the
-    // thread that started it, so a killed `mini` leaves no build running.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                return Err(io::Error::last_os_error());
+/// One system call the child makes, with everything it needs prepared.
+#[derive(Debug)]
+enum Step {
+    WriteFile { path: CString, data: Vec<u8> },
+    Mount { source: CString, target: CString, fstype: Option<CString>, flags: libc::c_ulong, data: Option<CString> },
+    Mkdir { path: CString, mode: libc::mode_t },
+    CreateFile { path: CString },
+    Symlink { target: CString, link: CString },
+    Chdir { path: CString },
+    PivotRoot,
+    DetachOldRoot,
+    Hostname,
+    LoopbackUp,
+}
+
+impl Step {
+    /// What the step was, for an error message.
+    fn describe(&self) -> String {
+        let show = |c: &CString| c.to_string_lossy().into_owned();
+        match self {
+            Step::WriteFile { path, .. } => format!("writing {}", show(path)),
+            Step::Mount { source, target, .. } => format!("mounting {} on {}", show(source), show(target)),
+            Step::Mkdir { path, .. } => format!("creating {}", show(path)),
+            Step::CreateFile { path } => format!("creating {}", show(path)),
+            Step::Symlink { link, .. } => format!("creating {}", show(link)),
+            Step::Chdir { path } => format!("entering {}", show(path)),
+            Step::PivotRoot => "changing the root directory".into(),
+            Step::DetachOldRoot => "unmounting the old root".into(),
+            Step::Hostname => "setting the hostname".into(),
+            Step::LoopbackUp => "bringing up lo".into(),
+        }
+    }
+
+    /// Runs the step. Called in the cloned child: no allocation.
+    fn run(&self) -> bool {
+        // SAFETY: every pointer is a valid C string (or null where the
+        // call allows it) owned by the plan, which outlives the child.
+        unsafe {
+            match self {
+                Step::WriteFile { path, data } => {
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+                        0o644,
+                    );
+                    if fd < 0 {
+                        return false;
+                    }
+                    let ok = libc::write(fd, data.as_ptr().cast(), data.len()) == data.len() as isize;
+                    libc::close(fd);
+                    ok
+                }
+                Step::Mount { source, target, fstype, flags, data } => {
+                    let fstype = fstype.as_ref().map_or(std::ptr::null(), |f| f.as_ptr());
+                    let data = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr().cast());
+                    libc::mount(source.as_ptr(), target.as_ptr(), fstype, *flags, data) == 0
+                }
+                Step::Mkdir { path, mode } => libc::mkdir(path.as_ptr(), *mode) == 0,
+                Step::CreateFile { path } => {
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644);
+                    fd >= 0 && libc::close(fd) == 0
+                }
+                Step::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()) == 0,
+                Step::Chdir { path } => libc::chdir(path.as_ptr()) == 0,
+                Step::PivotRoot => {
+                    let dot = c".".as_ptr();
+                    libc::syscall(libc::SYS_pivot_root, dot, dot) == 0
+                }
+                Step::DetachOldRoot => libc::umount2(c".".as_ptr(), libc::MNT_DETACH) == 0,
+                Step::Hostname => {
+                    let (host, domain) = (b"localhost", b"(none)");
+                    libc::sethostname(host.as_ptr().cast(), host.len()) == 0
+                        && libc::setdomainname(domain.as_ptr().cast(), domain.len()) == 0
+                }
+                Step::LoopbackUp => {
+                    let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+                    if fd < 0 {
+                        return false;
+                    }
+                    let mut req: libc::ifreq = std::mem::zeroed();
+                    req.ifr_name[0] = b'l' as libc::c_char;
+                    req.ifr_name[1] = b'o' as libc::c_char;
+                    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
+                    let ok = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) == 0;
+                    libc::close(fd);
+                    ok
+                }
             }
-            Ok(())
+        }
+    }
+}
+
+fn cstring(s: impl AsRef<OsStr>) -> Result<CString> {
+    CString::new(s.as_ref().as_bytes())
+        .map_err(|_| BuildError::Sandbox(format!("'{}' contains a NUL byte", s.as_ref().to_string_lossy())))
+}
+
+/// Everything the child does, prepared by the parent.
+struct Plan {
+    steps: Vec<Step>,
+    program: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+impl Plan {
+    fn new(spec: &SandboxSpec) -> Result<Plan> {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let root = spec.root();
+        let at = |rel: &str| cstring(root.join(rel));
+        let mut steps = vec![
+            Step::WriteFile { path: cstring("/proc/self/setgroups")?, data: b"deny".to_vec() },
+            Step::WriteFile { path: cstring("/proc/self/uid_map")?, data: format!("{BUILD_UID} {uid} 1").into_bytes() },
+            Step::WriteFile { path: cstring("/proc/self/gid_map")?, data: format!("{BUILD_GID} {gid} 1").into_bytes() },
+            Step::Mount {
+                source: cstring("none")?,
+                target: cstring("/")?,
+                fstype: None,
+                flags: libc::MS_REC | libc::MS_PRIVATE,
+                data: None,
+            },
+            // pivot_root needs the new root to be a mount point.
+            bind_step(&root, &root)?,
+        ];
+        for base in &spec.inputs {
+            let source = spec.store_dir.join(base);
+            let target = root.join("mini/store").join(base);
+            if fs::symlink_metadata(&source).map_err(io_err("reading the input", &source))?.file_type().is_symlink() {
+                // A symlink cannot be a mount point; the parent made a copy.
+                continue;
+            }
+            steps.push(bind_step(&source, &target)?);
+            let locked = locked_flags(&source).map_err(BuildError::Sandbox)?;
+            steps.push(Step::Mount {
+                source: cstring("")?,
+                target: cstring(&target)?,
+                fstype: None,
+                flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
+                data: None,
+            });
+        }
+        steps.push(tmpfs_step(&root.join("tmp"), libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?);
+        steps.push(tmpfs_step(&root.join("dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755")?);
+        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+            let target = root.join("dev").join(name);
+            steps.push(Step::CreateFile { path: cstring(&target)? });
+            steps.push(bind_step(&Path::new("/dev").join(name), &target)?);
+        }
+        for (name, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            steps.push(Step::Symlink { target: cstring(target)?, link: at(&format!("dev/{name}"))? });
+        }
+        steps.push(Step::Mkdir { path: at("dev/shm")?, mode: 0o1777 });
+        steps.push(tmpfs_step(&root.join("dev/shm"), libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?);
+        steps.push(Step::Mount {
+            source: cstring("proc")?,
+            target: at("proc")?,
+            fstype: Some(cstring("proc")?),
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            data: None,
         });
-    }
-    Ok(command)
-}
-
-/// The helper's main: called by `mini` when its first argument is
-/// [`HELPER_ARG`], before anything else runs (the process must still be
-/// single-threaded). Never returns.
-pub fn helper_main(spec_path: &OsStr) -> ! {
-    let spec_path = PathBuf::from(spec_path);
-    let spec = match fs::read_to_string(&spec_path).map_err(|e| e.to_string()).and_then(|t| SandboxSpec::from_json(&t))
-    {
-        Ok(spec) => spec,
-        Err(e) => fail(&spec_path.with_file_name(SETUP_ERROR_FILE), &format!("reading the sandbox spec: {e}")),
-    };
-    let error_file = spec.work_dir.join(SETUP_ERROR_FILE);
-    if let Err(e) = enter_namespaces(&spec) {
-        fail(&error_file, &e);
-    }
-    // SAFETY: the helper is single-threaded, so the child may run anything.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        fail(&error_file, &format!("fork: {}", io::Error::last_os_error()));
-    }
-    if pid == 0 {
-        // Opened before the root changes, so a failure to exec can still be
-        // reported; close-on-exec, so a builder never sees it.
-        let report = fs::File::create(&error_file);
-        let e = run_builder(&spec);
-        if let Ok(mut file) = report {
-            let _ = file.write_all(e.as_bytes());
+        steps.push(Step::Hostname);
+        if !spec.network {
+            steps.push(Step::LoopbackUp);
         }
-        let _ = writeln!(io::stderr(), "mini sandbox: {e}");
-        std::process::exit(SETUP_FAILED)
-    }
-    std::process::exit(wait_for(pid))
-}
-
-fn fail(error_file: &Path, message: &str) -> ! {
-    let _ = fs::write(error_file, message);
-    let _ = writeln!(io::stderr(), "mini sandbox: {message}");
-    std::process::exit(SETUP_FAILED)
-}
-
-/// Waits for the builder and turns its end into an exit status: its own
-/// code, or 128 + the signal that killed it.
-fn wait_for(pid: libc::pid_t) -> i32 {
-    let mut status = 0;
-    loop {
-        // SAFETY: plain syscall on our own child.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            break;
+        steps.push(Step::Chdir { path: cstring(&root)? });
+        steps.push(Step::PivotRoot);
+        steps.push(Step::DetachOldRoot);
+        steps.push(Step::Chdir { path: cstring("/build")? });
+        let program = cstring(&spec.builder)?;
+        let mut argv = vec![program.clone()];
+        for a in &spec.args {
+            argv.push(cstring(a)?);
         }
-        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return SETUP_FAILED;
-        }
-    }
-    if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
+        let envp = spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}"))).collect::<Result<_>>()?;
+        Ok(Plan { steps, program, argv, envp })
     }
 }
 
-pub(crate) fn errno(what: &str) -> String {
-    format!("{what}: {}", io::Error::last_os_error())
+fn bind_step(source: &Path, target: &Path) -> Result<Step> {
+    Ok(Step::Mount {
+        source: cstring(source)?,
+        target: cstring(target)?,
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    })
 }
 
-pub(crate) fn cstring(s: impl AsRef<OsStr>) -> std::result::Result<CString, String> {
-    CString::new(s.as_ref().as_bytes()).map_err(|_| format!("'{}' contains a NUL byte", s.as_ref().to_string_lossy()))
+fn tmpfs_step(target: &Path, flags: libc::c_ulong, options: &str) -> Result<Step> {
+    Ok(Step::Mount {
+        source: cstring("tmpfs")?,
+        target: cstring(target)?,
+        fstype: Some(cstring("tmpfs")?),
+        flags,
+        data: Some(cstring(options)?),
+    })
 }
 
-/// Unshares every namespace and maps the caller to the build user.
-fn enter_namespaces(spec: &SandboxSpec) -> std::result::Result<(), String> {
-    // SAFETY: getuid/getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let mut flags =
-        libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
-    if !spec.network {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // SAFETY: the helper is single-threaded, as CLONE_NEWUSER requires.
-    if unsafe { libc::unshare(flags) } != 0 {
-        return Err(format!(
-            "{} (builds need unprivileged user namespaces: check /proc/sys/user/max_user_namespaces \
-             and kernel.unprivileged_userns_clone)",
-            errno("unshare")
-        ));
-    }
-    let write = |file: &str, text: String| fs::write(file, text).map_err(|e| format!("writing {file}: {e}"));
-    write("/proc/self/setgroups", "deny".into())?;
-    write("/proc/self/uid_map", format!("{BUILD_UID} {uid} 1"))?;
-    write("/proc/self/gid_map", format!("{BUILD_GID} {gid} 1"))?;
-    Ok(())
-}
-
-/// In the forked child, pid 1 of the new namespace: builds the root,
-/// enters it and execs the builder. Returns only on failure.
-fn run_builder(spec: &SandboxSpec) -> String {
-    // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
-    match assemble_root(spec).and_then(|()| exec_builder(spec)) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    }
-}
-
-pub(crate) fn mount(
-    source: &Path,
-    target: &Path,
-    fstype: &str,
-    flags: libc::c_ulong,
-    data: &str,
-) -> std::result::Result<(), String> {
-    let (src, tgt, fs_type, data_c) = (cstring(source)?, cstring(target)?, cstring(fstype)?, cstring(data)?);
-    // SAFETY: all pointers are valid NUL-terminated strings for the call.
-    let r = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            tgt.as_ptr(),
-            if fstype.is_empty() { std::ptr::null() } else { fs_type.as_ptr() },
-            flags,
-            if data.is_empty() { std::ptr::null() } else { data_c.as_ptr().cast() },
-        )
-    };
-    if r != 0 {
-        return Err(errno(&format!("mounting {} on {}", source.display(), target.display())));
-    }
-    Ok(())
-}
-
-/// Bind-mounts `source` at `target`, read-only if asked. A remount inside a
-/// user namespace must keep the flags the original mount was locked with.
-pub(crate) fn bind(source: &Path, target: &Path, read_only: bool) -> std::result::Result<(), String> {
-    mount(source, target, "", libc::MS_BIND | libc::MS_REC, "")?;
-    if read_only {
-        let locked = locked_flags(target)?;
-        mount(Path::new(""), target, "", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked, "")?;
-    }
-    Ok(())
-}
-
-fn locked_flags(path: &Path) -> std::result::Result<libc::c_ulong, String> {
-    let c = cstring(path)?;
-    // SAFETY: statvfs fills the zeroed struct.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(errno(&format!("statvfs {}", path.display())));
-    }
-    let mut flags = 0;
-    for (vfs, ms) in [
-        (libc::ST_NOSUID, libc::MS_NOSUID),
-        (libc::ST_NODEV, libc::MS_NODEV),
-        (libc::ST_NOEXEC, libc::MS_NOEXEC),
-        (libc::ST_NOATIME, libc::MS_NOATIME),
-        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
-    ] {
-        if st.f_flag & vfs != 0 {
-            flags |= ms;
-        }
-    }
-    Ok(flags)
-}
-
-fn create_dir(path: &Path, mode: u32) -> std::result::Result<(), String> {
-    fs::create_dir_all(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| format!("chmod {}: {e}", path.display()))
-}
-
-fn write_file(path: &Path, text: &str) -> std::result::Result<(), String> {
-    fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-/// The files of the new root; see the module comment for what is there.
-fn assemble_root(spec: &SandboxSpec) -> std::result::Result<(), String> {
+/// Lays out the files of the new root that need no namespace: mount
+/// points, `/etc`, `/build`.
+fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     let root = spec.root();
-    mount(Path::new("none"), Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "")?;
-    // pivot_root needs the new root to be a mount point.
-    bind(&root, &root, false)?;
-
     let store = root.join("mini/store");
+    for dir in
+        [&store, &spec.build_dir_on_host(), &root.join("tmp"), &root.join("dev"), &root.join("proc"), &root.join("etc")]
+    {
+        fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    }
     for base in &spec.inputs {
         let source = spec.store_dir.join(base);
         let target = store.join(base);
-        let meta = fs::symlink_metadata(&source).map_err(|e| format!("input {base}: {e}"))?;
+        let meta = fs::symlink_metadata(&source).map_err(io_err("reading the input", &source))?;
         if meta.file_type().is_symlink() {
-            // A symlink cannot be a mount point; an identical one is as good.
-            let link = fs::read_link(&source).map_err(|e| format!("input {base}: {e}"))?;
-            std::os::unix::fs::symlink(link, &target).map_err(|e| format!("input {base}: {e}"))?;
-            continue;
+            let link = fs::read_link(&source).map_err(io_err("reading the input", &source))?;
+            std::os::unix::fs::symlink(link, &target).map_err(io_err("creating", &target))?;
+        } else if meta.is_dir() {
+            fs::create_dir(&target).map_err(io_err("creating", &target))?;
+        } else {
+            fs::write(&target, b"").map_err(io_err("creating", &target))?;
         }
-        if meta.is_dir() { fs::create_dir(&target) } else { fs::write(&target, b"") }
-            .map_err(|e| format!("mount point for {base}: {e}"))?;
-        bind(&source, &target, true)?;
     }
-
-    let tmp = root.join("tmp");
-    create_dir(&tmp, 0o1777)?;
-    mount(Path::new("tmpfs"), &tmp, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?;
-
-    let dev = root.join("dev");
-    create_dir(&dev, 0o755)?;
-    mount(Path::new("tmpfs"), &dev, "tmpfs", libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755")?;
-    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(name);
-        write_file(&target, "")?;
-        bind(&Path::new("/dev").join(name), &target, false)?;
-    }
-    for (name, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(name)).map_err(|e| format!("/dev/{name}: {e}"))?;
-    }
-    let shm = dev.join("shm");
-    create_dir(&shm, 0o1777)?;
-    mount(Path::new("tmpfs"), &shm, "tmpfs", libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?;
-
-    let proc_dir = root.join("proc");
-    create_dir(&proc_dir, 0o555)?;
-    mount(Path::new("proc"), &proc_dir, "proc", libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, "")?;
-
-    let etc = root.join("etc");
-    create_dir(&etc, 0o755)?;
-    write_file(
-        &etc.join("passwd"),
-        &format!(
+    let write = |name: &str, text: String| {
+        let path = root.join("etc").join(name);
+        fs::write(&path, text).map_err(io_err("writing", &path))
+    };
+    write(
+        "passwd",
+        format!(
             "root:x:0:0:Build user:/build:/noshell\n\
              mini:x:{BUILD_UID}:{BUILD_GID}:Build user:/build:/noshell\n\
              nobody:x:65534:65534:Nobody:/:/noshell\n"
         ),
     )?;
-    write_file(&etc.join("group"), &format!("root:x:0:\nmini:!:{BUILD_GID}:\nnogroup:x:65534:\n"))?;
-    write_file(&etc.join("hosts"), "127.0.0.1 localhost\n::1 localhost\n")?;
+    write("group", format!("root:x:0:\nmini:!:{BUILD_GID}:\nnogroup:x:65534:\n"))?;
+    write("hosts", "127.0.0.1 localhost\n::1 localhost\n".into())?;
     if spec.network {
         // A fixed-output build may fetch, so it needs to resolve names.
         if let Ok(text) = fs::read_to_string("/etc/resolv.conf") {
-            write_file(&etc.join("resolv.conf"), &text)?;
+            write("resolv.conf", text)?;
         }
     }
-    fs::set_permissions(spec.build_dir_on_host(), fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("chmod /build: {e}"))?;
+    // The store directory of the sandbox is where the builder creates its
+    // outputs (anything else it leaves there is dropped).
+    fs::set_permissions(&store, fs::Permissions::from_mode(0o1775)).map_err(io_err("preparing", &store))?;
+    let build = spec.build_dir_on_host();
+    fs::set_permissions(&build, fs::Permissions::from_mode(0o700)).map_err(io_err("preparing", &build))
+}
 
-    set_hostname()?;
+/// A running builder.
+pub struct SandboxChild {
+    pid: libc::pid_t,
+    /// Where the child reports a failed setup step; closed by its `execve`.
+    errors: OwnedFd,
+    plan: Plan,
+}
+
+/// What the child writes when a step fails: the step's index (or
+/// `usize::MAX` for the exec) and `errno`.
+type Failure = [u8; 12];
+
+struct ChildArgs<'a> {
+    plan: &'a Plan,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+    output: libc::c_int,
+    stdin: libc::c_int,
+    errors: libc::c_int,
+}
+
+/// The cloned child: runs the plan and execs the builder. No allocation.
+extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` points at the `ChildArgs` the parent keeps alive (it is
+    // suspended until this process execs or exits).
+    let args = unsafe { &*(arg as *const ChildArgs) };
+    let report = |index: usize| -> ! {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let mut failure: Failure = [0; 12];
+        failure[..8].copy_from_slice(&(index as u64).to_le_bytes());
+        failure[8..].copy_from_slice(&errno.to_le_bytes());
+        // SAFETY: plain system calls on descriptors this process owns.
+        unsafe {
+            libc::write(args.errors, failure.as_ptr().cast(), failure.len());
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: plain system calls; the descriptors belong to this process.
+    unsafe {
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0
+            || libc::dup2(args.stdin, 0) < 0
+            || libc::dup2(args.output, 1) < 0
+            || libc::dup2(args.output, 2) < 0
+        {
+            report(usize::MAX - 1);
+        }
+    }
+    for (index, step) in args.plan.steps.iter().enumerate() {
+        if !step.run() {
+            report(index);
+        }
+    }
+    // SAFETY: NULL-terminated arrays of C strings owned by the plan.
+    unsafe { libc::execve(args.plan.program.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr()) };
+    report(usize::MAX)
+}
+
+/// Starts the builder of `spec` in a new sandbox, its stdout and stderr
+/// going to `output`.
+pub fn spawn(spec: &SandboxSpec, output: &OwnedFd) -> Result<SandboxChild> {
+    prepare_root(spec)?;
+    let plan = Plan::new(spec)?;
+    let argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
+    let envp: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
+    let stdin = fs::File::open("/dev/null").map_err(io_err("opening", Path::new("/dev/null")))?;
+    let (errors_read, errors_write) = pipe()?;
+    let args = ChildArgs {
+        plan: &plan,
+        argv: &argv,
+        envp: &envp,
+        output: output.as_raw_fd(),
+        stdin: stdin.as_raw_fd(),
+        errors: errors_write.as_raw_fd(),
+    };
+    let mut stack = vec![0u8; CHILD_STACK];
+    let mut flags = libc::CLONE_VM
+        | libc::CLONE_VFORK
+        | libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS
+        | libc::SIGCHLD;
     if !spec.network {
-        loopback_up()?;
+        flags |= libc::CLONE_NEWNET;
     }
-    enter_root(&root)?;
-    std::env::set_current_dir("/build").map_err(|e| format!("chdir /build: {e}"))
+    // SAFETY: the stack is ours and outlives the child's use of it (with
+    // CLONE_VFORK this thread waits until the child execs or exits); the
+    // child function only makes system calls on data `args` keeps alive.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(CHILD_STACK) as *mut libc::c_void;
+        libc::clone(child_main, top, flags, &args as *const ChildArgs as *mut libc::c_void)
+    };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        return Err(BuildError::Sandbox(format!(
+            "creating the namespaces: {e} (builds need unprivileged user namespaces: check \
+             /proc/sys/user/max_user_namespaces and kernel.unprivileged_userns_clone)"
+        )));
+    }
+    drop(errors_write);
+    Ok(SandboxChild { pid, errors: errors_read, plan })
 }
 
-fn set_hostname() -> std::result::Result<(), String> {
-    let name = b"localhost";
-    // SAFETY: valid pointer and length.
-    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
-        return Err(errno("sethostname"));
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(BuildError::Sandbox(format!("creating a pipe: {}", io::Error::last_os_error())));
     }
-    let domain = b"(none)";
-    // SAFETY: valid pointer and length.
-    if unsafe { libc::setdomainname(domain.as_ptr().cast(), domain.len()) } != 0 {
-        return Err(errno("setdomainname"));
-    }
-    Ok(())
+    // SAFETY: both descriptors were just created and are owned by no one else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// A new network namespace has only `lo`, and it is down.
-fn loopback_up() -> std::result::Result<(), String> {
-    // SAFETY: a socket used only for the ioctl, closed below; the request
-    // struct is zeroed and names the interface.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(errno("socket"));
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-            *dst = *src as libc::c_char;
-        }
-        req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_LOOPBACK | libc::IFF_RUNNING) as libc::c_short;
-        let r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
-        libc::close(fd);
-        if r != 0 {
-            return Err(errno("bringing up lo"));
-        }
+impl SandboxChild {
+    /// Kills the builder, and with it everything in its namespace.
+    pub fn kill(&self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
     }
-    Ok(())
-}
 
-/// Makes `root` the root directory and drops the old one.
-pub(crate) fn enter_root(root: &Path) -> std::result::Result<(), String> {
-    let dot = cstring(".")?;
-    std::env::set_current_dir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
-    // SAFETY: pivot_root(".", ".") stacks the old root on the new one, which
-    // the detached unmount then removes; both paths are valid C strings.
-    unsafe {
-        if libc::syscall(libc::SYS_pivot_root, dot.as_ptr(), dot.as_ptr()) != 0 {
-            return Err(errno("pivot_root"));
-        }
-        if libc::umount2(dot.as_ptr(), libc::MNT_DETACH) != 0 {
-            return Err(errno("unmounting the old root"));
-        }
-    }
-    Ok(())
-}
-
-fn exec_builder(spec: &SandboxSpec) -> std::result::Result<std::convert::Infallible, String> {
-    let program = cstring(&spec.builder)?;
-    let mut argv = vec![program.clone()];
-    for a in &spec.args {
-        argv.push(cstring(a)?);
-    }
-    let envp: Vec<CString> =
-        spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}"))).collect::<std::result::Result<_, _>>()?;
-    let argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
-    let envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
-    // SAFETY: argv and envp are NULL-terminated arrays of valid C strings
-    // that outlive the call.
-    unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
-    Err(errno(&format!("executing the builder '{}'", spec.builder)))
-}
-
-impl From<String> for BuildError {
-    fn from(message: String) -> BuildError {
-        BuildError::Sandbox(message)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn spec_round_trips_through_json() {
-        let spec = SandboxSpec {
-            builder: "/mini/store/x-busybox/bin/sh".into(),
-            args: vec!["-c".into(), "echo \"hi\" > $out".into()],
-            env: vec![("out".into(), "/mini/store/y-out".into()), ("PATH".into(), "/path-not-set".into())],
-            work_dir: "/tmp/w".into(),
-            store_dir: "/s/store".into(),
-            inputs: vec!["x-busybox".into()],
-            network: false,
+    /// Why the sandbox could not be set up, if it could not.
+    pub fn setup_error(&self) -> Option<String> {
+        let mut failure: Failure = [0; 12];
+        let mut file = fs::File::from(self.errors.try_clone().ok()?);
+        file.read_exact(&mut failure).ok()?;
+        let index = u64::from_le_bytes(failure[..8].try_into().ok()?) as usize;
+        let errno = i32::from_le_bytes(failure[8..].try_into().ok()?);
+        let what = match index {
+            usize::MAX => format!("executing the builder '{}'", self.plan.program.to_string_lossy()),
+            i if i == usize::MAX - 1 => "redirecting the builder's output".to_string(),
+            i => self.plan.steps.get(i).map_or_else(|| "setting up".to_string(), Step::describe),
         };
-        assert_eq!(SandboxSpec::from_json(&spec.to_json()).unwrap(), spec);
+        Some(format!("{what}: {}", io::Error::from_raw_os_error(errno)))
+    }
+
+    /// Waits for the builder; its exit code, or 128 + the killing signal.
+    pub fn wait(&self) -> Result<i32> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waiting for our own child.
+            let r = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if r == self.pid {
+                break;
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(BuildError::Sandbox(format!("waiting for the builder: {e}")));
+            }
+        }
+        Ok(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) })
     }
 }

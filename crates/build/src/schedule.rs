@@ -11,9 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -397,30 +396,22 @@ impl<'a> Builder<'a> {
     }
 
     fn run_sandboxed(&self, job: &Job, spec: &SandboxSpec) -> Result<()> {
-        let spec_path = spec.prepare()?;
         let log_path = self.log_path(&job.drv_path);
         let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
-        let (reader, writer) = io::pipe().map_err(io_err("creating a pipe for", &spec_path))?;
-        let mut command = sandbox::helper_command(&spec_path)?;
-        let writer_copy = writer.try_clone().map_err(io_err("creating a pipe for", &spec_path))?;
-        command.stdin(Stdio::null()).stdout(writer_copy).stderr(writer);
-        let mut child = command.spawn().map_err(io_err("starting the sandbox for", &spec_path))?;
-        // The command holds the pipe's write ends; the log ends when it is gone.
-        drop(command);
-        let watch = self.watch_output(&job.drv_path, reader, &mut log, &mut child);
-        let status = child.wait().map_err(io_err("waiting for the builder of", &spec_path))?;
+        let (reader, writer) = io::pipe().map_err(io_err("creating a pipe for", &log_path))?;
+        let child = sandbox::spawn(spec, &OwnedFd::from(writer))?;
+        // The builder holds the only write end now: the log ends with it.
+        let watch = self.watch_output(&job.drv_path, reader, &mut log, &child);
+        let code = child.wait()?;
         let (tail, stopped) = watch?;
-        if let Some(error) = spec.setup_error() {
+        if let Some(error) = child.setup_error() {
             return Err(BuildError::Sandbox(error));
         }
         let status = match stopped {
             Some(reason) => reason,
-            None if status.success() => return Ok(()),
-            None => match status.code() {
-                Some(c) if c > 128 => format!("was killed by signal {}", c - 128),
-                Some(c) => format!("failed with exit code {c}"),
-                None => "was killed".into(),
-            },
+            None if code == 0 => return Ok(()),
+            None if code > 128 => format!("was killed by signal {}", code - 128),
+            None => format!("failed with exit code {code}"),
         };
         Err(BuildError::BuilderFailed { drv: job.drv_path.to_string(), status, log_tail: tail, log_path })
     }
@@ -433,7 +424,7 @@ impl<'a> Builder<'a> {
         drv: &StorePath,
         mut reader: io::PipeReader,
         log: &mut File,
-        child: &mut std::process::Child,
+        child: &sandbox::SandboxChild,
     ) -> Result<(Vec<String>, Option<String>)> {
         let start = Instant::now();
         let mut last_output = start;
@@ -452,7 +443,7 @@ impl<'a> Builder<'a> {
             let next = deadlines.iter().flatten().min_by_key(|(at, _)| *at);
             if let Some((at, reason)) = next {
                 if *at <= now {
-                    let _ = child.kill();
+                    child.kill();
                     stopped = Some(reason.clone());
                     break;
                 }

@@ -16,7 +16,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result};
-use crate::sandbox::{bind, enter_root, errno, mount, STORE_DIR};
+use crate::mounts::{bind, enter_root, errno, mount};
+use crate::sandbox::STORE_DIR;
 
 /// First argument that turns the `mini` binary into the run helper.
 pub const RUN_HELPER_ARG: &str = "__mini-run";
