@@ -74,6 +74,18 @@ impl SandboxSpec {
     pub fn build_dir_on_host(&self) -> PathBuf {
         self.root().join("build")
     }
+
+    /// Empties what one build leaves in the work directory (`/build`, and
+    /// input mount points and leftovers in the sandbox's store), keeping
+    /// the rest of the skeleton for the next build.
+    pub fn reset(&self) {
+        mini_store::store::discard_tree(&self.build_dir_on_host());
+        if let Ok(entries) = fs::read_dir(self.root().join("mini/store")) {
+            for entry in entries.flatten() {
+                mini_store::store::discard_tree(&entry.path());
+            }
+        }
+    }
 }
 
 /// One system call the child makes, with everything it needs prepared.
@@ -303,8 +315,12 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
             fs::write(&target, b"").map_err(io_err("creating", &target))?;
         }
     }
+    // A reused skeleton has these already; they never change.
     let write = |name: &str, text: String| {
         let path = root.join("etc").join(name);
+        if path.exists() {
+            return Ok(());
+        }
         fs::write(&path, text).map_err(io_err("writing", &path))
     };
     write(

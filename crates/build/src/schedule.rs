@@ -193,7 +193,18 @@ impl<'a> Builder<'a> {
     }
 
     /// One worker: takes the best ready job until none is left.
-    fn work(&self, plan: &BuildPlan, (lock, wake): &(Mutex<Progress>, Condvar)) {
+    fn work(&self, plan: &BuildPlan, shared: &(Mutex<Progress>, Condvar)) {
+        // Each worker assembles its sandboxes in one directory, reused from
+        // build to build: creating and deleting the same skeleton for every
+        // derivation is most of a trivial build's filesystem work.
+        let work_dir = self.store.staging_dir().ok();
+        self.work_on(plan, shared, work_dir.as_deref());
+        if let Some(dir) = work_dir {
+            discard_tree(&dir);
+        }
+    }
+
+    fn work_on(&self, plan: &BuildPlan, (lock, wake): &(Mutex<Progress>, Condvar), work_dir: Option<&Path>) {
         let graph = &plan.graph;
         loop {
             let node = {
@@ -217,7 +228,7 @@ impl<'a> Builder<'a> {
             };
             let job = &graph[node];
             self.observer.event(Event::Started { drv: &job.drv_path });
-            let outcome = self.build_one(job);
+            let outcome = self.build_one(job, work_dir);
             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
             p.running -= 1;
             match outcome {
@@ -251,7 +262,7 @@ impl<'a> Builder<'a> {
 
     /// Builds one derivation; `Ok(false)` when its outputs turned valid
     /// while waiting for their locks.
-    fn build_one(&self, job: &Job) -> Result<bool> {
+    fn build_one(&self, job: &Job, reusable: Option<&Path>) -> Result<bool> {
         let outputs: BTreeMap<String, StorePath> = job
             .drv
             .outputs
@@ -278,7 +289,13 @@ impl<'a> Builder<'a> {
             });
         }
         let inputs = self.input_closure(&job.drv)?;
-        let work_dir = self.store.staging_dir()?;
+        // A fixed-output build sees the host's resolv.conf: it gets a
+        // directory of its own, so no other build ever does.
+        let reused = reusable.filter(|_| job.drv.fixed_output().is_none());
+        let work_dir = match reused {
+            Some(dir) => dir.to_path_buf(),
+            None => self.store.staging_dir()?,
+        };
         let spec = self.sandbox_spec(job, &outputs, &inputs, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
@@ -287,18 +304,21 @@ impl<'a> Builder<'a> {
         .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared));
         if result.is_err() && self.options.keep_failed {
             let kept = self.store.root().join("failed").join(format!("{}-{}", job.drv.name, std::process::id()));
-            let moved = fs::create_dir_all(self.store.root().join("failed"))
+            let moved = fs::create_dir_all(&kept)
                 .and_then(|()| {
-                    discard_tree(&kept);
-                    fs::rename(&work_dir, &kept)
+                    discard_tree(&kept.join("build"));
+                    fs::rename(spec.build_dir_on_host(), kept.join("build"))
                 })
                 .is_ok();
             if moved {
-                self.observer.event(Event::KeptBuildDir { drv: &job.drv_path, dir: &kept.join("root/build") });
-                return result.map(|()| true);
+                self.observer.event(Event::KeptBuildDir { drv: &job.drv_path, dir: &kept.join("build") });
             }
         }
-        discard_tree(&work_dir);
+        if reused.is_some() {
+            spec.reset();
+        } else {
+            discard_tree(&work_dir);
+        }
         result.map(|()| true)
     }
 
