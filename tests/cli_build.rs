@@ -11,30 +11,11 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::Scratch;
-
-fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mini"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run mini")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout).trim_end().to_string()
-}
+use common::{mini_at as mini, ok, text, Scratch};
 
 /// A flake whose attributes are busybox `sh` scripts: `name = "script";`.
 /// Each derivation has busybox on its PATH and `$out` to create.

@@ -10,35 +10,16 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 mod common;
-use common::Scratch;
+use common::{mini_at as mini, ok, text, Scratch};
 
 // ---------------------------------------------------------------------------
 // mini and flakes
-
-fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mini"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run mini")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout).trim_end().to_string()
-}
 
 /// What every test flake starts with: `script name line`, a package whose
 /// `bin/<name>` is a busybox sh script echoing `line`, and `hello`.

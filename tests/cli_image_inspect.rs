@@ -13,29 +13,10 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 mod common;
-use common::Scratch;
+use common::{mini_at as mini, succeeded as ok, text, Scratch};
 
 const BUSYBOX: &str = "0123456789abcdfghijklmnpqrsvwxyz-busybox";
 const APP: &str = "zyxwvsrqpnmlkjihgfdcba9876543210-app";
-
-fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mini"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run mini")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
 
 /// Runs `mini image inspect` in `dir` with a store of its own.
 fn inspect(dir: &Path, args: &[&str]) -> Output {

@@ -7,30 +7,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 mod common;
-use common::Scratch;
-
-fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mini"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run mini")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "mini failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-}
+use common::{mini_at as mini, ok, Scratch};
 
 /// Three packages and two images of them; `c_text` is what package c holds.
 fn flake(dir: &Path, c_text: &str) {

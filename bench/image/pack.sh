@@ -282,7 +282,6 @@ def phases(path):
     start = end = None
     cache = custom = archive = None
     out_reads = []
-    syncs = []
     out_name = None
     for line in open(path):
         m = LINE.match(line)
@@ -304,31 +303,20 @@ def phases(path):
                 archive, out_name = ts, name
             elif out_name and name == out_name and not creating:
                 out_reads.append(ts)
-        elif rest.startswith('syncfs('):
-            d = re.search(r'<(\d+\.\d+)>\s*$', rest)
-            syncs.append([ts, ts + float(d.group(1)) if d else None])
-        elif rest.startswith('<... syncfs resumed>') and syncs and syncs[-1][1] is None:
-            d = re.search(r'<(\d+\.\d+)>\s*$', rest)
-            syncs[-1][1] = ts + (float(d.group(1)) if d else 0)
-    # The output file is opened: by the reference scan (once), by the
-    # archive hash (once per piece, several threads), and once to syncfs.
-    scan = out_reads[0] if out_reads else None
-    hashing = out_reads[1] if len(out_reads) > 1 else None
-    # The syncfs of the output's install (the store also syncs when it
-    # writes .drv files, before any of this).
-    after = [s for s in syncs if hashing is not None and s[0] > hashing]
-    sync_start, sync_end = after[0] if after else (None, None)
-    marks = [start, cache, archive, scan, hashing, sync_start, sync_end, end]
+    # The output file is then opened by the archive hash (once per piece,
+    # several threads) and, last, to fsync it. (The image builder declares
+    # its references, so the output is not scanned.)
+    hashing = out_reads[0] if out_reads else None
+    sync_start = out_reads[-1] if len(out_reads) > 1 else None
+    marks = [start, cache, archive, hashing, sync_start, end]
     if any(m is None for m in marks):
         return None
     return [
         ('evaluate, instantiate, plan (until the layer cache is opened)', cache - start),
         ('store-path layers: tar + SHA-256 into the layer cache, and the customisation layer', archive - cache),
-        ('docker archive: copy the layers into the output, then canonicalise', scan - archive),
-        ('reference scan of the output', hashing - scan),
+        ('docker archive: copy the layers into the output (copy_file_range), canonicalise', hashing - archive),
         ('archive hash of the output (BLAKE3, normalise)', sync_start - hashing),
-        ('syncfs (the layer cache and the image made durable)', sync_end - sync_start),
-        ('move into the store, register, exit', end - sync_end),
+        ('fsync of the output, move into the store, register, exit', end - sync_start),
     ]
 
 full, full_t, re_, re_t = phases(sys.argv[1]), float(sys.argv[2]), phases(sys.argv[3]), float(sys.argv[4])

@@ -2,7 +2,7 @@
 //! themselves, even when the store inside them made files read-only.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -35,4 +35,36 @@ impl Drop for Scratch {
 pub fn remove(dir: &Path) {
     let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir).stderr(std::process::Stdio::null()).status();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `mini --store STORE ARGS…` in `dir`.
+#[allow(dead_code)]
+pub fn mini_at(store: &Path, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mini"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run mini")
+}
+
+/// Bytes as text, lossily.
+#[allow(dead_code)]
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The stdout of a run that must have succeeded (the test fails with both
+/// streams otherwise).
+#[allow(dead_code)]
+pub fn succeeded(out: &Output) -> String {
+    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// [`succeeded`], without the trailing newline.
+#[allow(dead_code)]
+pub fn ok(out: &Output) -> String {
+    succeeded(out).trim_end().to_string()
 }

@@ -355,27 +355,7 @@ mod tests {
 
     use super::*;
     use crate::output::verify_fixed;
-
-    /// A fresh scratch directory, removed on drop.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(tag: &str) -> Scratch {
-            static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("mini-builtins-{tag}-{}-{n}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("chmod").arg("-R").arg("u+rwx").arg(&self.0).status();
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::Scratch;
 
     fn derivation(builder: &str, env: &[(&str, &str)], fixed: Option<FixedHash>) -> Derivation {
         Derivation {

@@ -16,6 +16,8 @@ pub mod output;
 pub mod sandbox;
 pub mod schedule;
 pub mod store_view;
+#[cfg(test)]
+mod testing;
 
 pub use error::{BuildError, Result};
 pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer};

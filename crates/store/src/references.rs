@@ -73,8 +73,8 @@ pub fn scan_references(path: &Path, candidates: &[StorePath]) -> io::Result<BTre
 /// How much of a file is scanned at a time.
 const SCAN_CHUNK: usize = 1 << 20;
 
-/// Reads until `buf` is full or the file ends.
-fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
+/// Reads until `buf` is full or the file ends; how many bytes it read.
+pub fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match file.read(&mut buf[filled..]) {
