@@ -8,7 +8,6 @@
 //! with a message, except under `CI=true`, where it fails the test.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
+use common::clients::{ci, have, image_ref, json, root, run, run_container, skopeo_inspect};
 use common::{mini_at as mini, ok, text, Scratch};
 
 // ---------------------------------------------------------------------------
@@ -87,100 +87,6 @@ impl Setup {
 
 // ---------------------------------------------------------------------------
 // The real clients
-
-/// Whether missing tools fail the tests instead of skipping them.
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Whether every tool in `names` is installed: `false` (after saying which
-/// is missing) means the test should skip; under CI a missing tool fails.
-fn have(names: &[&str]) -> bool {
-    for name in names {
-        if which(name).is_none() {
-            assert!(!ci(), "{name} is required when CI=true: run scripts/install-prerequisites");
-            eprintln!("skipping what needs {name}: not installed (scripts/install-prerequisites installs it)");
-            return false;
-        }
-    }
-    true
-}
-
-/// `name` on PATH or in the sbin directories a non-root PATH may lack.
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// Runs `tool` with `args` and returns its stdout; fails the test, showing
-/// its output, if it fails.
-fn run(tool: &str, args: &[&str]) -> String {
-    let program = which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("run {tool}: {e}"));
-    assert!(out.status.success(), "{tool} {} failed:\n{}{}", args.join(" "), text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-/// `transport:path[:tag]` as skopeo names an image.
-fn image_ref(transport: &str, path: &Path, tag: Option<&str>) -> String {
-    match tag {
-        Some(tag) => format!("{transport}:{}:{tag}", path.display()),
-        None => format!("{transport}:{}", path.display()),
-    }
-}
-
-/// `skopeo inspect` of an image: `--raw` (the manifest), `--config` or plain.
-fn skopeo_inspect(image: &str, flag: Option<&str>) -> Value {
-    let mut args = vec!["inspect"];
-    args.extend(flag);
-    args.push(image);
-    json(&run("skopeo", &args))
-}
-
-fn root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
-}
-
-/// Unpacks `tag` of the OCI layout `layout` with umoci and runs it with
-/// runc; returns the program's stdout. The container has no terminal and
-/// shares the host's network namespace (nothing to set up).
-fn run_container(s: &Setup, layout: &Path, tag: &str, id: &str) -> String {
-    // umoci locks and may write the layout it reads; the store's copy is read-only.
-    let copy = s.path(&format!("{id}-layout"));
-    run("cp", &["-r", &layout.display().to_string(), &copy.display().to_string()]);
-    run("chmod", &["-R", "u+w", &copy.display().to_string()]);
-    let bundle = s.path(&format!("{id}-bundle"));
-    let image = format!("{}:{tag}", copy.display());
-    let bundle_arg = bundle.display().to_string();
-    let mut unpack = vec!["unpack", "--image", image.as_str(), bundle_arg.as_str()];
-    if !root() {
-        unpack.insert(1, "--rootless");
-    }
-    run("umoci", &unpack);
-
-    let config_path = bundle.join("config.json");
-    let mut config = json(&std::fs::read_to_string(&config_path).unwrap());
-    config["process"]["terminal"] = Value::Bool(false);
-    if let Some(namespaces) = config["linux"]["namespaces"].as_array_mut() {
-        namespaces.retain(|ns| ns["type"] != "network");
-    }
-    std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-
-    let state = s.path("runc-state").display().to_string();
-    let id = format!("mini-test-{id}-{}", std::process::id());
-    let runc = which("runc").expect("runc");
-    let out = Command::new(&runc).args(["--root", &state, "run", "-b", &bundle_arg, &id]).output().expect("run runc");
-    let _ = Command::new(&runc).args(["--root", &state, "delete", "-f", &id]).output();
-    assert!(out.status.success(), "runc run failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout)
-}
 
 // ---------------------------------------------------------------------------
 // Reading archives directly
@@ -465,10 +371,10 @@ fn the_image_runs_under_runc() {
     let archive = s.build("image");
     let layout = s.path("layout");
     run("skopeo", &["copy", &image_ref("docker-archive", &archive, None), &image_ref("oci", &layout, Some("v1"))]);
-    assert_eq!(run_container(&s, &layout, "v1", "runc-archive"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &layout, "v1", "runc-archive"), "hello from the image\n");
 
     let probe = s.build("probe");
-    let out = run_container(&s, &probe, "v1", "runc-oci");
+    let out = run_container(&s.scratch.0, &probe, "v1", "runc-oci");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");
     assert!(lines[0].starts_with("/mini/store/") && lines[0].ends_with("-busybox/bin/sh"), "{out}");
@@ -625,7 +531,7 @@ fn users_run_the_command_as_their_uid() {
 "#,
     );
     let layout = s.build("image");
-    let out = run_container(&s, &layout, "v1", "users");
+    let out = run_container(&s.scratch.0, &layout, "v1", "users");
     assert_eq!(out, "1000\n1000\napp\n/home/app\n1777 0:0\n1000:1000\n2\n");
 }
 
@@ -737,7 +643,7 @@ fn build_image_puts_everything_in_one_layer() {
     assert!(paths.iter().any(|p| p.ends_with("-busybox")) && paths.iter().any(|p| p.ends_with("-hello")), "{paths:?}");
     let layout = s.path("layout");
     run("skopeo", &["copy", &docker, &image_ref("oci", &layout, Some("v1"))]);
-    assert_eq!(run_container(&s, &layout, "v1", "single"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &layout, "v1", "single"), "hello from the image\n");
 }
 
 #[test]
@@ -762,12 +668,12 @@ fn gzip_layers_are_read_by_skopeo_and_run() {
     assert_eq!(skopeo_inspect(&docker, None)["Layers"].as_array().unwrap().len(), 3);
     let copied = s.path("copied");
     run("skopeo", &["copy", &docker, &image_ref("oci", &copied, Some("v1"))]);
-    assert_eq!(run_container(&s, &copied, "v1", "gzip-archive"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &copied, "v1", "gzip-archive"), "hello from the image\n");
 
     let layout = s.build("oci");
     let manifest = skopeo_inspect(&image_ref("oci", &layout, Some("v1")), Some("--raw"));
     assert_eq!(layer_media_types(&manifest), vec!["application/vnd.oci.image.layer.v1.tar+gzip"; 3]);
-    assert_eq!(run_container(&s, &layout, "v1", "gzip-oci"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &layout, "v1", "gzip-oci"), "hello from the image\n");
 }
 
 #[test]
@@ -792,7 +698,7 @@ fn zstd_layers_are_read_by_skopeo_and_run() {
     assert_eq!(skopeo_inspect(&docker, None)["Layers"].as_array().unwrap().len(), 3);
     let from_archive = s.path("from-archive");
     run("skopeo", &["copy", "--dest-compress-format", "gzip", &docker, &image_ref("oci", &from_archive, Some("v1"))]);
-    assert_eq!(run_container(&s, &from_archive, "v1", "zstd-archive"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &from_archive, "v1", "zstd-archive"), "hello from the image\n");
 
     let layout = s.build("oci");
     let oci = image_ref("oci", &layout, Some("v1"));
@@ -803,5 +709,5 @@ fn zstd_layers_are_read_by_skopeo_and_run() {
         "skopeo",
         &["copy", "--dest-compress", "--dest-compress-format", "gzip", &oci, &image_ref("oci", &gzipped, Some("v1"))],
     );
-    assert_eq!(run_container(&s, &gzipped, "v1", "zstd-oci"), "hello from the image\n");
+    assert_eq!(run_container(&s.scratch.0, &gzipped, "v1", "zstd-oci"), "hello from the image\n");
 }

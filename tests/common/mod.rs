@@ -1,6 +1,8 @@
 //! What the end-to-end tests share: scratch directories that clean up after
 //! themselves, even when the store inside them made files read-only.
 
+pub mod clients;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

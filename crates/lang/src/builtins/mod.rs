@@ -144,11 +144,12 @@ pub fn globals() -> HashMap<Symbol, Value> {
         ("false", Value::Bool(false)),
         ("null", Value::Null),
         ("currentSystem", Value::string(current_system())),
+        ("storeDir", Value::string(mini_store::store_path::STORE_DIR)),
     ];
     for (name, value) in constants {
         builtins.push((Symbol::intern(name), value.clone().into()));
         globals.insert(Symbol::intern(&format!("__{name}")), value.clone());
-        if name != "currentSystem" {
+        if !matches!(name, "currentSystem" | "storeDir") {
             globals.insert(Symbol::intern(name), value);
         }
     }
