@@ -4,10 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::styling::Styles;
+use clap::{Args, ColorChoice, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod allocator;
 mod build_cmd;
+mod doctor;
+mod graph_cmd;
 mod image_cmd;
 mod progress;
 mod store_cmd;
@@ -58,6 +61,85 @@ enum Command {
     /// Inspect images: docker archives, OCI layouts, or installables that build one.
     #[command(subcommand)]
     Image(image_cmd::ImageCommand),
+    /// Print an installable's build graph (or, with --runtime, its runtime
+    /// closure) as Graphviz DOT or SVG.
+    Graph(graph_cmd::GraphArgs),
+    /// Check that this machine can build (user namespaces, a static busybox,
+    /// a writable store) and which optional tools are present.
+    Doctor(doctor::DoctorArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The end of `mini --help`.
+const EXIT_STATUS: &str = "0  success\n\
+                           1  failure: an evaluation, build or other error (`mini run`: the program's own status)\n\
+                           2  usage error: an unknown command or option, a missing or malformed argument";
+
+/// The examples that end each subcommand's `--help`, by the subcommand's names.
+const EXAMPLES: &[(&[&str], &str)] = &[
+    (&["eval"], "mini eval default.nixlike\nmini eval --strict --expr '{ a = 1 + 2; b = [ \"x\" ]; }'\nmini eval --json ./lib"),
+    (&["store"], "mini store add ./notes.txt\nmini store verify --check-contents"),
+    (&["store", "add"], "mini store add ./notes.txt\nmini store add --name src ./project"),
+    (&["store", "verify"], "mini store verify\nmini store verify --check-contents"),
+    (&["store", "add-root"], "mini store add-root ./keep-hello /mini/store/<hash>-hello"),
+    (&["path-info"], "mini path-info -rS .#hello\nmini path-info --json /mini/store/<hash>-hello"),
+    (&["gc"], "mini gc --dry-run\nmini gc"),
+    (&["why-depends"], "mini why-depends /mini/store/<hash>-hello /mini/store/<hash>-busybox"),
+    (&["derivation"], "mini derivation show -r .#hello"),
+    (&["derivation", "show"], "mini derivation show .#hello\nmini derivation show -r /mini/store/<hash>-hello.drv"),
+    (
+        &["build"],
+        "mini build .#hello\nmini build ./examples/hello --no-link --print-out-paths\nmini build -L -j 4 --keep-going .#a .#b",
+    ),
+    (&["log"], "mini log .#hello"),
+    (&["run"], "mini run ./examples/hello\nmini run .#hello -- --verbose"),
+    (&["prelude"], "mini prelude | less"),
+    (
+        &["instantiate"],
+        "mini instantiate default.nixlike\n\
+         mini instantiate -E 'derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }'",
+    ),
+    (&["image"], "mini image inspect .#docker"),
+    (&["image", "inspect"], "mini image inspect ./result\nmini image inspect --json .#docker ./other-image.tar"),
+    (
+        &["graph"],
+        "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",
+    ),
+    (&["doctor"], "mini doctor\nmini doctor --json"),
+    (
+        &["completions"],
+        "mini completions bash > ~/.local/share/bash-completion/completions/mini\n\
+         mini completions zsh > ~/.zfunc/_mini\n\
+         mini completions fish > ~/.config/fish/completions/mini.fish",
+    ),
+];
+
+/// A help section: a heading styled as clap styles its own, then indented lines.
+fn section(heading: &str, body: &str) -> String {
+    let style = Styles::default().get_header().to_owned();
+    let lines: Vec<String> = body.lines().map(|line| format!("  {line}")).collect();
+    format!("{style}{heading}:{style:#}\n{}", lines.join("\n"))
+}
+
+/// The command line, with exit codes and examples added to the help.
+fn command() -> clap::Command {
+    let mut command = Cli::command().after_help(section("Exit status", EXIT_STATUS));
+    for (names, examples) in EXAMPLES {
+        command = with_examples(command, names, examples);
+    }
+    command
+}
+
+/// Adds `examples` to the help of the subcommand reached through `names`.
+fn with_examples(command: clap::Command, names: &[&str], examples: &str) -> clap::Command {
+    match names {
+        [] => command.after_help(section("Examples", examples)),
+        [first, rest @ ..] => command.mut_subcommand(first, |sub| with_examples(sub, rest, examples)),
+    }
 }
 
 #[derive(Args)]
@@ -92,12 +174,17 @@ struct EvalArgs {
 
 fn main() -> ExitCode {
     allocator::configure();
-    // `mini run`'s helper must start before anything starts a thread.
+    // `mini run`'s helper and `mini doctor`'s probe must start before
+    // anything starts a thread.
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if raw.get(1).and_then(|a| a.to_str()) == Some(mini_build::store_view::RUN_HELPER_ARG) {
-        mini_build::store_view::helper_main(&raw[2..]);
+    match raw.get(1).and_then(|a| a.to_str()) {
+        Some(mini_build::store_view::RUN_HELPER_ARG) => mini_build::store_view::helper_main(&raw[2..]),
+        Some(doctor::PROBE_ARG) => return doctor::probe_main(),
+        _ => {}
     }
-    let cli = Cli::parse();
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let matches = command().color(if no_color { ColorChoice::Never } else { ColorChoice::Auto }).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
     match cli.command {
         Command::Eval(args) => eval(args, store_root),
@@ -115,6 +202,15 @@ fn main() -> ExitCode {
         Command::Log(args) => build_cmd::log(&store_root, args),
         Command::Run(args) => build_cmd::run(&store_root, args),
         Command::Image(command) => image_cmd::run(&store_root, command),
+        Command::Graph(args) => graph_cmd::graph(&store_root, args),
+        Command::Doctor(args) => doctor::doctor(&store_root, args),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "mini", &mut script);
+            // A closed stdout is not worth a panic.
+            let _ = std::io::stdout().write_all(&script);
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -229,5 +325,29 @@ fn is_derivation(ev: &mut Evaluator, v: &Value) -> mini_lang::EvalResult<bool> {
             None => Ok(false),
         },
         _ => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_subcommand_has_examples() {
+        fn check(command: &clap::Command, names: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                names.push(sub.get_name().to_string());
+                let help = sub.get_after_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(help.contains("Examples:\n  mini "), "`mini {}` has no examples", names.join(" "));
+                check(sub, names);
+                names.pop();
+            }
+        }
+        check(&command(), &mut Vec::new());
     }
 }

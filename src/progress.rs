@@ -67,8 +67,10 @@ impl Observer for Progress {
             Event::Planned { total } => {
                 if let Some(bar) = &self.bar {
                     bar.set_length(total as u64);
-                } else if total > 0 {
-                    self.say(&format!("these {total} derivations will be built"));
+                } else if total == 1 {
+                    self.say("this derivation will be built:");
+                } else if total > 1 {
+                    self.say(&format!("these {total} derivations will be built:"));
                 }
             }
             Event::Started { drv } => {

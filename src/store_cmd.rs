@@ -45,9 +45,9 @@ pub enum DerivationCommand {
 
 #[derive(Args)]
 pub struct WhyDependsArgs {
-    /// The path that depends.
+    /// The path that depends: a store path, a link such as `result`, or an installable.
     from: String,
-    /// The path depended on.
+    /// The path depended on, given the same ways.
     to: String,
 }
 
@@ -231,6 +231,23 @@ fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
 
 /// `mini why-depends A B`: the chain of references from A to B, and for each
 /// step where in the files the next path's hash appears.
+/// A store path given as itself (or a path inside it), a link into the
+/// store such as `result`, or an installable (its `out` output).
+fn store_path_of(root: &Path, text: &str) -> Result<StorePath, String> {
+    if let Ok((path, _)) = StorePath::parse_prefix(text) {
+        return Ok(path);
+    }
+    match mini_flake::resolve(root, &[text.to_string()]).map_err(|e| e.to_string())?.into_iter().next() {
+        Some(Target::Opaque(path)) => Ok(path),
+        Some(Target::Derivation { outputs, .. }) => outputs
+            .get("out")
+            .or_else(|| outputs.values().next())
+            .cloned()
+            .ok_or_else(|| format!("'{text}' has no outputs")),
+        None => Err(format!("'{text}' names nothing")),
+    }
+}
+
 pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
     let store = match Store::open(root) {
         Ok(s) => s,
@@ -238,9 +255,11 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
     };
     let mut ends = Vec::new();
     for p in [&args.from, &args.to] {
-        match StorePath::parse_prefix(p) {
-            Ok((path, _)) if store.is_valid(&path) => ends.push(path),
-            Ok((path, _)) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
+        match store_path_of(root, p) {
+            Ok(path) if store.is_valid(&path) => ends.push(path),
+            Ok(path) => {
+                return fail(format!("path '{path}' is not valid in the store at {}; build it first", root.display()))
+            }
             Err(e) => return fail(e),
         }
     }

@@ -157,3 +157,87 @@ fn try_eval_catches_throw_and_assert_but_not_abort() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("evaluation aborted with the following error message: 'stop'"), "{}", stderr(&out));
 }
+
+/// The subcommands `mini ARGS… --help` lists under `Commands:` (but `help`).
+fn subcommands(args: &[&str]) -> Vec<String> {
+    let help = stdout(&mini(Path::new("."), &[args, &["--help"]].concat()));
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn help_documents_exit_codes_and_every_subcommand_has_examples() {
+    let out = mini(Path::new("."), &["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    assert!(help.contains("Exit status:\n  0  success\n  1  failure"), "{help}");
+    assert!(help.contains("2  usage error"), "{help}");
+    let mut todo: Vec<Vec<String>> = subcommands(&[]).into_iter().map(|c| vec![c]).collect();
+    assert!(todo.len() >= 15, "{todo:?}");
+    while let Some(names) = todo.pop() {
+        let args: Vec<&str> = names.iter().map(String::as_str).collect();
+        let out = mini(Path::new("."), &[&args[..], &["--help"]].concat());
+        assert!(out.status.success(), "mini {names:?} --help: {}", stderr(&out));
+        let help = stdout(&out);
+        assert!(help.contains("\nExamples:\n  mini "), "mini {} --help has no examples:\n{help}", names.join(" "));
+        todo.extend(subcommands(&args).into_iter().map(|sub| [names.clone(), vec![sub]].concat()));
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_failures_with_1() {
+    let s = Scratch::new("exit-codes");
+    for args in [&["frobnicate"][..], &["build"], &["eval", "--no-such-flag", "x"], &["graph", "--format", "png", "."]]
+    {
+        let out = mini(&s.0, args);
+        assert_eq!(out.status.code(), Some(2), "mini {args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+    }
+    let out = mini(&s.0, &["eval", "--expr", "throw \"no\""]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn no_color_turns_colors_off() {
+    let s = Scratch::new("no-color");
+    let run = |no_color: Option<&str>, args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_mini"));
+        command.args(args).current_dir(&s.0).env("CLICOLOR_FORCE", "1").env_remove("NO_COLOR");
+        if let Some(value) = no_color {
+            command.env("NO_COLOR", value);
+        }
+        let out = command.output().expect("run mini");
+        format!("{}{}", stdout(&out), stderr(&out))
+    };
+    for args in [&["--help"][..], &["build", "--help"], &["frobnicate"]] {
+        // Forced colors show that the check would see them.
+        assert!(run(None, args).contains("\x1b["), "no colors to turn off for {args:?}");
+        assert!(run(Some(""), args).contains("\x1b["), "an empty NO_COLOR is unset");
+        let plain = run(Some("1"), args);
+        assert!(!plain.contains('\x1b'), "{args:?} with NO_COLOR: {plain:?}");
+    }
+}
+
+#[test]
+fn completions_are_scripts_for_the_shell() {
+    let s = Scratch::new("completions");
+    let bash = mini(&s.0, &["completions", "bash"]);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    let script = stdout(&bash);
+    assert!(script.contains("_mini()") && script.contains("complete -F _mini"), "{script}");
+    for command in ["graph", "doctor", "path-info", "completions"] {
+        assert!(script.contains(command), "no {command} in the bash completions");
+    }
+    assert!(!script.contains("__mini-"), "a hidden helper is completed");
+    for shell in ["zsh", "fish"] {
+        let out = mini(&s.0, &["completions", shell]);
+        assert!(out.status.success() && stdout(&out).contains("mini"), "{shell}: {}", stderr(&out));
+    }
+    assert_eq!(mini(&s.0, &["completions", "tcsh"]).status.code(), Some(2));
+}

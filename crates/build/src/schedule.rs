@@ -563,7 +563,11 @@ impl<'a> Builder<'a> {
             return Ok(());
         }
         let valid = self.store.physical_path(path);
-        let files = output::differing_files(&valid, rebuilt).map_err(io_err("comparing", rebuilt))?;
+        let mut files = output::differing_files(&valid, rebuilt).map_err(io_err("comparing", rebuilt))?;
+        // The output itself (a single file, say) differs: name it.
+        for file in files.iter_mut().filter(|f| f.as_str() == ".") {
+            *file = path.to_string();
+        }
         Err(BuildError::NotDeterministic { drv: drv.into(), files })
     }
 }

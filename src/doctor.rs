@@ -1,0 +1,390 @@
+//! `mini doctor`: checks what mini needs from the machine and says how to
+//! fix what is missing. Required: unprivileged user namespaces (the build
+//! sandbox), a static busybox (the only thing builds take from the host),
+//! and a store root that exists or can be made, and is writable. Optional:
+//! the tools the test suite and `mini graph --format svg` use.
+//!
+//! User namespaces are probed, not guessed from sysctls: `unshare` needs a
+//! single-threaded process, so `mini` runs itself again with the hidden
+//! first argument [`PROBE_ARG`], handled before argument parsing, which does
+//! what the sandbox does first (a new user and mount namespace, the caller
+//! mapped to root, a mount change) and exits 0 or 1. The sysctls only
+//! explain a failure.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use clap::Args;
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The first argument that makes `mini` the user namespace probe.
+pub const PROBE_ARG: &str = "__mini-probe-userns";
+
+/// One check's outcome.
+#[derive(Debug)]
+struct Check {
+    name: &'static str,
+    required: bool,
+    ok: bool,
+    /// What was found, or what is wrong.
+    detail: String,
+    /// How to fix it, when it failed.
+    fix: Option<String>,
+}
+
+/// Where a busybox is looked for after `$MINI_BUSYBOX`, as `mini_flake` does.
+const BUSYBOX_PATHS: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
+
+/// Tools on `PATH` that only tests or extras use: name, what for, Debian package.
+const OPTIONAL_TOOLS: &[(&str, &str, &str)] = &[
+    ("skopeo", "reads and converts images in the image tests", "skopeo"),
+    ("umoci", "unpacks OCI images in the image tests", "umoci"),
+    ("runc", "runs built images in the image tests", "runc"),
+    ("nix-instantiate", "real Nix, the oracle of the language tests", "nix-bin"),
+    ("dot", "renders `mini graph --format svg`", "graphviz"),
+    ("git", "lists the sources of a flake in a git work tree", "git"),
+];
+
+/// `mini __mini-probe-userns`: enters a user namespace, or says why not.
+pub fn probe_main() -> ExitCode {
+    match enter_user_namespace() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
+    let mut checks = vec![user_namespaces(), busybox(), store(store_root)];
+    checks.extend(OPTIONAL_TOOLS.iter().map(|&(tool, purpose, package)| optional_tool(tool, purpose, package)));
+    let failed = checks.iter().filter(|c| c.required && !c.ok).count();
+    let text = if args.json { format!("{}\n", render_json(&checks)) } else { render_text(&checks) };
+    // A closed stdout (`| head`) is not worth a panic.
+    let _ = std::io::stdout().write_all(text.as_bytes());
+    if failed > 0 && !args.json {
+        eprintln!("error: {failed} required check(s) failed; mini cannot build until they are fixed");
+    }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One line per check: status, name, detail, and the fix for a failure.
+fn render_text(checks: &[Check]) -> String {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut text = String::new();
+    for check in checks {
+        let status = if check.ok { "ok" } else { "missing" };
+        let optional = if check.required || check.ok { "" } else { "(optional) " };
+        text.push_str(&format!("{status:<8} {:<width$}  {optional}{}", check.name, check.detail));
+        if let Some(fix) = &check.fix {
+            text.push_str(&format!("; fix: {fix}"));
+        }
+        text.push('\n');
+    }
+    text
+}
+
+/// `{"ok": …, "checks": [{"name", "required", "ok", "detail", "fix"}, …]}`.
+fn render_json(checks: &[Check]) -> serde_json::Value {
+    let items: Vec<serde_json::Value> = checks
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.name, "required": c.required, "ok": c.ok, "detail": c.detail, "fix": c.fix,
+            })
+        })
+        .collect();
+    serde_json::json!({ "ok": checks.iter().all(|c| c.ok || !c.required), "checks": items })
+}
+
+fn user_namespaces() -> Check {
+    let probe = std::env::current_exe()
+        .and_then(|exe| Command::new(exe).arg(PROBE_ARG).output())
+        .map_err(|e| format!("cannot run the probe: {e}"))
+        .and_then(|out| match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        });
+    match probe {
+        Ok(()) => Check {
+            name: "user namespaces",
+            required: true,
+            ok: true,
+            detail: "unprivileged user and mount namespaces work (the build sandbox)".into(),
+            fix: None,
+        },
+        Err(why) => Check {
+            name: "user namespaces",
+            required: true,
+            ok: false,
+            detail: format!("the build sandbox cannot start: {why}"),
+            fix: Some(userns_fix(|name| std::fs::read_to_string(format!("/proc/sys/{name}")).ok())),
+        },
+    }
+}
+
+/// The fix for failing user namespaces, from the sysctls that can forbid
+/// them (`sysctl` reads one by its path under `/proc/sys`).
+fn userns_fix(sysctl: impl Fn(&str) -> Option<String>) -> String {
+    let value = |name: &str| sysctl(name).map(|v| v.trim().to_string());
+    if value("user/max_user_namespaces").as_deref() == Some("0") {
+        return "sysctl -w user.max_user_namespaces=10000".into();
+    }
+    if value("kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return "sysctl -w kernel.unprivileged_userns_clone=1".into();
+    }
+    if value("kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (AppArmor forbids them)".into();
+    }
+    "inside a container, allow user namespaces (e.g. docker run --security-opt seccomp=unconfined \
+     --security-opt apparmor=unconfined)"
+        .into()
+}
+
+/// What the sandbox does first, in this process: a new user and mount
+/// namespace, the caller mapped to root there, and `/` made private, which
+/// only works when the namespace really grants its capabilities (AppArmor
+/// can forbid that while allowing the `unshare`).
+fn enter_user_namespace() -> Result<(), String> {
+    // SAFETY: these calls take no pointers; `mini` is single-threaded here
+    // (`main` calls this before anything else), as `unshare` of a user
+    // namespace requires.
+    let (uid, gid, unshared) =
+        unsafe { (libc::geteuid(), libc::getegid(), libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)) };
+    if unshared != 0 {
+        return Err(format!("unshare(CLONE_NEWUSER | CLONE_NEWNS): {}", std::io::Error::last_os_error()));
+    }
+    for (file, text) in [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("0 {uid} 1")),
+        ("/proc/self/gid_map", format!("0 {gid} 1")),
+    ] {
+        std::fs::write(file, text).map_err(|e| format!("writing {file} in the new namespace: {e}"))?;
+    }
+    // SAFETY: the path is a NUL-terminated literal; the other pointers may be null for MS_PRIVATE.
+    let mounted = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if mounted != 0 {
+        return Err(format!("making / private in the new mount namespace: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn busybox() -> Check {
+    let candidates: Vec<(PathBuf, &str)> = match std::env::var_os("MINI_BUSYBOX") {
+        Some(path) => vec![(PathBuf::from(path), " ($MINI_BUSYBOX)")],
+        None => BUSYBOX_PATHS.iter().map(|p| (PathBuf::from(p), "")).collect(),
+    };
+    let mut tried = Vec::new();
+    for (path, via) in candidates {
+        let shown = path.display();
+        match is_static_elf(&path) {
+            Ok(Some(true)) => {
+                return Check {
+                    name: "busybox",
+                    required: true,
+                    ok: true,
+                    detail: format!("{shown}{via} is statically linked"),
+                    fix: None,
+                }
+            }
+            Ok(Some(false)) => tried.push(format!("{shown}{via} is dynamically linked")),
+            Ok(None) => tried.push(format!("{shown}{via} is not an ELF executable")),
+            Err(e) => tried.push(format!("{shown}{via}: {e}")),
+        }
+    }
+    Check {
+        name: "busybox",
+        required: true,
+        ok: false,
+        detail: format!("no static busybox ({})", tried.join("; ")),
+        fix: Some("apt-get install busybox-static, or set MINI_BUSYBOX to a statically linked busybox".into()),
+    }
+}
+
+/// Whether a file is an ELF executable without an interpreter (`None`: not
+/// ELF), which is how `mini_flake` tells a busybox builds can run.
+fn is_static_elf(path: &Path) -> std::io::Result<Option<bool>> {
+    let mut bytes = Vec::new();
+    // The program headers sit at the start; 64 KiB is far more than any real table.
+    std::fs::File::open(path)?.take(64 << 10).read_to_end(&mut bytes)?;
+    Ok(elf_is_static(&bytes))
+}
+
+/// [`is_static_elf`] on a file's first bytes: static exactly when no
+/// program header is `PT_INTERP` (3).
+fn elf_is_static(bytes: &[u8]) -> Option<bool> {
+    if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" {
+        return None;
+    }
+    let little = match bytes[5] {
+        1 => true,
+        2 => false,
+        _ => return None,
+    };
+    let read = |at: u64, len: usize| -> Option<u64> {
+        let at = usize::try_from(at).ok()?;
+        let field = bytes.get(at..at.checked_add(len)?)?;
+        let fold = |value: u64, byte: &u8| (value << 8) | u64::from(*byte);
+        Some(if little { field.iter().rev().fold(0, fold) } else { field.iter().fold(0, fold) })
+    };
+    // (e_phoff, e_phentsize, e_phnum) for 32- and 64-bit ELF.
+    let (offset, entry_size, count) = match bytes[4] {
+        1 => (read(28, 4)?, read(42, 2)?, read(44, 2)?),
+        2 => (read(32, 8)?, read(54, 2)?, read(56, 2)?),
+        _ => return None,
+    };
+    for i in 0..count {
+        if read(offset.checked_add(i * entry_size)?, 4)? == 3 {
+            return Some(false);
+        }
+    }
+    Some(true)
+}
+
+/// The store root exists and is writable, or its nearest existing parent is
+/// (so `Store::open` can make it). Writability is tried, not inferred from
+/// mode bits, which say nothing of read-only mounts or of root.
+fn store(root: &Path) -> Check {
+    let root = std::path::absolute(root).unwrap_or_else(|_| root.to_path_buf());
+    let fix = "choose a writable place with --store DIR or $MINI_STORE".to_string();
+    let existing = root.ancestors().find(|dir| dir.exists()).unwrap_or(Path::new("/"));
+    let result = if !existing.is_dir() {
+        Err(format!("{} is not a directory", existing.display()))
+    } else {
+        let probe = existing.join(format!(".mini-doctor-{}", std::process::id()));
+        std::fs::create_dir(&probe)
+            .and_then(|()| std::fs::remove_dir(&probe))
+            .map_err(|e| format!("{} is not writable: {e}", existing.display()))
+    };
+    match result {
+        Ok(()) if existing == root => Check {
+            name: "store",
+            required: true,
+            ok: true,
+            detail: format!("{} is writable", root.display()),
+            fix: None,
+        },
+        Ok(()) => Check {
+            name: "store",
+            required: true,
+            ok: true,
+            detail: format!("{} can be created (in {})", root.display(), existing.display()),
+            fix: None,
+        },
+        Err(why) => Check {
+            name: "store",
+            required: true,
+            ok: false,
+            detail: format!("cannot use {}: {why}", root.display()),
+            fix: Some(fix),
+        },
+    }
+}
+
+fn optional_tool(tool: &'static str, purpose: &str, package: &str) -> Check {
+    match find_on_path(tool) {
+        Some(found) => Check {
+            name: tool,
+            required: false,
+            ok: true,
+            detail: format!("{} (optional: {purpose})", found.display()),
+            fix: None,
+        },
+        None => Check {
+            name: tool,
+            required: false,
+            ok: false,
+            detail: format!("not on PATH; {purpose}"),
+            fix: Some(format!("apt-get install {package}")),
+        },
+    }
+}
+
+/// The first executable file named `tool` in `$PATH`'s directories.
+fn find_on_path(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|candidate| {
+        std::fs::metadata(candidate).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal 64-bit little-endian ELF header with one program header.
+    fn elf64(p_type: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 64 + 56];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[4] = 2;
+        b[5] = 1;
+        b[32..40].copy_from_slice(&64u64.to_le_bytes());
+        b[54..56].copy_from_slice(&56u16.to_le_bytes());
+        b[56..58].copy_from_slice(&1u16.to_le_bytes());
+        b[64..68].copy_from_slice(&p_type.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn an_interpreter_header_means_dynamic() {
+        assert_eq!(elf_is_static(&elf64(1)), Some(true));
+        assert_eq!(elf_is_static(&elf64(3)), Some(false));
+        assert_eq!(elf_is_static(b"#!/bin/sh\necho hi\n"), None);
+        let mut truncated = elf64(1);
+        truncated.truncate(66);
+        assert_eq!(elf_is_static(&truncated), None);
+        assert_eq!(is_static_elf(&std::env::current_exe().unwrap()).unwrap(), Some(false));
+    }
+
+    #[test]
+    fn the_fix_names_the_sysctl_that_forbids_namespaces() {
+        let with = |name: &'static str, value: &'static str| move |n: &str| (n == name).then(|| format!("{value}\n"));
+        assert!(userns_fix(with("user/max_user_namespaces", "0")).contains("user.max_user_namespaces="));
+        assert!(userns_fix(with("kernel/unprivileged_userns_clone", "0")).contains("unprivileged_userns_clone=1"));
+        let apparmor = userns_fix(with("kernel/apparmor_restrict_unprivileged_userns", "1"));
+        assert!(apparmor.contains("apparmor_restrict_unprivileged_userns=0"), "{apparmor}");
+        assert!(userns_fix(|_| None).contains("container"));
+    }
+
+    #[test]
+    fn text_has_one_line_per_check_with_fixes_for_failures() {
+        let checks = [
+            Check { name: "store", required: true, ok: true, detail: "/s is writable".into(), fix: None },
+            Check {
+                name: "dot",
+                required: false,
+                ok: false,
+                detail: "not on PATH; draws".into(),
+                fix: Some("apt-get install graphviz".into()),
+            },
+        ];
+        assert_eq!(
+            render_text(&checks),
+            "ok       store  /s is writable\nmissing  dot    (optional) not on PATH; draws; fix: apt-get install graphviz\n"
+        );
+        let json = render_json(&checks);
+        assert_eq!(json["ok"], true);
+        assert_eq!(json["checks"][1]["fix"], "apt-get install graphviz");
+    }
+}
