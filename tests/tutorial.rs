@@ -164,11 +164,11 @@ fn every_command_of_the_tutorial_works_as_shown() {
                     }
                     let (success, output) = run(&dir, &store, &command);
                     // Shown as the reader's own directories.
-                    let output = output
-                        .replace(&dir.display().to_string(), "~/course")
-                        .replace(&s.0.display().to_string(), "~");
+                    let output =
+                        output.replace(&dir.display().to_string(), "~/course").replace(&s.0.display().to_string(), "~");
                     if success == flag("fails") {
-                        failures.push(format!("`{command}` {}:\n{output}", if success { "succeeded" } else { "failed" }));
+                        failures
+                            .push(format!("`{command}` {}:\n{output}", if success { "succeeded" } else { "failed" }));
                     } else if !flag("any-output") && !render && masked(&output) != masked(&expected) {
                         failures.push(format!("`{command}` printed:\n{output}\ninstead of:\n{expected}"));
                     }
