@@ -22,8 +22,12 @@ pub enum StoreCommand {
     },
     /// Check every valid path: present, and with --check-contents unmodified.
     Verify {
+        /// Also hash every path's files and compare with the recorded hash.
         #[arg(long)]
         check_contents: bool,
+        /// Print the problems as JSON (`[{"problem": "missing", "path": …}]`).
+        #[arg(long)]
+        json: bool,
     },
     /// Make LINK a symlink to a store path that also keeps it from GC.
     AddRoot { link: PathBuf, path: String },
@@ -56,6 +60,9 @@ pub struct GcArgs {
     /// Only report what would be deleted.
     #[arg(long)]
     dry_run: bool,
+    /// Print what was deleted as JSON (`{"deleted": […], "bytesFreed": N, "layerBytesFreed": N}`).
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -100,7 +107,25 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        StoreCommand::Verify { check_contents } => match store.verify(check_contents) {
+        StoreCommand::Verify { check_contents, json } => match store.verify(check_contents) {
+            Ok(problems) if json => {
+                let list: Vec<serde_json::Value> = problems
+                    .iter()
+                    .map(|p| match p {
+                        Problem::Missing(path) => serde_json::json!({ "problem": "missing", "path": path.to_string() }),
+                        Problem::Modified(path) => {
+                            serde_json::json!({ "problem": "modified", "path": path.to_string() })
+                        }
+                        Problem::BadRecord(what) => serde_json::json!({ "problem": "unreadable record", "path": what }),
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+                if problems.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
             Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
             Ok(problems) => {
                 for p in &problems {
@@ -133,21 +158,36 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
+    // Cached image layers of deleted paths go with them.
+    let layer_bytes = if args.dry_run {
+        0
+    } else {
+        match Store::open(root)
+            .map_err(mini_image::ImageError::from)
+            .and_then(|s| mini_image::cache::LayerCache::prune(&s))
+        {
+            Ok(bytes) => bytes,
+            Err(e) => return fail(e),
+        }
+    };
+    if args.json {
+        let deleted: Vec<String> = report.deleted.iter().map(|p| p.to_string()).collect();
+        let json = serde_json::json!({
+            "dryRun": args.dry_run,
+            "deleted": deleted,
+            "bytesFreed": report.bytes_freed,
+            "layerBytesFreed": layer_bytes,
+        });
+        println!("{json}");
+        return ExitCode::SUCCESS;
+    }
     let (verb, summary) = if args.dry_run { ("would delete", "would be") } else { ("deleted", "were") };
     for path in &report.deleted {
         println!("{verb} {path}");
     }
     println!("{} store paths {summary} deleted, {} bytes {summary} freed", report.deleted.len(), report.bytes_freed);
-    if !args.dry_run {
-        // Cached image layers of deleted paths go with them.
-        match Store::open(root)
-            .map_err(mini_image::ImageError::from)
-            .and_then(|s| mini_image::cache::LayerCache::prune(&s))
-        {
-            Ok(0) => {}
-            Ok(bytes) => println!("{bytes} bytes of cached image layers freed"),
-            Err(e) => return fail(e),
-        }
+    if layer_bytes > 0 {
+        println!("{layer_bytes} bytes of cached image layers freed");
     }
     ExitCode::SUCCESS
 }

@@ -3,10 +3,11 @@
 //! very set, lazily). Evaluation is pure and may read only files under
 //! `DIR`, so a flake gives the same derivations on every machine. An
 //! attribute is looked up at the top level, then under
-//! `packages.<system>`, and must be a derivation.
+//! `packages.<system>`, and must be a derivation. A path the flake copies
+//! to the store takes only the flake's sources (see [`crate::sources`]).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -37,6 +38,8 @@ pub(crate) struct FlakeSession<'e> {
     system: String,
     pkgs: Option<Value>,
     outputs: HashMap<PathBuf, Value>,
+    /// The flakes whose source filter the evaluator has been given.
+    filtered: HashSet<PathBuf>,
 }
 
 impl<'e> FlakeSession<'e> {
@@ -45,16 +48,37 @@ impl<'e> FlakeSession<'e> {
         ev.store_root = Some(store.root().to_path_buf());
         ev.pure = true;
         ev.write_derivations = true;
-        FlakeSession { ev, store, system: mini_lang::builtins::current_system(), pkgs: None, outputs: HashMap::new() }
+        FlakeSession {
+            ev,
+            store,
+            system: mini_lang::builtins::current_system(),
+            pkgs: None,
+            outputs: HashMap::new(),
+            filtered: HashSet::new(),
+        }
     }
 
     /// The derivation attribute `attr` of the flake in `dir` (canonical) names.
     pub fn derivation(&mut self, dir: &Path, attr: &[String]) -> Result<FlakeDerivation, FlakeError> {
         // Set for every attribute: thunks of this flake are forced only now.
         self.ev.restrict_to(&[dir.to_path_buf()]).map_err(|e| self.eval_error(&e))?;
+        self.filter_sources(dir)?;
         let outputs = self.outputs(dir)?;
         let value = self.select_attribute(dir, &outputs, attr)?;
         self.as_derivation(dir, attr, value)
+    }
+
+    /// Makes paths copied from the flake in `dir` take only its sources
+    /// (see [`crate::sources`]), working them out once per session.
+    fn filter_sources(&mut self, dir: &Path) -> Result<(), FlakeError> {
+        if self.filtered.contains(dir) {
+            return Ok(());
+        }
+        if let Some(filter) = crate::sources::source_filter(dir)? {
+            self.ev.add_source_filter(filter);
+        }
+        self.filtered.insert(dir.to_path_buf());
+        Ok(())
     }
 
     /// Writes every derivation made to the store.

@@ -11,9 +11,11 @@
 mod busybox;
 mod error;
 mod flake;
+mod ignore;
 mod installable;
 mod prelude;
 mod resolve;
+mod sources;
 
 pub use error::FlakeError;
 pub use installable::{parse, Installable};

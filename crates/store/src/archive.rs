@@ -20,8 +20,10 @@
 //! directory = "directory" {"entry" "(" "name" <name> "node" node ")"}
 //! ```
 //!
-//! [`encode`] and [`validate`] are pure. [`dump_path`], [`hash_path`] and
-//! [`restore`] are the only bridges between a tree on disk and its archive.
+//! [`encode`] and [`validate`] are pure. [`dump_path`], [`hash_path`] (and
+//! their `_filtered` forms, which leave out entries a [`PathFilter`]
+//! refuses) and [`restore`] are the only bridges between a tree on disk and
+//! its archive.
 
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, DirBuilder, File, FileType, OpenOptions, Permissions};
@@ -293,6 +295,15 @@ impl<W: Write> PieceSink for WriteSink<'_, W> {
 // ---------------------------------------------------------------------------
 // Trees on disk
 
+/// Which entries of a tree go into its archive: called with each entry's
+/// path relative to the archived root (never with the root itself) and
+/// whether it is a directory (a symlink never is). A refused entry is left
+/// out with everything below it, as if it were not on disk.
+pub type PathFilter<'a> = &'a (dyn Fn(&Path, bool) -> bool + Sync);
+
+/// The filter that keeps everything.
+pub const KEEP_ALL: PathFilter<'static> = &|_, _| true;
+
 /// Writes the archive of the tree at `path` to `out` and returns its size in bytes.
 ///
 /// Symlinks are stored, never followed; a file is executable if any of its
@@ -300,15 +311,34 @@ impl<W: Write> PieceSink for WriteSink<'_, W> {
 /// contents are streamed, and a file is archived with the size it had when
 /// its directory was read (a file that shrinks meanwhile is an error).
 pub fn dump_path(path: &Path, out: &mut impl Write) -> Result<u64, ArchiveError> {
+    dump_path_filtered(path, KEEP_ALL, out)
+}
+
+/// [`dump_path`] of only the entries `filter` keeps: the archive of the
+/// tree that would remain if the others were deleted.
+pub fn dump_path_filtered(path: &Path, filter: PathFilter, out: &mut impl Write) -> Result<u64, ArchiveError> {
     let mut sink = WriteSink::new(out);
     sink.bytes(&magic_token())?;
-    walk_path(path, 0, &mut sink)?;
+    walk_path(path, filter, &mut sink)?;
     sink.finish()
 }
 
-/// Emits the archive of the node at `path`, inside `depth` directories.
-fn walk_path(path: &Path, depth: usize, sink: &mut impl PieceSink) -> Result<(), ArchiveError> {
+/// Emits the archive of the tree at `path`, keeping what `filter` keeps.
+fn walk_path(path: &Path, filter: PathFilter, sink: &mut impl PieceSink) -> Result<(), ArchiveError> {
     let metadata = fs::symlink_metadata(path).map_err(io_error(path))?;
+    walk_node(path, &metadata, &mut PathBuf::new(), 0, filter, sink)
+}
+
+/// Emits the archive of the node at `path` (`relative` to the archived
+/// root), inside `depth` directories.
+fn walk_node(
+    path: &Path,
+    metadata: &fs::Metadata,
+    relative: &mut PathBuf,
+    depth: usize,
+    filter: PathFilter,
+    sink: &mut impl PieceSink,
+) -> Result<(), ArchiveError> {
     let file_type = metadata.file_type();
     let mut header = Vec::new();
     if file_type.is_file() {
@@ -330,11 +360,17 @@ fn walk_path(path: &Path, depth: usize, sink: &mut impl PieceSink) -> Result<(),
         push_directory_start(&mut header);
         sink.bytes(&header)?;
         for name in sorted_entries(path)? {
-            header.clear();
-            push_entry_start(&mut header, name.as_bytes());
-            sink.bytes(&header)?;
-            walk_path(&path.join(&name), depth + 1, sink)?;
-            sink.bytes(&CLOSE)?;
+            let child = path.join(&name);
+            let child_metadata = fs::symlink_metadata(&child).map_err(io_error(&child))?;
+            relative.push(&name);
+            if filter(relative, child_metadata.is_dir()) {
+                header.clear();
+                push_entry_start(&mut header, name.as_bytes());
+                sink.bytes(&header)?;
+                walk_node(&child, &child_metadata, relative, depth + 1, filter, sink)?;
+                sink.bytes(&CLOSE)?;
+            }
+            relative.pop();
         }
         sink.bytes(&CLOSE)
     } else {
@@ -461,9 +497,14 @@ impl PieceSink for PieceList {
 /// The digest equals hashing [`dump_path`]'s output; files are read and
 /// hashed in parallel (see the strategy above).
 pub fn hash_path(path: &Path) -> Result<(blake3::Hash, u64), ArchiveError> {
+    hash_path_filtered(path, KEEP_ALL)
+}
+
+/// [`hash_path`] of only the entries `filter` keeps (see [`dump_path_filtered`]).
+pub fn hash_path_filtered(path: &Path, filter: PathFilter) -> Result<(blake3::Hash, u64), ArchiveError> {
     let mut pieces = PieceList::default();
     pieces.bytes(&magic_token())?;
-    walk_path(path, 0, &mut pieces)?;
+    walk_path(path, filter, &mut pieces)?;
     Ok((hash_pieces(&pieces, LEAF_LEN)?, pieces.len))
 }
 
@@ -1094,7 +1135,7 @@ mod tests {
         let archive = dump(&tree);
         let mut pieces = PieceList::default();
         pieces.bytes(&magic_token()).unwrap();
-        walk_path(&tree, 0, &mut pieces).unwrap();
+        walk_path(&tree, KEEP_ALL, &mut pieces).unwrap();
         assert_eq!(pieces.len, archive.len() as u64);
         for leaf_len in [1024, 2048, 4096, 1 << 16, 1 << 20] {
             assert_eq!(hash_pieces(&pieces, leaf_len).unwrap(), blake3::hash(&archive), "leaf {leaf_len}");

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::archive::{self, ArchiveError};
+use crate::archive::{self, ArchiveError, PathFilter};
 use crate::derivation::hex;
 use crate::store_path::{PathKind, StorePath, StorePathError};
 
@@ -149,7 +149,14 @@ impl Store {
     /// [`Store::add_path`], also saying whether this call did the copying
     /// (false when the path was already valid, or another process made it).
     pub fn add_path_reporting(&self, source: &Path, name: &str) -> Result<(StorePath, bool)> {
-        let (hash, _) = archive::hash_path(source)?;
+        self.add_path_filtered(source, name, archive::KEEP_ALL)
+    }
+
+    /// [`Store::add_path_reporting`] of only the entries of `source` that
+    /// `filter` keeps: the path is the one adding a copy of `source` without
+    /// the others would give.
+    pub fn add_path_filtered(&self, source: &Path, name: &str, filter: PathFilter) -> Result<(StorePath, bool)> {
+        let (hash, _) = archive::hash_path_filtered(source, filter)?;
         let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
         self.add_temp_root(&path)?;
         if self.is_valid(&path) {
@@ -159,7 +166,7 @@ impl Store {
         if self.is_valid(&path) {
             return Ok((path, false));
         }
-        let staged = self.stage_copy(source)?;
+        let staged = self.stage_copy(source, filter)?;
         self.install(&path, &staged, BTreeSet::new(), None)?;
         Ok((path, true))
     }
@@ -322,20 +329,25 @@ impl Store {
         unreachable!("the loop returns or fails")
     }
 
-    /// Copies `source` into a staging directory through the canonical
-    /// archive, so exactly what was hashed is what lands in the store.
-    fn stage_copy(&self, source: &Path) -> Result<PathBuf> {
+    /// Copies what `filter` keeps of `source` into a staging directory
+    /// through the canonical archive, so exactly what was hashed is what
+    /// lands in the store.
+    fn stage_copy(&self, source: &Path, filter: PathFilter) -> Result<PathBuf> {
         let staging = self.staging_dir()?;
         let dest = staging.join("tree");
         let (mut reader, mut writer) = io::pipe().map_err(io_err("creating a pipe for", source))?;
-        let source_owned = source.to_path_buf();
-        let dumper = std::thread::spawn(move || {
-            let result = archive::dump_path(&source_owned, &mut writer);
-            drop(writer);
-            result
+        let (dumped, restored) = std::thread::scope(|scope| {
+            let dumper = scope.spawn(move || {
+                let result = archive::dump_path_filtered(source, filter, &mut writer);
+                drop(writer);
+                result
+            });
+            let restored = archive::restore(&mut reader, &dest);
+            // A failed restore stops reading: the dumper must not wait on a full pipe.
+            drop(reader);
+            (dumper.join(), restored)
         });
-        let restored = archive::restore(&mut reader, &dest);
-        let dumped = dumper.join().map_err(|_| StoreError::Io {
+        let dumped = dumped.map_err(|_| StoreError::Io {
             action: "archiving",
             path: source.to_path_buf(),
             source: io::Error::other("the archiving thread panicked"),
@@ -832,6 +844,29 @@ mod tests {
         assert!(info.references.is_empty());
         let (hash, size) = archive::hash_path(&store.physical_path(&p1)).unwrap();
         assert_eq!((*hash.as_bytes(), size), (info.nar_hash, info.nar_size));
+    }
+
+    #[test]
+    fn a_filtered_add_equals_adding_what_the_filter_keeps() {
+        let s = Scratch::new("filtered");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        sample_tree(&s.0.join("full"));
+        fs::create_dir_all(s.0.join("full/target/debug")).unwrap();
+        fs::write(s.0.join("full/target/debug/big"), "build output").unwrap();
+        fs::write(s.0.join("full/bin/tool.log"), "noise").unwrap();
+        // A socket, which could not be archived, is never looked at once excluded.
+        let _socket = std::os::unix::net::UnixListener::bind(s.0.join("full/target/sock")).unwrap();
+        sample_tree(&s.0.join("kept"));
+        let filter = |rel: &Path, is_dir: bool| {
+            assert!(rel.is_relative() && rel != Path::new(""), "{rel:?}");
+            !(rel == Path::new("target") && is_dir) && rel.extension().is_none_or(|e| e != "log")
+        };
+        let (filtered, copied) = store.add_path_filtered(&s.0.join("full"), "sample", &filter).unwrap();
+        assert!(copied);
+        assert_eq!(filtered, store.add_path(&s.0.join("kept"), "sample").unwrap());
+        let stored = store.physical_path(&filtered);
+        assert!(stored.join("bin/tool").is_file() && !stored.join("target").exists());
+        assert!(!stored.join("bin/tool.log").exists());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::{attrs, attrs_of, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::eval::{store_error, Evaluator};
+use crate::eval::{store_error, Evaluator, ScopedFilter};
 use crate::source::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Attrs, Symbol, Thunk, Value};
@@ -93,7 +93,9 @@ pub fn to_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
 }
 
 /// `builtins.path { path; name ? baseNameOf path; filter ? null; }`: copies
-/// a path into the store, keeping only what `filter path type` accepts.
+/// a path into the store, keeping only what `filter path type` accepts
+/// (and, below a registered source filter's root, only sources: `filter`
+/// is never asked about the rest).
 pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let set = attrs(ev, &args[0], span)?;
     for (key, _) in set.entries() {
@@ -121,13 +123,14 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
         Some(t) => Some(ev.force(&t.clone())?),
         None => None,
     };
-    let store = ev.store(span)?;
     let stored = match filter {
-        None => store.add_path(&source, &name).map_err(|e| store_error(e, span))?,
+        None => ev.add_source(&source, &name, span)?,
         Some(filter) => {
+            let sources = ev.source_filter_for(&source, span)?;
+            let store = ev.store(span)?;
             let staging = store.staging_dir().map_err(|e| store_error(e, span))?;
             let copy = staging.join("filtered");
-            let result = copy_filtered(ev, &filter, &source, &copy, true, span)
+            let result = copy_filtered(ev, &filter, sources.as_ref(), &source, &copy, Path::new(""), span)
                 .and_then(|()| store.add_path(&copy, &name).map_err(|e| store_error(e, span)));
             let _ = std::fs::remove_dir_all(&staging);
             result?
@@ -136,8 +139,17 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
     Ok(store_path_value(&stored))
 }
 
-/// Copies `from` to `to`, asking `filter` about every entry below the root.
-fn copy_filtered(ev: &mut Evaluator, filter: &Value, from: &Path, to: &Path, root: bool, span: Span) -> EvalResult<()> {
+/// Copies `from` (`below` the copied root) to `to`, asking `filter` about
+/// every entry below the root that is a source (`sources` keeps it).
+fn copy_filtered(
+    ev: &mut Evaluator,
+    filter: &Value,
+    sources: Option<&ScopedFilter>,
+    from: &Path,
+    to: &Path,
+    below: &Path,
+    span: Span,
+) -> EvalResult<()> {
     let io = |e: std::io::Error| EvalError::at(ErrorKind::Io, format!("copying '{}': {e}", from.display()), span);
     let meta = std::fs::symlink_metadata(from).map_err(io)?;
     let kind = if meta.is_dir() {
@@ -149,7 +161,10 @@ fn copy_filtered(ev: &mut Evaluator, filter: &Value, from: &Path, to: &Path, roo
     } else {
         "unknown"
     };
-    if !root {
+    if below != Path::new("") {
+        if sources.is_some_and(|sources| !sources.keeps(below, meta.is_dir())) {
+            return Ok(());
+        }
         let path_arg = Value::string(from.to_string_lossy().into_owned());
         let keep = super::call2(ev, filter, path_arg.into(), Value::string(kind).into(), span)?;
         if !super::expect_bool(keep, span)? {
@@ -165,7 +180,7 @@ fn copy_filtered(ev: &mut Evaluator, filter: &Value, from: &Path, to: &Path, roo
             .map_err(io)?;
         names.sort();
         for n in names {
-            copy_filtered(ev, filter, &from.join(&n), &to.join(&n), false, span)?;
+            copy_filtered(ev, filter, sources, &from.join(&n), &to.join(&n), &below.join(&n), span)?;
         }
     } else if meta.file_type().is_symlink() {
         std::os::unix::fs::symlink(std::fs::read_link(from).map_err(io)?, to).map_err(io)?;

@@ -22,6 +22,10 @@ use mini_store::store_path::StorePath;
 mod access;
 mod call;
 mod ops;
+mod sources;
+
+pub(crate) use sources::ScopedFilter;
+pub use sources::SourceFilter;
 
 use ops::speculate_int_op;
 
@@ -44,6 +48,8 @@ pub struct Evaluator {
     store: Option<Rc<Store>>,
     /// Paths already copied to the store in this session.
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
+    /// What copied paths keep, by directory; see [`Evaluator::add_source_filter`].
+    source_filters: Vec<Rc<dyn SourceFilter>>,
     /// Hash modulo and output names of every derivation made so far, so
     /// a derivation's inputs are hashed once however deep the graph.
     pub(crate) drv_hashes: FxHashMap<StorePath, ModuloHash>,
@@ -95,6 +101,7 @@ impl Evaluator {
             store_root: None,
             store: None,
             copied_paths: HashMap::new(),
+            source_filters: Vec::new(),
             drv_hashes: FxHashMap::default(),
             drv_outputs: FxHashMap::default(),
             write_derivations: true,
@@ -140,21 +147,6 @@ impl Evaluator {
         let store = Rc::new(Store::open(root).map_err(|e| store_error(e, span))?);
         self.store = Some(store.clone());
         Ok(store)
-    }
-
-    /// Copies a path into the store (once per session) and returns its
-    /// store path, as interpolating `./src` into a string does.
-    pub(crate) fn copy_to_store(&mut self, path: &str, span: Span) -> EvalResult<StorePath> {
-        let path = PathBuf::from(path);
-        self.check_access(&path, Some(span))?;
-        if let Some(p) = self.copied_paths.get(&path) {
-            return Ok(p.clone());
-        }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let store = self.store(span)?;
-        let stored = store.add_path(&path, &name).map_err(|e| store_error(e, span))?;
-        self.copied_paths.insert(path, stored.clone());
-        Ok(stored)
     }
 
     #[inline]
