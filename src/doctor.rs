@@ -11,7 +11,7 @@
 //! mapped to root, a mount change) and exits 0 or 1. The sysctls only
 //! explain a failure.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -39,9 +39,6 @@ struct Check {
     /// How to fix it, when it failed.
     fix: Option<String>,
 }
-
-/// Where a busybox is looked for after `$MINI_BUSYBOX`, as `mini_flake` does.
-const BUSYBOX_PATHS: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
 
 /// Tools on `PATH` that only tests or extras use: name, what for, Debian package.
 const OPTIONAL_TOOLS: &[(&str, &str, &str)] = &[
@@ -191,75 +188,23 @@ fn enter_user_namespace() -> Result<(), String> {
 }
 
 fn busybox() -> Check {
-    let candidates: Vec<(PathBuf, &str)> = match std::env::var_os("MINI_BUSYBOX") {
-        Some(path) => vec![(PathBuf::from(path), " ($MINI_BUSYBOX)")],
-        None => BUSYBOX_PATHS.iter().map(|p| (PathBuf::from(p), "")).collect(),
-    };
-    let mut tried = Vec::new();
-    for (path, via) in candidates {
-        let shown = path.display();
-        match is_static_elf(&path) {
-            Ok(Some(true)) => {
-                return Check {
-                    name: "busybox",
-                    required: true,
-                    ok: true,
-                    detail: format!("{shown}{via} is statically linked"),
-                    fix: None,
-                }
-            }
-            Ok(Some(false)) => tried.push(format!("{shown}{via} is dynamically linked")),
-            Ok(None) => tried.push(format!("{shown}{via} is not an ELF executable")),
-            Err(e) => tried.push(format!("{shown}{via}: {e}")),
-        }
+    match mini_flake::find_busybox() {
+        Ok(path) => Check {
+            name: "busybox",
+            required: true,
+            ok: true,
+            detail: format!("{} is statically linked", path.display()),
+            fix: None,
+        },
+        Err(mini_flake::FlakeError::NoBusybox { tried }) => Check {
+            name: "busybox",
+            required: true,
+            ok: false,
+            detail: format!("no static busybox ({})", tried.join("; ")),
+            fix: Some("apt-get install busybox-static, or set MINI_BUSYBOX to a statically linked busybox".into()),
+        },
+        Err(e) => Check { name: "busybox", required: true, ok: false, detail: e.to_string(), fix: None },
     }
-    Check {
-        name: "busybox",
-        required: true,
-        ok: false,
-        detail: format!("no static busybox ({})", tried.join("; ")),
-        fix: Some("apt-get install busybox-static, or set MINI_BUSYBOX to a statically linked busybox".into()),
-    }
-}
-
-/// Whether a file is an ELF executable without an interpreter (`None`: not
-/// ELF), which is how `mini_flake` tells a busybox builds can run.
-fn is_static_elf(path: &Path) -> std::io::Result<Option<bool>> {
-    let mut bytes = Vec::new();
-    // The program headers sit at the start; 64 KiB is far more than any real table.
-    std::fs::File::open(path)?.take(64 << 10).read_to_end(&mut bytes)?;
-    Ok(elf_is_static(&bytes))
-}
-
-/// [`is_static_elf`] on a file's first bytes: static exactly when no
-/// program header is `PT_INTERP` (3).
-fn elf_is_static(bytes: &[u8]) -> Option<bool> {
-    if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" {
-        return None;
-    }
-    let little = match bytes[5] {
-        1 => true,
-        2 => false,
-        _ => return None,
-    };
-    let read = |at: u64, len: usize| -> Option<u64> {
-        let at = usize::try_from(at).ok()?;
-        let field = bytes.get(at..at.checked_add(len)?)?;
-        let fold = |value: u64, byte: &u8| (value << 8) | u64::from(*byte);
-        Some(if little { field.iter().rev().fold(0, fold) } else { field.iter().fold(0, fold) })
-    };
-    // (e_phoff, e_phentsize, e_phnum) for 32- and 64-bit ELF.
-    let (offset, entry_size, count) = match bytes[4] {
-        1 => (read(28, 4)?, read(42, 2)?, read(44, 2)?),
-        2 => (read(32, 8)?, read(54, 2)?, read(56, 2)?),
-        _ => return None,
-    };
-    for i in 0..count {
-        if read(offset.checked_add(i * entry_size)?, 4)? == 3 {
-            return Some(false);
-        }
-    }
-    Some(true)
 }
 
 /// The store root exists and is writable, or its nearest existing parent is
@@ -332,30 +277,6 @@ fn find_on_path(tool: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A minimal 64-bit little-endian ELF header with one program header.
-    fn elf64(p_type: u32) -> Vec<u8> {
-        let mut b = vec![0u8; 64 + 56];
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = 1;
-        b[32..40].copy_from_slice(&64u64.to_le_bytes());
-        b[54..56].copy_from_slice(&56u16.to_le_bytes());
-        b[56..58].copy_from_slice(&1u16.to_le_bytes());
-        b[64..68].copy_from_slice(&p_type.to_le_bytes());
-        b
-    }
-
-    #[test]
-    fn an_interpreter_header_means_dynamic() {
-        assert_eq!(elf_is_static(&elf64(1)), Some(true));
-        assert_eq!(elf_is_static(&elf64(3)), Some(false));
-        assert_eq!(elf_is_static(b"#!/bin/sh\necho hi\n"), None);
-        let mut truncated = elf64(1);
-        truncated.truncate(66);
-        assert_eq!(elf_is_static(&truncated), None);
-        assert_eq!(is_static_elf(&std::env::current_exe().unwrap()).unwrap(), Some(false));
-    }
 
     #[test]
     fn the_fix_names_the_sysctl_that_forbids_namespaces() {

@@ -57,7 +57,7 @@ pub(crate) fn import(store: &Store) -> Result<StorePath, FlakeError> {
 
 /// `$MINI_BUSYBOX` if set (and then nothing else), else the first static
 /// busybox among [`HOST_PATHS`].
-fn find() -> Result<PathBuf, FlakeError> {
+pub fn find() -> Result<PathBuf, FlakeError> {
     let candidates: Vec<(PathBuf, &str)> = match std::env::var_os("MINI_BUSYBOX") {
         Some(path) => vec![(PathBuf::from(path), "$MINI_BUSYBOX")],
         None => HOST_PATHS.iter().map(|p| (PathBuf::from(p), "")).collect(),

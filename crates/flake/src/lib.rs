@@ -17,6 +17,7 @@ mod prelude;
 mod resolve;
 mod sources;
 
+pub use busybox::find as find_busybox;
 pub use error::FlakeError;
 pub use installable::{parse, Installable};
 pub use prelude::PRELUDE;
