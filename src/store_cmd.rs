@@ -53,6 +53,9 @@ pub struct WhyDependsArgs {
     from: String,
     /// The path depended on, given the same ways.
     to: String,
+    /// Print the chain as JSON: each link with the files (and offsets) where the next one's hash appears.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -308,19 +311,43 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
         Ok(None) => return fail(format!("'{}' does not depend on '{}'", ends[0], ends[1])),
         Err(e) => return fail(e),
     };
+    let occurrences: Vec<Vec<mini_store::references::Occurrence>> = chain
+        .windows(2)
+        .map(|pair| {
+            mini_store::references::find_occurrences(&store.physical_path(&pair[0]), &pair[1].hash_part())
+                .unwrap_or_default()
+        })
+        .collect();
+    let file_name = |occ: &mini_store::references::Occurrence| {
+        if occ.file.as_os_str().is_empty() {
+            "(the file itself)".to_string()
+        } else {
+            occ.file.display().to_string()
+        }
+    };
+    if args.json {
+        let links: Vec<serde_json::Value> = chain
+            .iter()
+            .enumerate()
+            .map(|(i, path)| {
+                let found: Vec<serde_json::Value> = occurrences
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .map(|o| serde_json::json!({ "file": file_name(o), "offset": o.offset, "context": o.context }))
+                    .collect();
+                serde_json::json!({ "path": path.to_string(), "nextFoundIn": found })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(links));
+        return ExitCode::SUCCESS;
+    }
     println!("{}", chain[0]);
-    for (depth, pair) in chain.windows(2).enumerate() {
+    for (depth, (pair, found)) in chain.windows(2).zip(&occurrences).enumerate() {
         let indent = "  ".repeat(depth);
         println!("{indent}└───{}", pair[1]);
-        let occurrences =
-            mini_store::references::find_occurrences(&store.physical_path(&pair[0]), &pair[1].hash_part());
-        for occ in occurrences.unwrap_or_default() {
-            let file = if occ.file.as_os_str().is_empty() {
-                "(the file itself)".to_string()
-            } else {
-                occ.file.display().to_string()
-            };
-            println!("{indent}    {file}: …{}…", occ.context);
+        for occ in found {
+            println!("{indent}    {}: …{}…", file_name(occ), occ.context);
         }
     }
     ExitCode::SUCCESS

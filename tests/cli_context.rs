@@ -110,3 +110,18 @@ fn to_json_keeps_the_context_of_the_strings_inside() {
     );
     assert_eq!(s.eval(r#"builtins.hasContext (builtins.toJSON { a = "plain"; })"#), "false");
 }
+
+#[test]
+fn why_depends_speaks_json_too() {
+    let s = project("why-json");
+    let note = unquote(&s.eval(r#""${./note.txt}""#));
+    let script = unquote(&s.eval(r#"builtins.toFile "run.sh" "cat ${./note.txt}""#));
+    let out = s.mini(&["why-depends", "--json", &script, &note]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let chain: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(chain[0]["path"], script.as_str());
+    assert_eq!(chain[1]["path"], note.as_str());
+    assert_eq!(chain[0]["nextFoundIn"][0]["file"], "(the file itself)");
+    // "cat /mini/store/": the hash starts 16 bytes in.
+    assert_eq!(chain[0]["nextFoundIn"][0]["offset"], 16);
+}
