@@ -542,7 +542,7 @@ fn builds_and_runs_work_without_privileges() {
 }
 
 #[test]
-fn the_readme_quick_start_builds_and_runs_the_hello_example() {
+fn the_tour_builds_and_runs_the_hello_example() {
     let s = Scratch::new("build-readme");
     let store = s.0.join("store");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
