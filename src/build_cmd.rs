@@ -1,6 +1,8 @@
 //! `mini build`, `mini log` and `mini run`: resolve installables to
 //! derivations (through `mini-flake`), realise them (through `mini-build`),
-//! then make out-links, print paths, or run the result.
+//! then make out-links, print paths, or run the result. Missing outputs
+//! are first asked of the binary caches (`--substituters` and the config
+//! file, through `mini-cache`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -9,7 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use mini_build::{BuildOptions, Builder};
+use mini_build::{BuildOptions, Builder, Substituter};
+use mini_cache::substitute::BinaryCaches;
 use mini_flake::Target;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
@@ -54,6 +57,15 @@ pub struct BuildArgs {
     /// Show the builders' output, each line prefixed with its derivation.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
+    /// Binary caches to download outputs from instead of building them
+    /// (file:///DIR or http(s)://...; repeatable or space-separated), tried
+    /// before those of the config file.
+    #[arg(long, value_name = "URL", value_delimiter = ' ')]
+    substituters: Vec<String>,
+    /// Keys (NAME:BASE64) whose signatures make a cache's paths acceptable,
+    /// besides those of the config file.
+    #[arg(long, value_name = "KEY", value_delimiter = ' ')]
+    trusted_public_keys: Vec<String>,
 }
 
 #[derive(Args)]
@@ -80,14 +92,39 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-/// Resolves installables and builds them; the targets and, on success,
-/// nothing else to report.
+/// The binary caches of the config file, with `urls` and `keys` first.
+fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Result<Option<BinaryCaches>, ExitCode> {
+    let (more_urls, more_keys) = crate::cache_cmd::configured_caches().map_err(|e| fail(&e))?;
+    urls.extend(more_urls);
+    keys.extend(more_keys);
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    BinaryCaches::new(&urls, &keys).map(Some).map_err(|e| fail(&e.to_string()))
+}
+
+/// Resolves installables and builds them, substituting from the
+/// configured binary caches; the targets and, on success, nothing else to
+/// report.
 pub(crate) fn realise(
     store_root: &Path,
     installables: &[String],
     options: BuildOptions,
     check: bool,
     print_logs: bool,
+) -> Result<(Store, Vec<Target>), ExitCode> {
+    let caches = binary_caches(Vec::new(), Vec::new())?;
+    realise_with(store_root, installables, options, check, print_logs, caches.as_ref())
+}
+
+/// [`realise`] with these binary caches.
+fn realise_with(
+    store_root: &Path,
+    installables: &[String],
+    options: BuildOptions,
+    check: bool,
+    print_logs: bool,
+    caches: Option<&BinaryCaches>,
 ) -> Result<(Store, Vec<Target>), ExitCode> {
     let targets = mini_flake::resolve(store_root, installables).map_err(|e| fail(&e.to_string()))?;
     let store = open_store(store_root)?;
@@ -106,9 +143,12 @@ pub(crate) fn realise(
         }
     }
     let progress = Progress::new(print_logs);
-    let report = Builder::new(&store, options, &progress)
-        .with_builtin(Box::new(mini_image::builder::ImageBuilder))
-        .realise(&drvs, check);
+    let mut builder =
+        Builder::new(&store, options, &progress).with_builtin(Box::new(mini_image::builder::ImageBuilder));
+    if let Some(caches) = caches {
+        builder = builder.with_substituter(caches as &dyn Substituter);
+    }
+    let report = builder.realise(&drvs, check);
     progress.finish();
     let report = report.map_err(|e| fail(&e.to_string()))?;
     if !report.failed.is_empty() {
@@ -131,7 +171,13 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
     options.keep_failed = args.keep_failed;
     options.timeout = args.timeout.map(Duration::from_secs);
     options.max_silent_time = args.max_silent_time.map(Duration::from_secs);
-    let (store, targets) = match realise(store_root, &args.installables, options, args.check, args.print_build_logs) {
+    let caches = match binary_caches(args.substituters, args.trusted_public_keys) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let realised =
+        realise_with(store_root, &args.installables, options, args.check, args.print_build_logs, caches.as_ref());
+    let (store, targets) = match realised {
         Ok(done) => done,
         Err(code) => return code,
     };

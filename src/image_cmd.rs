@@ -54,7 +54,7 @@ enum Where {
 /// Files and directories are images, except a directory that is a flake
 /// and not an OCI layout; a `.drv` path, `DIR#ATTR` and store paths not on
 /// disk are installables. Anything else is left for reading to report.
-fn is_installable(arg: &str) -> bool {
+pub(crate) fn is_installable(arg: &str) -> bool {
     let path = Path::new(arg);
     if arg.starts_with(&format!("{STORE_DIR}/")) && arg.ends_with(".drv") {
         return true;

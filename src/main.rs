@@ -9,10 +9,12 @@ use clap::{Args, ColorChoice, CommandFactory, FromArgMatches, Parser, Subcommand
 
 mod allocator;
 mod build_cmd;
+mod cache_cmd;
 mod doctor;
 mod graph_cmd;
 mod image_cmd;
 mod progress;
+mod push_cmd;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
 
@@ -64,6 +66,14 @@ enum Command {
     /// Print an installable's build graph (or, with --runtime, its runtime
     /// closure) as Graphviz DOT or SVG.
     Graph(graph_cmd::GraphArgs),
+    /// Push an image (a docker-archive, an OCI layout, or an installable that
+    /// builds one) to a registry over the OCI distribution API.
+    Push(push_cmd::PushArgs),
+    /// Copy installables' runtime closures to a binary cache, signed.
+    Copy(cache_cmd::CopyArgs),
+    /// Manage the signing keys of binary caches.
+    #[command(subcommand)]
+    Key(cache_cmd::KeyCommand),
     /// Check that this machine can build (user namespaces, a static busybox,
     /// a writable store) and which optional tools are present.
     Doctor(doctor::DoctorArgs),
@@ -110,6 +120,18 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",
     ),
     (&["doctor"], "mini doctor\nmini doctor --json"),
+    (
+        &["copy"],
+        "mini copy --to file:///srv/cache --secret-key cache-1.secret .#hello\n\
+         mini copy --to https://cache.example/mini --secret-key cache-1.secret ./result",
+    ),
+    (&["key"], "mini key generate cache.example-1 --out ~/keys"),
+    (&["key", "generate"], "mini key generate cache.example-1\nmini key generate cache.example-1 --out ~/keys"),
+    (
+        &["push"],
+        "mini push ./examples/quotes#docker docker://registry.example/quotes:latest\n\
+         mini push --insecure --compression zstd ./result docker://127.0.0.1:5000/quotes",
+    ),
     (
         &["completions"],
         "mini completions bash > ~/.local/share/bash-completion/completions/mini\n\
@@ -204,6 +226,9 @@ fn main() -> ExitCode {
         Command::Image(command) => image_cmd::run(&store_root, command),
         Command::Graph(args) => graph_cmd::graph(&store_root, args),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
+        Command::Copy(args) => cache_cmd::copy(&store_root, args),
+        Command::Key(command) => cache_cmd::key(command),
+        Command::Push(args) => push_cmd::push(&store_root, args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command(), "mini", &mut script);

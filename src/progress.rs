@@ -86,6 +86,17 @@ impl Observer for Progress {
                     self.say(&format!("{}> {line}", short(drv)));
                 }
             }
+            Event::Substituted { drv } => {
+                if self.bar.is_none() {
+                    self.say(&format!("copied the outputs of '{drv}' from a binary cache"));
+                }
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::SubstitutionFailed { drv, message } => {
+                self.say(&format!("warning: cannot substitute '{}', building it instead: {message}", short(drv)));
+            }
             Event::Built { drv } | Event::AlreadyValid { drv } => {
                 self.update_running(|r| {
                     r.remove(short(drv));

@@ -1,6 +1,8 @@
 //! The build plan: which derivations must run, in what order they may run,
 //! and which to prefer. Derivations whose outputs are all valid are left
 //! out, and so are their inputs: a valid output needs nothing rebuilt.
+//! Likewise, a derivation whose missing outputs a substituter offers is
+//! planned without its inputs: it will be downloaded, not built.
 //!
 //! Edges go from an input to the derivation that needs it. Each node's
 //! priority is the number of derivations on the longest path from it to
@@ -15,6 +17,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 
 use crate::error::{BuildError, Result};
+use crate::schedule::Substituter;
 
 /// One derivation to build.
 #[derive(Debug, Clone)]
@@ -25,6 +28,9 @@ pub struct Job {
     pub priority: usize,
     /// Rebuild although the outputs are valid, and compare (`--check`).
     pub check: bool,
+    /// Its inputs were left out of the plan because a substituter offers
+    /// its outputs; should substitution fail, they are built first.
+    pub inputs_skipped: bool,
 }
 
 /// The derivations to build and their dependencies.
@@ -51,6 +57,16 @@ pub fn outputs_valid(store: &Store, drv: &Derivation) -> bool {
 /// Plans the builds that make `targets` valid. With `check`, the targets
 /// themselves are rebuilt even when valid (their inputs are not).
 pub fn plan(store: &Store, targets: &[StorePath], check: bool) -> Result<BuildPlan> {
+    plan_with(store, targets, check, None)
+}
+
+/// [`plan`], leaving out the inputs of derivations `substituter` can supply.
+pub fn plan_with(
+    store: &Store,
+    targets: &[StorePath],
+    check: bool,
+    substituter: Option<&dyn Substituter>,
+) -> Result<BuildPlan> {
     let mut graph: DiGraph<Job, ()> = DiGraph::new();
     let mut index: HashMap<StorePath, Option<NodeIndex>> = HashMap::new();
     let wanted: BTreeSet<&StorePath> = targets.iter().collect();
@@ -75,13 +91,25 @@ pub fn plan(store: &Store, targets: &[StorePath], check: bool) -> Result<BuildPl
                 });
             }
         }
-        for input in drv.input_drvs.keys() {
-            pending_edges.push((input.clone(), drv_path.clone()));
-            if !index.contains_key(input) {
-                stack.push((input.clone(), false));
+        let substitutable = !is_check
+            && substituter.is_some_and(|s| {
+                drv.outputs.values().all(|o| o.path.as_ref().is_some_and(|p| store.is_valid(p) || s.has(p)))
+            });
+        if !substitutable {
+            for input in drv.input_drvs.keys() {
+                pending_edges.push((input.clone(), drv_path.clone()));
+                if !index.contains_key(input) {
+                    stack.push((input.clone(), false));
+                }
             }
         }
-        let node = graph.add_node(Job { drv_path: drv_path.clone(), drv, priority: 0, check: is_check });
+        let node = graph.add_node(Job {
+            drv_path: drv_path.clone(),
+            drv,
+            priority: 0,
+            check: is_check,
+            inputs_skipped: substitutable,
+        });
         index.insert(drv_path, Some(node));
     }
     for (input, dependent) in pending_edges {
@@ -116,6 +144,10 @@ mod tests {
         dir
     }
 
+    fn modulo_of(store: &Store, drv_path: &StorePath) -> mini_store::derivation::ModuloHash {
+        read_derivation(store, drv_path).unwrap().hash_modulo(&mut |p| modulo_of(store, p))
+    }
+
     /// Writes a derivation named `name` depending on `inputs` and returns its path.
     fn add_drv(store: &Store, name: &str, inputs: &[&StorePath]) -> StorePath {
         let mut drv = Derivation {
@@ -128,10 +160,7 @@ mod tests {
             args: vec![],
             env: BTreeMap::new(),
         };
-        let modulo = drv.hash_modulo(&mut |p| {
-            let d = read_derivation(store, p).unwrap();
-            d.hash_modulo(&mut |_| unreachable!("the tests' inputs have no inputs"))
-        });
+        let modulo = drv.hash_modulo(&mut |p| modulo_of(store, p));
         drv.fill_output_paths(modulo).unwrap();
         let references = drv.input_drvs.keys().cloned().collect();
         let file = TextFile { name: format!("{name}.drv"), text: drv.to_json(), references };
@@ -152,6 +181,39 @@ mod tests {
         assert_eq!(plan.graph.edge_count(), 2);
         let priority = |p: &StorePath| plan.graph.node_weights().find(|j| &j.drv_path == p).unwrap().priority;
         assert_eq!((priority(&a), priority(&b), priority(&c)), (2, 2, 1));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// Offers every output path except those named in its list.
+    struct Offers(Vec<&'static str>);
+
+    impl Substituter for Offers {
+        fn has(&self, path: &StorePath) -> bool {
+            !self.0.contains(&path.name())
+        }
+
+        fn substitute(&self, _: &Store, _: &StorePath) -> std::result::Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    #[test]
+    fn inputs_of_substitutable_derivations_are_left_out() {
+        let dir = scratch("substitutable");
+        let store = Store::open(&dir).unwrap();
+        let a = add_drv(&store, "a", &[]);
+        let b = add_drv(&store, "b", &[&a]);
+        let c = add_drv(&store, "c", &[&b]);
+        let plan = plan_with(&store, std::slice::from_ref(&c), false, Some(&Offers(vec![]))).unwrap();
+        let names: Vec<&str> = plan.graph.node_weights().map(|j| j.drv.name.as_str()).collect();
+        assert_eq!(names, ["c"]);
+        assert!(plan.graph.node_weights().all(|j| j.inputs_skipped));
+        // c is not offered: its input b is planned, but not b's input.
+        let plan = plan_with(&store, &[c], false, Some(&Offers(vec!["c"]))).unwrap();
+        let mut names: Vec<&str> = plan.graph.node_weights().map(|j| j.drv.name.as_str()).collect();
+        names.sort();
+        assert_eq!(names, ["b", "c"]);
+        assert_eq!(plan.graph.edge_count(), 1);
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -31,6 +31,8 @@ pub enum BuildError {
     NotDeterministic { drv: String, files: Vec<String> },
     #[error("'{drv}' needs system '{needed}', but this machine builds '{have}'")]
     WrongSystem { drv: String, needed: String, have: String },
+    #[error("'{drv}' could not be substituted, and {failed} of its inputs failed to build")]
+    InputsFailed { drv: String, failed: usize },
 }
 
 fn render_tail(lines: &[String]) -> String {

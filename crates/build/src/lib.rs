@@ -4,6 +4,7 @@
 //! namespace sandbox (`sandbox`) that sees only its declared inputs, or in
 //! process for builtin builders (`builtins`). Finished outputs are
 //! canonicalised and checked (`output`) before the store registers them.
+//! A [`Substituter`] (such as a binary cache) may supply outputs instead.
 //!
 //! This crate stands on `mini-store` alone: it reads derivations from the
 //! store and knows nothing of the language that wrote them.
@@ -20,4 +21,4 @@ pub mod store_view;
 mod testing;
 
 pub use error::{BuildError, Result};
-pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer};
+pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer, Substituter};

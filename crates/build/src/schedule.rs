@@ -1,7 +1,8 @@
 //! Running a build plan: `jobs` workers take ready derivations, longest
 //! remaining chain first, and build each one in the sandbox (or in process,
 //! for a builtin builder); then its outputs are checked, scanned for
-//! references and registered.
+//! references and registered. With a [`Substituter`], missing outputs are
+//! first asked of it, and only built if it cannot supply them.
 //!
 //! Outputs are locked before a derivation is built and their validity is
 //! checked again under the lock, so several `mini` processes building
@@ -66,8 +67,18 @@ pub enum Event<'a> {
     Planned {
         total: usize,
     },
+    /// A derivation's builder starts.
     Started {
         drv: &'a StorePath,
+    },
+    /// A derivation's outputs were downloaded instead of built.
+    Substituted {
+        drv: &'a StorePath,
+    },
+    /// Substitution failed; the derivation is built instead.
+    SubstitutionFailed {
+        drv: &'a StorePath,
+        message: &'a str,
     },
     /// A line of a builder's output.
     Log {
@@ -104,10 +115,22 @@ impl Observer for Silent {
     fn event(&self, _: Event<'_>) {}
 }
 
+/// Supplies store paths without building them, as a binary cache does.
+pub trait Substituter: Sync {
+    /// Whether `path` can be supplied (so its derivation's inputs need not be built).
+    fn has(&self, path: &StorePath) -> bool;
+    /// Makes `path` valid in `store`; the caller holds its lock. `Ok(false)`
+    /// if no source offers it; an error says what was wrong with what was
+    /// offered, and nothing was registered.
+    fn substitute(&self, store: &Store, path: &StorePath) -> std::result::Result<bool, String>;
+}
+
 /// What a build did.
 #[derive(Debug, Default)]
 pub struct BuildReport {
     pub built: Vec<StorePath>,
+    /// Derivations whose outputs a substituter supplied.
+    pub substituted: Vec<StorePath>,
     pub failed: Vec<(StorePath, BuildError)>,
     /// Derivations not built because an input failed or the build stopped.
     pub not_attempted: Vec<StorePath>,
@@ -119,6 +142,15 @@ pub struct Builder<'a> {
     options: BuildOptions,
     builtins: Vec<Box<dyn BuiltinBuilder>>,
     observer: &'a dyn Observer,
+    substituter: Option<&'a dyn Substituter>,
+}
+
+/// How a derivation's outputs became valid.
+enum Outcome {
+    Built,
+    Substituted,
+    /// Another process made them valid while this one waited for the locks.
+    AlreadyValid,
 }
 
 /// Shared by the workers, under one mutex.
@@ -133,7 +165,13 @@ struct Progress {
 
 impl<'a> Builder<'a> {
     pub fn new(store: &'a Store, options: BuildOptions, observer: &'a dyn Observer) -> Builder<'a> {
-        Builder { store, options, builtins: crate::builtins::standard(), observer }
+        Builder { store, options, builtins: crate::builtins::standard(), observer, substituter: None }
+    }
+
+    /// Asks `substituter` for missing outputs before building them.
+    pub fn with_substituter(mut self, substituter: &'a dyn Substituter) -> Self {
+        self.substituter = Some(substituter);
+        self
     }
 
     /// Adds a builtin builder (such as the image builder).
@@ -145,7 +183,7 @@ impl<'a> Builder<'a> {
     /// Makes the outputs of `targets` valid, building what is missing; with
     /// `check`, rebuilds the targets themselves and compares.
     pub fn realise(&self, targets: &[StorePath], check: bool) -> Result<BuildReport> {
-        let plan = dag::plan(self.store, targets, check)?;
+        let plan = dag::plan_with(self.store, targets, check, self.substituter)?;
         let logs = self.store.root().join("log");
         fs::create_dir_all(&logs).map_err(io_err("creating", &logs))?;
         let mut in_use: Vec<StorePath> = targets.to_vec();
@@ -227,18 +265,22 @@ impl<'a> Builder<'a> {
                 }
             };
             let job = &graph[node];
-            self.observer.event(Event::Started { drv: &job.drv_path });
             let outcome = self.build_one(job, work_dir);
             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
             p.running -= 1;
             match outcome {
-                Ok(built) => {
+                Ok(done) => {
                     p.finished[node.index()] = true;
-                    if built {
-                        self.observer.event(Event::Built { drv: &job.drv_path });
-                        p.report.built.push(job.drv_path.clone());
-                    } else {
-                        self.observer.event(Event::AlreadyValid { drv: &job.drv_path });
+                    match done {
+                        Outcome::Built => {
+                            self.observer.event(Event::Built { drv: &job.drv_path });
+                            p.report.built.push(job.drv_path.clone());
+                        }
+                        Outcome::Substituted => {
+                            self.observer.event(Event::Substituted { drv: &job.drv_path });
+                            p.report.substituted.push(job.drv_path.clone());
+                        }
+                        Outcome::AlreadyValid => self.observer.event(Event::AlreadyValid { drv: &job.drv_path }),
                     }
                     for next in graph.neighbors_directed(node, Direction::Outgoing) {
                         p.inputs_left[next.index()] -= 1;
@@ -260,9 +302,8 @@ impl<'a> Builder<'a> {
         }
     }
 
-    /// Builds one derivation; `Ok(false)` when its outputs turned valid
-    /// while waiting for their locks.
-    fn build_one(&self, job: &Job, reusable: Option<&Path>) -> Result<bool> {
+    /// Substitutes or builds one derivation.
+    fn build_one(&self, job: &Job, reusable: Option<&Path>) -> Result<Outcome> {
         let outputs: BTreeMap<String, StorePath> = job
             .drv
             .outputs
@@ -278,8 +319,15 @@ impl<'a> Builder<'a> {
         sorted.sort();
         let _locks: Vec<PathLock> = sorted.iter().map(|p| self.store.lock(p)).collect::<std::result::Result<_, _>>()?;
         if !job.check && dag::outputs_valid(self.store, &job.drv) {
-            return Ok(false);
+            return Ok(Outcome::AlreadyValid);
         }
+        if !job.check && self.substitute_outputs(job, &outputs) {
+            return Ok(Outcome::Substituted);
+        }
+        if job.inputs_skipped {
+            self.build_inputs(job)?;
+        }
+        self.observer.event(Event::Started { drv: &job.drv_path });
         let builtin = job.drv.builder.strip_prefix("builtin:");
         if builtin.is_none() && job.drv.system != SYSTEM {
             return Err(BuildError::WrongSystem {
@@ -319,7 +367,35 @@ impl<'a> Builder<'a> {
         } else {
             discard_tree(&work_dir);
         }
-        result.map(|()| true)
+        result.map(|()| Outcome::Built)
+    }
+
+    /// Asks the substituter for each missing output, in order, stopping at
+    /// the first it cannot supply; true if all are valid then.
+    fn substitute_outputs(&self, job: &Job, outputs: &BTreeMap<String, StorePath>) -> bool {
+        let Some(substituter) = self.substituter else { return false };
+        for path in outputs.values().filter(|p| !self.store.is_valid(p)) {
+            match substituter.substitute(self.store, path) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(message) => {
+                    self.observer.event(Event::SubstitutionFailed { drv: &job.drv_path, message: &message });
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Builds the inputs the plan left out because substitution was
+    /// expected to work, before building the derivation itself.
+    fn build_inputs(&self, job: &Job) -> Result<()> {
+        let inputs: Vec<StorePath> = job.drv.input_drvs.keys().cloned().collect();
+        let report = self.realise(&inputs, false)?;
+        match report.failed.len() + report.not_attempted.len() {
+            0 => Ok(()),
+            failed => Err(BuildError::InputsFailed { drv: job.drv_path.to_string(), failed }),
+        }
     }
 
     /// The store paths a build may see: the closure of its input sources

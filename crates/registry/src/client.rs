@@ -1,0 +1,171 @@
+//! A small HTTP client for one registry: retries transient failures
+//! (connection errors, 5xx, 429) with backoff, and answers a 401 once per
+//! request with Basic credentials or a bearer token from the challenge's
+//! realm. The `Authorization` value it settles on is reused for later
+//! requests.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ureq::http;
+
+use crate::auth::{self, Challenge, Credentials};
+use crate::{RegistryError, Result};
+
+/// How many times a request is tried.
+const TRIES: u32 = 3;
+/// The wait before the second try; it doubles after each failure.
+const BACKOFF: Duration = Duration::from_millis(200);
+
+/// What a request sends.
+#[derive(Debug, Clone, Copy)]
+pub enum Body<'a> {
+    Empty,
+    /// Bytes with their content type.
+    Bytes(&'a [u8], &'a str),
+    /// A file's contents, streamed, as `application/octet-stream`.
+    File(&'a Path),
+}
+
+/// What the registry answered.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    /// The `Location` header, made absolute.
+    pub location: Option<String>,
+    /// The body, for error messages (empty for HEAD).
+    pub body: String,
+}
+
+/// A client for one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    host: String,
+    credentials: Option<Credentials>,
+    authorization: Mutex<Option<String>>,
+}
+
+impl Client {
+    /// A client for `host`, over HTTPS unless `insecure`.
+    pub fn new(host: &str, insecure: bool, credentials: Option<Credentials>) -> Client {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .build();
+        let scheme = if insecure { "http" } else { "https" };
+        Client {
+            agent: ureq::Agent::new_with_config(config),
+            base: format!("{scheme}://{host}"),
+            host: host.to_string(),
+            credentials,
+            authorization: Mutex::new(None),
+        }
+    }
+
+    /// The URL of `path` (which starts with `/`) on this registry.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends `method url` with `body`; `what` names the request in errors.
+    /// A 401 is answered once; still 401 is [`RegistryError::Auth`].
+    pub fn send(&self, method: &str, url: &str, body: Body<'_>, what: &str) -> Result<Reply> {
+        let mut answered_challenge = false;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let outcome = self.send_once(method, url, body);
+            let transient = match &outcome {
+                Err(_) => true,
+                Ok((reply, _)) => reply.status == 429 || reply.status >= 500,
+            };
+            match outcome {
+                Ok((reply, challenge)) if reply.status == 401 => {
+                    if answered_challenge {
+                        return Err(RegistryError::Auth { host: self.host.clone() });
+                    }
+                    answered_challenge = true;
+                    tries -= 1;
+                    self.authenticate(challenge.as_deref())?;
+                }
+                Ok((reply, _)) if !transient || tries >= TRIES => return Ok(reply),
+                Err(e) if tries >= TRIES => {
+                    return Err(RegistryError::Http { what: what.to_string(), message: e.to_string() })
+                }
+                _ => std::thread::sleep(BACKOFF * 2u32.pow(tries - 1)),
+            }
+        }
+    }
+
+    fn send_once(
+        &self,
+        method: &str,
+        url: &str,
+        body: Body<'_>,
+    ) -> std::result::Result<(Reply, Option<String>), ureq::Error> {
+        let mut request = http::Request::builder().method(method).uri(url);
+        if let Some(value) = self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            request = request.header("Authorization", value);
+        }
+        let response = match body {
+            Body::Empty => self.agent.run(request.body(())?)?,
+            Body::Bytes(bytes, content_type) => {
+                self.agent.run(request.header("Content-Type", content_type).body(bytes)?)?
+            }
+            Body::File(path) => {
+                let file = File::open(path)?;
+                self.agent.run(request.header("Content-Type", "application/octet-stream").body(file)?)?
+            }
+        };
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let challenge = header("www-authenticate");
+        let location = header("location").map(|l| if l.starts_with('/') { self.url(&l) } else { l });
+        let status = response.status().as_u16();
+        let body =
+            if method == "HEAD" { String::new() } else { response.into_body().read_to_string().unwrap_or_default() };
+        Ok((Reply { status, location, body }, challenge))
+    }
+
+    /// Settles on an `Authorization` value that answers `challenge`.
+    fn authenticate(&self, challenge: Option<&str>) -> Result<()> {
+        let refused = || RegistryError::Auth { host: self.host.clone() };
+        let value = match challenge.and_then(auth::parse_challenge) {
+            Some(Challenge::Basic) => self.credentials.as_ref().ok_or_else(refused)?.basic_header(),
+            Some(Challenge::Bearer { realm, params }) => format!("Bearer {}", self.token(&realm, &params)?),
+            None => return Err(refused()),
+        };
+        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+        Ok(())
+    }
+
+    /// A bearer token from `realm`, asked for with Basic credentials if
+    /// there are any.
+    fn token(&self, realm: &str, params: &std::collections::BTreeMap<String, String>) -> Result<String> {
+        let failed = |message: String| RegistryError::Http { what: format!("getting a token from {realm}"), message };
+        let mut request = self.agent.get(realm);
+        for (key, value) in params {
+            request = request.query(key, value);
+        }
+        if let Some(credentials) = &self.credentials {
+            request = request.header("Authorization", credentials.basic_header());
+        }
+        let response = request.call().map_err(|e| failed(e.to_string()))?;
+        match response.status().as_u16() {
+            200 => {}
+            401 | 403 => return Err(RegistryError::Auth { host: self.host.clone() }),
+            status => return Err(failed(format!("the server answered {status}"))),
+        }
+        let text = response.into_body().read_to_string().map_err(|e| failed(e.to_string()))?;
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| failed(e.to_string()))?;
+        doc.get("token")
+            .or_else(|| doc.get("access_token"))
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| failed("the answer holds no token".into()))
+    }
+}

@@ -1,0 +1,154 @@
+//! `mini key` and `mini copy`, and where `mini build` finds its binary
+//! caches: signing keys and uploads come from `mini-cache`; this module
+//! parses arguments, reads the config file and reports.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use mini_build::BuildOptions;
+use mini_cache::key::SecretKey;
+use mini_cache::remote::Remote;
+use mini_flake::Target;
+use mini_store::store_path::StorePath;
+
+use crate::build_cmd;
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Write a new ed25519 key pair: NAME.secret (for `mini copy --secret-key`)
+    /// and NAME.public (for `--trusted-public-keys`).
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// The key's name, which signatures carry (e.g. cache.example.org-1).
+    name: String,
+    /// The directory to write the two files to.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// The binary cache: file:///DIR or http(s)://HOST/PATH (written with PUT).
+    #[arg(long, value_name = "URL")]
+    to: String,
+    /// Sign each path with this key (a file holding NAME:BASE64).
+    #[arg(long, value_name = "FILE")]
+    secret_key: Option<PathBuf>,
+    /// Show the builders' output while building what is missing.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+    /// What to copy (with its runtime closure): DIR#ATTR, DIR, or a store path.
+    #[arg(required = true, value_name = "INSTALLABLE")]
+    installables: Vec<String>,
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+pub fn key(command: KeyCommand) -> ExitCode {
+    let KeyCommand::Generate(args) = command;
+    let key = match SecretKey::generate(&args.name) {
+        Ok(k) => k,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let secret = args.out.join(format!("{}.secret", args.name));
+    let public = args.out.join(format!("{}.public", args.name));
+    if secret.exists() {
+        return fail(&format!("{} exists; remove it first to replace the key", secret.display()));
+    }
+    let written = std::fs::create_dir_all(&args.out)
+        .and_then(|()| write_private(&secret, &key.render()))
+        .and_then(|()| std::fs::write(&public, key.public().render()));
+    match written {
+        Ok(()) => {
+            println!("{}", secret.display());
+            println!("{}", public.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot write the key files: {e}")),
+    }
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
+    let key = match &args.secret_key {
+        Some(file) => match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| SecretKey::parse(&t).map_err(|e| e.to_string()))
+        {
+            Ok(k) => Some(k),
+            Err(e) => return fail(&format!("cannot read the secret key {}: {e}", file.display())),
+        },
+        None => None,
+    };
+    let remote = match Remote::parse(&args.to) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let (store, targets) =
+        match build_cmd::realise(store_root, &args.installables, BuildOptions::default(), false, args.print_build_logs)
+        {
+            Ok(done) => done,
+            Err(code) => return code,
+        };
+    let roots: Vec<StorePath> = targets
+        .iter()
+        .flat_map(|t| match t {
+            Target::Derivation { outputs, .. } => outputs.values().cloned().collect(),
+            Target::Opaque(path) => vec![path.clone()],
+        })
+        .collect();
+    let mut on_copy = |path: &StorePath| eprintln!("copying '{path}' to {}", args.to);
+    match mini_cache::copy::copy_closure(&store, &remote, key.as_ref(), &roots, &mut on_copy) {
+        Ok(report) => {
+            eprintln!("copied {} path(s); {} were already there", report.copied.len(), report.present.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Binary caches and trusted keys from the config file:
+/// `$XDG_CONFIG_HOME/mini/config.json`, else `~/.config/mini/config.json`,
+/// holding `{"substituters": [URL...], "trustedPublicKeys": [KEY...]}`.
+pub(crate) fn configured_caches() -> Result<(Vec<String>, Vec<String>), String> {
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".config"),
+            None => return Ok(Default::default()),
+        },
+    };
+    let file = dir.join("mini/config.json");
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    let bad = |what: &str| format!("{}: {what}", file.display());
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    let strings = |key: &str| -> Result<Vec<String>, String> {
+        match json.get(key) {
+            None => Ok(Vec::new()),
+            Some(serde_json::Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad(&format!("'{key}' must hold strings"))))
+                .collect(),
+            Some(_) => Err(bad(&format!("'{key}' must be a list of strings"))),
+        }
+    };
+    Ok((strings("substituters")?, strings("trustedPublicKeys")?))
+}
