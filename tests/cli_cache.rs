@@ -161,7 +161,42 @@ impl Drop for Server {
     }
 }
 
+/// Python's `http.server`, taught to store what is PUT (plain or chunked
+/// bodies), as a writable binary cache needs.
+const PUT_SERVER: &str = r#"
+import functools, http.server, os, sys
+class Handler(http.server.SimpleHTTPRequestHandler):
+    def do_PUT(self):
+        path = self.translate_path(self.path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    break
+                body += self.rfile.read(size)
+                self.rfile.readline()
+        else:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open(path, "wb") as f:
+            f.write(body)
+        self.send_response(201)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+handler = functools.partial(Handler, directory=sys.argv[2])
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), handler).serve_forever()
+"#;
+
 fn serve(dir: &Path) -> Option<(Server, u16)> {
+    serve_with(dir, false)
+}
+
+/// An HTTP server on a free loopback port serving `dir`, accepting PUTs
+/// if `writable`; `None` (the test skips) if python3 is missing, except
+/// under CI, where that fails.
+fn serve_with(dir: &Path, writable: bool) -> Option<(Server, u16)> {
     let has_python = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
     if !has_python {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "python3 is missing (scripts/install-prerequisites)");
@@ -169,13 +204,14 @@ fn serve(dir: &Path) -> Option<(Server, u16)> {
         return None;
     }
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new("python3")
-        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut command = Command::new("python3");
+    if writable {
+        std::fs::create_dir_all(dir).unwrap();
+        command.args(["-c", PUT_SERVER, &port.to_string()]).arg(dir);
+    } else {
+        command.args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"]).arg(dir);
+    }
+    let child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let server = Server(child);
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -241,4 +277,47 @@ fn tampered_archives_and_untrusted_signatures_are_refused() {
     let (stderr, _) = setup.build("s3", &["--substituters", &url, "--trusted-public-keys", &trusted]);
     assert!(stderr.contains("is unsigned"), "{stderr}");
     assert!(stderr.contains("MARKER-app-built"), "{stderr}");
+}
+
+#[test]
+fn copying_to_an_http_cache_uploads_with_put() {
+    let setup = Setup::new("cache-put");
+    let Some((_server, port)) = serve_with(&setup.path("uploaded"), true) else { return };
+    let url = format!("http://127.0.0.1:{port}");
+    let key = setup.path("keys/test-cache-1.secret");
+    let store = setup.path("store");
+    let key_text = key.display().to_string();
+    let copy = |what: &str| {
+        let out = mini(&store, &setup.config, &setup.flake, &["copy", "--to", &url, "--secret-key", &key_text, "."]);
+        ok(&out);
+        format!("{what}: {}", text(&out.stderr))
+    };
+    copy("first copy");
+    // The uploaded cache holds what a file cache would, and serves a fresh store.
+    assert!(setup.path("uploaded/nix-cache-info").is_file());
+    let narinfos = std::fs::read_dir(setup.path("uploaded")).unwrap().flatten();
+    assert!(narinfos.filter(|e| e.file_name().to_string_lossy().ends_with(".narinfo")).count() >= 2);
+    let (stderr, infos) =
+        setup.build("fresh", &["--substituters", &url, "--trusted-public-keys", setup.public_key.trim()]);
+    assert!(!stderr.contains("building '") && !stderr.contains("MARKER"), "a builder ran:\n{stderr}");
+    assert_eq!(infos, setup.infos);
+    // Everything is there now: a second copy uploads nothing.
+    let before: Vec<_> = walk(&setup.path("uploaded"));
+    copy("second copy");
+    assert_eq!(walk(&setup.path("uploaded")), before);
+}
+
+/// Every file under `dir` with its modification time, sorted.
+fn walk(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        if meta.is_dir() {
+            out.extend(walk(&entry.path()));
+        } else {
+            out.push((entry.path(), meta.modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
 }
