@@ -156,6 +156,24 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
     }
 }
 
+/// `mini push`'s compressed blobs (`push-blobs/<diff_id>.<ext>` and their
+/// records) of layers the layer cache no longer holds: they would only be
+/// remade, by compressing again, if such a layer were pushed again.
+fn prune_push_blobs(store: &Store) -> u64 {
+    let live = mini_image::cache::LayerCache::live_diff_ids(store);
+    let Ok(entries) = std::fs::read_dir(store.root().join("push-blobs")) else { return 0 };
+    let mut freed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let diff_id = name.split('.').next().unwrap_or_default();
+        if !live.contains(diff_id) {
+            freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    freed
+}
+
 pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
     let report = match Store::open(root).and_then(|s| s.gc(args.dry_run)) {
         Ok(r) => r,
@@ -167,7 +185,7 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
     } else {
         match Store::open(root)
             .map_err(mini_image::ImageError::from)
-            .and_then(|s| mini_image::cache::LayerCache::prune(&s))
+            .and_then(|s| mini_image::cache::LayerCache::prune(&s).map(|bytes| bytes + prune_push_blobs(&s)))
         {
             Ok(bytes) => bytes,
             Err(e) => return fail(e),
@@ -190,7 +208,7 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
     }
     println!("{} store paths {summary} deleted, {} bytes {summary} freed", report.deleted.len(), report.bytes_freed);
     if layer_bytes > 0 {
-        println!("{layer_bytes} bytes of cached image layers freed");
+        println!("{layer_bytes} bytes of cached image layers and push blobs freed");
     }
     ExitCode::SUCCESS
 }

@@ -109,6 +109,35 @@ fn gc_drops_the_layers_of_deleted_paths() {
     assert_eq!(cached_tars(&store).len(), 3);
     // Nothing is rooted (--no-link): everything goes, layers included.
     let report = ok(&mini(&store, &dir, &["gc"]));
-    assert!(report.contains("bytes of cached image layers freed"), "{report}");
+    assert!(report.contains("bytes of cached image layers and push blobs freed"), "{report}");
     assert!(cached_tars(&store).is_empty());
+}
+
+#[test]
+fn gc_keeps_push_blobs_of_live_layers_only() {
+    let s = Scratch::new("image-cache-push-gc");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    flake(&dir, "gamma");
+    // Rooted: the image and its layers stay.
+    ok(&mini(&store, &dir, &["build", ".#abc"]));
+    let record = std::fs::read_dir(store.join("layers/v1"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".tar.json"))
+        .expect("a layer record");
+    let text = std::fs::read_to_string(record.path()).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let live = json["sha256"].as_str().unwrap().to_string();
+    let blobs = store.join("push-blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let dead = "0".repeat(64);
+    for name in [format!("{live}.gz"), format!("{live}.gz.json"), format!("{dead}.gz"), format!("{dead}.gz.json")] {
+        std::fs::write(blobs.join(name), "x").unwrap();
+    }
+    ok(&mini(&store, &dir, &["gc"]));
+    let left: Vec<String> =
+        std::fs::read_dir(&blobs).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.contains(&format!("{live}.gz")) && left.contains(&format!("{live}.gz.json")), "{left:?}");
+    assert!(!left.iter().any(|n| n.starts_with(&dead)), "{left:?}");
 }

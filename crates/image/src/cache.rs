@@ -125,6 +125,20 @@ impl LayerCache {
         Ok(freed)
     }
 
+    /// The diff_ids (hex) of the layers the cache holds, after a prune:
+    /// what other caches keyed by layer (such as `mini push`'s compressed
+    /// blobs) may keep.
+    pub fn live_diff_ids(store: &Store) -> std::collections::BTreeSet<String> {
+        let Ok(entries) = fs::read_dir(cache_dir(store)) else { return Default::default() };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tar.json"))
+            .filter_map(|e| fs::read_to_string(e.path()).ok())
+            .filter_map(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .filter_map(|v| v.get("sha256").and_then(|h| h.as_str()).map(str::to_string))
+            .collect()
+    }
+
     /// The cache key of a layer holding `paths`.
     fn key(paths: &[StorePath]) -> String {
         match paths {
