@@ -11,6 +11,7 @@
 mod busybox;
 mod error;
 mod flake;
+mod git;
 mod ignore;
 mod installable;
 mod prelude;

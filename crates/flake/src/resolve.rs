@@ -33,7 +33,7 @@ pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, Flake
         .iter()
         .map(|i| match i {
             Installable::StorePath(path) => Some(Wanted::store_path(path)),
-            Installable::Flake { .. } => None,
+            Installable::Flake { .. } | Installable::Git { .. } => None,
         })
         .collect();
     if let Some(wanted) = without_evaluation {
@@ -51,6 +51,11 @@ pub fn resolve_in(ev: &mut Evaluator, store: &Store, installables: &[Installable
         wanted.push(match installable {
             Installable::Flake { dir, attr } => {
                 let FlakeDerivation { drv_path, output } = session.derivation(dir, attr)?;
+                Wanted::Outputs { drv_path, only: output }
+            }
+            Installable::Git { repo, rev, attr } => {
+                let dir = crate::git::checkout(store, repo, rev.as_deref())?;
+                let FlakeDerivation { drv_path, output } = session.derivation(&dir, attr)?;
                 Wanted::Outputs { drv_path, only: output }
             }
             Installable::StorePath(path) => Wanted::store_path(path),

@@ -1,0 +1,158 @@
+//! Flakes at a git revision end to end: `git+file:///REPO?rev=SHA#ATTR`,
+//! `?ref=NAME` and `git+file:DIR` (HEAD) build the committed tree, so an
+//! old commit rebuilds bit for bit in a fresh store, working-tree changes
+//! never count, and a commit built once is found again without git. These
+//! tests need `git` (required under CI, else skipped) and a static busybox
+//! (likewise).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::{ok, text, Scratch};
+
+const FLAKE: &str = r#"{ pkgs, ... }: {
+  docker = pkgs.dockerTools.buildLayeredImage {
+    name = "svc";
+    tag = "1";
+    contents = [ (pkgs.runCommand "svc" { } "mkdir -p $out/share; cp ${./msg.txt} $out/share/msg") ];
+  };
+}
+"#;
+
+fn have_git() -> bool {
+    if Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "git is required under CI (scripts/install-prerequisites)");
+    eprintln!("skipped: no git on this host");
+    false
+}
+
+/// Runs `git ARGS` in `dir` without the user's configuration; its stdout.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+/// `mini --store STORE ARGS` in `dir`, with `PATH` replaced when given.
+fn mini(store: &Path, dir: &Path, args: &[&str], path: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mini"));
+    cmd.arg("--store").arg(store).args(args).current_dir(dir);
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    cmd.output().expect("run mini")
+}
+
+/// Builds `installable`: its output's physical path.
+fn build(store: &Path, dir: &Path, installable: &str, path: Option<&str>) -> PathBuf {
+    let out = ok(&mini(store, dir, &["build", installable, "--no-link", "--print-out-paths"], path));
+    let name = out.strip_prefix("/mini/store/").unwrap_or_else(|| panic!("not a store path: {out}"));
+    store.join("store").join(name)
+}
+
+fn sha256_of(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum: {}", text(&out.stderr));
+    text(&out.stdout).split_whitespace().next().expect("a digest").to_string()
+}
+
+/// Whether the static busybox the prelude needs is here (required under CI).
+fn have_busybox(s: &Scratch) -> bool {
+    s.write("probe/flake.nixlike", "{ pkgs }: { default = pkgs.writeText \"probe\" \"x\"; }");
+    let out = mini(&s.0.join("probe-store"), &s.0, &["derivation", "show", "./probe"], None);
+    if out.status.success() {
+        return true;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "busybox-static is required under CI: {}", text(&out.stderr));
+    eprintln!("skipped: no static busybox on this host");
+    false
+}
+
+#[test]
+fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
+    let s = Scratch::new("git-time-travel");
+    if !have_git() || !have_busybox(&s) {
+        return;
+    }
+    let repo = s.0.join("repo");
+    s.write("repo/flake.nixlike", FLAKE);
+    s.write("repo/msg.txt", "first\n");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "A"]);
+    let a = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["tag", "v1"]);
+    let url = format!("git+file://{}", repo.display());
+    let at = |rev: &str| format!("{url}?rev={rev}#docker");
+
+    let store1 = s.0.join("store1");
+    let image_a = build(&store1, &s.0, &at(&a), None);
+    let digest_a = sha256_of(&image_a);
+    let cache = std::fs::read_to_string(store1.join("git-revs").join(&a)).expect("the revision is cached");
+    assert!(cache.starts_with("/mini/store/") && cache.trim_end().ends_with("-source"), "{cache}");
+
+    s.write("repo/msg.txt", "second\n");
+    git(&repo, &["commit", "-qam", "B"]);
+    let b = git(&repo, &["rev-parse", "HEAD"]);
+
+    // A fresh store rebuilds A bit for bit, also through its tag.
+    let store2 = s.0.join("store2");
+    assert_eq!(sha256_of(&build(&store2, &s.0, &at(&a), None)), digest_a);
+    assert_eq!(build(&store2, &s.0, &format!("{url}?ref=v1#docker"), None), build(&store2, &s.0, &at(&a), None));
+    let image_b = build(&store2, &s.0, &at(&b), None);
+    assert_ne!(sha256_of(&image_b), digest_a);
+
+    // HEAD ignores untracked files, a `result` link and uncommitted edits.
+    let head = build(&store2, &repo, "git+file:.#docker", None);
+    assert_eq!(head, image_b);
+    s.write("repo/untracked.txt", "noise");
+    s.write("repo/msg.txt", "uncommitted\n");
+    std::os::unix::fs::symlink(&image_a, repo.join("result")).expect("symlink");
+    assert_eq!(build(&store2, &s.0, &format!("git+file:{}#docker", repo.display()), None), image_b);
+
+    // A full hash built before needs no git at all.
+    let no_git = s.0.join("empty-bin");
+    std::fs::create_dir_all(&no_git).unwrap();
+    let path = no_git.to_str().unwrap();
+    assert_eq!(build(&store1, &s.0, &at(&a), Some(path)), image_a);
+    let refused = mini(&store1, &s.0, &["build", &at(&b), "--no-link"], Some(path));
+    assert!(!refused.status.success(), "a new revision needs git");
+    assert!(text(&refused.stderr).contains("cannot run git"), "{}", text(&refused.stderr));
+}
+
+#[test]
+fn unknown_revisions_and_non_repositories_are_named() {
+    let s = Scratch::new("git-errors");
+    if !have_git() {
+        return;
+    }
+    let repo = s.0.join("repo");
+    s.write("repo/flake.nixlike", "{ }");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "A"]);
+    let store = s.0.join("store");
+    let url = format!("git+file://{}", repo.display());
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    for (rev, shown) in [(format!("rev={missing}"), missing), ("ref=nope".to_string(), "nope")] {
+        let out = mini(&store, &s.0, &["build", &format!("{url}?{rev}#x"), "--no-link"], None);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(&format!("has no revision or ref '{shown}'")), "{stderr}");
+        assert!(stderr.contains(&repo.display().to_string()), "{stderr}");
+    }
+    let plain = s.0.join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let out = mini(&store, &s.0, &["build", &format!("git+file:{}#x", plain.display()), "--no-link"], None);
+    assert!(text(&out.stderr).contains("not the top level of a git repository"), "{}", text(&out.stderr));
+}
