@@ -147,25 +147,10 @@ fn runtime_graph(store: &Store, installable: &str, target: Target) -> Result<Gra
         for reference in info.references.iter().filter(|r| **r != info.path) {
             graph.edges.insert((reference.clone(), info.path.clone()));
         }
-        let label = format!("{}\n{}", info.path.name(), human_size(info.nar_size));
+        let label = format!("{}\n{}", info.path.name(), mini_image::inspect::human_size(info.nar_size));
         graph.nodes.insert(info.path, (Kind::Output, label));
     }
     Ok(graph)
-}
-
-/// A size in bytes as people read it: `512 B`, `1.5 KiB`, `2.0 MiB`.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// A DOT quoted string: `"`, `\` and newlines escaped (a `\n` in a label
@@ -259,8 +244,10 @@ mod tests {
         assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
     }
 
+    /// Runtime-graph labels use the sizes `image inspect` shows.
     #[test]
     fn sizes_read_as_people_read_them() {
+        use mini_image::inspect::human_size;
         assert_eq!(human_size(0), "0 B");
         assert_eq!(human_size(1023), "1023 B");
         assert_eq!(human_size(1536), "1.5 KiB");

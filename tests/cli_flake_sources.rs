@@ -8,9 +8,9 @@
 //! else skipped).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
+use common::clients::{git, have_git};
 use common::{mini_at, ok, text, Scratch};
 
 /// The flake: a derivation whose `src` is the flake's directory
@@ -25,30 +25,6 @@ in {
   untracked = drv "untracked" ./notes.txt;
 }
 "#;
-
-/// Whether `git` runs here. Without it the tests are skipped, except under
-/// CI, where they must run.
-fn have_git() -> bool {
-    if Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "git is required under CI (scripts/install-prerequisites)");
-    eprintln!("skipped: no git on this host");
-    false
-}
-
-/// Runs `git ARGS` in `dir`, ignoring the user's and the system's git configuration.
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-}
 
 /// The single input source of `proj#attr`'s derivation.
 fn source(s: &Scratch, proj: &Path, attr: &str) -> String {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
+use common::clients::{git, have_git};
 use common::{ok, text, Scratch};
 
 const FLAKE: &str = r#"{ pkgs, ... }: {
@@ -19,29 +20,6 @@ const FLAKE: &str = r#"{ pkgs, ... }: {
   };
 }
 "#;
-
-fn have_git() -> bool {
-    if Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "git is required under CI (scripts/install-prerequisites)");
-    eprintln!("skipped: no git on this host");
-    false
-}
-
-/// Runs `git ARGS` in `dir` without the user's configuration; its stdout.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
-}
 
 /// `mini --store STORE ARGS` in `dir`, with `PATH` replaced when given.
 fn mini(store: &Path, dir: &Path, args: &[&str], path: Option<&str>) -> Output {

@@ -116,3 +116,29 @@ pub fn unpack_bundle(work: &Path, layout: &Path, tag: &str, id: &str, env: &[&st
     std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
     bundle
 }
+
+/// Whether `git` runs here. Without it the tests are skipped, except under
+/// CI, where they must run.
+pub fn have_git() -> bool {
+    if Command::new("git").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        return true;
+    }
+    assert!(!ci(), "git is required under CI (scripts/install-prerequisites)");
+    eprintln!("skipped: no git on this host");
+    false
+}
+
+/// Runs `git ARGS` in `dir` without the user's or the system's
+/// configuration; its stdout, trimmed.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .expect("run git");
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}

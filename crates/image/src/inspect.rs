@@ -29,7 +29,7 @@ use sha2::Digest;
 use crate::error::{io_err, ImageError, Result};
 use layer::LayerScan;
 
-pub use render::{render_json, render_text};
+pub use render::{human as human_size, render_json, render_text};
 
 /// The largest JSON document (manifest, index, config) read into memory.
 const MAX_DOCUMENT: u64 = 4 * 1024 * 1024;

@@ -181,7 +181,7 @@ fn plural(n: usize, noun: &str) -> String {
 }
 
 /// Bytes in binary units with one decimal: `512 B`, `1.5 KiB`, `2.0 MiB`.
-pub(crate) fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if bytes < 1024 {
         return format!("{bytes} B");
