@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::Args;
 use mini_build::{BuildOptions, Builder, Substituter};
 use mini_cache::substitute::BinaryCaches;
-use mini_flake::Target;
+use mini_flake::{ResolveOptions, Target};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
@@ -66,6 +66,10 @@ pub struct BuildArgs {
     /// besides those of the config file.
     #[arg(long, value_name = "KEY", value_delimiter = ' ')]
     trusted_public_keys: Vec<String>,
+    /// Lock the inputs of a flake whose mini.lock is missing or stale
+    /// (writing the lock of a working tree) instead of refusing to build.
+    #[arg(long)]
+    update_lock: bool,
 }
 
 #[derive(Args)]
@@ -114,19 +118,23 @@ pub(crate) fn realise(
     print_logs: bool,
 ) -> Result<(Store, Vec<Target>), ExitCode> {
     let caches = binary_caches(Vec::new(), Vec::new())?;
-    realise_with(store_root, installables, options, check, print_logs, caches.as_ref())
+    let resolve = ResolveOptions::default();
+    realise_with(store_root, installables, &resolve, options, check, print_logs, caches.as_ref())
 }
 
 /// [`realise`] with these binary caches.
 fn realise_with(
     store_root: &Path,
     installables: &[String],
+    resolve: &ResolveOptions,
     options: BuildOptions,
     check: bool,
     print_logs: bool,
     caches: Option<&BinaryCaches>,
 ) -> Result<(Store, Vec<Target>), ExitCode> {
-    let targets = mini_flake::resolve(store_root, installables).map_err(|e| fail(&e.to_string()))?;
+    let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(|e| fail(&e.to_string()))?;
+    crate::lock_cmd::report_updates(&resolved.lock_updates);
+    let targets = resolved.targets;
     let store = open_store(store_root)?;
     let drvs: Vec<StorePath> = targets
         .iter()
@@ -175,8 +183,16 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let realised =
-        realise_with(store_root, &args.installables, options, args.check, args.print_build_logs, caches.as_ref());
+    let resolve = ResolveOptions { update_lock: args.update_lock };
+    let realised = realise_with(
+        store_root,
+        &args.installables,
+        &resolve,
+        options,
+        args.check,
+        args.print_build_logs,
+        caches.as_ref(),
+    );
     let (store, targets) = match realised {
         Ok(done) => done,
         Err(code) => return code,

@@ -9,10 +9,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mini_build::BuildOptions;
-use mini_flake::Target;
+use mini_flake::{Installable, Target};
 use mini_image::inspect::{self, ImageSummary};
 use mini_image::ImageError;
-use mini_store::store_path::STORE_DIR;
+use mini_store::store::Store;
+use mini_store::store_path::{StorePath, STORE_DIR};
 
 use crate::build_cmd;
 
@@ -26,7 +27,8 @@ pub enum ImageCommand {
 #[derive(Args)]
 pub struct InspectArgs {
     /// A docker-archive file, an OCI layout directory, or an installable that
-    /// builds one (DIR#ATTR, DIR, a .drv store path, a link such as ./result).
+    /// builds one (DIR#ATTR, DIR, git+file:…, a .drv store path, a link such
+    /// as ./result).
     #[arg(required = true, value_name = "IMAGE")]
     images: Vec<String>,
     /// Print everything as one JSON document.
@@ -56,7 +58,7 @@ enum Where {
 /// disk are installables. Anything else is left for reading to report.
 pub(crate) fn is_installable(arg: &str) -> bool {
     let path = Path::new(arg);
-    if arg.starts_with(&format!("{STORE_DIR}/")) && arg.ends_with(".drv") {
+    if arg.starts_with(&format!("{STORE_DIR}/")) && arg.ends_with(".drv") || arg.starts_with("git+file:") {
         return true;
     }
     match std::fs::metadata(path) {
@@ -68,6 +70,23 @@ pub(crate) fn is_installable(arg: &str) -> bool {
         Ok(_) => false,
         Err(_) => arg.contains('#') || arg.starts_with(&format!("{STORE_DIR}/")),
     }
+}
+
+/// The derivation that built a store path, as the store recorded it.
+fn deriver_of(store: &Store, path: &StorePath) -> Option<String> {
+    store.query(path).ok().flatten()?.deriver.map(|d| d.to_string())
+}
+
+/// The deriver of an image on disk that is (or links into) a store path
+/// of the store at `store_root`; `None` for anything else.
+fn stored_deriver(store_root: &Path, path: &Path) -> Option<String> {
+    if !store_root.join("store").is_dir() {
+        return None;
+    }
+    let Ok(Installable::StorePath(stored)) = mini_flake::parse(&path.to_string_lossy(), store_root) else {
+        return None;
+    };
+    deriver_of(&Store::open(store_root).ok()?, &stored)
 }
 
 fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
@@ -84,7 +103,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
             }
         })
         .collect();
-    let mut outputs: Vec<Vec<(String, PathBuf)>> = Vec::new();
+    let mut outputs: Vec<Vec<(String, PathBuf, Option<String>)>> = Vec::new();
     if !installables.is_empty() {
         let options = BuildOptions::default();
         let (store, targets) =
@@ -93,24 +112,29 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
                 Err(code) => return code,
             };
         for target in targets {
-            let paths = match target {
-                Target::Derivation { outputs, .. } => outputs.into_values().collect(),
-                Target::Opaque(path) => vec![path],
+            let (paths, drv): (Vec<_>, _) = match target {
+                Target::Derivation { outputs, drv_path } => (outputs.into_values().collect(), Some(drv_path)),
+                Target::Opaque(path) => (vec![path], None),
             };
-            outputs.push(paths.iter().map(|p| (p.to_string(), store.physical_path(p))).collect());
+            let deriver = |p| drv.as_ref().map(ToString::to_string).or_else(|| deriver_of(&store, p));
+            outputs.push(paths.iter().map(|p| (p.to_string(), store.physical_path(p), deriver(p))).collect());
         }
     }
 
     let mut summaries: Vec<ImageSummary> = Vec::new();
     for (arg, place) in places {
-        let sources: Vec<(String, PathBuf)> = match place {
-            Where::OnDisk(path) => vec![(arg.clone(), path)],
+        let sources: Vec<(String, PathBuf, Option<String>)> = match place {
+            Where::OnDisk(path) => {
+                let deriver = stored_deriver(store_root, &path);
+                vec![(arg.clone(), path, deriver)]
+            }
             Where::Built(i) => outputs.get(i).cloned().unwrap_or_default(),
         };
-        for (label, path) in sources {
+        for (label, path, derivation) in sources {
             match inspect::inspect(&path) {
                 Ok(images) => summaries.extend(images.into_iter().map(|mut image| {
                     image.source.clone_from(&label);
+                    image.derivation.clone_from(&derivation);
                     image
                 })),
                 Err(e) => {

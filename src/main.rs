@@ -13,6 +13,7 @@ mod cache_cmd;
 mod doctor;
 mod graph_cmd;
 mod image_cmd;
+mod lock_cmd;
 mod progress;
 mod push_cmd;
 mod store_cmd;
@@ -66,6 +67,8 @@ enum Command {
     /// Print an installable's build graph (or, with --runtime, its runtime
     /// closure) as Graphviz DOT or SVG.
     Graph(graph_cmd::GraphArgs),
+    /// Pin a flake's inputs in its mini.lock, or move the pins with --update.
+    Lock(lock_cmd::LockArgs),
     /// Push an image (a docker-archive, an OCI layout, or an installable that
     /// builds one) to a registry over the OCI distribution API.
     Push(push_cmd::PushArgs),
@@ -103,7 +106,8 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["derivation", "show"], "mini derivation show .#hello\nmini derivation show -r /mini/store/<hash>-hello.drv"),
     (
         &["build"],
-        "mini build .#hello\nmini build ./examples/hello --no-link --print-out-paths\nmini build -L -j 4 --keep-going .#a .#b",
+        "mini build .#hello\nmini build ./examples/hello --no-link --print-out-paths\nmini build -L -j 4 --keep-going .#a .#b\n\
+         mini build 'git+file:.?ref=v1.2#docker'\nmini build 'git+file:///src/shop?rev=<sha>&dir=services/api#docker'",
     ),
     (&["log"], "mini log .#hello"),
     (&["run"], "mini run ./examples/hello\nmini run .#hello -- --verbose"),
@@ -119,6 +123,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["graph"],
         "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",
     ),
+    (&["lock"], "mini lock\nmini lock ./service --update lib\nmini lock --update"),
     (&["doctor"], "mini doctor\nmini doctor --json"),
     (
         &["copy"],
@@ -225,6 +230,7 @@ fn main() -> ExitCode {
         Command::Run(args) => build_cmd::run(&store_root, args),
         Command::Image(command) => image_cmd::run(&store_root, command),
         Command::Graph(args) => graph_cmd::graph(&store_root, args),
+        Command::Lock(args) => lock_cmd::lock(&store_root, args),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
         Command::Copy(args) => cache_cmd::copy(&store_root, args),
         Command::Key(command) => cache_cmd::key(command),

@@ -21,6 +21,14 @@ pub enum FlakeError {
     NoFlake { dir: PathBuf },
     #[error("flake '{}': {message}", dir.display())]
     BadFlake { dir: PathBuf, message: String },
+    #[error("flake '{}', input '{name}': {message}", dir.display())]
+    Input { dir: PathBuf, name: String, message: String },
+    #[error("flake '{}' declares inputs ({inputs}) but has no {file}: nothing pins them\n       {fix}", dir.display())]
+    MissingLock { dir: PathBuf, inputs: String, file: &'static str, fix: String },
+    #[error("the {file} of flake '{}' does not match its inputs: {why}\n       {fix}", dir.display())]
+    StaleLock { dir: PathBuf, why: String, file: &'static str, fix: String },
+    #[error("cannot read '{}': {message}", file.display())]
+    BadLock { file: PathBuf, message: String },
     /// An evaluation error, rendered with its location and trace.
     #[error("{0}")]
     Eval(String),

@@ -1,16 +1,30 @@
-//! Evaluating flakes. `DIR/flake.nixlike` is an attribute set of outputs,
-//! or a function from `{ pkgs, system, self }` to one (`self` being that
-//! very set, lazily). Evaluation is pure and may read only files under
-//! `DIR`, so a flake gives the same derivations on every machine. An
-//! attribute is looked up at the top level, then under
+//! Evaluating flakes. `DIR/flake.nixlike` is one of:
+//!
+//! - an attribute set of outputs;
+//! - a function from `{ pkgs, system, self }` to one (`self` being that
+//!   very set, lazily);
+//! - `{ inputs = { NAME.url = "…"; … }; outputs = { pkgs, self, NAME, … }: …; }`,
+//!   a flake with inputs: other flakes (or, with `flake = false`, source
+//!   trees) pinned by `mini.lock` (see [`crate::lock`], [`crate::inputs`]).
+//!   Each arrives as its outputs plus `outPath`, `narHash` and, from git,
+//!   `rev` and `shortRev`.
+//!
+//! Evaluation is pure and may read only files under `DIR` and its inputs'
+//! store copies, so a flake gives the same derivations on every machine.
+//! An attribute is looked up at the top level, then under
 //! `packages.<system>`, and must be a derivation. A path the flake copies
 //! to the store takes only the flake's sources (see [`crate::sources`]).
+//!
+//! Images record where they came from: the prelude's `dockerTools` gets
+//! labels naming the git revision and source of the flake (when it is
+//! built from one) and its locked inputs — never a time or a local path.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use mini_lang::builtins::store_path_value;
 use mini_lang::compile::ParamInfo;
 use mini_lang::string::ContextElem;
 use mini_lang::value::{Attrs, Lazy, Symbol, Thunk};
@@ -18,11 +32,20 @@ use mini_lang::{EvalError, Evaluator, Value};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
+use crate::inputs::{self, FlakeLocation};
 use crate::installable::{show_attr_path, FLAKE_FILE};
+use crate::lock::{DeclaredInput, LockFile, LOCK_FILE};
+use crate::relock::{relock, LockReport, LockUpdate};
 use crate::FlakeError;
 
-/// The arguments a flake function may take.
+/// The arguments a flake function may take, besides its inputs.
 const FLAKE_ARGUMENTS: [&str; 3] = ["pkgs", "system", "self"];
+
+/// The OCI annotation keys of an image's provenance, and the prefix of
+/// the labels naming its locked inputs.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// A flake attribute's derivation, and which output it names (`None`: all).
 pub(crate) struct FlakeDerivation {
@@ -31,15 +54,26 @@ pub(crate) struct FlakeDerivation {
 }
 
 /// One evaluation session over any number of flakes: the prelude is
-/// evaluated at most once, and each flake's outputs once.
+/// evaluated at most once per set of image labels, and each flake's
+/// outputs once.
 pub(crate) struct FlakeSession<'e> {
     ev: &'e mut Evaluator,
     store: &'e Store,
     system: String,
-    pkgs: Option<Value>,
+    busybox: Option<StorePath>,
+    /// The prelude, by the image labels it was given (rendered as JSON).
+    pkgs: HashMap<String, Value>,
+    /// Each flake's outputs, by the directory evaluated.
     outputs: HashMap<PathBuf, Value>,
+    /// What evaluating each flake may read: its directory and its inputs'.
+    allowed: HashMap<PathBuf, Vec<PathBuf>>,
     /// The flakes whose source filter the evaluator has been given.
     filtered: HashSet<PathBuf>,
+    /// Whether a missing or stale lock of a flake named on the command
+    /// line is locked afresh (`--update-lock`) rather than refused.
+    pub update_lock: bool,
+    /// The locks `update_lock` made.
+    pub lock_updates: Vec<LockReport>,
 }
 
 impl<'e> FlakeSession<'e> {
@@ -52,20 +86,37 @@ impl<'e> FlakeSession<'e> {
             ev,
             store,
             system: mini_lang::builtins::current_system(),
-            pkgs: None,
+            busybox: None,
+            pkgs: HashMap::new(),
             outputs: HashMap::new(),
+            allowed: HashMap::new(),
             filtered: HashSet::new(),
+            update_lock: false,
+            lock_updates: Vec::new(),
         }
     }
 
-    /// The derivation attribute `attr` of the flake in `dir` (canonical) names.
-    pub fn derivation(&mut self, dir: &Path, attr: &[String]) -> Result<FlakeDerivation, FlakeError> {
+    /// The derivation attribute `attr` of the flake at `flake` names.
+    pub fn derivation(&mut self, flake: &FlakeLocation, attr: &[String]) -> Result<FlakeDerivation, FlakeError> {
+        let outputs = self.outputs(flake, true)?;
         // Set for every attribute: thunks of this flake are forced only now.
-        self.ev.restrict_to(&[dir.to_path_buf()]).map_err(|e| self.eval_error(&e))?;
-        self.filter_sources(dir)?;
-        let outputs = self.outputs(dir)?;
-        let value = self.select_attribute(dir, &outputs, attr)?;
-        self.as_derivation(dir, attr, value)
+        let allowed = self.allowed.get(&flake.dir).cloned().unwrap_or_else(|| vec![flake.dir.clone()]);
+        self.ev.restrict_to(&allowed).map_err(|e| self.eval_error(&e))?;
+        let shown = flake.shown();
+        let value = self.select_attribute(&shown, &outputs, attr)?;
+        self.as_derivation(&shown, attr, value)
+    }
+
+    /// Locks the inputs of the working-tree flake at `flake` as `update`
+    /// says, writing its `mini.lock`.
+    pub fn lock(&mut self, flake: &FlakeLocation, update: &LockUpdate) -> Result<LockReport, FlakeError> {
+        let top = self.flake_file(flake)?;
+        let declared = match &top {
+            Value::Attrs(attrs) if is_flake_with_inputs(attrs) => self.declared_inputs(flake, attrs)?,
+            _ => BTreeMap::new(),
+        };
+        let existing = read_lock(flake)?;
+        relock(self.store, flake, &declared, existing.as_ref(), update)
     }
 
     /// Makes paths copied from the flake in `dir` take only its sources
@@ -92,79 +143,273 @@ impl<'e> FlakeSession<'e> {
         FlakeError::Eval(message.trim_end().to_string())
     }
 
-    /// The flake's output set, evaluated once per session.
-    fn outputs(&mut self, dir: &Path) -> Result<Value, FlakeError> {
-        if let Some(v) = self.outputs.get(dir) {
+    /// The value of `flake.nixlike`, evaluated with reads restricted to
+    /// the flake's directory.
+    fn flake_file(&mut self, flake: &FlakeLocation) -> Result<Value, FlakeError> {
+        let file = flake.dir.join(FLAKE_FILE);
+        if !file.is_file() {
+            return Err(FlakeError::NoFlake { dir: flake.shown() });
+        }
+        self.ev.restrict_to(std::slice::from_ref(&flake.dir)).map_err(|e| self.eval_error(&e))?;
+        self.filter_sources(&flake.dir)?;
+        self.ev.eval_file(&file).map_err(|e| self.eval_error(&e))
+    }
+
+    /// The flake's output set, evaluated once per session. `top`: the flake
+    /// was named on the command line (rather than being an input), so
+    /// `update_lock` applies to it.
+    fn outputs(&mut self, flake: &FlakeLocation, top: bool) -> Result<Value, FlakeError> {
+        if let Some(v) = self.outputs.get(&flake.dir) {
             return Ok(v.clone());
         }
-        let file = dir.join(FLAKE_FILE);
-        if !file.is_file() {
-            return Err(FlakeError::NoFlake { dir: dir.to_path_buf() });
-        }
-        let top = self.ev.eval_file(&file).map_err(|e| self.eval_error(&e))?;
-        let outputs = if top.is_function() { self.call_flake_function(dir, top)? } else { top };
+        let value = self.flake_file(flake)?;
+        let mut allowed = vec![flake.dir.clone()];
+        let outputs = match value {
+            Value::Attrs(attrs) if is_flake_with_inputs(&attrs) => {
+                self.call_flake_with_inputs(flake, &attrs, top, &mut allowed)?
+            }
+            function if function.is_function() => {
+                let labels = provenance_labels(flake, &LockFile::default());
+                self.call_flake_function(&flake.dir, function, Vec::new(), &labels)?
+            }
+            other => other,
+        };
         if !matches!(outputs, Value::Attrs(_)) {
             return Err(FlakeError::BadFlake {
-                dir: dir.to_path_buf(),
+                dir: flake.shown(),
                 message: format!(
                     "{FLAKE_FILE} gives {}, not an attribute set (or a function returning one)",
                     outputs.describe()
                 ),
             });
         }
-        self.outputs.insert(dir.to_path_buf(), outputs.clone());
+        allowed.dedup();
+        self.allowed.insert(flake.dir.clone(), allowed);
+        self.outputs.insert(flake.dir.clone(), outputs.clone());
         Ok(outputs)
     }
 
-    /// Calls `{ pkgs, system, self, ... }: …` with the arguments it accepts,
-    /// `self` being the result itself: a cell that applies the function to
-    /// a set that holds the cell.
-    fn call_flake_function(&mut self, dir: &Path, function: Value) -> Result<Value, FlakeError> {
-        let accepted: Vec<&str> = match &function {
+    /// `{ inputs = …; outputs = …; }`: fetches the inputs as the lock pins
+    /// them and calls `outputs` with them.
+    fn call_flake_with_inputs(
+        &mut self,
+        flake: &FlakeLocation,
+        attrs: &Attrs,
+        top: bool,
+        allowed: &mut Vec<PathBuf>,
+    ) -> Result<Value, FlakeError> {
+        let declared = self.declared_inputs(flake, attrs)?;
+        let bad = |message: String| FlakeError::BadFlake { dir: flake.shown(), message };
+        let Some(function) = attrs.get_str("outputs").cloned() else {
+            return Err(bad(format!(
+                "{FLAKE_FILE} declares 'inputs' but has no 'outputs': write outputs = {{ pkgs, self, <inputs>, ... }}: {{ … }};"
+            )));
+        };
+        let function = self.ev.force(&function).map_err(|e| self.eval_error(&e))?;
+        if !function.is_function() {
+            return Err(bad(format!(
+                "'outputs' is {}, not a function: write outputs = {{ pkgs, self, <inputs>, ... }}: {{ … }};",
+                function.describe()
+            )));
+        }
+        let lock = self.lock_for(flake, &declared, top)?;
+        let mut args = Vec::new();
+        for (name, locked) in &lock.inputs {
+            let fetched = inputs::fetch(self.store, flake, name, &locked.declared, Some(locked))?;
+            allowed.push(fetched.root.clone());
+            let mut meta = vec![
+                ("outPath".to_string(), store_path_value(&fetched.path)),
+                ("narHash".to_string(), Value::string(locked.nar_hash.as_str())),
+            ];
+            if let Some(rev) = &locked.rev {
+                meta.push(("rev".to_string(), Value::string(rev.as_str())));
+                meta.push(("shortRev".to_string(), Value::string(&rev[..7])));
+            }
+            let mut entries: Vec<(Symbol, Thunk)> = Vec::new();
+            if locked.declared.flake {
+                let outputs = self.outputs(&fetched.location, false)?;
+                allowed.extend(self.allowed.get(&fetched.location.dir).into_iter().flatten().cloned());
+                if let Value::Attrs(outputs) = outputs {
+                    entries.extend(
+                        outputs
+                            .sorted_by_name()
+                            .into_iter()
+                            .filter(|(n, _)| {
+                                let name: &str = n;
+                                !meta.iter().any(|(m, _)| m == name)
+                            })
+                            .map(|(n, t)| (Symbol::intern(n), t.clone())),
+                    );
+                }
+            }
+            entries.extend(meta.into_iter().map(|(n, v)| (Symbol::intern(&n), Thunk::from(v))));
+            args.push((name.clone(), Value::attrs(Attrs::from_unsorted(entries))));
+        }
+        self.ev.restrict_to(allowed).map_err(|e| self.eval_error(&e))?;
+        let labels = provenance_labels(flake, &lock);
+        self.call_flake_function(&flake.dir, function, args, &labels)
+    }
+
+    /// The `inputs` attribute: `NAME.url = "…"` and, optionally,
+    /// `NAME.flake = false` for a source tree that is not a flake.
+    fn declared_inputs(
+        &mut self,
+        flake: &FlakeLocation,
+        attrs: &Attrs,
+    ) -> Result<BTreeMap<String, DeclaredInput>, FlakeError> {
+        let mut declared = BTreeMap::new();
+        let Some(inputs) = attrs.get_str("inputs").cloned() else {
+            return Ok(declared);
+        };
+        let bad = |message: String| FlakeError::BadFlake { dir: flake.shown(), message };
+        let inputs = self.ev.force(&inputs).map_err(|e| self.eval_error(&e))?;
+        let Value::Attrs(inputs) = inputs else {
+            return Err(bad(format!("'inputs' is {}, not an attribute set of {{ url = \"…\"; }}", inputs.describe())));
+        };
+        for (name, spec) in inputs.sorted_by_name() {
+            let name = name.to_string();
+            if FLAKE_ARGUMENTS.contains(&name.as_str()) {
+                return Err(bad(format!("an input cannot be called '{name}': the flake is given its own '{name}'")));
+            }
+            let spec = self.ev.force(spec).map_err(|e| self.eval_error(&e))?;
+            let Value::Attrs(spec) = spec else {
+                return Err(bad(format!("input '{name}' is {}, not {{ url = \"…\"; }}", spec.describe())));
+            };
+            let mut url = None;
+            let mut is_flake = true;
+            for (key, value) in spec.sorted_by_name() {
+                let key = key.to_string();
+                let value = self.ev.force(value).map_err(|e| self.eval_error(&e))?;
+                match (key.as_str(), value) {
+                    ("url", Value::String(s)) => url = Some(s.as_str().to_string()),
+                    ("flake", Value::Bool(b)) => is_flake = b,
+                    ("url" | "flake", other) => {
+                        let wanted = if key.as_str() == "url" { "a string" } else { "true or false" };
+                        return Err(bad(format!("input '{name}': '{key}' is {}, not {wanted}", other.describe())));
+                    }
+                    (other, _) => {
+                        return Err(bad(format!("input '{name}' has '{other}'; an input takes 'url' and 'flake'")))
+                    }
+                }
+            }
+            let Some(url) = url else {
+                return Err(bad(format!("input '{name}' has no 'url'")));
+            };
+            declared.insert(name, DeclaredInput { url, flake: is_flake });
+        }
+        Ok(declared)
+    }
+
+    /// The lock of a flake with inputs. A missing or stale lock is an
+    /// error, unless the flake was named on the command line and
+    /// `update_lock` is set: then it is locked afresh (and, in a working
+    /// tree, written).
+    fn lock_for(
+        &mut self,
+        flake: &FlakeLocation,
+        declared: &BTreeMap<String, DeclaredInput>,
+        top: bool,
+    ) -> Result<LockFile, FlakeError> {
+        let existing = read_lock(flake)?;
+        let current = existing.clone().unwrap_or_default();
+        let staleness = current.staleness(declared);
+        if staleness.is_fresh() && (existing.is_some() || declared.is_empty()) {
+            return Ok(current);
+        }
+        if top && self.update_lock {
+            let report = relock(self.store, flake, declared, existing.as_ref(), &LockUpdate::Missing)?;
+            let lock = report.lock.clone();
+            self.lock_updates.push(report);
+            return Ok(lock);
+        }
+        let fix = match (top, flake.is_working_tree()) {
+            (true, true) => format!(
+                "run `mini lock {}` to pin them, and commit {LOCK_FILE} (or build with --update-lock)",
+                flake.dir.display()
+            ),
+            (true, false) => format!(
+                "a past revision cannot be changed: build with --update-lock to pin its inputs as they are                  now (in memory only), or build a revision that has a {LOCK_FILE}"
+            ),
+            (false, _) => format!("an input's own inputs are pinned by its {LOCK_FILE}: run `mini lock` in it, and commit it"),
+        };
+        let dir = flake.shown();
+        match existing {
+            None => Err(FlakeError::MissingLock {
+                dir,
+                inputs: declared.keys().cloned().collect::<Vec<_>>().join(", "),
+                file: LOCK_FILE,
+                fix,
+            }),
+            Some(_) => Err(FlakeError::StaleLock { dir, why: staleness.describe(), file: LOCK_FILE, fix }),
+        }
+    }
+
+    /// Calls a flake function with the arguments it accepts: `pkgs`,
+    /// `system`, `self` (the result itself: a cell that applies the
+    /// function to a set that holds the cell) and `inputs` by name.
+    fn call_flake_function(
+        &mut self,
+        dir: &Path,
+        function: Value,
+        inputs: Vec<(String, Value)>,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Value, FlakeError> {
+        let mut given: Vec<&str> = FLAKE_ARGUMENTS.to_vec();
+        given.extend(inputs.iter().map(|(name, _)| name.as_str()));
+        let accepted: Vec<String> = match &function {
             Value::Lambda(closure) => match &closure.lambda.param {
                 ParamInfo::Pattern { formals, ellipsis, .. } => {
-                    let required = formals
-                        .iter()
-                        .find(|(name, default)| default.is_none() && !FLAKE_ARGUMENTS.contains(&name.as_str()));
+                    let required =
+                        formals.iter().find(|(name, default)| default.is_none() && !given.contains(&name.as_str()));
                     if let Some((name, _)) = required {
                         return Err(FlakeError::BadFlake {
                             dir: dir.to_path_buf(),
                             message: format!(
                                 "its function requires the argument '{name}', but a flake is given only {}",
-                                FLAKE_ARGUMENTS.join(", ")
+                                given.join(", ")
                             ),
                         });
                     }
                     let takes = |arg: &&str| *ellipsis || formals.iter().any(|(name, _)| name.as_str() == *arg);
-                    FLAKE_ARGUMENTS.iter().copied().filter(takes).collect()
+                    given.iter().copied().filter(takes).map(str::to_string).collect()
                 }
-                ParamInfo::Idents(_) => FLAKE_ARGUMENTS.to_vec(),
+                ParamInfo::Idents(_) => given.iter().map(|s| s.to_string()).collect(),
             },
-            _ => FLAKE_ARGUMENTS.to_vec(),
+            _ => given.iter().map(|s| s.to_string()).collect(),
         };
         let result = Rc::new(RefCell::new(Lazy::Blackhole));
         let mut args = Vec::new();
         for name in accepted {
-            let value = match name {
-                "pkgs" => self.pkgs()?.into(),
+            let value = match name.as_str() {
+                "pkgs" => self.pkgs(labels)?.into(),
                 "system" => Value::string(self.system.as_str()).into(),
-                _ => Thunk::Lazy(result.clone()),
+                "self" => Thunk::Lazy(result.clone()),
+                input => match inputs.iter().find(|(n, _)| n == input) {
+                    Some((_, value)) => value.clone().into(),
+                    None => continue,
+                },
             };
-            args.push((Symbol::intern(name), value));
+            args.push((Symbol::intern(&name), value));
         }
         let args = Value::attrs(Attrs::from_unsorted(args));
         *result.borrow_mut() = Lazy::Apply(function.into(), args.into());
         self.ev.force(&Thunk::Lazy(result)).map_err(|e| self.eval_error(&e))
     }
 
-    /// The prelude, with busybox imported into the store on first use.
-    fn pkgs(&mut self) -> Result<Value, FlakeError> {
-        if let Some(pkgs) = &self.pkgs {
+    /// The prelude with these image labels, busybox imported into the
+    /// store on first use.
+    fn pkgs(&mut self, labels: &BTreeMap<String, String>) -> Result<Value, FlakeError> {
+        let key = serde_json::to_string(labels).expect("labels always serialise");
+        if let Some(pkgs) = self.pkgs.get(&key) {
             return Ok(pkgs.clone());
         }
-        let busybox = crate::busybox::import(self.store)?;
-        let pkgs = crate::prelude::load(self.ev, &busybox, &self.system).map_err(|e| self.eval_error(&e))?;
-        self.pkgs = Some(pkgs.clone());
+        let busybox = match &self.busybox {
+            Some(busybox) => busybox.clone(),
+            None => crate::busybox::import(self.store)?,
+        };
+        self.busybox = Some(busybox.clone());
+        let pkgs = crate::prelude::load(self.ev, &busybox, &self.system, labels).map_err(|e| self.eval_error(&e))?;
+        self.pkgs.insert(key, pkgs.clone());
         Ok(pkgs)
     }
 
@@ -240,6 +485,43 @@ impl<'e> FlakeSession<'e> {
     fn parse_store_path(&self, dir: &Path, text: &str) -> Result<StorePath, FlakeError> {
         StorePath::parse(text).map_err(|e| FlakeError::BadFlake { dir: dir.to_path_buf(), message: e.to_string() })
     }
+}
+
+/// Whether a `flake.nixlike` set is the form with inputs (it has
+/// `outputs` or `inputs`) rather than a set of outputs.
+fn is_flake_with_inputs(attrs: &Attrs) -> bool {
+    attrs.get_str("outputs").is_some() || attrs.get_str("inputs").is_some()
+}
+
+/// The flake's `mini.lock`, if it has one.
+fn read_lock(flake: &FlakeLocation) -> Result<Option<LockFile>, FlakeError> {
+    let file = flake.dir.join(LOCK_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => LockFile::parse(&text).map(Some).map_err(|message| FlakeError::BadLock { file, message }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FlakeError::Io { action: "reading", path: file, source }),
+    }
+}
+
+/// The image labels recording where a flake came from: its revision and
+/// source (when built from git) and its locked inputs. Never a time, and
+/// never a path on this machine (input URLs are as the flake wrote them).
+pub(crate) fn provenance_labels(flake: &FlakeLocation, lock: &LockFile) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    if let Some(rev) = &flake.revision {
+        labels.insert(REVISION_LABEL.to_string(), rev.clone());
+        if let Some(source) = &flake.source_url {
+            labels.insert(SOURCE_LABEL.to_string(), source.clone());
+        }
+    }
+    for (name, locked) in &lock.inputs {
+        let rev = locked.rev.as_ref().map_or(String::new(), |rev| format!(" rev={rev}"));
+        labels.insert(
+            format!("{INPUT_LABEL_PREFIX}{name}"),
+            format!("{}{rev} narHash={}", locked.declared.url, locked.nar_hash),
+        );
+    }
+    labels
 }
 
 enum Selection {

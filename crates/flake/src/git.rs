@@ -1,10 +1,17 @@
 //! Flakes at a git revision: `git+file:DIR?rev=…` / `?ref=…` (HEAD when
-//! neither is given). The revision's tree — exactly what it tracks, with
-//! no working-tree changes, no `.git` and no file times — is extracted
-//! from `git archive` and added to the store by content, and the flake is
-//! evaluated from that store copy. Which store path a commit gave is
-//! remembered in `<store root>/git-revs/<sha>`, so building a full commit
-//! hash again runs no git at all.
+//! neither is given), with `&dir=SUB` for a flake in a subdirectory. The
+//! revision's tree — exactly what it tracks, with no working-tree changes,
+//! no `.git` and no file times — is extracted from `git archive` and added
+//! to the store by content, and the flake is evaluated from that store
+//! copy. Which store path a commit gave is remembered in
+//! `<store root>/git-revs/<sha>`, so building a full commit hash again runs
+//! no git at all.
+//!
+//! Git is run as a command rather than linked as a library: it is the
+//! implementation every repository is written by, so there is no question
+//! of which features (packed refs, worktrees, partial clones, new object
+//! formats) a reimplementation understands, and `git archive` already
+//! gives the committed tree as a stream.
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -19,38 +26,147 @@ use crate::FlakeError;
 /// The directory, under the store root, of the revision cache.
 const CACHE_DIR: &str = "git-revs";
 
-/// The canonical physical directory of the store copy of `repo`'s tree at
-/// `rev` (a commit hash, branch, tag…; `None`: HEAD).
-pub(crate) fn checkout(store: &Store, repo: &Path, rev: Option<&str>) -> Result<PathBuf, FlakeError> {
-    let bad = |message: String| FlakeError::BadFlake { dir: repo.to_path_buf(), message };
-    if !repo.join(".git").exists() {
-        return Err(bad("it is not the top level of a git repository (it has no .git)".into()));
+/// What follows `git+file:`: `[//]PATH[?rev=SHA|?ref=NAME][&dir=SUB]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitUrl {
+    /// The repository's path as written (`.` when empty).
+    pub path: String,
+    /// A revision or ref; `None`: HEAD.
+    pub rev: Option<String>,
+    /// The flake's directory inside the repository, if not its top.
+    pub dir: Option<PathBuf>,
+}
+
+/// Parses what follows `git+file:` (without any `#ATTR`).
+pub(crate) fn parse_url(rest: &str) -> Result<GitUrl, String> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let path = match path.strip_prefix("//") {
+        Some(absolute) if absolute.starts_with('/') => absolute,
+        Some(_) => return Err("a git+file URL with '//' must name an absolute path: git+file:///PATH".into()),
+        None if path.is_empty() => ".",
+        None => path,
+    };
+    let (mut rev, mut dir) = (None, None);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("rev" | "ref", value)) if !value.is_empty() => {
+                if rev.replace(value.to_string()).is_some() {
+                    return Err("give one of 'rev' and 'ref', once".into());
+                }
+            }
+            Some(("dir", value)) if !value.is_empty() => {
+                let sub = PathBuf::from(value);
+                if !sub.components().all(|c| matches!(c, Component::Normal(_))) {
+                    return Err(format!("'dir={value}' must be a relative path inside the repository, without '..'"));
+                }
+                if dir.replace(sub).is_some() {
+                    return Err("give 'dir' once".into());
+                }
+            }
+            _ => {
+                return Err(format!("unsupported parameter '{pair}' (only 'rev=SHA' or 'ref=NAME', and 'dir=SUBDIR')"))
+            }
+        }
     }
+    Ok(GitUrl { path: path.to_string(), rev, dir })
+}
+
+/// A revision's tree in the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Checkout {
+    /// The full commit hash.
+    pub rev: String,
+    pub path: StorePath,
+    /// Its canonical physical directory.
+    pub dir: PathBuf,
+}
+
+/// The store copy of `repo`'s tree at `rev` (a commit hash, branch, tag…;
+/// `None`: HEAD).
+pub(crate) fn checkout(store: &Store, repo: &Path, rev: Option<&str>) -> Result<Checkout, FlakeError> {
+    let bad = |message: String| FlakeError::BadFlake { dir: repo.to_path_buf(), message };
     let spec = rev.unwrap_or("HEAD");
     if spec.is_empty() || spec.starts_with('-') {
         return Err(bad(format!("'{spec}' is not a git revision")));
     }
-    let known = if is_full_hash(spec) { cached(store, spec) } else { None };
-    let path = match known {
-        Some(path) => path,
+    let known = if is_full_hash(spec) { cached(store, spec).map(|path| (spec.to_string(), path)) } else { None };
+    let (rev, path) = match known {
+        Some(known) => known,
         None => {
+            if !repo.join(".git").exists() {
+                return Err(bad("it is not the top level of a git repository (it has no .git)".into()));
+            }
             let sha = rev_parse(repo, spec).map_err(bad)?;
             match cached(store, &sha) {
-                Some(path) => path,
+                Some(path) => (sha, path),
                 None => {
                     let path = import(store, repo, &sha)?;
                     remember(store, &sha, &path)?;
-                    path
+                    (sha, path)
                 }
             }
         }
     };
     store.add_temp_root(&path)?;
     let physical = store.physical_path(&path);
-    std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io { action: "resolving", path: physical, source })
+    let dir = std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io {
+        action: "resolving",
+        path: physical,
+        source,
+    })?;
+    Ok(Checkout { rev, path, dir })
 }
 
-fn is_full_hash(text: &str) -> bool {
+/// Where the repository says its source lives: its `origin` remote, as a
+/// URL that is the same for every clone (credentials dropped; ssh and scp
+/// forms written as https; no trailing `.git`). A remote on this machine's
+/// filesystem names no public place, so it gives `None`, as does a
+/// repository without `origin`.
+pub(crate) fn source_url(repo: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["config", "--get", "remote.origin.url"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    normalise_remote(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// See [`source_url`].
+fn normalise_remote(remote: &str) -> Option<String> {
+    let (host, path) = if let Some((scheme, rest)) = remote.split_once("://") {
+        if !matches!(scheme, "https" | "http" | "ssh" | "git" | "git+ssh") {
+            return None;
+        }
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        // An ssh port says how to connect, not where the source is.
+        let host = if scheme == "ssh" || scheme == "git+ssh" { host.split(':').next().unwrap_or(host) } else { host };
+        let host = if scheme == "http" { format!("http://{host}") } else { format!("https://{host}") };
+        (host, path.to_string())
+    } else {
+        // scp-like: [user@]host:path (a local path has no ':' before its first '/').
+        let (authority, path) = remote.split_once(':')?;
+        if authority.contains('/') || authority.is_empty() {
+            return None;
+        }
+        let host = authority.rsplit('@').next().unwrap_or(authority);
+        (format!("https://{host}"), path.to_string())
+    };
+    let path = path.trim_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    if host.ends_with("://") || path.is_empty() {
+        return None;
+    }
+    Some(format!("{host}/{path}"))
+}
+
+pub(crate) fn is_full_hash(text: &str) -> bool {
     text.len() == 40 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
@@ -209,6 +325,40 @@ mod tests {
         let bytes = builder.into_inner().unwrap();
         assert!(extract(bytes.as_slice(), &dir).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn urls_name_a_path_a_revision_and_a_directory() {
+        let url = |rest: &str| parse_url(rest);
+        let parsed = url("///srv/repo?rev=abc&dir=examples/quotes").unwrap();
+        assert_eq!(parsed.path, "/srv/repo");
+        assert_eq!(parsed.rev.as_deref(), Some("abc"));
+        assert_eq!(parsed.dir.as_deref(), Some(Path::new("examples/quotes")));
+        assert_eq!(url("").unwrap(), GitUrl { path: ".".into(), rev: None, dir: None });
+        assert_eq!(url("../lib?ref=v1").unwrap().path, "../lib");
+        assert!(url("//host/x").unwrap_err().contains("absolute path"));
+        assert!(url(".?rev=a&ref=b").unwrap_err().contains("once"));
+        assert!(url(".?dir=../x").unwrap_err().contains("without '..'"));
+        assert!(url(".?dir=/x").is_err());
+        assert!(url(".?shallow=1").unwrap_err().contains("unsupported parameter 'shallow=1'"));
+    }
+
+    #[test]
+    fn remotes_become_the_same_url_for_every_clone() {
+        let https = Some("https://github.com/acme/shop".to_string());
+        for remote in [
+            "https://github.com/acme/shop.git",
+            "https://user:token@github.com/acme/shop",
+            "git@github.com:acme/shop.git",
+            "ssh://git@github.com:22/acme/shop.git",
+            "git://github.com/acme/shop/",
+        ] {
+            assert_eq!(normalise_remote(remote), https, "{remote}");
+        }
+        assert_eq!(normalise_remote("http://gitea.lan:3000/a/b"), Some("http://gitea.lan:3000/a/b".into()));
+        for local in ["/srv/git/shop.git", "file:///srv/git/shop", "../shop", "C", "https://"] {
+            assert_eq!(normalise_remote(local), None, "{local}");
+        }
     }
 
     #[test]

@@ -3,10 +3,10 @@
 //! directory holding a `flake.nixlike` alone means `DIR#default`. Anything
 //! else must be a store path: logical (`/mini/store/<hash>-name`, or a path
 //! inside one) or physical, such as a `result` link that resolves into the
-//! store's directory on disk. `git+file:DIR[?rev=SHA|?ref=NAME][#ATTR]`
-//! is the flake at the top of the git repository `DIR` as committed at
-//! that revision (HEAD by default), working-tree changes ignored; see
-//! [`crate::git`].
+//! store's directory on disk. `git+file:DIR[?rev=SHA|?ref=NAME][&dir=SUB][#ATTR]`
+//! is the flake at the top of the git repository `DIR` (or in its
+//! subdirectory `SUB`) as committed at that revision (HEAD by default),
+//! working-tree changes ignored; see [`crate::git`].
 
 use std::path::{Component, Path, PathBuf};
 
@@ -22,9 +22,10 @@ pub(crate) const FLAKE_FILE: &str = "flake.nixlike";
 pub enum Installable {
     /// An attribute of a flake; `dir` is absolute and canonical.
     Flake { dir: PathBuf, attr: Vec<String> },
-    /// An attribute of the flake at the top of a git repository, at a
-    /// revision (`None`: HEAD); `repo` is absolute and canonical.
-    Git { repo: PathBuf, rev: Option<String>, attr: Vec<String> },
+    /// An attribute of the flake at the top of a git repository (or in its
+    /// subdirectory `dir`), at a revision (`None`: HEAD); `repo` is
+    /// absolute and canonical.
+    Git { repo: PathBuf, rev: Option<String>, dir: Option<PathBuf>, attr: Vec<String> },
     /// A store path: a `.drv` to build, or anything else, already built.
     StorePath(StorePath),
 }
@@ -63,32 +64,15 @@ pub fn parse(text: &str, store_root: &Path) -> Result<Installable, FlakeError> {
     Err(FlakeError::NotInstallable { text: text.to_string(), reason })
 }
 
-/// `[//]PATH[?rev=…|?ref=…][#ATTR]`, what follows `git+file:`.
+/// What follows `git+file:`: see [`crate::git::parse_url`], then `#ATTR`.
 fn parse_git(text: &str, rest: &str) -> Result<Installable, FlakeError> {
     let bad = |reason: String| FlakeError::BadInstallable { text: text.to_string(), reason };
     let (rest, attr) = match rest.split_once('#') {
         Some((rest, attr)) => (rest, parse_attr_path(attr).map_err(bad)?),
         None => (rest, vec!["default".to_string()]),
     };
-    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let path = match path.strip_prefix("//") {
-        Some(absolute) if absolute.starts_with('/') => absolute,
-        Some(_) => return Err(bad("a git+file URL with '//' must name an absolute path: git+file:///PATH".into())),
-        None if path.is_empty() => ".",
-        None => path,
-    };
-    let mut rev = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("rev" | "ref", value)) if !value.is_empty() => {
-                if rev.replace(value.to_string()).is_some() {
-                    return Err(bad("give one of 'rev' and 'ref', once".into()));
-                }
-            }
-            _ => return Err(bad(format!("unsupported parameter '{pair}' (only 'rev=SHA' or 'ref=NAME')"))),
-        }
-    }
-    Ok(Installable::Git { repo: flake_dir(Path::new(path))?, rev, attr })
+    let url = crate::git::parse_url(rest).map_err(bad)?;
+    Ok(Installable::Git { repo: flake_dir(Path::new(&url.path))?, rev: url.rev, dir: url.dir, attr })
 }
 
 fn flake_dir(dir: &Path) -> Result<PathBuf, FlakeError> {
@@ -215,6 +199,7 @@ mod tests {
         let expect = |rev: Option<&str>, attr: &str| Installable::Git {
             repo: dir.clone(),
             rev: rev.map(str::to_string),
+            dir: None,
             attr: vec![attr.to_string()],
         };
         let url = format!("git+file://{}", dir.display());
@@ -222,7 +207,15 @@ mod tests {
         assert_eq!(git(&format!("{url}?ref=v1")).unwrap(), expect(Some("v1"), "default"));
         assert_eq!(git(&format!("git+file:{}#x", dir.display())).unwrap(), expect(None, "x"));
         assert!(matches!(git(&format!("{url}?rev=a&ref=b")), Err(FlakeError::BadInstallable { .. })));
-        assert!(matches!(git(&format!("{url}?dir=sub")), Err(FlakeError::BadInstallable { .. })));
+        let sub = Installable::Git {
+            repo: dir.clone(),
+            rev: None,
+            dir: Some(PathBuf::from("a/b")),
+            attr: vec!["x".to_string()],
+        };
+        assert_eq!(git(&format!("{url}?dir=a/b#x")).unwrap(), sub);
+        assert!(matches!(git(&format!("{url}?dir=../up")), Err(FlakeError::BadInstallable { .. })));
+        assert!(matches!(git(&format!("{url}?depth=1")), Err(FlakeError::BadInstallable { .. })));
         assert!(matches!(git("git+file://host/x"), Err(FlakeError::BadInstallable { .. })));
         assert!(matches!(git("git+file:/no/such/dir"), Err(FlakeError::FlakeDir { .. })));
         std::fs::remove_dir_all(&dir).unwrap();

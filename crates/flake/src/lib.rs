@@ -3,7 +3,9 @@
 //! flake in `DIR` (its `flake.nixlike`, evaluated purely and restricted to
 //! `DIR`, with the embedded prelude as `pkgs`); a store path names itself.
 //! Either way the result is a `.drv` with its output paths, or an
-//! already-built store path.
+//! already-built store path. `git+file:` installables name a flake at a
+//! git revision, and flakes may take other flakes as inputs, pinned by
+//! `mini.lock`.
 //!
 //! This crate stands on `mini-lang` (evaluation) and `mini-store` (the
 //! store); it knows nothing about builds or images.
@@ -13,16 +15,21 @@ mod error;
 mod flake;
 mod git;
 mod ignore;
+mod inputs;
 mod installable;
+pub mod lock;
 mod prelude;
+mod relock;
 mod resolve;
 mod sources;
 
 pub use busybox::find as find_busybox;
 pub use error::FlakeError;
+pub use flake::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 pub use installable::{parse, Installable};
 pub use prelude::PRELUDE;
-pub use resolve::{resolve, resolve_in, Target};
+pub use relock::{LockChange, LockReport, LockUpdate};
+pub use resolve::{lock, resolve, resolve_in, resolve_with, ResolveOptions, Resolved, Target};
 
 use std::path::Path;
 

@@ -11,7 +11,9 @@ use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
 use crate::flake::{FlakeDerivation, FlakeSession};
+use crate::inputs::FlakeLocation;
 use crate::installable::{self, Installable};
+use crate::relock::{LockReport, LockUpdate};
 use crate::FlakeError;
 
 /// What an installable resolves to.
@@ -24,9 +26,30 @@ pub enum Target {
     Opaque(StorePath),
 }
 
+/// How resolving treats the lock files of the flakes named.
+#[derive(Debug, Clone, Default)]
+pub struct ResolveOptions {
+    /// Lock a flake whose `mini.lock` is missing or stale instead of
+    /// refusing it (`--update-lock`).
+    pub update_lock: bool,
+}
+
+/// What installables resolved to, and the locks made on the way.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub targets: Vec<Target>,
+    /// Locks `update_lock` made or moved, for the caller to report.
+    pub lock_updates: Vec<LockReport>,
+}
+
 /// Resolves installables in order, evaluating the flakes among them (if
 /// any) on an evaluation thread of their own and writing their `.drv`s.
 pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, FlakeError> {
+    resolve_with(store_root, texts, &ResolveOptions::default()).map(|resolved| resolved.targets)
+}
+
+/// [`resolve`], with options.
+pub fn resolve_with(store_root: &Path, texts: &[String], options: &ResolveOptions) -> Result<Resolved, FlakeError> {
     let installables = texts.iter().map(|t| installable::parse(t, store_root)).collect::<Result<Vec<_>, _>>()?;
     let store = Store::open(store_root)?;
     let without_evaluation: Option<Vec<Wanted>> = installables
@@ -37,32 +60,58 @@ pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, Flake
         })
         .collect();
     if let Some(wanted) = without_evaluation {
-        return wanted.into_iter().map(|w| w.target(&store)).collect();
+        let targets = wanted.into_iter().map(|w| w.target(&store)).collect::<Result<_, _>>()?;
+        return Ok(Resolved { targets, lock_updates: Vec::new() });
     }
-    mini_lang::with_evaluator(move |ev| resolve_in(ev, &store, &installables)).map_err(FlakeError::Thread)?
+    let options = options.clone();
+    mini_lang::with_evaluator(move |ev| resolve_in(ev, &store, &installables, &options)).map_err(FlakeError::Thread)?
 }
 
-/// [`resolve`] with the caller's evaluator (which this makes pure, and
+/// [`resolve_with`] with the caller's evaluator (which this makes pure, and
 /// restricted to each flake's directory while evaluating that flake).
-pub fn resolve_in(ev: &mut Evaluator, store: &Store, installables: &[Installable]) -> Result<Vec<Target>, FlakeError> {
+pub fn resolve_in(
+    ev: &mut Evaluator,
+    store: &Store,
+    installables: &[Installable],
+    options: &ResolveOptions,
+) -> Result<Resolved, FlakeError> {
     let mut session = FlakeSession::new(ev, store);
+    session.update_lock = options.update_lock;
     let mut wanted = Vec::with_capacity(installables.len());
     for installable in installables {
-        wanted.push(match installable {
-            Installable::Flake { dir, attr } => {
-                let FlakeDerivation { drv_path, output } = session.derivation(dir, attr)?;
-                Wanted::Outputs { drv_path, only: output }
+        let flake = match installable {
+            Installable::StorePath(path) => {
+                wanted.push(Wanted::store_path(path));
+                continue;
             }
-            Installable::Git { repo, rev, attr } => {
-                let dir = crate::git::checkout(store, repo, rev.as_deref())?;
-                let FlakeDerivation { drv_path, output } = session.derivation(&dir, attr)?;
-                Wanted::Outputs { drv_path, only: output }
+            Installable::Flake { dir, .. } => FlakeLocation::working(dir.clone()),
+            Installable::Git { repo, rev, dir, .. } => {
+                let checkout = crate::git::checkout(store, repo, rev.as_deref())?;
+                FlakeLocation::at_revision(repo, &checkout, dir.as_deref())
             }
-            Installable::StorePath(path) => Wanted::store_path(path),
-        });
+        };
+        let (Installable::Flake { attr, .. } | Installable::Git { attr, .. }) = installable else {
+            unreachable!("store paths were handled above")
+        };
+        let FlakeDerivation { drv_path, output } = session.derivation(&flake, attr)?;
+        wanted.push(Wanted::Outputs { drv_path, only: output });
     }
     session.flush()?;
-    wanted.into_iter().map(|w| w.target(store)).collect()
+    let lock_updates = std::mem::take(&mut session.lock_updates);
+    let targets = wanted.into_iter().map(|w| w.target(store)).collect::<Result<_, _>>()?;
+    Ok(Resolved { targets, lock_updates })
+}
+
+/// Locks the inputs of the flake in `dir` (a working tree) as `update`
+/// says, and writes its `mini.lock` (`mini lock`).
+pub fn lock(store_root: &Path, dir: &Path, update: LockUpdate) -> Result<LockReport, FlakeError> {
+    let dir = std::fs::canonicalize(dir).map_err(|source| FlakeError::FlakeDir { dir: dir.to_path_buf(), source })?;
+    let store = Store::open(store_root)?;
+    mini_lang::with_evaluator(move |ev| {
+        let mut session = FlakeSession::new(ev, &store);
+        session.lock(&FlakeLocation::working(dir), &update)
+    })
+    .map_err(FlakeError::Thread)?
 }
 
 /// A target before its `.drv` is read (which needs the `.drv` written).

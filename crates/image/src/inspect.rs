@@ -60,6 +60,26 @@ pub struct ImageSummary {
     pub config: BTreeMap<String, Value>,
     /// Bottom layer first.
     pub layers: Vec<LayerSummary>,
+    /// The `.drv` that built it, when the caller knows (an image in the
+    /// store, or built from an installable); never read from the image.
+    pub derivation: Option<String>,
+}
+
+/// The label mini gives an image built from a git revision: the commit.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// The label naming where that revision's source lives.
+pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+/// The prefix of the labels naming the flake's locked inputs.
+pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
+
+/// Where an image came from, as far as it (and the caller) can tell.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    pub revision: Option<String>,
+    pub source: Option<String>,
+    /// Locked inputs by name: `URL [rev=SHA] narHash=blake3:…`.
+    pub inputs: BTreeMap<String, String>,
+    pub derivation: Option<String>,
 }
 
 /// One layer of an image.
@@ -82,6 +102,25 @@ pub struct LayerSummary {
 }
 
 impl ImageSummary {
+    /// Its provenance labels and derivation, if it has any.
+    pub fn provenance(&self) -> Option<Provenance> {
+        let labels = self.config.get("Labels").and_then(Value::as_object);
+        let label = |key: &str| labels.and_then(|l| l.get(key)).and_then(Value::as_str).map(str::to_string);
+        let inputs = labels
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, value)| Some((key.strip_prefix(INPUT_LABEL_PREFIX)?.to_string(), value.as_str()?)))
+            .map(|(name, value)| (name, value.to_string()))
+            .collect();
+        let provenance = Provenance {
+            revision: label(REVISION_LABEL),
+            source: label(SOURCE_LABEL),
+            inputs,
+            derivation: self.derivation.clone(),
+        };
+        (provenance != Provenance::default()).then_some(provenance)
+    }
+
     /// Bytes of all layers as stored.
     pub fn total_size(&self) -> u64 {
         self.layers.iter().map(|l| l.size).sum()
@@ -281,6 +320,7 @@ fn summarize(
         created: config.created,
         config: config.settings,
         layers: out,
+        derivation: None,
     })
 }
 

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 
-use super::{escape_controls as clean, ImageSummary, LayerSummary, CONFIG_KEYS};
+use super::{escape_controls as clean, ImageSummary, LayerSummary, Provenance, CONFIG_KEYS};
 
 /// Where values start in the text: after a label and padding.
 const VALUE_COLUMN: usize = 16;
@@ -70,6 +70,9 @@ fn image_text(out: &mut String, image: &ImageSummary) {
             field(out, 2, key, setting_lines(key, value));
         }
     }
+    if let Some(provenance) = image.provenance() {
+        field(out, 2, "provenance", provenance_lines(&provenance));
+    }
     for (i, layer) in image.layers.iter().enumerate() {
         let kind = match (layer.store_paths.is_empty(), layer.other_entries.is_empty()) {
             (false, _) => "",
@@ -94,6 +97,26 @@ fn image_text(out: &mut String, image: &ImageSummary) {
             human(total - store)
         )],
     );
+}
+
+/// Provenance one item a line, names aligned: revision, source, each
+/// input, the derivation.
+fn provenance_lines(provenance: &Provenance) -> Vec<String> {
+    let mut items: Vec<(String, &str)> = Vec::new();
+    if let Some(revision) = &provenance.revision {
+        items.push(("revision".into(), revision));
+    }
+    if let Some(source) = &provenance.source {
+        items.push(("source".into(), source));
+    }
+    for (name, pin) in &provenance.inputs {
+        items.push((format!("input {name}"), pin));
+    }
+    if let Some(derivation) = &provenance.derivation {
+        items.push(("derivation".into(), derivation));
+    }
+    let width = items.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    items.iter().map(|(k, v)| clean(&format!("{k:width$}  {v}")).into_owned()).collect()
 }
 
 fn shared_text(out: &mut String, images: &[ImageSummary]) {
@@ -228,6 +251,12 @@ fn image_json(image: &ImageSummary) -> Value {
         "os": image.os,
         "created": image.created,
         "config": image.config,
+        "provenance": image.provenance().map(|p| json!({
+            "revision": p.revision,
+            "source": p.source,
+            "inputs": p.inputs,
+            "derivation": p.derivation,
+        })),
         "layers": image.layers.iter().map(layer_json).collect::<Vec<_>>(),
         "totalSize": total,
         "storePathsSize": store,
@@ -294,6 +323,7 @@ mod tests {
                 layer('b', 3072, &["/mini/store/00000000000000000000000000000000-site"], &[]),
                 layer('c', 512, &[], &["bin", "etc", "tmp"]),
             ],
+            derivation: None,
         };
         let worker = ImageSummary {
             source: "worker".into(),
@@ -304,6 +334,7 @@ mod tests {
             created: None,
             config: BTreeMap::new(),
             layers: vec![layer('a', 1_200_000, &[BUSYBOX], &[]), layer('d', 1024, &[], &[])],
+            derivation: None,
         };
         vec![web, worker]
     }
@@ -387,6 +418,39 @@ shared layers: 1 layer, 1.1 MiB (stored once, they save 1.1 MiB)
         // Keys are sorted, so the document is the same bytes every time.
         let text = doc.to_string();
         assert!(text.starts_with("{\"images\":[{\"architecture\":\"amd64\",\"config\":{\"Cmd\":"), "{text}");
+    }
+
+    #[test]
+    fn provenance_comes_from_labels_and_the_caller() {
+        let mut image = images().remove(1);
+        assert!(image.provenance().is_none());
+        assert_eq!(render_json(std::slice::from_ref(&image))["images"][0]["provenance"], Value::Null);
+        let rev = "0123456789abcdef0123456789abcdef01234567";
+        image.config.insert(
+            "Labels".into(),
+            json!({
+                "org.opencontainers.image.revision": rev,
+                "org.opencontainers.image.source": "https://git.example/shop",
+                "dev.mini.input.lib": "git+file:../lib rev=ab narHash=blake3:cd",
+                "org.example.team": "web",
+            }),
+        );
+        image.derivation = Some("/mini/store/00000000000000000000000000000000-shop.tar.drv".into());
+        let text = render_text(std::slice::from_ref(&image));
+        let expected = format!(
+            "  provenance    revision    {rev}\n\
+             \x20               source      https://git.example/shop\n\
+             \x20               input lib   git+file:../lib rev=ab narHash=blake3:cd\n\
+             \x20               derivation  /mini/store/00000000000000000000000000000000-shop.tar.drv\n"
+        );
+        assert!(text.contains(&expected), "{text}");
+        let doc = render_json(&[image]);
+        assert_eq!(
+            doc["images"][0]["provenance"],
+            json!({"revision": rev, "source": "https://git.example/shop",
+                   "inputs": {"lib": "git+file:../lib rev=ab narHash=blake3:cd"},
+                   "derivation": "/mini/store/00000000000000000000000000000000-shop.tar.drv"})
+        );
     }
 
     #[test]

@@ -1,0 +1,294 @@
+//! A flake's inputs: where each declared URL leads, and bringing it into
+//! the store — as it is now (to lock it) or exactly as `mini.lock` pins it
+//! (to build). Every input arrives as a store copy, added by content, so
+//! an input is the same bytes wherever and whenever it is fetched, and a
+//! pinned input already in the store needs no git at all.
+//!
+//! URLs:
+//! - `git+file:PATH[?rev=SHA|?ref=NAME][&dir=SUB]`: a git repository (a
+//!   relative PATH starts at the flake's own directory on this machine),
+//!   locked to a commit;
+//! - `path:PATH`, or a path starting with `/`, `./` or `../`: a directory,
+//!   locked to the hash of its contents. In a flake at a git revision a
+//!   relative path is read from that revision's tree and may not leave it.
+
+use std::path::{Component, Path, PathBuf};
+
+use mini_store::store::Store;
+use mini_store::store_path::{PathKind, StorePath};
+
+use crate::git::{self, GitUrl};
+use crate::lock::{parse_nar_hash, show_nar_hash, DeclaredInput, LockedInput};
+use crate::FlakeError;
+
+/// Where a flake is, for evaluating it and for finding its inputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FlakeLocation {
+    /// The directory evaluated (a working tree, or a store copy); canonical.
+    pub dir: PathBuf,
+    /// Where relative `git+file:` inputs start: the flake's directory on
+    /// this machine (for a store copy, where it was copied from).
+    pub origin: PathBuf,
+    /// For a store copy, its top: relative path inputs must stay inside.
+    pub copy_root: Option<PathBuf>,
+    /// The commit, for a flake at a git revision.
+    pub revision: Option<String>,
+    /// Where the revision's source lives (see [`git::source_url`]).
+    pub source_url: Option<String>,
+}
+
+impl FlakeLocation {
+    /// A flake in a directory on this machine, as it is.
+    pub fn working(dir: PathBuf) -> FlakeLocation {
+        FlakeLocation { origin: dir.clone(), dir, copy_root: None, revision: None, source_url: None }
+    }
+
+    /// The flake in `sub` of a git checkout of `repo`.
+    pub fn at_revision(repo: &Path, checkout: &git::Checkout, sub: Option<&Path>) -> FlakeLocation {
+        let sub = sub.unwrap_or(Path::new(""));
+        FlakeLocation {
+            dir: checkout.dir.join(sub),
+            origin: repo.join(sub),
+            copy_root: Some(checkout.dir.clone()),
+            revision: Some(checkout.rev.clone()),
+            source_url: git::source_url(repo),
+        }
+    }
+
+    /// How messages name the flake: its directory on this machine, and the
+    /// revision when it is a store copy of one.
+    pub fn shown(&self) -> PathBuf {
+        match (&self.copy_root, &self.revision) {
+            (None, _) => self.dir.clone(),
+            (Some(_), Some(rev)) => PathBuf::from(format!("{} at revision {}", self.origin.display(), &rev[..12])),
+            (Some(_), None) => self.origin.clone(),
+        }
+    }
+
+    /// Whether this is a working tree, where `mini.lock` can be written.
+    pub fn is_working_tree(&self) -> bool {
+        self.copy_root.is_none()
+    }
+}
+
+/// An input in the store.
+#[derive(Debug, Clone)]
+pub(crate) struct Fetched {
+    pub path: StorePath,
+    /// The store copy's canonical physical directory.
+    pub root: PathBuf,
+    /// Where its flake is (in `root`, or a subdirectory of it).
+    pub location: FlakeLocation,
+    pub locked: LockedInput,
+}
+
+/// What an input URL names.
+enum Source {
+    Git { repo: PathBuf, url: GitUrl },
+    Path { dir: PathBuf },
+}
+
+/// Fetches input `name` of the flake at `flake`: as `pin` says (checking
+/// the content is what was pinned), or, without a pin, as it is now.
+pub(crate) fn fetch(
+    store: &Store,
+    flake: &FlakeLocation,
+    name: &str,
+    declared: &DeclaredInput,
+    pin: Option<&LockedInput>,
+) -> Result<Fetched, FlakeError> {
+    let bad = |message: String| FlakeError::Input { dir: flake.dir.clone(), name: name.to_string(), message };
+    match locate(&declared.url, flake).map_err(bad)? {
+        Source::Git { repo, url } => {
+            let pinned = pin.and_then(|p| Some((p.rev.clone()?, parse_nar_hash(&p.nar_hash)?)));
+            let checkout = match &pinned {
+                // A pinned tree already in the store needs no git.
+                Some((rev, hash)) if store.is_valid(&source_path(hash)?) => {
+                    let path = source_path(hash)?;
+                    store.add_temp_root(&path)?;
+                    git::Checkout { rev: rev.clone(), dir: physical_dir(store, &path)?, path }
+                }
+                Some((rev, _)) => git::checkout(store, &repo, Some(rev))?,
+                None => git::checkout(store, &repo, url.rev.as_deref())?,
+            };
+            let hash = content_hash(store, &checkout.path)?;
+            if let Some((rev, pinned_hash)) = &pinned {
+                if hash != *pinned_hash {
+                    return Err(bad(format!(
+                        "revision {rev} of '{}' has content {}, but {} pins {}; was the history rewritten? \
+                         `mini lock --update {name}` pins what is there now",
+                        repo.display(),
+                        show_nar_hash(&hash),
+                        crate::lock::LOCK_FILE,
+                        show_nar_hash(pinned_hash)
+                    )));
+                }
+            }
+            let location = FlakeLocation {
+                dir: checkout.dir.join(url.dir.as_deref().unwrap_or(Path::new(""))),
+                origin: repo.join(url.dir.as_deref().unwrap_or(Path::new(""))),
+                copy_root: Some(checkout.dir.clone()),
+                revision: Some(checkout.rev.clone()),
+                source_url: None,
+            };
+            let locked =
+                LockedInput { declared: declared.clone(), rev: Some(checkout.rev), nar_hash: show_nar_hash(&hash) };
+            Ok(Fetched { path: checkout.path, root: checkout.dir, location, locked })
+        }
+        Source::Path { dir } => {
+            let filter = crate::sources::source_filter(&dir)?;
+            let filter: Option<&dyn mini_lang::eval::SourceFilter> = filter.as_deref();
+            let keep = |relative: &Path, is_dir: bool| filter.is_none_or(|f| f.keeps(relative, is_dir));
+            let (path, _) = store.add_path_filtered(&dir, "source", &keep)?;
+            store.add_temp_root(&path)?;
+            let hash = content_hash(store, &path)?;
+            if let Some(pin) = pin {
+                if pin.nar_hash != show_nar_hash(&hash) {
+                    return Err(bad(format!(
+                        "'{}' changed since it was locked (its content is now {}, {} pins {}); \
+                         `mini lock --update {name}` pins it as it is now",
+                        dir.display(),
+                        show_nar_hash(&hash),
+                        crate::lock::LOCK_FILE,
+                        pin.nar_hash
+                    )));
+                }
+            }
+            let root = physical_dir(store, &path)?;
+            let location = FlakeLocation {
+                dir: root.clone(),
+                origin: dir,
+                copy_root: Some(root.clone()),
+                revision: None,
+                source_url: None,
+            };
+            let locked = LockedInput { declared: declared.clone(), rev: None, nar_hash: show_nar_hash(&hash) };
+            Ok(Fetched { path, root, location, locked })
+        }
+    }
+}
+
+/// Where `url` leads from the flake at `flake`.
+fn locate(url: &str, flake: &FlakeLocation) -> Result<Source, String> {
+    if let Some(rest) = url.strip_prefix("git+file:") {
+        let parsed = git::parse_url(rest).map_err(|e| format!("invalid URL '{url}': {e}"))?;
+        let repo = lexically_joined(&flake.origin, Path::new(&parsed.path));
+        // A repository gone from this machine may still be pinned in the store.
+        let repo = std::fs::canonicalize(&repo).unwrap_or(repo);
+        return Ok(Source::Git { repo, url: parsed });
+    }
+    let path = match url.strip_prefix("path:") {
+        Some(path) if !path.is_empty() => path,
+        None if url.starts_with('/') || url.starts_with("./") || url.starts_with("../") || url == "." => url,
+        _ => {
+            return Err(format!(
+                "unsupported input URL '{url}': mini takes git+file:PATH (a git repository) and path:PATH (a directory)"
+            ))
+        }
+    };
+    let relative = !path.starts_with('/');
+    let joined = lexically_joined(&flake.dir, Path::new(path));
+    if let (Some(root), true) = (&flake.copy_root, relative) {
+        if !joined.starts_with(root) {
+            return Err(format!(
+                "'{url}' leads outside the source tree the flake was taken from; \
+                 a relative path input must stay inside it (use a git+file: input for another repository)"
+            ));
+        }
+    }
+    let dir = std::fs::canonicalize(&joined).map_err(|e| format!("cannot open '{}': {e}", joined.display()))?;
+    if !dir.is_dir() {
+        return Err(format!("'{}' is not a directory", dir.display()));
+    }
+    Ok(Source::Path { dir })
+}
+
+/// `base` joined with `path`, `.` and `..` resolved without the filesystem.
+fn lexically_joined(base: &Path, path: &Path) -> PathBuf {
+    let mut joined = PathBuf::new();
+    for component in base.join(path).components() {
+        match component {
+            Component::ParentDir => {
+                joined.pop();
+            }
+            Component::CurDir => {}
+            other => joined.push(other),
+        }
+    }
+    joined
+}
+
+/// The store path of a source tree whose canonical archive hashes to `hash`.
+fn source_path(hash: &[u8; 32]) -> Result<StorePath, FlakeError> {
+    StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash, "source")
+        .map_err(|e| FlakeError::Store(e.into()))
+}
+
+fn content_hash(store: &Store, path: &StorePath) -> Result<[u8; 32], FlakeError> {
+    match store.query(path)? {
+        Some(info) => Ok(info.nar_hash),
+        None => Err(FlakeError::InvalidDerivation { path: path.clone(), root: store.root().to_path_buf() }),
+    }
+}
+
+fn physical_dir(store: &Store, path: &StorePath) -> Result<PathBuf, FlakeError> {
+    let physical = store.physical_path(path);
+    std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io { action: "resolving", path: physical, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn working(dir: &str) -> FlakeLocation {
+        FlakeLocation::working(PathBuf::from(dir))
+    }
+
+    #[test]
+    fn urls_lead_from_the_flake() {
+        let flake = working("/nonexistent/shop");
+        match locate("git+file:../lib?ref=v1&dir=nix", &flake) {
+            Ok(Source::Git { repo, url }) => {
+                assert_eq!(repo, Path::new("/nonexistent/lib"));
+                assert_eq!(url.rev.as_deref(), Some("v1"));
+                assert_eq!(url.dir.as_deref(), Some(Path::new("nix")));
+            }
+            _ => panic!("a git input"),
+        }
+        match locate("git+file:///srv/lib", &flake) {
+            Ok(Source::Git { repo, .. }) => assert_eq!(repo, Path::new("/srv/lib")),
+            _ => panic!("a git input"),
+        }
+        let unsupported = locate("github:acme/lib", &flake).err().unwrap();
+        assert!(unsupported.contains("unsupported input URL 'github:acme/lib'"), "{unsupported}");
+        assert!(locate("lib", &flake).is_err(), "a bare word is not a path");
+        assert!(locate("path:../missing", &flake).err().unwrap().contains("cannot open '/nonexistent/missing'"));
+    }
+
+    #[test]
+    fn relative_paths_stay_inside_a_copied_tree() {
+        let root = std::env::temp_dir().join(format!("mini-inputs-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("copy/app")).unwrap();
+        std::fs::create_dir_all(root.join("copy/assets")).unwrap();
+        let root = std::fs::canonicalize(root).unwrap();
+        let flake = FlakeLocation {
+            dir: root.join("copy/app"),
+            origin: PathBuf::from("/work/app"),
+            copy_root: Some(root.join("copy")),
+            revision: Some("a".repeat(40)),
+            source_url: None,
+        };
+        assert!(
+            matches!(locate("path:../assets", &flake), Ok(Source::Path { dir }) if dir == root.join("copy/assets"))
+        );
+        let outside = locate("../../elsewhere", &flake).err().unwrap();
+        assert!(outside.contains("leads outside the source tree"), "{outside}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn lexical_joins_resolve_dots() {
+        assert_eq!(lexically_joined(Path::new("/a/b"), Path::new("../c/./d")), Path::new("/a/c/d"));
+        assert_eq!(lexically_joined(Path::new("/a"), Path::new("/x/../y")), Path::new("/y"));
+    }
+}

@@ -1,0 +1,63 @@
+//! `mini lock`: pin a flake's inputs in its `mini.lock`, or move the pins
+//! (`--update [INPUT]…`), and show them. The locking itself is
+//! `mini_flake::lock`'s; this prints what changed, one line per input, so
+//! a lock never moves without saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use mini_flake::{LockReport, LockUpdate};
+
+#[derive(Args)]
+pub struct LockArgs {
+    /// The flake's directory (a working tree, not a git revision).
+    #[arg(default_value = ".", value_name = "DIR")]
+    flake: PathBuf,
+    /// Pin these inputs again as they are now (every input if none is named).
+    #[arg(long, value_name = "INPUT", num_args = 0.., value_delimiter = ',')]
+    update: Option<Vec<String>>,
+}
+
+pub fn lock(store_root: &Path, args: LockArgs) -> ExitCode {
+    let update = match args.update {
+        None => LockUpdate::Missing,
+        Some(names) if names.is_empty() => LockUpdate::All,
+        Some(names) => LockUpdate::Only(names),
+    };
+    let report = match mini_flake::lock(store_root, &args.flake, update) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    report_updates(std::slice::from_ref(&report));
+    if report.lock.inputs.is_empty() {
+        println!("{}: the flake declares no inputs", report.file.display());
+    }
+    for (name, locked) in &report.lock.inputs {
+        let pin = match &locked.rev {
+            Some(rev) => format!("rev {rev}"),
+            None => "content only".to_string(),
+        };
+        println!("{name}: {} {pin} {}", locked.declared.url, locked.nar_hash);
+    }
+    ExitCode::SUCCESS
+}
+
+/// Says on stderr how each lock changed, and where it was (or was not) written.
+pub(crate) fn report_updates(reports: &[LockReport]) {
+    for report in reports {
+        let file = report.file.display();
+        for change in &report.changes {
+            eprintln!("lock: {}", change.describe());
+        }
+        match (report.written, report.changes.is_empty()) {
+            (true, _) => eprintln!("lock: wrote {file}"),
+            (false, true) => eprintln!("lock: {file} is up to date"),
+            // A flake at a git revision cannot be written to.
+            (false, false) => eprintln!("lock: the flake is at a git revision: the new pins were used, not written"),
+        }
+    }
+}
