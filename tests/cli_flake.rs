@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::Scratch;
+use common::{have_busybox, Scratch};
 
 /// `mini --store <scratch>/<store> ARGS` in the scratch dir, without any
 /// `MINI_BUSYBOX` of the caller's.
@@ -46,20 +46,6 @@ fn assert_fails_with(out: &Output, message: &str) {
 /// A plain derivation that needs no busybox.
 fn plain(name: &str) -> String {
     format!(r#"derivation {{ name = "{name}"; system = builtins.currentSystem; builder = "/bin/sh"; }}"#)
-}
-
-/// Whether the host has the static busybox the prelude needs. Without it
-/// tests that need it are skipped, except under CI, where they must run.
-fn have_busybox(s: &Scratch) -> bool {
-    s.write("probe/flake.nixlike", "{ pkgs }: { default = pkgs.writeText \"probe\" \"x\"; }");
-    let out = mini_in(s, "probe-store", &["derivation", "show", "./probe"], None);
-    if out.status.success() {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "busybox-static is required under CI: {}", stderr(&out));
-    assert!(stderr(&out).contains("apt-get install busybox-static"), "{}", stderr(&out));
-    eprintln!("skipped: no static busybox on this host (apt-get install busybox-static)");
-    false
 }
 
 #[test]

@@ -10,13 +10,13 @@ use std::process::{Command, Output};
 
 mod common;
 use common::clients::{git, have_git};
-use common::{ok, text, Scratch};
+use common::{have_busybox, ok, text, Scratch};
 
 const FLAKE: &str = r#"{ pkgs, ... }: {
   docker = pkgs.dockerTools.buildLayeredImage {
     name = "svc";
     tag = "1";
-    contents = [ (pkgs.runCommand "svc" { } "mkdir -p $out/share; cp ${./msg.txt} $out/share/msg") ];
+    contents = [ pkgs.busybox (pkgs.runCommand "svc" { } "mkdir -p $out/share; cp ${./msg.txt} $out/share/msg") ];
   };
 }
 "#;
@@ -44,18 +44,6 @@ fn sha256_of(path: &Path) -> String {
     text(&out.stdout).split_whitespace().next().expect("a digest").to_string()
 }
 
-/// Whether the static busybox the prelude needs is here (required under CI).
-fn have_busybox(s: &Scratch) -> bool {
-    s.write("probe/flake.nixlike", "{ pkgs }: { default = pkgs.writeText \"probe\" \"x\"; }");
-    let out = mini(&s.0.join("probe-store"), &s.0, &["derivation", "show", "./probe"], None);
-    if out.status.success() {
-        return true;
-    }
-    assert!(std::env::var("CI").as_deref() != Ok("true"), "busybox-static is required under CI: {}", text(&out.stderr));
-    eprintln!("skipped: no static busybox on this host");
-    false
-}
-
 #[test]
 fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     let s = Scratch::new("git-time-travel");
@@ -66,6 +54,7 @@ fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     s.write("repo/flake.nixlike", FLAKE);
     s.write("repo/msg.txt", "first\n");
     git(&repo, &["init", "-q"]);
+    git(&repo, &["remote", "add", "origin", "git@git.example:acme/svc.git"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "A"]);
     let a = git(&repo, &["rev-parse", "HEAD"]);
@@ -73,9 +62,15 @@ fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     let url = format!("git+file://{}", repo.display());
     let at = |rev: &str| format!("{url}?rev={rev}#docker");
 
+    // The release: HEAD at commit A.
     let store1 = s.0.join("store1");
-    let image_a = build(&store1, &s.0, &at(&a), None);
+    let image_a = build(&store1, &repo, "git+file:.#docker", None);
     let digest_a = sha256_of(&image_a);
+    assert_eq!(build(&store1, &s.0, &at(&a), None), image_a, "HEAD and its hash are the same revision");
+    let provenance = &inspect(&store1, &image_a)["provenance"];
+    assert_eq!(provenance["revision"], a.as_str(), "{provenance}");
+    assert_eq!(provenance["source"], "https://git.example/acme/svc", "{provenance}");
+    assert!(provenance["derivation"].as_str().is_some_and(|d| d.ends_with("-svc.tar.drv")), "{provenance}");
     let cache = std::fs::read_to_string(store1.join("git-revs").join(&a)).expect("the revision is cached");
     assert!(cache.starts_with("/mini/store/") && cache.trim_end().ends_with("-source"), "{cache}");
 
@@ -89,6 +84,10 @@ fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     assert_eq!(build(&store2, &s.0, &format!("{url}?ref=v1#docker"), None), build(&store2, &s.0, &at(&a), None));
     let image_b = build(&store2, &s.0, &at(&b), None);
     assert_ne!(sha256_of(&image_b), digest_a);
+    assert_only_changed_layers_differ(
+        &inspect(&store2, &image_a_again(&store2, &image_a)),
+        &inspect(&store2, &image_b),
+    );
 
     // HEAD ignores untracked files, a `result` link and uncommitted edits.
     let head = build(&store2, &repo, "git+file:.#docker", None);
@@ -106,6 +105,45 @@ fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     let refused = mini(&store1, &s.0, &["build", &at(&b), "--no-link"], Some(path));
     assert!(!refused.status.success(), "a new revision needs git");
     assert!(text(&refused.stderr).contains("cannot run git"), "{}", text(&refused.stderr));
+}
+
+/// `mini image inspect --json` of one image: its entry.
+fn inspect(store: &Path, image: &Path) -> serde_json::Value {
+    let out = ok(&mini(store, store, &["image", "inspect", "--json", image.to_str().unwrap()], None));
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("inspect --json gives JSON");
+    doc["images"][0].clone()
+}
+
+/// The same store path as `image` (built in another store) in `store`.
+fn image_a_again(store: &Path, image: &Path) -> PathBuf {
+    store.join("store").join(image.file_name().unwrap())
+}
+
+/// Between two images of one service, a layer holding the same store
+/// paths is the identical blob, and only layers holding changed paths (and
+/// the customisation layer, whose links lead to them) differ.
+fn assert_only_changed_layers_differ(a: &serde_json::Value, b: &serde_json::Value) {
+    let layers = |image: &serde_json::Value| -> Vec<(Vec<String>, String)> {
+        let list = image["layers"].as_array().expect("layers").iter();
+        list.map(|l| {
+            let paths = l["storePaths"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string());
+            (paths.collect(), l["diffId"].as_str().unwrap().to_string())
+        })
+        .collect()
+    };
+    let (a, b) = (layers(a), layers(b));
+    assert_eq!(a.len(), b.len(), "{a:?}\n{b:?}");
+    let mut differing = Vec::new();
+    for ((paths_a, id_a), (paths_b, id_b)) in a.iter().zip(&b) {
+        if paths_a == paths_b && !paths_a.is_empty() {
+            assert_eq!(id_a, id_b, "the layer of {paths_a:?} is rebuilt identically");
+        } else if id_a != id_b {
+            differing.push(paths_b.clone());
+        }
+    }
+    assert!(a.iter().any(|(paths, _)| paths.iter().any(|p| p.ends_with("-busybox"))), "{a:?}");
+    let changed = |paths: &Vec<String>| paths.is_empty() || paths.iter().all(|p| p.ends_with("-svc"));
+    assert!(!differing.is_empty() && differing.iter().all(changed), "unexpected layers differ: {differing:?}");
 }
 
 #[test]

@@ -51,6 +51,23 @@ pub fn mini_at(store: &Path, dir: &Path, args: &[&str]) -> Output {
         .expect("run mini")
 }
 
+/// Whether the static busybox the prelude needs is here, probed by
+/// evaluating a flake that uses it. Without it tests that need it are
+/// skipped, except under CI, where they must run.
+#[allow(dead_code)]
+pub fn have_busybox(s: &Scratch) -> bool {
+    s.write("busybox-probe/flake.nixlike", "{ pkgs }: { default = pkgs.writeText \"probe\" \"x\"; }");
+    let out = mini_at(&s.0.join("busybox-probe-store"), &s.0, &["derivation", "show", "./busybox-probe"]);
+    if out.status.success() {
+        return true;
+    }
+    let stderr = text(&out.stderr);
+    assert!(!clients::ci(), "busybox-static is required under CI: {stderr}");
+    assert!(stderr.contains("apt-get install busybox-static"), "{stderr}");
+    eprintln!("skipped: no static busybox on this host (apt-get install busybox-static)");
+    false
+}
+
 /// Bytes as text, lossily.
 #[allow(dead_code)]
 pub fn text(bytes: &[u8]) -> String {

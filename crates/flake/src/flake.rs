@@ -328,9 +328,12 @@ impl<'e> FlakeSession<'e> {
                 flake.dir.display()
             ),
             (true, false) => format!(
-                "a past revision cannot be changed: build with --update-lock to pin its inputs as they are                  now (in memory only), or build a revision that has a {LOCK_FILE}"
+                "a past revision cannot be changed: build with --update-lock to pin its inputs as they are now \
+                 (in memory only), or build a revision that has a {LOCK_FILE}"
             ),
-            (false, _) => format!("an input's own inputs are pinned by its {LOCK_FILE}: run `mini lock` in it, and commit it"),
+            (false, _) => {
+                format!("an input's own inputs are pinned by its {LOCK_FILE}: run `mini lock` in it, and commit it")
+            }
         };
         let dir = flake.shown();
         match existing {

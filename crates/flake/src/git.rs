@@ -121,20 +121,46 @@ pub(crate) fn checkout(store: &Store, repo: &Path, rev: Option<&str>) -> Result<
 /// URL that is the same for every clone (credentials dropped; ssh and scp
 /// forms written as https; no trailing `.git`). A remote on this machine's
 /// filesystem names no public place, so it gives `None`, as does a
-/// repository without `origin`.
+/// repository without `origin`. The remote is read from `.git/config`
+/// itself rather than through `git`, so a revision built before is built
+/// again without running git at all.
 pub(crate) fn source_url(repo: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["config", "--get", "remote.origin.url"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    let dot_git = repo.join(".git");
+    // A linked worktree's `.git` is a file: `gitdir: PATH`, whose
+    // `commondir` leads to the shared config.
+    let git_dir = if dot_git.is_file() {
+        let text = std::fs::read_to_string(&dot_git).ok()?;
+        let dir = repo.join(text.strip_prefix("gitdir:")?.trim());
+        match std::fs::read_to_string(dir.join("commondir")) {
+            Ok(common) => dir.join(common.trim()),
+            Err(_) => dir,
+        }
+    } else {
+        dot_git
+    };
+    let config = std::fs::read_to_string(git_dir.join("config")).ok()?;
+    normalise_remote(&origin_url(&config)?)
+}
+
+/// `url` of `[remote "origin"]` in a git config file's text (the last one
+/// given, as git reads it).
+fn origin_url(config: &str) -> Option<String> {
+    let mut in_origin = false;
+    let mut url = None;
+    for line in config.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            let header: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+            in_origin = header.eq_ignore_ascii_case("[remote\"origin\"]");
+        } else if in_origin {
+            if let Some((key, value)) = line.split_once('=') {
+                if key.trim().eq_ignore_ascii_case("url") {
+                    url = Some(value.trim().trim_matches('"').to_string());
+                }
+            }
+        }
     }
-    normalise_remote(String::from_utf8_lossy(&out.stdout).trim())
+    url
 }
 
 /// See [`source_url`].
@@ -359,6 +385,14 @@ mod tests {
         for local in ["/srv/git/shop.git", "file:///srv/git/shop", "../shop", "C", "https://"] {
             assert_eq!(normalise_remote(local), None, "{local}");
         }
+    }
+
+    #[test]
+    fn the_origin_url_is_read_from_the_config() {
+        let config = "[core]\n\tbare = false\n[remote \"upstream\"]\n\turl = https://a/b\n\
+                      [remote \"origin\"]\n\turl = git@git.example:acme/shop.git\n\tfetch = +refs/heads/*\n";
+        assert_eq!(origin_url(config).as_deref(), Some("git@git.example:acme/shop.git"));
+        assert_eq!(origin_url("[core]\n"), None);
     }
 
     #[test]

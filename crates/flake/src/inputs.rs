@@ -45,10 +45,10 @@ impl FlakeLocation {
 
     /// The flake in `sub` of a git checkout of `repo`.
     pub fn at_revision(repo: &Path, checkout: &git::Checkout, sub: Option<&Path>) -> FlakeLocation {
-        let sub = sub.unwrap_or(Path::new(""));
+        let within = |dir: &Path| sub.map_or(dir.to_path_buf(), |sub| dir.join(sub));
         FlakeLocation {
-            dir: checkout.dir.join(sub),
-            origin: repo.join(sub),
+            dir: within(&checkout.dir),
+            origin: within(repo),
             copy_root: Some(checkout.dir.clone()),
             revision: Some(checkout.rev.clone()),
             source_url: git::source_url(repo),
@@ -124,9 +124,10 @@ pub(crate) fn fetch(
                     )));
                 }
             }
+            let within = |dir: &Path| url.dir.as_ref().map_or(dir.to_path_buf(), |sub| dir.join(sub));
             let location = FlakeLocation {
-                dir: checkout.dir.join(url.dir.as_deref().unwrap_or(Path::new(""))),
-                origin: repo.join(url.dir.as_deref().unwrap_or(Path::new(""))),
+                dir: within(&checkout.dir),
+                origin: within(&repo),
                 copy_root: Some(checkout.dir.clone()),
                 revision: Some(checkout.rev.clone()),
                 source_url: None,
