@@ -53,7 +53,7 @@ repo=$WORK/repo
 mkdir -p "$repo"
 git -C "$REPO_ROOT" archive --format=tar HEAD | tar -x -C "$repo"
 cat > "$repo/flake.nixlike" <<'EOF'
-{ default = derivation { name = "tree"; system = "x86_64-linux"; builder = "/bin/sh"; src = ./.; }; }
+{ default = derivation { name = "tree"; system = "x86_64-linux"; builder = "/bin/sh"; }; }
 EOF
 g() { git -C "$repo" -c user.name=bench -c user.email=bench@localhost "$@"; }
 g init -q

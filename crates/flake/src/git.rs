@@ -234,15 +234,20 @@ fn rev_parse(repo: &Path, spec: &str) -> Result<String, String> {
     Ok(sha)
 }
 
-/// Adds the tree of commit `sha` to the store as `source`.
+/// Adds the tree of commit `sha` to the store as `source`, unpacked
+/// straight into a staging directory that then moves into place.
 fn import(store: &Store, repo: &Path, sha: &str) -> Result<StorePath, FlakeError> {
     let staging = store.staging_dir()?;
-    let result = import_into(store, repo, sha, &staging);
-    discard_tree(&staging);
-    result
+    let result = unpack_revision(repo, sha, &staging);
+    if let Err(e) = result {
+        discard_tree(&staging);
+        return Err(e);
+    }
+    Ok(store.add_staged_source(&staging, "source")?)
 }
 
-fn import_into(store: &Store, repo: &Path, sha: &str, staging: &Path) -> Result<StorePath, FlakeError> {
+/// Unpacks `git archive` of commit `sha` into the empty directory `dest`.
+fn unpack_revision(repo: &Path, sha: &str, dest: &Path) -> Result<(), FlakeError> {
     let bad = |message: String| FlakeError::BadFlake { dir: repo.to_path_buf(), message };
     let mut child = Command::new("git")
         .arg("-C")
@@ -253,9 +258,8 @@ fn import_into(store: &Store, repo: &Path, sha: &str, staging: &Path) -> Result<
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| bad(format!("cannot run git: {e}")))?;
-    let tree = staging.join("tree");
     let stdout = child.stdout.take().expect("stdout is piped");
-    let extracted = extract(stdout, &tree);
+    let extracted = extract(stdout, dest);
     // Drain stderr after stdout so a blocked git cannot deadlock us.
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
@@ -265,8 +269,7 @@ fn import_into(store: &Store, repo: &Path, sha: &str, staging: &Path) -> Result<
     if !status.success() {
         return Err(bad(format!("git archive of revision {sha} failed: {}", stderr.trim())));
     }
-    extracted.map_err(|e| bad(format!("extracting git archive of revision {sha}: {e}")))?;
-    Ok(store.add_path(&tree, "source")?)
+    extracted.map_err(|e| bad(format!("extracting git archive of revision {sha}: {e}")))
 }
 
 /// Unpacks a tar stream into `dest`: directories, regular files (keeping

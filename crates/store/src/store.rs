@@ -252,6 +252,27 @@ impl Store {
         file.write_all(text.as_bytes()).map_err(io_err("writing", &file_path))
     }
 
+    /// Adds a tree the caller built in one of this store's staging
+    /// directories ([`Store::staging_dir`]) as a source path named `name`,
+    /// moving it into place instead of copying it. The path is the one
+    /// [`Store::add_path`] of the same tree gives. The staged tree is
+    /// consumed either way.
+    pub fn add_staged_source(&self, staged: &Path, name: &str) -> Result<StorePath> {
+        normalise_tree(staged)?;
+        let (hash, size) = archive::hash_path(staged)?;
+        let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
+        self.add_temp_root(&path)?;
+        if !self.is_valid(&path) {
+            let _lock = self.lock(&path)?;
+            if !self.is_valid(&path) {
+                self.install_normalised(&path, staged, (hash, size), BTreeSet::new(), None)?;
+                return Ok(path);
+            }
+        }
+        discard_tree(staged);
+        Ok(path)
+    }
+
     /// Moves a finished tree at `staged` into place as `path` and registers
     /// it. The caller holds `path`'s lock.
     pub fn install(
@@ -262,7 +283,20 @@ impl Store {
         deriver: Option<StorePath>,
     ) -> Result<PathInfo> {
         normalise_tree(staged)?;
-        let (hash, size) = archive::hash_path(staged)?;
+        let hashed = archive::hash_path(staged)?;
+        self.install_normalised(path, staged, hashed, references, deriver)
+    }
+
+    /// [`Store::install`] of a tree already normalised, whose archive hash
+    /// and size are `hashed`.
+    fn install_normalised(
+        &self,
+        path: &StorePath,
+        staged: &Path,
+        (hash, size): (blake3::Hash, u64),
+        references: BTreeSet<StorePath>,
+        deriver: Option<StorePath>,
+    ) -> Result<PathInfo> {
         sync_tree(staged)?;
         let target = self.physical_path(path);
         if fs::symlink_metadata(&target).is_ok() {
@@ -867,6 +901,26 @@ mod tests {
         let stored = store.physical_path(&filtered);
         assert!(stored.join("bin/tool").is_file() && !stored.join("target").exists());
         assert!(!stored.join("bin/tool.log").exists());
+    }
+
+    #[test]
+    fn a_staged_tree_moves_in_as_the_path_adding_it_gives() {
+        let s = Scratch::new("staged");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        sample_tree(&s.0.join("src"));
+        let staged = store.staging_dir().unwrap();
+        sample_tree(&staged);
+        let moved = store.add_staged_source(&staged, "sample").unwrap();
+        assert!(!staged.exists(), "the staged tree was moved");
+        assert_eq!(moved, Store::open(&s.0.join("other")).unwrap().add_path(&s.0.join("src"), "sample").unwrap());
+        let meta = fs::symlink_metadata(store.physical_path(&moved).join("README")).unwrap();
+        assert_eq!((meta.permissions().mode() & 0o7777, meta.mtime()), (0o444, 1));
+        // Again: already valid, and the second staged copy is discarded.
+        let again = store.staging_dir().unwrap();
+        sample_tree(&again);
+        assert_eq!(store.add_staged_source(&again, "sample").unwrap(), moved);
+        assert!(!again.exists());
+        assert_eq!(store.verify(true).unwrap(), []);
     }
 
     #[test]
