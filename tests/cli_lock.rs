@@ -140,6 +140,14 @@ fn an_input_moves_only_with_mini_lock_update() {
     assert_eq!(r.lock_file()["inputs"]["lib"]["rev"], v2.as_str());
     assert_eq!(read(&r.build("store", ".#default").join("msg")), "hello from lib v2\n");
 
+    // A pinned input already in the store needs no repository; a fresh
+    // store without the repository names the input that cannot be fetched.
+    std::fs::rename(&r.lib, r.s.0.join("lib-moved")).unwrap();
+    ok(&r.mini("store", &["build", ".#default", "--no-link"]));
+    let stderr = failed(&r.mini("empty-store", &["build", ".#default", "--no-link"]));
+    assert!(stderr.contains("input 'lib'") && stderr.contains("not the top level of a git repository"), "{stderr}");
+    std::fs::rename(r.s.0.join("lib-moved"), &r.lib).unwrap();
+
     let unknown = failed(&r.mini("store", &["lock", "--update", "nope"]));
     assert!(unknown.contains("there is no input 'nope' to update; it declares lib"), "{unknown}");
 }

@@ -69,6 +69,9 @@ pub(crate) struct FlakeSession<'e> {
     allowed: HashMap<PathBuf, Vec<PathBuf>>,
     /// The flakes whose source filter the evaluator has been given.
     filtered: HashSet<PathBuf>,
+    /// The flakes whose outputs are being evaluated, outermost first: an
+    /// input that leads back to one of them is a cycle.
+    evaluating: Vec<FlakeLocation>,
     /// Whether a missing or stale lock of a flake named on the command
     /// line is locked afresh (`--update-lock`) rather than refused.
     pub update_lock: bool,
@@ -91,6 +94,7 @@ impl<'e> FlakeSession<'e> {
             outputs: HashMap::new(),
             allowed: HashMap::new(),
             filtered: HashSet::new(),
+            evaluating: Vec::new(),
             update_lock: false,
             lock_updates: Vec::new(),
         }
@@ -162,6 +166,22 @@ impl<'e> FlakeSession<'e> {
         if let Some(v) = self.outputs.get(&flake.dir) {
             return Ok(v.clone());
         }
+        if let Some(start) = self.evaluating.iter().position(|f| f.dir == flake.dir) {
+            let cycle: Vec<String> =
+                self.evaluating[start..].iter().chain([flake]).map(|f| f.shown().display().to_string()).collect();
+            return Err(FlakeError::BadFlake {
+                dir: flake.shown(),
+                message: format!("its inputs lead back to itself: {}", cycle.join(" → ")),
+            });
+        }
+        self.evaluating.push(flake.clone());
+        let outputs = self.evaluate_outputs(flake, top);
+        self.evaluating.pop();
+        outputs
+    }
+
+    /// [`FlakeSession::outputs`], the first time.
+    fn evaluate_outputs(&mut self, flake: &FlakeLocation, top: bool) -> Result<Value, FlakeError> {
         let value = self.flake_file(flake)?;
         let mut allowed = vec![flake.dir.clone()];
         let outputs = match value {

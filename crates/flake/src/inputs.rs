@@ -108,8 +108,8 @@ pub(crate) fn fetch(
                     store.add_temp_root(&path)?;
                     git::Checkout { rev: rev.clone(), dir: physical_dir(store, &path)?, path }
                 }
-                Some((rev, _)) => git::checkout(store, &repo, Some(rev))?,
-                None => git::checkout(store, &repo, url.rev.as_deref())?,
+                Some((rev, _)) => git::checkout(store, &repo, Some(rev)).map_err(|e| bad(e.to_string()))?,
+                None => git::checkout(store, &repo, url.rev.as_deref()).map_err(|e| bad(e.to_string()))?,
             };
             let hash = content_hash(store, &checkout.path)?;
             if let Some((rev, pinned_hash)) = &pinned {
