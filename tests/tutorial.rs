@@ -11,6 +11,9 @@
 //!   times, random quotes; only the exit status is checked), `root` (needs
 //!   root, as runc does: skipped otherwise, except under CI=true).
 //!
+//! Git commits get a fixed author and date (`GIT_AUTHOR_DATE`, …), so the
+//! time-travel chapter's commit hashes are the same on every run.
+//!
 //! Outputs are compared with store hashes masked (`/mini/store/…-name`), so
 //! a different busybox on another machine does not break the tutorial; the
 //! scratch directory shows as `~/course` (its parent as `~`).
@@ -120,6 +123,13 @@ fn run(dir: &Path, store: &Path, command: &str) -> (bool, String) {
         .current_dir(dir)
         .env("PATH", path)
         .env("MINI_STORE", store)
+        // Commits made by the tutorial have one author and one date, so
+        // their hashes (and the images that record them) are the same on
+        // every run; the reader's own commits will differ.
+        .envs([("GIT_AUTHOR_NAME", "Ada"), ("GIT_COMMITTER_NAME", "Ada")])
+        .envs([("GIT_AUTHOR_EMAIL", "ada@example.com"), ("GIT_COMMITTER_EMAIL", "ada@example.com")])
+        .envs([("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z"), ("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")])
+        .envs([("GIT_CONFIG_GLOBAL", "/dev/null"), ("GIT_CONFIG_NOSYSTEM", "1")])
         .env_remove("NO_COLOR")
         .stdin(std::process::Stdio::null())
         .output()
