@@ -179,7 +179,13 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
-    // Cached image layers of deleted paths go with them.
+    // Cached image layers of deleted paths go with them, as do remembered
+    // git revisions whose store copies were deleted.
+    if !args.dry_run {
+        if let Ok(store) = Store::open(root) {
+            mini_flake::prune_revision_cache(&store);
+        }
+    }
     let layer_bytes = if args.dry_run {
         0
     } else {

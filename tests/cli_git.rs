@@ -105,6 +105,10 @@ fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     let refused = mini(&store1, &s.0, &["build", &at(&b), "--no-link"], Some(path));
     assert!(!refused.status.success(), "a new revision needs git");
     assert!(text(&refused.stderr).contains("cannot run git"), "{}", text(&refused.stderr));
+
+    // GC deletes the unrooted revision copies, and the cache forgets them.
+    ok(&mini(&store1, &s.0, &["gc"], None));
+    assert!(!store1.join("git-revs").join(&a).exists(), "the cache entry went with its store path");
 }
 
 /// `mini image inspect --json` of one image: its entry.

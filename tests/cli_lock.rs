@@ -228,6 +228,33 @@ fn an_old_revision_builds_with_the_lock_committed_at_it() {
 }
 
 #[test]
+fn an_input_whose_own_inputs_are_unpinned_is_reported_when_locking() {
+    let Some(r) = Repos::new("lock-nested") else { return };
+    // A git input's relative paths stay inside its own tree, so lib names tools absolutely.
+    let tools = r.s.write("tools/flake.nixlike", "{ pkgs, ... }: { }\n").parent().unwrap().to_path_buf();
+    r.s.write(
+        "lib/flake.nixlike",
+        &format!(
+            "{{ inputs.tools.url = \"path:{}\"; outputs = {{ pkgs, ... }}: {{ greeting = pkgs.writeText \"g\" \"x\"; }}; }}\n",
+            tools.display()
+        ),
+    );
+    git(&r.lib, &["commit", "-qam", "lib takes tools, unlocked"]);
+    let stderr = failed(&r.mini("store", &["lock"]));
+    assert!(stderr.contains("input 'lib': it was locked, but it cannot be used"), "{stderr}");
+    assert!(stderr.contains("declares inputs (tools) but has no mini.lock"), "{stderr}");
+    assert!(stderr.contains("an input's own inputs are pinned by its mini.lock"), "{stderr}");
+    assert!(stderr.contains(&format!("flake '{} at revision ", r.lib.display())), "{stderr}");
+
+    // Once lib commits its own lock, the shop locks and builds.
+    ok(&mini_at(&r.s.0.join("store"), &r.lib, &["lock"]));
+    git(&r.lib, &["add", "mini.lock"]);
+    git(&r.lib, &["commit", "-qm", "lock tools"]);
+    ok(&r.mini("store", &["lock", "--update"]));
+    ok(&r.mini("store", &["build", ".#default", "--no-link"]));
+}
+
+#[test]
 fn a_revision_without_a_lock_is_refused_or_locked_in_memory() {
     let Some(r) = Repos::new("lock-revision") else { return };
     git(&r.app, &["commit", "-qm", "no lock yet"]);

@@ -112,7 +112,9 @@ impl<'e> FlakeSession<'e> {
     }
 
     /// Locks the inputs of the working-tree flake at `flake` as `update`
-    /// says, writing its `mini.lock`.
+    /// says, writing its `mini.lock`; then evaluates each input flake, so
+    /// an input whose own inputs are not pinned is reported now rather
+    /// than at the first build.
     pub fn lock(&mut self, flake: &FlakeLocation, update: &LockUpdate) -> Result<LockReport, FlakeError> {
         let top = self.flake_file(flake)?;
         let declared = match &top {
@@ -120,7 +122,16 @@ impl<'e> FlakeSession<'e> {
             _ => BTreeMap::new(),
         };
         let existing = read_lock(flake)?;
-        relock(self.store, flake, &declared, existing.as_ref(), update)
+        let report = relock(self.store, flake, &declared, existing.as_ref(), update)?;
+        for (name, locked) in report.lock.inputs.iter().filter(|(_, l)| l.declared.flake) {
+            let fetched = inputs::fetch(self.store, flake, name, &locked.declared, Some(locked))?;
+            self.outputs(&fetched.location, false).map_err(|e| FlakeError::Input {
+                dir: flake.shown(),
+                name: name.clone(),
+                message: format!("it was locked, but it cannot be used: {e}"),
+            })?;
+        }
+        Ok(report)
     }
 
     /// Makes paths copied from the flake in `dir` take only its sources

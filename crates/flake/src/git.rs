@@ -203,6 +203,20 @@ fn cached(store: &Store, sha: &str) -> Option<StorePath> {
     store.is_valid(&path).then_some(path)
 }
 
+/// Forgets the revisions whose store copies are gone (after a GC), so the
+/// cache never outlives what it points to; how many it forgot.
+pub fn prune_revision_cache(store: &Store) -> usize {
+    let Ok(entries) = std::fs::read_dir(store.root().join(CACHE_DIR)) else { return 0 };
+    let mut forgotten = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if is_full_hash(&name) && cached(store, &name).is_none() && std::fs::remove_file(entry.path()).is_ok() {
+            forgotten += 1;
+        }
+    }
+    forgotten
+}
+
 fn remember(store: &Store, sha: &str, path: &StorePath) -> Result<(), FlakeError> {
     let dir = store.root().join(CACHE_DIR);
     fn io<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(std::io::Error) -> FlakeError + 'p {

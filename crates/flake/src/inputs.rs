@@ -97,7 +97,7 @@ pub(crate) fn fetch(
     declared: &DeclaredInput,
     pin: Option<&LockedInput>,
 ) -> Result<Fetched, FlakeError> {
-    let bad = |message: String| FlakeError::Input { dir: flake.dir.clone(), name: name.to_string(), message };
+    let bad = |message: String| FlakeError::Input { dir: flake.shown(), name: name.to_string(), message };
     match locate(&declared.url, flake).map_err(bad)? {
         Source::Git { repo, url } => {
             let pinned = pin.and_then(|p| Some((p.rev.clone()?, parse_nar_hash(&p.nar_hash)?)));
