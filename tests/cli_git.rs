@@ -151,6 +151,30 @@ fn assert_only_changed_layers_differ(a: &serde_json::Value, b: &serde_json::Valu
 }
 
 #[test]
+fn self_knows_the_revision_it_was_built_from() {
+    let s = Scratch::new("git-self-rev");
+    if !have_git() || !have_busybox(&s) {
+        return;
+    }
+    let repo = s.0.join("repo");
+    s.write(
+        "repo/flake.nixlike",
+        r#"{ pkgs, self, ... }: {
+  version = pkgs.writeText "version" "${self.shortRev or "dirty"} ${self.rev or "-"} ${builtins.toString (builtins.attrNames self)}";
+}
+"#,
+    );
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "A"]);
+    let a = git(&repo, &["rev-parse", "HEAD"]);
+    let store = s.0.join("store");
+    let read = |installable: &str| std::fs::read_to_string(build(&store, &repo, installable, None)).unwrap();
+    assert_eq!(read("git+file:.#version"), format!("{} {a} rev shortRev version", &a[..7]));
+    assert_eq!(read(".#version"), "dirty - version", "a working tree is not a revision");
+}
+
+#[test]
 fn unknown_revisions_and_non_repositories_are_named() {
     let s = Scratch::new("git-errors");
     if !have_git() {

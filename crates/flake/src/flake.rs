@@ -201,7 +201,7 @@ impl<'e> FlakeSession<'e> {
             }
             function if function.is_function() => {
                 let labels = provenance_labels(flake, &LockFile::default());
-                self.call_flake_function(&flake.dir, function, Vec::new(), &labels)?
+                self.call_flake_function(flake, function, Vec::new(), &labels)?
             }
             other => other,
         };
@@ -278,7 +278,7 @@ impl<'e> FlakeSession<'e> {
         }
         self.ev.restrict_to(allowed).map_err(|e| self.eval_error(&e))?;
         let labels = provenance_labels(flake, &lock);
-        self.call_flake_function(&flake.dir, function, args, &labels)
+        self.call_flake_function(flake, function, args, &labels)
     }
 
     /// The `inputs` attribute: `NAME.url = "…"` and, optionally,
@@ -380,10 +380,12 @@ impl<'e> FlakeSession<'e> {
 
     /// Calls a flake function with the arguments it accepts: `pkgs`,
     /// `system`, `self` (the result itself: a cell that applies the
-    /// function to a set that holds the cell) and `inputs` by name.
+    /// function to a set that holds the cell; for a flake at a git
+    /// revision, with `rev` and `shortRev` added, as in Nix) and `inputs`
+    /// by name.
     fn call_flake_function(
         &mut self,
-        dir: &Path,
+        flake: &FlakeLocation,
         function: Value,
         inputs: Vec<(String, Value)>,
         labels: &BTreeMap<String, String>,
@@ -397,7 +399,7 @@ impl<'e> FlakeSession<'e> {
                         formals.iter().find(|(name, default)| default.is_none() && !given.contains(&name.as_str()));
                     if let Some((name, _)) = required {
                         return Err(FlakeError::BadFlake {
-                            dir: dir.to_path_buf(),
+                            dir: flake.shown(),
                             message: format!(
                                 "its function requires the argument '{name}', but a flake is given only {}",
                                 given.join(", ")
@@ -412,12 +414,22 @@ impl<'e> FlakeSession<'e> {
             _ => given.iter().map(|s| s.to_string()).collect(),
         };
         let result = Rc::new(RefCell::new(Lazy::Blackhole));
+        let this = match &flake.revision {
+            None => Thunk::Lazy(result.clone()),
+            Some(rev) => {
+                let meta = [("rev", rev.as_str()), ("shortRev", &rev[..7])]
+                    .map(|(name, value)| (Symbol::intern(name), Thunk::from(Value::string(value))));
+                let update = self.update_function()?;
+                let meta = Thunk::from(Value::attrs(Attrs::from_unsorted(meta.into())));
+                Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(Box::new((update, Thunk::Lazy(result.clone()), meta))))))
+            }
+        };
         let mut args = Vec::new();
         for name in accepted {
             let value = match name.as_str() {
                 "pkgs" => self.pkgs(labels)?.into(),
                 "system" => Value::string(self.system.as_str()).into(),
-                "self" => Thunk::Lazy(result.clone()),
+                "self" => this.clone(),
                 input => match inputs.iter().find(|(n, _)| n == input) {
                     Some((_, value)) => value.clone().into(),
                     None => continue,
@@ -428,6 +440,13 @@ impl<'e> FlakeSession<'e> {
         let args = Value::attrs(Attrs::from_unsorted(args));
         *result.borrow_mut() = Lazy::Apply(function.into(), args.into());
         self.ev.force(&Thunk::Lazy(result)).map_err(|e| self.eval_error(&e))
+    }
+
+    /// `a: b: a // b`, for adding a revision to `self`.
+    fn update_function(&mut self) -> Result<Thunk, FlakeError> {
+        let expr = self.ev.compile_source("«self»".into(), None, "a: b: a // b").map_err(|e| self.eval_error(&e))?;
+        let env = mini_lang::value::Env::new(None, mini_lang::value::Slots::Many(Box::new([])));
+        Ok(self.ev.eval(expr, &env).map_err(|e| self.eval_error(&e))?.into())
     }
 
     /// The prelude with these image labels, busybox imported into the
