@@ -73,6 +73,14 @@ impl Observer for Progress {
                     self.say(&format!("these {total} derivations will be built:"));
                 }
             }
+            Event::PlannedMore { count } => {
+                if let Some(bar) = &self.bar {
+                    bar.inc_length(count as u64);
+                } else if count > 0 {
+                    let what = if count == 1 { "derivation" } else { "derivations" };
+                    self.say(&format!("{count} more {what} will be built first, for lack of a substitute:"));
+                }
+            }
             Event::Started { drv } => {
                 self.update_running(|r| {
                     r.insert(short(drv).to_string());

@@ -251,6 +251,11 @@ fn tampered_archives_and_untrusted_signatures_are_refused() {
     let (stderr, infos) = setup.build("s1", &["--substituters", &url, "--trusted-public-keys", &trusted]);
     assert!(stderr.contains("is corrupt or was tampered with: its FileHash"), "{stderr}");
     assert!(stderr.contains("MARKER-app-built") && stderr.contains("MARKER-tool-built"), "{stderr}");
+    // The inputs the plan left to substitution are announced as more work, not as a new plan.
+    assert!(
+        stderr.contains("more derivation") && stderr.contains("will be built first, for lack of a substitute"),
+        "{stderr}"
+    );
     // lib was still fine to substitute.
     assert!(!stderr.contains("MARKER-lib-built"), "{stderr}");
     assert_eq!(infos, setup.infos);

@@ -67,6 +67,11 @@ pub enum Event<'a> {
     Planned {
         total: usize,
     },
+    /// A substitution failed, so this many more derivations (inputs the
+    /// plan expected to download with it) will be built first.
+    PlannedMore {
+        count: usize,
+    },
     /// A derivation's builder starts.
     Started {
         drv: &'a StorePath,
@@ -183,6 +188,14 @@ impl<'a> Builder<'a> {
     /// Makes the outputs of `targets` valid, building what is missing; with
     /// `check`, rebuilds the targets themselves and compares.
     pub fn realise(&self, targets: &[StorePath], check: bool) -> Result<BuildReport> {
+        self.realise_planned(targets, check, false)
+    }
+
+    /// [`Builder::realise`]; `nested` for the inputs of a derivation whose
+    /// substitution failed, realised by the worker that was to substitute
+    /// it: they are added to the plan shown, and built by that worker alone,
+    /// so no more than `jobs` builders ever run at once.
+    fn realise_planned(&self, targets: &[StorePath], check: bool, nested: bool) -> Result<BuildReport> {
         let plan = dag::plan_with(self.store, targets, check, self.substituter)?;
         let logs = self.store.root().join("log");
         fs::create_dir_all(&logs).map_err(io_err("creating", &logs))?;
@@ -192,11 +205,18 @@ impl<'a> Builder<'a> {
             in_use.extend(job.drv.input_srcs.iter().cloned());
         }
         self.store.add_temp_roots(&in_use)?;
-        self.observer.event(Event::Planned { total: plan.graph.node_count() });
-        Ok(self.run(&plan))
+        let count = plan.graph.node_count();
+        let workers = if nested {
+            self.observer.event(Event::PlannedMore { count });
+            1
+        } else {
+            self.observer.event(Event::Planned { total: count });
+            self.options.jobs.max(1)
+        };
+        Ok(self.run(&plan, workers))
     }
 
-    fn run(&self, plan: &BuildPlan) -> BuildReport {
+    fn run(&self, plan: &BuildPlan, workers: usize) -> BuildReport {
         let graph = &plan.graph;
         let mut progress = Progress {
             ready: BinaryHeap::new(),
@@ -214,7 +234,7 @@ impl<'a> Builder<'a> {
             }
         }
         let shared = (Mutex::new(progress), Condvar::new());
-        let workers = self.options.jobs.max(1).min(graph.node_count().max(1));
+        let workers = workers.min(graph.node_count().max(1));
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 scope.spawn(|| self.work(plan, &shared));
@@ -391,7 +411,7 @@ impl<'a> Builder<'a> {
     /// expected to work, before building the derivation itself.
     fn build_inputs(&self, job: &Job) -> Result<()> {
         let inputs: Vec<StorePath> = job.drv.input_drvs.keys().cloned().collect();
-        let report = self.realise(&inputs, false)?;
+        let report = self.realise_planned(&inputs, false, true)?;
         match report.failed.len() + report.not_attempted.len() {
             0 => Ok(()),
             failed => Err(BuildError::InputsFailed { drv: job.drv_path.to_string(), failed }),
