@@ -131,11 +131,6 @@ pub fn plan_with(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use mini_store::derivation::Output;
-    use mini_store::store::TextFile;
-
     use super::*;
 
     fn scratch(name: &str) -> std::path::PathBuf {
@@ -144,29 +139,8 @@ mod tests {
         dir
     }
 
-    fn modulo_of(store: &Store, drv_path: &StorePath) -> mini_store::derivation::ModuloHash {
-        read_derivation(store, drv_path).unwrap().hash_modulo(&mut |p| modulo_of(store, p))
-    }
-
-    /// Writes a derivation named `name` depending on `inputs` and returns its path.
     fn add_drv(store: &Store, name: &str, inputs: &[&StorePath]) -> StorePath {
-        let mut drv = Derivation {
-            name: name.into(),
-            outputs: BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
-            input_drvs: inputs.iter().map(|p| ((*p).clone(), BTreeSet::from(["out".to_string()]))).collect(),
-            input_srcs: BTreeSet::new(),
-            system: "x86_64-linux".into(),
-            builder: "/bin/sh".into(),
-            args: vec![],
-            env: BTreeMap::new(),
-        };
-        let modulo = drv.hash_modulo(&mut |p| modulo_of(store, p));
-        drv.fill_output_paths(modulo).unwrap();
-        let references = drv.input_drvs.keys().cloned().collect();
-        let file = TextFile { name: format!("{name}.drv"), text: drv.to_json(), references };
-        let path = store.add_texts(&[file]).unwrap().remove(0);
-        assert_eq!(path, drv.drv_path().unwrap());
-        path
+        crate::testing::add_drv(store, name, "/bin/sh", inputs)
     }
 
     #[test]

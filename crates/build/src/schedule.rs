@@ -672,3 +672,105 @@ impl<'a> Builder<'a> {
 pub fn log_path(store: &Store, drv_path: &StorePath) -> PathBuf {
     store.root().join("log").join(drv_path.base_name())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::testing::{add_drv, Scratch};
+
+    /// A builtin builder that counts how many of its builds run at once.
+    #[derive(Default)]
+    struct Concurrency {
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    struct Tracked(Arc<Concurrency>);
+
+    impl BuiltinBuilder for Tracked {
+        fn name(&self) -> &'static str {
+            "tracked"
+        }
+
+        fn build(&self, job: &mut BuiltinJob<'_>) -> Result<()> {
+            let now = self.0.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.0.most.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(40));
+            self.0.running.fetch_sub(1, Ordering::SeqCst);
+            let out = &job.outputs["out"];
+            fs::write(out, job.drv.name.as_bytes()).map_err(io_err("writing", out))
+        }
+    }
+
+    /// Offers the outputs of derivations named `broken`, then fails to
+    /// deliver them.
+    struct Broken;
+
+    impl Substituter for Broken {
+        fn has(&self, path: &StorePath) -> bool {
+            path.name() == "broken"
+        }
+
+        fn substitute(&self, _: &Store, _: &StorePath) -> std::result::Result<bool, String> {
+            Ok(false)
+        }
+    }
+
+    /// Counts the derivations announced by each kind of plan event.
+    #[derive(Default)]
+    struct Plans {
+        planned: AtomicUsize,
+        more: AtomicUsize,
+    }
+
+    impl Observer for Plans {
+        fn event(&self, event: Event<'_>) {
+            match event {
+                Event::Planned { total } => self.planned.fetch_add(total, Ordering::SeqCst),
+                Event::PlannedMore { count } => self.more.fetch_add(count, Ordering::SeqCst),
+                _ => 0,
+            };
+        }
+    }
+
+    #[test]
+    fn a_failed_substitution_builds_the_skipped_inputs_within_the_job_limit() {
+        let s = Scratch::new("fallback");
+        let store = Store::open(&s.0).unwrap();
+        let inputs: Vec<StorePath> =
+            (0..4).map(|i| add_drv(&store, &format!("in{i}"), "builtin:tracked", &[])).collect();
+        let broken = add_drv(&store, "broken", "builtin:tracked", &inputs.iter().collect::<Vec<_>>());
+        // `top` makes broken the longest chain, so a worker takes it first
+        // while the other worker builds the others.
+        let top = add_drv(&store, "top", "builtin:tracked", &[&broken]);
+        let mut targets: Vec<StorePath> =
+            (0..4).map(|i| add_drv(&store, &format!("other{i}"), "builtin:tracked", &[])).collect();
+        targets.insert(0, top);
+
+        let counts = Arc::new(Concurrency::default());
+        let plans = Plans::default();
+        let options = BuildOptions { jobs: 2, ..BuildOptions::default() };
+        let report = Builder::new(&store, options, &plans)
+            .with_builtin(Box::new(Tracked(counts.clone())))
+            .with_substituter(&Broken)
+            .realise(&targets, false)
+            .unwrap();
+        assert!(report.failed.is_empty() && report.not_attempted.is_empty(), "{report:?}");
+        assert_eq!(report.built.len(), 6, "the four others, broken and top: {report:?}");
+        assert!(inputs.iter().all(|drv| {
+            let out = crate::dag::read_derivation(&store, drv).unwrap().outputs["out"].path.clone().unwrap();
+            store.is_valid(&out)
+        }));
+        // The first plan left broken's inputs out; they came as more work.
+        assert_eq!(plans.planned.load(Ordering::SeqCst), 6);
+        assert_eq!(plans.more.load(Ordering::SeqCst), 4);
+        assert!(
+            counts.most.load(Ordering::SeqCst) <= 2,
+            "{} builds ran at once with -j 2",
+            counts.most.load(Ordering::SeqCst)
+        );
+    }
+}
