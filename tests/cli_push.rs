@@ -29,14 +29,23 @@ impl Registry {
     /// Starts a registry storing into `dir`, with `auth` (YAML, indented
     /// under `auth:`) if given.
     fn start(dir: &Path, auth: Option<&str>) -> Registry {
+        Registry::start_serving(dir, auth, None)
+    }
+
+    /// [`Registry::start`], serving HTTPS with `tls` (certificate and key
+    /// files) if given.
+    fn start_serving(dir: &Path, auth: Option<&str>, tls: Option<(&Path, &Path)>) -> Registry {
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let host = format!("127.0.0.1:{port}");
         let auth = auth.map(|a| format!("auth:\n{a}")).unwrap_or_default();
+        let tls = tls.map_or(String::new(), |(cert, key)| {
+            format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display())
+        });
         let config = dir.join("registry.yml");
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{auth}",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{tls}{auth}",
                 dir.join("data").display()
             ),
         )
@@ -89,10 +98,15 @@ fn quotes_flake(dir: &Path, quotes: &str) -> PathBuf {
     dir.to_path_buf()
 }
 
-/// Runs `mini push` with no registry credentials but `env`.
+/// Runs `mini push --insecure` (plain HTTP) with no registry credentials but `env`.
 fn push(store: &Path, dir: &Path, image: &str, dest: &str, env: &[(&str, &str)]) -> Output {
+    push_with(store, dir, &["--insecure"], image, dest, env)
+}
+
+/// Runs `mini push FLAGS IMAGE DEST` with no registry credentials but `env`.
+fn push_with(store: &Path, dir: &Path, flags: &[&str], image: &str, dest: &str, env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mini"));
-    command.arg("--store").arg(store).args(["push", "--insecure", image, dest]).current_dir(dir);
+    command.arg("--store").arg(store).arg("push").args(flags).args([image, dest]).current_dir(dir);
     command.env_remove("MINI_REGISTRY_USER").env_remove("MINI_REGISTRY_PASSWORD").env("HOME", store);
     command.envs(env.iter().copied());
     command.output().expect("run mini")
@@ -179,6 +193,98 @@ fn pushed_images_pull_back_and_repushes_send_only_what_changed() {
     // Another repository on the same registry mounts instead of uploading.
     let other = succeeded(&push(&store, &changed, ".#docker", &registry.url("other:v1"), &[]));
     assert!(blob_lines(&other).iter().all(|(outcome, _, _)| outcome == "mounted"), "{other}");
+}
+
+/// Runs `openssl ARGS` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+}
+
+#[test]
+fn https_registries_with_their_own_authority_are_trusted_through_ssl_cert_file() {
+    if !tools() || !have(&["openssl"]) {
+        return;
+    }
+    let scratch = Scratch::new("push-tls");
+    let pki = scratch.0.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    // A private CA, and a certificate it signs for the registry's address.
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=mini test CA"],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+    );
+    std::fs::write(
+        pki.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &pki,
+        &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
+            .into_iter()
+            .chain(["-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"])
+            .collect::<Vec<_>>(),
+    );
+    let registry = Registry::start_serving(&scratch.0, None, Some((&pki.join("server.crt"), &pki.join("server.key"))));
+    let store = scratch.0.join("store");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dest = registry.url("hello:1");
+
+    // HTTPS is the default, and an unknown authority is refused, saying how to trust it.
+    let refused = push_with(&store, project, &[], "./examples/hello#docker", &dest, &[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("UnknownIssuer") && stderr.contains("SSL_CERT_FILE"), "{stderr}");
+
+    let ca = pki.join("ca.crt");
+    let pushed = succeeded(&push_with(
+        &store,
+        project,
+        &[],
+        "./examples/hello#docker",
+        &dest,
+        &[("SSL_CERT_FILE", ca.to_str().unwrap())],
+    ));
+    let manifest = pushed
+        .lines()
+        .find_map(|l| l.strip_prefix("manifest "))
+        .expect("a manifest line")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    // skopeo, trusting the same CA (its --cert-dir takes CAs as *.crt, and
+    // keys as client keys, so the CA gets a directory of its own), sees
+    // that manifest over HTTPS.
+    let trust = scratch.0.join("trust");
+    std::fs::create_dir_all(&trust).unwrap();
+    std::fs::copy(&ca, trust.join("ca.crt")).unwrap();
+    let seen = json(&run("skopeo", &["inspect", "--cert-dir", trust.to_str().unwrap(), &dest]));
+    assert_eq!(seen["Digest"], manifest.as_str(), "{seen}");
+
+    let bad_bundle = scratch.0.join("empty.pem");
+    std::fs::write(&bad_bundle, "not a certificate\n").unwrap();
+    let refused = push_with(
+        &store,
+        project,
+        &[],
+        "./examples/hello#docker",
+        &dest,
+        &[("SSL_CERT_FILE", bad_bundle.to_str().unwrap())],
+    );
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("empty.pem' (from SSL_CERT_FILE): it holds no certificate"), "{stderr}");
 }
 
 #[test]

@@ -92,9 +92,8 @@ pub fn find<'a>(builders: &'a [Box<dyn BuiltinBuilder>], builder: &str) -> Optio
 /// is what makes a download from the network reproducible.
 struct FetchUrl;
 
-/// Longest wait for a connection, or for the next bytes of a stalled
+/// Longest wait for the next bytes of a stalled
 /// response; a whole download may take as long as it keeps moving.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl BuiltinBuilder for FetchUrl {
@@ -146,13 +145,10 @@ fn copy_local(job: &BuiltinJob<'_>, rest: &str, url: &str, out: &mut File, out_p
 
 /// Downloads `url` over HTTP(S), following redirects.
 fn download(job: &BuiltinJob<'_>, url: &str, out: &mut File, out_path: &Path) -> Result<u64> {
-    let config = ureq::Agent::config_builder()
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_per_read(Some(READ_TIMEOUT))
-        .http_status_as_error(false)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
-    let response = agent.get(url).call().map_err(|e| job.error(format!("cannot download '{url}': {e}")))?;
+    let options = mini_http::ClientOptions { read_timeout: READ_TIMEOUT, max_redirects: 10 };
+    let agent = mini_http::agent(options).map_err(|e| job.error(e.to_string()))?;
+    let response =
+        agent.get(url).call().map_err(|e| job.error(format!("cannot download '{url}': {}", mini_http::explain(&e))))?;
     let status = response.status();
     if !status.is_success() {
         return Err(job.error(format!("cannot download '{url}': the server answered {status}")));

@@ -19,6 +19,8 @@ use thiserror::Error;
 /// What can go wrong with a cache.
 #[derive(Debug, Error)]
 pub enum CacheError {
+    #[error(transparent)]
+    Tls(#[from] mini_http::HttpError),
     #[error("{0}")]
     Key(String),
     #[error("malformed narinfo {name}: {message}")]

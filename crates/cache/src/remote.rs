@@ -29,13 +29,9 @@ impl Remote {
             return Ok(Remote::Dir(PathBuf::from(dir)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            let config = ureq::Agent::config_builder()
-                .timeout_connect(Some(Duration::from_secs(15)))
-                .timeout_per_read(Some(Duration::from_secs(60)))
-                .http_status_as_error(false)
-                .build();
+            let options = mini_http::ClientOptions { read_timeout: Duration::from_secs(60), max_redirects: 10 };
             let base = url.trim_end_matches('/').to_string();
-            return Ok(Remote::Http { base, agent: ureq::Agent::new_with_config(config) });
+            return Ok(Remote::Http { base, agent: mini_http::agent(options)? });
         }
         Err(CacheError::Url(url.into()))
     }
@@ -54,7 +50,8 @@ impl Remote {
             Remote::Dir(dir) => Ok(dir.join(rel).exists()),
             Remote::Http { agent, .. } => {
                 let url = self.url_of(rel);
-                let response = agent.head(&url).call().map_err(|e| transfer("cannot reach", &url, e))?;
+                let response =
+                    agent.head(&url).call().map_err(|e| transfer("cannot reach", &url, mini_http::explain(&e)))?;
                 Ok(response.status().is_success())
             }
         }
@@ -70,7 +67,8 @@ impl Remote {
                 Err(e) => Err(transfer("cannot read", &url, e)),
             },
             Remote::Http { agent, .. } => {
-                let response = agent.get(&url).call().map_err(|e| transfer("cannot download", &url, e))?;
+                let response =
+                    agent.get(&url).call().map_err(|e| transfer("cannot download", &url, mini_http::explain(&e)))?;
                 match response.status().as_u16() {
                     200..=299 => Ok(Some(Box::new(response.into_body().into_reader()))),
                     404 | 410 => Ok(None),
@@ -107,7 +105,7 @@ impl Remote {
                 let response = agent
                     .put(&url)
                     .send(ureq::SendBody::from_reader(source))
-                    .map_err(|e| transfer("cannot upload", &url, e))?;
+                    .map_err(|e| transfer("cannot upload", &url, mini_http::explain(&e)))?;
                 let status = response.status();
                 if !status.is_success() {
                     return Err(transfer("cannot upload", &url, format!("the server answered {status}")));

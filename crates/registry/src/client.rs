@@ -49,22 +49,19 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for `host`, over HTTPS unless `insecure`.
-    pub fn new(host: &str, insecure: bool, credentials: Option<Credentials>) -> Client {
-        let config = ureq::Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(15)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .build();
+    /// A client for `host`, over HTTPS unless `insecure`, trusting the CAs
+    /// `mini_http` chooses (`SSL_CERT_FILE`, else the system's).
+    pub fn new(host: &str, insecure: bool, credentials: Option<Credentials>) -> Result<Client> {
+        let options = mini_http::ClientOptions { read_timeout: Duration::from_secs(120), max_redirects: 0 };
+        let agent = mini_http::agent(options)?;
         let scheme = if insecure { "http" } else { "https" };
-        Client {
-            agent: ureq::Agent::new_with_config(config),
+        Ok(Client {
+            agent,
             base: format!("{scheme}://{host}"),
             host: host.to_string(),
             credentials,
             authorization: Mutex::new(None),
-        }
+        })
     }
 
     /// The URL of `path` (which starts with `/`) on this registry.
@@ -95,7 +92,7 @@ impl Client {
                 }
                 Ok((reply, _)) if !transient || tries >= TRIES => return Ok(reply),
                 Err(e) if tries >= TRIES => {
-                    return Err(RegistryError::Http { what: what.to_string(), message: e.to_string() })
+                    return Err(RegistryError::Http { what: what.to_string(), message: mini_http::explain(&e) })
                 }
                 _ => std::thread::sleep(BACKOFF * 2u32.pow(tries - 1)),
             }

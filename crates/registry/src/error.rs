@@ -5,6 +5,8 @@ use std::path::PathBuf;
 /// What can go wrong while pushing.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    #[error(transparent)]
+    Tls(#[from] mini_http::HttpError),
     #[error("cannot {action} '{}': {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("'{}' is not an image mini can push: {message}", path.display())]

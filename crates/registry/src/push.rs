@@ -81,7 +81,7 @@ enum Data<'a> {
 pub fn push(state: &Path, image: &Path, reference: &Reference, options: Options) -> Result<Report> {
     let image = source::read(image)?;
     let layers = blobs::compressed(&state.join("push-blobs"), &image.layers, options.compression)?;
-    let client = Client::new(&reference.host, options.insecure, auth::lookup(&reference.host));
+    let client = Client::new(&reference.host, options.insecure, auth::lookup(&reference.host))?;
     let ping = client.send("GET", &client.url("/v2/"), Body::Empty, &format!("reaching {}", reference.host))?;
     expect(&ping, &[200], &format!("reaching {}", reference.host))?;
 
