@@ -5,17 +5,21 @@
 //! images built from a flake are inspected through their installables,
 //! their layers cross-checked with skopeo where it is installed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 mod common;
+use common::clients::have;
 use common::{mini_at as mini, succeeded as ok, text, Scratch};
 
-const BUSYBOX: &str = "0123456789abcdfghijklmnpqrsvwxyz-busybox";
+/// The image crate's own hand-made layers and images (its unit tests use
+/// them too): written with the `tar` crate, independently of mini's writer.
+#[allow(dead_code)]
+#[path = "../crates/image/src/inspect/testing.rs"]
+mod testing;
+use testing::{docker_archive, gzip, layer_tar, sha256_hex, tar_of, write_oci_layout, TestImage, BUSYBOX};
 const APP: &str = "zyxwvsrqpnmlkjihgfdcba9876543210-app";
 
 /// Runs `mini image inspect` in `dir` with a store of its own.
@@ -23,53 +27,6 @@ fn inspect(dir: &Path, args: &[&str]) -> Output {
     let mut all = vec!["image", "inspect"];
     all.extend_from_slice(args);
     mini(&dir.join("store"), dir, &all)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// A layer tar: `dir/` a directory, `link -> target` a symlink, anything
-/// else a file holding its own name.
-fn layer_tar(entries: &[&str]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for entry in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mtime(1);
-        if let Some((link, target)) = entry.split_once(" -> ") {
-            h.set_entry_type(tar::EntryType::Symlink);
-            h.set_size(0);
-            b.append_link(&mut h, link, target).unwrap();
-        } else if entry.ends_with('/') {
-            h.set_entry_type(tar::EntryType::Directory);
-            h.set_mode(0o755);
-            h.set_size(0);
-            b.append_data(&mut h, entry, std::io::empty()).unwrap();
-        } else {
-            h.set_mode(0o555);
-            h.set_size(entry.len() as u64);
-            b.append_data(&mut h, entry, entry.as_bytes()).unwrap();
-        }
-    }
-    b.into_inner().unwrap()
-}
-
-/// A tar of named members, in order.
-fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, data) in members {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o444);
-        h.set_size(data.len() as u64);
-        b.append_data(&mut h, name, *data).unwrap();
-    }
-    b.into_inner().unwrap()
 }
 
 fn store_layer(base: &str) -> Vec<u8> {
@@ -80,14 +37,8 @@ fn custom_layer() -> Vec<u8> {
     layer_tar(&[&format!("bin -> /mini/store/{BUSYBOX}/bin"), "etc/", "etc/passwd", "tmp/"])
 }
 
-/// An image: its tag, config, and uncompressed layers.
-struct Image {
-    tag: &'static str,
-    config: Vec<u8>,
-    layers: Vec<Vec<u8>>,
-}
-
-fn image(tag: &'static str, layers: Vec<Vec<u8>>) -> Image {
+/// An image with a config that also exposes a port.
+fn image(tag: &str, layers: Vec<Vec<u8>>) -> TestImage {
     let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
     let config = json!({
         "architecture": "amd64",
@@ -96,45 +47,14 @@ fn image(tag: &'static str, layers: Vec<Vec<u8>>) -> Image {
         "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"], "ExposedPorts": {"8080/tcp": {}}},
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
-    Image { tag, config: config.to_string().into_bytes(), layers }
+    TestImage { tag: tag.to_string(), config: config.to_string().into_bytes(), layers }
 }
 
-/// The image as a docker-archive, named as mini names blobs, manifest last.
-fn docker_archive(image: &Image) -> Vec<u8> {
-    let names: Vec<String> = image.layers.iter().map(|l| format!("{}.tar", sha256_hex(l))).collect();
-    let config_name = format!("{}.json", sha256_hex(&image.config));
-    let manifest = json!([{"Config": config_name, "RepoTags": [image.tag], "Layers": names}]).to_string();
-    let mut members: Vec<(&str, &[u8])> =
-        names.iter().map(String::as_str).zip(image.layers.iter().map(Vec::as_slice)).collect();
-    members.push((&config_name, &image.config));
-    members.push(("manifest.json", manifest.as_bytes()));
-    tar_of(&members)
-}
-
-/// Writes the image as an OCI layout with gzip layers at `dir`.
-fn write_oci(image: &Image, dir: &Path) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8], media: &str| {
-        let hex = sha256_hex(bytes);
-        std::fs::write(blobs.join(&hex), bytes).unwrap();
-        json!({"mediaType": media, "digest": format!("sha256:{hex}"), "size": bytes.len()})
-    };
-    let layers: Vec<Value> =
-        image.layers.iter().map(|l| put(&gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip")).collect();
-    let config = put(&image.config, "application/vnd.oci.image.config.v1+json");
-    let manifest = json!({"schemaVersion": 2, "config": config, "layers": layers}).to_string();
-    let mut desc = put(manifest.as_bytes(), "application/vnd.oci.image.manifest.v1+json");
-    desc["annotations"] = json!({"org.opencontainers.image.ref.name": image.tag});
-    std::fs::write(dir.join("index.json"), json!({"schemaVersion": 2, "manifests": [desc]}).to_string()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-}
-
-fn web() -> Image {
+fn web() -> TestImage {
     image("web:1.0", vec![store_layer(BUSYBOX), custom_layer()])
 }
 
-fn worker() -> Image {
+fn worker() -> TestImage {
     image("worker:2.0", vec![store_layer(BUSYBOX), store_layer(APP), custom_layer()])
 }
 
@@ -142,8 +62,8 @@ fn worker() -> Image {
 fn two_images_show_their_layers_and_share_busybox() {
     let scratch = Scratch::new("inspect-two");
     let dir = &scratch.0;
-    std::fs::write(dir.join("web.tar"), docker_archive(&web())).unwrap();
-    write_oci(&worker(), &dir.join("worker"));
+    std::fs::write(dir.join("web.tar"), docker_archive(&web(), false)).unwrap();
+    write_oci_layout(&worker(), true, &dir.join("worker"));
     let busybox_diff = format!("sha256:{}", sha256_hex(&store_layer(BUSYBOX)));
 
     let out = ok(&inspect(dir, &["web.tar", "worker"]));
@@ -207,7 +127,7 @@ fn malformed_docker_archives_are_clear_errors() {
     let scratch = Scratch::new("inspect-bad-docker");
     let dir = &scratch.0;
     let web = web();
-    let good = docker_archive(&web);
+    let good = docker_archive(&web, false);
     let config_name = format!("{}.json", sha256_hex(&web.config));
     let names: Vec<String> = web.layers.iter().map(|l| format!("{}.tar", sha256_hex(l))).collect();
     let manifest =
@@ -298,7 +218,7 @@ fn malformed_oci_layouts_are_clear_errors() {
     let dir = &scratch.0;
     let worker = worker();
     let fresh = |name: &str| {
-        write_oci(&worker, &dir.join(name));
+        write_oci_layout(&worker, true, &dir.join(name));
         dir.join(name)
     };
     let blob =
@@ -374,20 +294,6 @@ fn malformed_oci_layouts_are_clear_errors() {
 // ---------------------------------------------------------------------------
 // Images built by mini, through installables
 
-/// Whether missing tools fail the tests instead of skipping them.
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn have(tool: &str) -> bool {
-    let found = Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!ci(), "{tool} is required when CI=true: run scripts/install-prerequisites");
-        eprintln!("skipping the {tool} cross-check: {tool} is not installed");
-    }
-    found
-}
-
 const FLAKE: &str = r#"{ pkgs, ... }:
 let
   inherit (pkgs) busybox runCommand dockerTools;
@@ -453,7 +359,7 @@ fn built_images_are_inspected_through_installables() {
     assert_eq!(linked["images"][0]["layers"], images[0]["layers"]);
 
     // skopeo reads the same blobs, digests and sizes.
-    if have("skopeo") {
+    if have(&["skopeo"]) {
         for (i, transport) in [(0, "docker-archive"), (1, "oci")] {
             let source = images[i]["source"].as_str().unwrap();
             let physical = store.join("store").join(source.trim_start_matches("/mini/store/"));
