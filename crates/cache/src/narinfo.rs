@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use mini_store::store::{nar_hash_text, parse_nar_hash};
 use mini_store::store_path::StorePath;
 
 use crate::{CacheError, Result, STORE_DIR};
@@ -27,16 +28,6 @@ pub struct NarInfo {
     pub sigs: Vec<String>,
 }
 
-/// `blake3:<hex>`.
-pub fn render_hash(hash: &[u8; 32]) -> String {
-    format!("blake3:{}", blake3::Hash::from_bytes(*hash).to_hex())
-}
-
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
-    let hex = text.strip_prefix("blake3:")?;
-    blake3::Hash::from_hex(hex).ok().map(|h| *h.as_bytes())
-}
-
 /// The narinfo's file name for `path`: `<hashpart>.narinfo`.
 pub fn file_name(path: &StorePath) -> String {
     format!("{}.narinfo", path.hash_part())
@@ -47,7 +38,7 @@ impl NarInfo {
     /// the references as full paths, sorted, comma-separated.
     pub fn fingerprint(&self) -> String {
         let references: Vec<String> = self.references.iter().map(StorePath::to_string).collect();
-        format!("1;{};{};{};{}", self.store_path, render_hash(&self.nar_hash), self.nar_size, references.join(","))
+        format!("1;{};{};{};{}", self.store_path, nar_hash_text(&self.nar_hash), self.nar_size, references.join(","))
     }
 
     pub fn render(&self) -> String {
@@ -57,9 +48,9 @@ impl NarInfo {
         let _ = writeln!(out, "StorePath: {}", self.store_path);
         let _ = writeln!(out, "URL: {}", self.url);
         let _ = writeln!(out, "Compression: {}", self.compression);
-        let _ = writeln!(out, "FileHash: {}", render_hash(&self.file_hash));
+        let _ = writeln!(out, "FileHash: {}", nar_hash_text(&self.file_hash));
         let _ = writeln!(out, "FileSize: {}", self.file_size);
-        let _ = writeln!(out, "NarHash: {}", render_hash(&self.nar_hash));
+        let _ = writeln!(out, "NarHash: {}", nar_hash_text(&self.nar_hash));
         let _ = writeln!(out, "NarSize: {}", self.nar_size);
         let _ = writeln!(out, "References: {}", references.join(" "));
         if let Some(deriver) = &self.deriver {
@@ -83,7 +74,7 @@ impl NarInfo {
         let get = |key: &str| fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
         let need = |key: &str| get(key).ok_or_else(|| bad(format!("it has no {key}")));
         let number = |key: &str| need(key)?.parse::<u64>().map_err(|_| bad(format!("its {key} is not a number")));
-        let hash = |key: &str| parse_hash(need(key)?).ok_or_else(|| bad(format!("its {key} is not blake3:<hex>")));
+        let hash = |key: &str| parse_nar_hash(need(key)?).ok_or_else(|| bad(format!("its {key} is not blake3:<hex>")));
         let store_path = StorePath::parse(need("StorePath")?).map_err(|e| bad(e.to_string()))?;
         let base = |b: &str| StorePath::parse_base_name(b).map_err(|e| bad(format!("reference '{b}': {e}")));
         let references = get("References").unwrap_or("").split_whitespace().map(base).collect::<Result<_>>()?;

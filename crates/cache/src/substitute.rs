@@ -9,11 +9,11 @@ use std::io::{self, Read};
 use std::sync::Mutex;
 
 use mini_store::archive;
-use mini_store::store::{discard_tree, Store};
+use mini_store::store::{discard_tree, nar_hash_text, Store};
 use mini_store::store_path::StorePath;
 
 use crate::key::PublicKey;
-use crate::narinfo::{self, render_hash, NarInfo};
+use crate::narinfo::{self, NarInfo};
 use crate::remote::Remote;
 use crate::Result;
 
@@ -167,14 +167,14 @@ impl BinaryCaches {
             return Err(corrupt("FileSize", info.file_size.to_string(), file_size.to_string()));
         }
         if file_hash != info.file_hash {
-            return Err(corrupt("FileHash", render_hash(&info.file_hash), render_hash(&file_hash)));
+            return Err(corrupt("FileHash", nar_hash_text(&info.file_hash), nar_hash_text(&file_hash)));
         }
         let (nar_hash, nar_size) = unpacked.map_err(|e| format!("cannot unpack {url}: {e}"))?;
         if nar_size != info.nar_size {
             return Err(corrupt("NarSize", info.nar_size.to_string(), nar_size.to_string()));
         }
         if nar_hash != info.nar_hash {
-            return Err(corrupt("NarHash", render_hash(&info.nar_hash), render_hash(&nar_hash)));
+            return Err(corrupt("NarHash", nar_hash_text(&info.nar_hash), nar_hash_text(&nar_hash)));
         }
         store
             .install(&info.store_path, &staged, info.references.clone(), info.deriver.clone())

@@ -12,13 +12,14 @@
 //!   locked to the hash of its contents. In a flake at a git revision a
 //!   relative path is read from that revision's tree and may not leave it.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use mini_store::store::Store;
+use mini_lang::compile::canonicalize_lexically;
+use mini_store::store::{nar_hash_text, parse_nar_hash, Store};
 use mini_store::store_path::{PathKind, StorePath};
 
 use crate::git::{self, GitUrl};
-use crate::lock::{parse_nar_hash, show_nar_hash, DeclaredInput, LockedInput};
+use crate::lock::{DeclaredInput, LockedInput};
 use crate::FlakeError;
 
 /// Where a flake is, for evaluating it and for finding its inputs.
@@ -118,9 +119,9 @@ pub(crate) fn fetch(
                         "revision {rev} of '{}' has content {}, but {} pins {}; was the history rewritten? \
                          `mini lock --update {name}` pins what is there now",
                         repo.display(),
-                        show_nar_hash(&hash),
+                        nar_hash_text(&hash),
                         crate::lock::LOCK_FILE,
-                        show_nar_hash(pinned_hash)
+                        nar_hash_text(pinned_hash)
                     )));
                 }
             }
@@ -133,7 +134,7 @@ pub(crate) fn fetch(
                 source_url: None,
             };
             let locked =
-                LockedInput { declared: declared.clone(), rev: Some(checkout.rev), nar_hash: show_nar_hash(&hash) };
+                LockedInput { declared: declared.clone(), rev: Some(checkout.rev), nar_hash: nar_hash_text(&hash) };
             Ok(Fetched { path: checkout.path, root: checkout.dir, location, locked })
         }
         Source::Path { dir } => {
@@ -144,12 +145,12 @@ pub(crate) fn fetch(
             store.add_temp_root(&path)?;
             let hash = content_hash(store, &path)?;
             if let Some(pin) = pin {
-                if pin.nar_hash != show_nar_hash(&hash) {
+                if pin.nar_hash != nar_hash_text(&hash) {
                     return Err(bad(format!(
                         "'{}' changed since it was locked (its content is now {}, {} pins {}); \
                          `mini lock --update {name}` pins it as it is now",
                         dir.display(),
-                        show_nar_hash(&hash),
+                        nar_hash_text(&hash),
                         crate::lock::LOCK_FILE,
                         pin.nar_hash
                     )));
@@ -163,7 +164,7 @@ pub(crate) fn fetch(
                 revision: None,
                 source_url: None,
             };
-            let locked = LockedInput { declared: declared.clone(), rev: None, nar_hash: show_nar_hash(&hash) };
+            let locked = LockedInput { declared: declared.clone(), rev: None, nar_hash: nar_hash_text(&hash) };
             Ok(Fetched { path, root, location, locked })
         }
     }
@@ -204,19 +205,10 @@ fn locate(url: &str, flake: &FlakeLocation) -> Result<Source, String> {
     Ok(Source::Path { dir })
 }
 
-/// `base` joined with `path`, `.` and `..` resolved without the filesystem.
+/// `base` (absolute) joined with `path`, `.` and `..` resolved without
+/// the filesystem.
 fn lexically_joined(base: &Path, path: &Path) -> PathBuf {
-    let mut joined = PathBuf::new();
-    for component in base.join(path).components() {
-        match component {
-            Component::ParentDir => {
-                joined.pop();
-            }
-            Component::CurDir => {}
-            other => joined.push(other),
-        }
-    }
-    joined
+    PathBuf::from(canonicalize_lexically(&base.join(path)))
 }
 
 /// The store path of a source tree whose canonical archive hashes to `hash`.

@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use mini_store::store::parse_nar_hash;
+
 use crate::git::is_full_hash;
 
 /// The lock file's name, beside `flake.nixlike`.
@@ -170,27 +172,10 @@ fn parse_entry(entry: &Value) -> Result<LockedInput, String> {
     Ok(LockedInput { declared: DeclaredInput { url, flake }, rev, nar_hash })
 }
 
-/// `blake3:<hex>` as the 32 bytes it spells.
-pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
-    let hex = text.strip_prefix("blake3:")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (i, byte) in bytes.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(bytes)
-}
-
-/// The `blake3:<hex>` text of a content hash.
-pub fn show_nar_hash(hash: &[u8; 32]) -> String {
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("blake3:{hex}")
-}
-
 #[cfg(test)]
 mod tests {
+    use mini_store::store::nar_hash_text;
+
     use super::*;
 
     fn declared(url: &str, flake: bool) -> DeclaredInput {
@@ -204,12 +189,12 @@ mod tests {
             LockedInput {
                 declared: declared("git+file:../lib", true),
                 rev: Some("a".repeat(40)),
-                nar_hash: show_nar_hash(&[0xab; 32]),
+                nar_hash: nar_hash_text(&[0xab; 32]),
             },
         );
         lock.inputs.insert(
             "assets".into(),
-            LockedInput { declared: declared("path:./assets", false), rev: None, nar_hash: show_nar_hash(&[1; 32]) },
+            LockedInput { declared: declared("path:./assets", false), rev: None, nar_hash: nar_hash_text(&[1; 32]) },
         );
         lock
     }
@@ -237,7 +222,7 @@ mod tests {
         let entry = |body: &str| format!(r#"{{"version":1,"inputs":{{"x":{body}}}}}"#);
         assert!(err(&entry(r#"{"flake":true,"narHash":"blake3:00"}"#)).contains("input 'x': it has no 'url'"));
         assert!(err(&entry(r#"{"url":"u","flake":true,"narHash":"sha256-x"}"#)).contains("blake3:<64 hex"));
-        let hash = show_nar_hash(&[0; 32]);
+        let hash = nar_hash_text(&[0; 32]);
         let bad_rev = entry(&format!(r#"{{"url":"u","flake":1,"narHash":"{hash}"}}"#));
         assert!(err(&bad_rev).contains("'flake' is not true or false"));
         let bad_rev = entry(&format!(r#"{{"url":"u","flake":true,"narHash":"{hash}","rev":"main"}}"#));
@@ -264,13 +249,5 @@ mod tests {
             "'tools' declared but not locked; 'assets' locked but no longer declared; \
              'lib' declared differently than when locked"
         );
-    }
-
-    #[test]
-    fn nar_hashes_round_trip() {
-        let hash = [0x5a; 32];
-        assert_eq!(parse_nar_hash(&show_nar_hash(&hash)), Some(hash));
-        assert_eq!(parse_nar_hash("blake3:zz"), None);
-        assert_eq!(parse_nar_hash(&format!("blake3:{}", "g".repeat(64))), None);
     }
 }

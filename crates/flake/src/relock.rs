@@ -142,14 +142,14 @@ impl LockChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::show_nar_hash;
+    use mini_store::store::nar_hash_text;
 
     #[test]
     fn changes_read_as_sentences() {
         let locked = |url: &str, rev: Option<char>| LockedInput {
             declared: DeclaredInput { url: url.into(), flake: true },
             rev: rev.map(|c| c.to_string().repeat(40)),
-            nar_hash: show_nar_hash(&[0xcd; 32]),
+            nar_hash: nar_hash_text(&[0xcd; 32]),
         };
         let added = LockChange::Added { name: "lib".into(), now: locked("git+file:../lib", Some('a')) };
         assert_eq!(added.describe(), "added 'lib': git+file:../lib rev aaaaaaaaaaaa");

@@ -779,12 +779,24 @@ fn remove_tree(path: &Path) {
     };
 }
 
+/// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
+/// how records, `path-info`, narinfos and lock files write it.
+pub fn nar_hash_text(hash: &[u8; 32]) -> String {
+    format!("blake3:{}", hex(hash))
+}
+
+/// [`nar_hash_text`] read back (either case of hex digits); `None` for
+/// anything else.
+pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(text.strip_prefix("blake3:")?).ok().map(|hash| *hash.as_bytes())
+}
+
 fn render_record(info: &PathInfo) -> String {
     let refs: Vec<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
     let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
     format!(
-        "{{\"deriver\":{deriver},\"narHash\":\"blake3:{}\",\"narSize\":{},\"path\":\"{}\",\"references\":[{}],\"registrationTime\":{}}}\n",
-        hex(&info.nar_hash),
+        "{{\"deriver\":{deriver},\"narHash\":\"{}\",\"narSize\":{},\"path\":\"{}\",\"references\":[{}],\"registrationTime\":{}}}\n",
+        nar_hash_text(&info.nar_hash),
         info.nar_size,
         info.path,
         refs.join(","),
@@ -810,15 +822,7 @@ fn parse_record(text: &str) -> std::result::Result<PathInfo, String> {
         serde_json::Value::Null => None,
         d => Some(StorePath::parse(d.as_str().ok_or("'deriver' is not a string")?).map_err(|e| e.to_string())?),
     };
-    let hash_text =
-        field("narHash")?.as_str().and_then(|h| h.strip_prefix("blake3:")).ok_or("'narHash' is not blake3:<hex>")?;
-    let mut nar_hash = [0u8; 32];
-    if hash_text.len() != 64 {
-        return Err("'narHash' is not 32 bytes".into());
-    }
-    for (i, byte) in nar_hash.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hash_text[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
+    let nar_hash = field("narHash")?.as_str().and_then(parse_nar_hash).ok_or("'narHash' is not blake3:<hex>")?;
     let number = |name: &str| field(name).and_then(|n| n.as_u64().ok_or(format!("'{name}' is not a number")));
     Ok(PathInfo {
         path,
