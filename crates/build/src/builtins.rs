@@ -92,8 +92,10 @@ pub fn find<'a>(builders: &'a [Box<dyn BuiltinBuilder>], builder: &str) -> Optio
 /// is what makes a download from the network reproducible.
 struct FetchUrl;
 
-/// Longest wait for the next bytes of a stalled
-/// response; a whole download may take as long as it keeps moving.
+/// Longest wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for the next bytes of a stalled response; a whole download
+/// may take as long as it keeps moving.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl BuiltinBuilder for FetchUrl {
@@ -145,7 +147,8 @@ fn copy_local(job: &BuiltinJob<'_>, rest: &str, url: &str, out: &mut File, out_p
 
 /// Downloads `url` over HTTP(S), following redirects.
 fn download(job: &BuiltinJob<'_>, url: &str, out: &mut File, out_path: &Path) -> Result<u64> {
-    let options = mini_http::ClientOptions { read_timeout: READ_TIMEOUT, max_redirects: 10 };
+    let options =
+        mini_http::ClientOptions { connect_timeout: CONNECT_TIMEOUT, read_timeout: READ_TIMEOUT, max_redirects: 10 };
     let agent = mini_http::agent(options).map_err(|e| job.error(e.to_string()))?;
     let response =
         agent.get(url).call().map_err(|e| job.error(format!("cannot download '{url}': {}", mini_http::explain(&e))))?;

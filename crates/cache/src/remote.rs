@@ -29,7 +29,11 @@ impl Remote {
             return Ok(Remote::Dir(PathBuf::from(dir)));
         }
         if url.starts_with("http://") || url.starts_with("https://") {
-            let options = mini_http::ClientOptions { read_timeout: Duration::from_secs(60), max_redirects: 10 };
+            let options = mini_http::ClientOptions {
+                connect_timeout: Duration::from_secs(15),
+                read_timeout: Duration::from_secs(60),
+                max_redirects: 10,
+            };
             let base = url.trim_end_matches('/').to_string();
             return Ok(Remote::Http { base, agent: mini_http::agent(options)? });
         }

@@ -29,6 +29,8 @@ pub enum HttpError {
 /// How a client behaves besides what it trusts.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientOptions {
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
     /// Longest wait for any one read.
     pub read_timeout: Duration,
     /// Redirects followed (0: a redirect is returned as it is).
@@ -40,7 +42,7 @@ pub struct ClientOptions {
 pub fn agent(options: ClientOptions) -> Result<ureq::Agent, HttpError> {
     let tls = TlsConfig::builder().root_certs(root_certs()?).build();
     let config = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(15)))
+        .timeout_connect(Some(options.connect_timeout))
         .timeout_per_read(Some(options.read_timeout))
         .http_status_as_error(false)
         .max_redirects(options.max_redirects)

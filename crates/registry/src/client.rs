@@ -52,7 +52,11 @@ impl Client {
     /// A client for `host`, over HTTPS unless `insecure`, trusting the CAs
     /// `mini_http` chooses (`SSL_CERT_FILE`, else the system's).
     pub fn new(host: &str, insecure: bool, credentials: Option<Credentials>) -> Result<Client> {
-        let options = mini_http::ClientOptions { read_timeout: Duration::from_secs(120), max_redirects: 0 };
+        let options = mini_http::ClientOptions {
+            connect_timeout: Duration::from_secs(15),
+            read_timeout: Duration::from_secs(120),
+            max_redirects: 0,
+        };
         let agent = mini_http::agent(options)?;
         let scheme = if insecure { "http" } else { "https" };
         Ok(Client {
