@@ -41,11 +41,12 @@ use crate::FlakeError;
 /// The arguments a flake function may take, besides its inputs.
 const FLAKE_ARGUMENTS: [&str; 3] = ["pkgs", "system", "self"];
 
-/// The OCI annotation keys of an image's provenance, and the prefix of
-/// the labels naming its locked inputs.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
+/// The OCI annotation keys of an image's provenance (standard ones, which
+/// `mini_image::inspect` reads back), and the prefix of the labels naming
+/// its locked inputs.
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// A flake attribute's derivation, and which output it names (`None`: all).
 pub(crate) struct FlakeDerivation {

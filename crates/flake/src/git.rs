@@ -108,13 +108,13 @@ pub(crate) fn checkout(store: &Store, repo: &Path, rev: Option<&str>) -> Result<
         }
     };
     store.add_temp_root(&path)?;
-    let physical = store.physical_path(&path);
-    let dir = std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io {
-        action: "resolving",
-        path: physical,
-        source,
-    })?;
-    Ok(Checkout { rev, path, dir })
+    Ok(Checkout { rev, dir: physical_dir(store, &path)?, path })
+}
+
+/// The canonical physical directory of a valid store path.
+pub(crate) fn physical_dir(store: &Store, path: &StorePath) -> Result<PathBuf, FlakeError> {
+    let physical = store.physical_path(path);
+    std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io { action: "resolving", path: physical, source })
 }
 
 /// Where the repository says its source lives: its `origin` remote, as a

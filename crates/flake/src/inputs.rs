@@ -103,13 +103,16 @@ pub(crate) fn fetch(
         Source::Git { repo, url } => {
             let pinned = pin.and_then(|p| Some((p.rev.clone()?, parse_nar_hash(&p.nar_hash)?)));
             let checkout = match &pinned {
-                // A pinned tree already in the store needs no git.
-                Some((rev, hash)) if store.is_valid(&source_path(hash)?) => {
+                Some((rev, hash)) => {
                     let path = source_path(hash)?;
-                    store.add_temp_root(&path)?;
-                    git::Checkout { rev: rev.clone(), dir: physical_dir(store, &path)?, path }
+                    // A pinned tree already in the store needs no git.
+                    if store.is_valid(&path) {
+                        store.add_temp_root(&path)?;
+                        git::Checkout { rev: rev.clone(), dir: git::physical_dir(store, &path)?, path }
+                    } else {
+                        git::checkout(store, &repo, Some(rev)).map_err(|e| bad(e.to_string()))?
+                    }
                 }
-                Some((rev, _)) => git::checkout(store, &repo, Some(rev)).map_err(|e| bad(e.to_string()))?,
                 None => git::checkout(store, &repo, url.rev.as_deref()).map_err(|e| bad(e.to_string()))?,
             };
             let hash = content_hash(store, &checkout.path)?;
@@ -141,8 +144,8 @@ pub(crate) fn fetch(
             let filter = crate::sources::source_filter(&dir)?;
             let filter: Option<&dyn mini_lang::eval::SourceFilter> = filter.as_deref();
             let keep = |relative: &Path, is_dir: bool| filter.is_none_or(|f| f.keeps(relative, is_dir));
+            // Adding also makes the path a temporary root of this process.
             let (path, _) = store.add_path_filtered(&dir, "source", &keep)?;
-            store.add_temp_root(&path)?;
             let hash = content_hash(store, &path)?;
             if let Some(pin) = pin {
                 if pin.nar_hash != nar_hash_text(&hash) {
@@ -156,7 +159,7 @@ pub(crate) fn fetch(
                     )));
                 }
             }
-            let root = physical_dir(store, &path)?;
+            let root = git::physical_dir(store, &path)?;
             let location = FlakeLocation {
                 dir: root.clone(),
                 origin: dir,
@@ -222,11 +225,6 @@ fn content_hash(store: &Store, path: &StorePath) -> Result<[u8; 32], FlakeError>
         Some(info) => Ok(info.nar_hash),
         None => Err(FlakeError::InvalidDerivation { path: path.clone(), root: store.root().to_path_buf() }),
     }
-}
-
-fn physical_dir(store: &Store, path: &StorePath) -> Result<PathBuf, FlakeError> {
-    let physical = store.physical_path(path);
-    std::fs::canonicalize(&physical).map_err(|source| FlakeError::Io { action: "resolving", path: physical, source })
 }
 
 #[cfg(test)]

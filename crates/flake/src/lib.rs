@@ -25,7 +25,6 @@ mod sources;
 
 pub use busybox::find as find_busybox;
 pub use error::FlakeError;
-pub use flake::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 pub use git::prune_revision_cache;
 pub use installable::{parse, Installable};
 pub use prelude::PRELUDE;

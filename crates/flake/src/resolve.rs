@@ -79,19 +79,16 @@ pub fn resolve_in(
     session.update_lock = options.update_lock;
     let mut wanted = Vec::with_capacity(installables.len());
     for installable in installables {
-        let flake = match installable {
+        let (flake, attr) = match installable {
             Installable::StorePath(path) => {
                 wanted.push(Wanted::store_path(path));
                 continue;
             }
-            Installable::Flake { dir, .. } => FlakeLocation::working(dir.clone()),
-            Installable::Git { repo, rev, dir, .. } => {
+            Installable::Flake { dir, attr } => (FlakeLocation::working(dir.clone()), attr),
+            Installable::Git { repo, rev, dir, attr } => {
                 let checkout = crate::git::checkout(store, repo, rev.as_deref())?;
-                FlakeLocation::at_revision(repo, &checkout, dir.as_deref())
+                (FlakeLocation::at_revision(repo, &checkout, dir.as_deref()), attr)
             }
-        };
-        let (Installable::Flake { attr, .. } | Installable::Git { attr, .. }) = installable else {
-            unreachable!("store paths were handled above")
         };
         let FlakeDerivation { drv_path, output } = session.derivation(&flake, attr)?;
         wanted.push(Wanted::Outputs { drv_path, only: output });
