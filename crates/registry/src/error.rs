@@ -18,6 +18,12 @@ pub enum RegistryError {
          (or the auths entry for {host} in ~/.docker/config.json)"
     )]
     Auth { host: String },
+    #[error(
+        "refusing to send the credentials for {host} in clear text to the token service {realm}: plain HTTP \
+         carries them only to the registry --insecure names, and this is another host or port; serve the \
+         token service over HTTPS"
+    )]
+    PlainTextRealm { host: String, realm: String },
     #[error("{what}: {message}")]
     Http { what: String, message: String },
 }

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod blobs;
 pub mod client;
 mod error;
+pub mod excerpt;
 pub mod push;
 pub mod reference;
 pub mod source;

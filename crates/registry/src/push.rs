@@ -183,7 +183,7 @@ fn expect(reply: &Reply, statuses: &[u16], what: &str) -> Result<()> {
     if statuses.contains(&reply.status) {
         return Ok(());
     }
-    let detail: String = reply.body.chars().filter(|c| !c.is_control()).take(300).collect();
+    let detail = crate::excerpt::excerpt(&reply.body);
     let message = if detail.is_empty() {
         format!("the registry answered {}", reply.status)
     } else {

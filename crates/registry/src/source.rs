@@ -3,11 +3,22 @@
 //! and where its bytes are. Layers are never read into memory here; a
 //! layer is opened (and decompressed, if it is stored compressed) only
 //! when it has to be compressed for the registry.
+//!
+//! An image may come from an untrusted build, so nothing in it is reached
+//! through a link: an OCI layout's files are opened under its directory's
+//! handle with `O_NOFOLLOW` (a blob that is a link, to a host file say, is
+//! an error), and every file is opened once and read by position, never
+//! opened again by name.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
 
 use serde_json::Value;
 
@@ -31,7 +42,10 @@ pub struct Image {
 pub struct Layer {
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
+    /// Where the bytes are, for messages.
     file: PathBuf,
+    /// The file, opened once.
+    handle: Arc<File>,
     offset: u64,
     size: u64,
 }
@@ -39,9 +53,8 @@ pub struct Layer {
 impl Layer {
     /// The layer's uncompressed tar stream.
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
-        let mut file = File::open(&self.file).map_err(io_err("open", &self.file))?;
-        file.seek(SeekFrom::Start(self.offset)).map_err(io_err("read", &self.file))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, file.take(self.size));
+        let bytes = Slice { file: self.handle.clone(), offset: self.offset, end: self.offset + self.size };
+        let mut reader = BufReader::with_capacity(256 * 1024, bytes);
         let magic = reader.fill_buf().map_err(io_err("read", &self.file))?;
         Ok(if magic.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::bufread::MultiGzDecoder::new(reader))
@@ -50,6 +63,26 @@ impl Layer {
         } else {
             Box::new(reader)
         })
+    }
+}
+
+/// A range of a shared file, read by position.
+struct Slice {
+    file: Arc<File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Read for Slice {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end.saturating_sub(self.offset)).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
     }
 }
 
@@ -70,8 +103,37 @@ fn parse_json(bytes: &[u8], what: &str) -> std::result::Result<Value, String> {
     serde_json::from_slice(bytes).map_err(|e| format!("{what} is not JSON: {e}"))
 }
 
-fn read_small(path: &Path, what: &str) -> std::result::Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot read {what}: {e}"))?;
+/// Opens the regular file `name` in `dir`, refusing a link.
+fn open_in(dir: impl AsFd, name: &str, what: &str) -> std::result::Result<File, String> {
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::openat(dir, name, flags, Mode::empty()) {
+        Ok(fd) => File::from(fd),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(format!(
+                "{what} is a symbolic link; an OCI layout holds plain files and mini does not follow links in one"
+            ))
+        }
+        Err(e) => return Err(format!("cannot read {what}: {}", io::Error::from(e))),
+    };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(file),
+        Ok(_) => Err(format!("{what} is not a regular file")),
+        Err(e) => Err(format!("cannot read {what}: {e}")),
+    }
+}
+
+/// Opens the directory `name` in `dir`, refusing a link.
+fn open_dir_in(dir: impl AsFd, name: &str) -> std::result::Result<OwnedFd, String> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat(dir, name, flags, Mode::empty()).map_err(|e| match e {
+        rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR => {
+            format!("{name} is not a directory (mini does not follow links in an OCI layout)")
+        }
+        e => format!("cannot read {name}: {}", io::Error::from(e)),
+    })
+}
+
+fn read_small(file: File, what: &str) -> std::result::Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     file.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read {what}: {e}"))?;
     if bytes.len() as u64 > MAX_DOCUMENT {
@@ -107,16 +169,21 @@ fn the_only<'a>(list: Option<&'a Vec<Value>>, what: &str) -> std::result::Result
 }
 
 fn read_oci(dir: &Path) -> std::result::Result<Image, String> {
-    let blob = |digest: Option<&str>| -> std::result::Result<PathBuf, String> {
+    let root = rustix::fs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| format!("cannot read it: {}", io::Error::from(e)))?;
+    let blobs = open_dir_in(&root, "blobs").and_then(|b| open_dir_in(b, "sha256"));
+    let blob = |digest: Option<&str>, what: &str| -> std::result::Result<(String, File), String> {
         let hex = digest.and_then(|d| d.strip_prefix("sha256:")).filter(|h| is_hex64(h));
-        hex.map(|h| dir.join("blobs/sha256").join(h)).ok_or_else(|| "a descriptor has no sha256 digest".to_string())
+        let hex = hex.ok_or_else(|| "a descriptor has no sha256 digest".to_string())?;
+        let blobs = blobs.as_ref().map_err(Clone::clone)?;
+        Ok((hex.to_string(), open_in(blobs, hex, &format!("{what} (blobs/sha256/{hex})"))?))
     };
-    let index = parse_json(&read_small(&dir.join("index.json"), "index.json")?, "index.json")?;
+    let index = parse_json(&read_small(open_in(&root, "index.json", "index.json")?, "index.json")?, "index.json")?;
     let entry = the_only(index.get("manifests").and_then(Value::as_array), "index.json")?;
-    let manifest_path = blob(entry.get("digest").and_then(Value::as_str))?;
-    let manifest = parse_json(&read_small(&manifest_path, "the manifest")?, "the manifest")?;
-    let config_path = blob(manifest.pointer("/config/digest").and_then(Value::as_str))?;
-    let config = read_small(&config_path, "the config")?;
+    let (_, manifest) = blob(entry.get("digest").and_then(Value::as_str), "the manifest")?;
+    let manifest = parse_json(&read_small(manifest, "the manifest")?, "the manifest")?;
+    let (_, config) = blob(manifest.pointer("/config/digest").and_then(Value::as_str), "the config")?;
+    let config = read_small(config, "the config")?;
     let ids = diff_ids(&config)?;
     let descriptors = manifest.get("layers").and_then(Value::as_array).ok_or("the manifest has no layers list")?;
     if descriptors.len() != ids.len() {
@@ -126,9 +193,10 @@ fn read_oci(dir: &Path) -> std::result::Result<Image, String> {
         .iter()
         .zip(ids)
         .map(|(d, diff_id)| {
-            let file = blob(d.get("digest").and_then(Value::as_str))?;
-            let size = std::fs::metadata(&file).map_err(|e| format!("cannot read a layer: {e}"))?.len();
-            Ok(Layer { diff_id, file, offset: 0, size })
+            let (hex, file) = blob(d.get("digest").and_then(Value::as_str), "a layer")?;
+            let size = file.metadata().map_err(|e| format!("cannot read a layer: {e}"))?.len();
+            let path = dir.join("blobs/sha256").join(hex);
+            Ok(Layer { diff_id, file: path, handle: Arc::new(file), offset: 0, size })
         })
         .collect::<std::result::Result<_, String>>()?;
     Ok(Image { config, layers })
@@ -141,9 +209,9 @@ enum Member {
 }
 
 fn read_archive(path: &Path) -> Result<std::result::Result<Image, String>> {
-    let file = File::open(path).map_err(io_err("read", path))?;
+    let file = Arc::new(File::open(path).map_err(io_err("read", path))?);
     let mut members: HashMap<String, Member> = HashMap::new();
-    let mut archive = tar::Archive::new(BufReader::new(file));
+    let mut archive = tar::Archive::new(BufReader::new(file.as_ref()));
     let mut manifest = None;
     let entries = match archive.entries() {
         Ok(entries) => entries,
@@ -170,11 +238,12 @@ fn read_archive(path: &Path) -> Result<std::result::Result<Image, String>> {
         }
     }
     let Some(manifest) = manifest else { return Ok(Err("it has no manifest.json".into())) };
-    Ok(assemble_archive(path, &members, &manifest))
+    Ok(assemble_archive(path, &file, &members, &manifest))
 }
 
 fn assemble_archive(
     path: &Path,
+    file: &Arc<File>,
     members: &HashMap<String, Member>,
     manifest: &[u8],
 ) -> std::result::Result<Image, String> {
@@ -196,8 +265,7 @@ fn assemble_archive(
         return Err("the config is too large".into());
     }
     let mut config = vec![0; size as usize];
-    let mut file = File::open(path).map_err(|e| e.to_string())?;
-    file.seek(SeekFrom::Start(offset)).and_then(|_| file.read_exact(&mut config)).map_err(|e| e.to_string())?;
+    file.read_exact_at(&mut config, offset).map_err(|e| e.to_string())?;
     let ids = diff_ids(&config)?;
     let names = image.get("Layers").and_then(Value::as_array).ok_or("manifest.json has no Layers list")?;
     if names.len() != ids.len() {
@@ -208,7 +276,7 @@ fn assemble_archive(
         .zip(ids)
         .map(|(name, diff_id)| {
             let (offset, size) = locate(name.as_str())?;
-            Ok(Layer { diff_id, file: path.to_path_buf(), offset, size })
+            Ok(Layer { diff_id, file: path.to_path_buf(), handle: file.clone(), offset, size })
         })
         .collect::<std::result::Result<_, String>>()?;
     Ok(Image { config, layers })
