@@ -15,34 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{mini_at as mini, ok, text, Scratch};
-
-/// A flake whose attributes are busybox `sh` scripts: `name = "script";`.
-/// Each derivation has busybox on its PATH and `$out` to create.
-fn flake(dir: &Path, scripts: &[(&str, &str)]) {
-    flake_with(dir, scripts, "")
-}
-
-/// [`flake`] with extra attribute definitions (Nix source) appended.
-fn flake_with(dir: &Path, scripts: &[(&str, &str)], extra: &str) {
-    let mut attrs = String::new();
-    for (name, script) in scripts {
-        attrs.push_str(&format!("  {name} = sh \"{name}\" {};\n", nix_string(script)));
-    }
-    let source = format!(
-        "{{ pkgs, ... }}:\nlet\n  sh = name: script: derivation {{\n    inherit name;\n    system = \"x86_64-linux\";\n    \
-         builder = \"${{pkgs.busybox}}/bin/sh\";\n    args = [ \"-c\" script ];\n    PATH = \"${{pkgs.busybox}}/bin\";\n  }};\n\
-         in rec {{\n{attrs}{extra}}}\n"
-    );
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("flake.nixlike"), source).unwrap();
-}
-
-/// A Nix string literal holding `s` (indented strings would strip spaces).
-fn nix_string(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "\\${").replace('\n', "\\n");
-    format!("\"{escaped}\"")
-}
+use common::{flake, flake_with, mini_at as mini, nix_string, ok, text, Scratch};
 
 /// Builds `attr` of the flake in `dir` and returns its output path.
 fn build(store: &Path, dir: &Path, attr: &str) -> String {
@@ -124,9 +97,11 @@ fn the_builder_sees_only_what_the_sandbox_gives_it() {
     assert_eq!(file("tmp-mode"), "1777\n");
     // busybox, and the output being built: nothing else of the store.
     assert_eq!(file("store-entries").trim(), "2");
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout", "stderr"] {
+    for dev in ["null", "zero", "full", "random", "urandom", "fd", "stdin", "stdout", "stderr"] {
         assert!(file("dev").split_whitespace().any(|d| d == dev), "/dev/{dev} missing: {}", file("dev"));
     }
+    // No terminal: a builder must not reach the user's.
+    assert!(!file("dev").split_whitespace().any(|d| d == "tty"), "/dev/tty is there: {}", file("dev"));
     assert!(file("passwd").contains(":1000:100:"));
 }
 
@@ -242,7 +217,8 @@ fn outputs_are_canonicalised() {
         &dir,
         &[(
             "modes",
-            "mkdir $out; echo x > $out/suid; chmod 4777 $out/suid; echo y > $out/open; chmod 666 $out/open; \
+            "mkdir $out; echo x > $out/suid; chmod 777 $out/suid; chmod u+s $out/suid || echo refused; \
+             echo y > $out/open; chmod 666 $out/open; \
              mkdir $out/d; chmod 777 $out/d; touch -d @1700000000 $out/open",
         )],
     );

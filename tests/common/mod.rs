@@ -87,3 +87,34 @@ pub fn succeeded(out: &Output) -> String {
 pub fn ok(out: &Output) -> String {
     succeeded(out).trim_end().to_string()
 }
+
+/// A flake whose attributes are busybox `sh` scripts: `name = "script";`.
+/// Each derivation has busybox on its PATH and `$out` to create.
+#[allow(dead_code)]
+pub fn flake(dir: &Path, scripts: &[(&str, &str)]) {
+    flake_with(dir, scripts, "")
+}
+
+/// [`flake`] with extra attribute definitions (Nix source) appended; `sh`
+/// (name, script) and `pkgs` are in scope for them.
+#[allow(dead_code)]
+pub fn flake_with(dir: &Path, scripts: &[(&str, &str)], extra: &str) {
+    let mut attrs = String::new();
+    for (name, script) in scripts {
+        attrs.push_str(&format!("  {name} = sh \"{name}\" {};\n", nix_string(script)));
+    }
+    let source = format!(
+        "{{ pkgs, ... }}:\nlet\n  sh = name: script: derivation {{\n    inherit name;\n    system = \"x86_64-linux\";\n    \
+         builder = \"${{pkgs.busybox}}/bin/sh\";\n    args = [ \"-c\" script ];\n    PATH = \"${{pkgs.busybox}}/bin\";\n  }};\n\
+         in rec {{\n{attrs}{extra}}}\n"
+    );
+    std::fs::create_dir_all(dir).expect("create the flake's directory");
+    std::fs::write(dir.join("flake.nixlike"), source).expect("write flake.nixlike");
+}
+
+/// A Nix string literal holding `s` (indented strings would strip spaces).
+#[allow(dead_code)]
+pub fn nix_string(s: &str) -> String {
+    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "\\${").replace('\n', "\\n");
+    format!("\"{escaped}\"")
+}

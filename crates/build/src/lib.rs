@@ -16,6 +16,7 @@ mod mounts;
 pub mod output;
 pub mod sandbox;
 pub mod schedule;
+pub mod seccomp;
 pub mod store_view;
 #[cfg(test)]
 mod testing;

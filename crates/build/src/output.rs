@@ -37,7 +37,12 @@ const UNSAFE_MODE_BITS: u32 = 0o7022;
 /// sticky and group/world-write bits, and breaks hard links. Symlinks are
 /// never followed. Directories end up owner-traversable and files
 /// owner-readable, so the store can read everything the builder left.
+///
+/// Run as root, every file is also handed back to root: the builder made
+/// it as [`crate::sandbox::ROOT_BUILD_ID`], and a store path must not be
+/// writable by a uid that later builds run as.
 pub fn canonicalise(drv_name: &str, path: &Path) -> Result<()> {
+    let as_root = crate::sandbox::running_as_root();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
         let full = if rel.as_os_str().is_empty() { path.to_path_buf() } else { path.join(&rel) };
@@ -68,6 +73,11 @@ pub fn canonicalise(drv_name: &str, path: &Path) -> Result<()> {
         } else {
             let file = if rel.as_os_str().is_empty() { ".".to_string() } else { rel.to_string_lossy().into_owned() };
             return Err(BuildError::ForbiddenFile { drv: drv_name.to_string(), what: kind_of(&meta), file });
+        }
+        // Only now: before hard links were broken, the inode could be
+        // shared with a file outside the output.
+        if as_root {
+            std::os::unix::fs::lchown(&full, Some(0), Some(0)).map_err(io_err("handing to root", &full))?;
         }
     }
     Ok(())

@@ -1,8 +1,11 @@
 //! The Linux build sandbox: a builder runs in fresh user, mount, pid, ipc,
 //! uts and (unless it is a fixed-output derivation) network namespaces,
-//! inside a root that holds only its input closure (read-only, at
-//! `/mini/store`), the directory where it creates its outputs, `/build`, a
-//! fresh `/tmp`, a minimal `/dev`, its own `/proc` and a tiny `/etc`.
+//! inside a root made for this one build that holds only its input closure
+//! (read-only, at `/mini/store`), the directory where it creates its
+//! outputs, `/build`, a fresh `/tmp`, a minimal `/dev` (no terminal), its
+//! own `/proc` (with `/proc/sys` and friends read-only and `/proc/kcore`
+//! and friends masked) and a tiny `/etc`. It has no controlling terminal
+//! (its own session), and runs under the seccomp filter of [`crate::seccomp`].
 //!
 //! How it is entered, and why this way: the builder process is created
 //! with `clone(CLONE_VM | CLONE_VFORK | CLONE_NEW*)`, as `posix_spawn`
@@ -13,29 +16,60 @@
 //! prepared C strings, which it runs and then `execve`s the builder. If a
 //! step fails, it reports the step and `errno` on a pipe and exits.
 //!
+//! Who the builder is: inside, always the build user (uid 1000, gid 100, as
+//! in Nix). On the host, never uid 0. Run unprivileged, mini makes the
+//! namespaces as the caller, whose uid becomes the build user's. Run as
+//! root, the child sets up the root as root and then becomes
+//! [`ROOT_BUILD_ID`], a uid and gid nothing else uses, as Nix's builds
+//! become `nixbld` users. Either way the builder ends up in a user
+//! namespace of its own, nested below the one that owns its mounts, so it
+//! can change none of them (not even unmount the read-only views).
+//!
 //! The builder is pid 1 of its pid namespace, so when it exits the kernel
 //! kills everything it started; it is also killed when the thread that
-//! started it dies (a killed `mini`). The caller's uid and gid become the
-//! build user's (1000 and 100, as in Nix) through the new user namespace:
-//! unprivileged user namespaces are enough, and it works the same as root.
+//! started it dies (a killed `mini`). Nothing a builder leaves is trusted
+//! afterwards: outputs are taken out of its root through directory
+//! handles that refuse links ([`SandboxSpec::collect_outputs`]), and the
+//! root is removed the same way.
 
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use mini_store::teardown::{entry_names, open_dir, open_dir_at, open_file_at};
+use rustix::fs::{AtFlags, FileType};
 
 use crate::error::{io_err, BuildError, Result};
 use crate::mounts::locked_flags;
+use crate::seccomp;
 
 /// The build user inside the sandbox, as Nix names it.
 pub const BUILD_UID: u32 = 1000;
 pub const BUILD_GID: u32 = 100;
 
+/// The host uid and gid a builder runs as when mini runs as root (so a
+/// builder is never host uid 0): 0x6d690000, "mi", far above the ranges
+/// distributions hand out to users and to `/etc/subuid`. Nothing on the
+/// host should own files under it.
+pub const ROOT_BUILD_ID: u32 = 0x6d69_0000;
+
 /// Where, inside the sandbox, the store is.
 pub const STORE_DIR: &str = "/mini/store";
+
+/// The size of `/tmp` and `/dev/shm` when nothing says otherwise: builds
+/// keep their large temporary files in `/build` (`TMPDIR`), on disk.
+pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
+
+/// Files of `/proc` a builder may read but never write, as runc's
+/// `readonlyPaths` (a root builder could otherwise set host kernel
+/// parameters such as `kernel.core_pattern`).
+const READ_ONLY_PROC: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+/// Files of `/proc` hidden behind `/dev/null`, as runc's `maskedPaths`.
+const MASKED_PROC: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "kallsyms"];
 
 /// Stack of the cloned child until it execs: it only makes system calls.
 const CHILD_STACK: usize = 64 << 10;
@@ -48,8 +82,8 @@ pub struct SandboxSpec {
     pub args: Vec<String>,
     /// The complete environment of the builder.
     pub env: Vec<(String, String)>,
-    /// An empty host directory to assemble the sandbox in; the new root is
-    /// its `root/`, so outputs appear at `root/mini/store/<base>`.
+    /// An empty host directory, made for this build alone, to assemble the
+    /// sandbox in; the new root is its `root/`.
     pub work_dir: PathBuf,
     /// The physical directory holding store paths (`<store root>/store`).
     pub store_dir: PathBuf,
@@ -57,6 +91,8 @@ pub struct SandboxSpec {
     pub inputs: Vec<String>,
     /// Share the host's network (fixed-output derivations only).
     pub network: bool,
+    /// The size of `/tmp` and `/dev/shm`, in bytes.
+    pub tmpfs_size: u64,
 }
 
 impl SandboxSpec {
@@ -65,9 +101,16 @@ impl SandboxSpec {
         self.work_dir.join("root")
     }
 
-    /// Where an output with this base name is left on the host.
+    /// Where an output with this base name is on the host once collected
+    /// ([`SandboxSpec::collect_outputs`]); builtin builders write it there
+    /// directly. Outside the root, so no builder can reach it.
     pub fn output_on_host(&self, base_name: &str) -> PathBuf {
-        self.root().join("mini/store").join(base_name)
+        self.outputs_dir().join(base_name)
+    }
+
+    /// The directory outputs are collected in.
+    pub fn outputs_dir(&self) -> PathBuf {
+        self.work_dir.join("outputs")
     }
 
     /// `/build` on the host.
@@ -75,32 +118,126 @@ impl SandboxSpec {
         self.root().join("build")
     }
 
-    /// Empties what one build leaves in the work directory (`/build`, and
-    /// input mount points and leftovers in the sandbox's store), keeping
-    /// the rest of the skeleton for the next build.
-    pub fn reset(&self) {
-        mini_store::store::discard_tree(&self.build_dir_on_host());
-        if let Ok(entries) = fs::read_dir(self.root().join("mini/store")) {
-            for entry in entries.flatten() {
-                mini_store::store::discard_tree(&entry.path());
+    /// Takes the outputs named `base_names` out of the builder's
+    /// `/mini/store` into [`SandboxSpec::outputs_dir`], once every process
+    /// of the build is dead. The builder may have replaced any directory of
+    /// its root by a link, so the way there is walked by handles that
+    /// refuse links. With `fresh_copy` (fixed-output builds, which share
+    /// the host's network and so might have passed a descriptor to their
+    /// output to another process), each output is copied into new files
+    /// instead of moved, so what is hashed afterwards is what nobody else
+    /// can write. A missing output is left missing, for the caller to
+    /// report.
+    pub fn collect_outputs(&self, base_names: &[String], fresh_copy: bool) -> Result<()> {
+        let replaced = |e: io::Error| {
+            BuildError::Sandbox(format!(
+                "the builder replaced its /mini/store (or /mini) by something other than a directory: {e}"
+            ))
+        };
+        let work = open_dir(&self.work_dir).map_err(io_err("opening", &self.work_dir))?;
+        let outputs =
+            open_dir_at(work.as_fd(), OsStr::new("outputs")).map_err(io_err("opening", &self.outputs_dir()))?;
+        let root = open_dir_at(work.as_fd(), OsStr::new("root")).map_err(replaced)?;
+        let mini = open_dir_at(root.as_fd(), OsStr::new("mini")).map_err(replaced)?;
+        let store = open_dir_at(mini.as_fd(), OsStr::new("store")).map_err(replaced)?;
+        for base in base_names {
+            let name = OsStr::new(base);
+            match rustix::fs::statat(&store, name, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(io_err("reading", &self.output_on_host(base))(e.into())),
+                Ok(_) => {}
+            }
+            let target = self.output_on_host(base);
+            if fresh_copy {
+                copy_fresh(store.as_fd(), name, &target, 0).map_err(io_err("copying the output to", &target))?;
+            } else {
+                rustix::fs::renameat(&store, name, &outputs, name).map_err(|e| io_err("moving", &target)(e.into()))?;
             }
         }
+        Ok(())
+    }
+}
+
+/// Copies the entry `name` of `parent` to the new path `to`, into new
+/// files, never following a link (links are copied as links).
+fn copy_fresh(parent: BorrowedFd<'_>, name: &OsStr, to: &Path, depth: usize) -> io::Result<()> {
+    const MAX_DEPTH: usize = 512;
+    let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    let mode = stat.st_mode & 0o777;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory if depth < MAX_DEPTH => {
+            let dir = open_dir_at(parent, name)?;
+            fs::DirBuilder::new().mode(0o700).create(to)?;
+            let mut names = entry_names(&dir)?;
+            names.sort();
+            for entry in names {
+                copy_fresh(dir.as_fd(), &entry, &to.join(&entry), depth + 1)?;
+            }
+            fs::set_permissions(to, fs::Permissions::from_mode(mode | 0o700))
+        }
+        FileType::RegularFile => {
+            let mut source = fs::File::from(open_file_at(parent, name)?);
+            let mut copy = fs::File::options().write(true).create_new(true).mode(0o600).open(to)?;
+            io::copy(&mut source, &mut copy)?;
+            copy.set_permissions(fs::Permissions::from_mode(mode | 0o400))
+        }
+        FileType::Symlink => {
+            let target = rustix::fs::readlinkat(parent, name, Vec::new())?;
+            std::os::unix::fs::symlink(OsStr::from_bytes(target.as_bytes()), to)
+        }
+        FileType::Directory => Err(io::Error::other(format!("directories nested more than {MAX_DEPTH} deep"))),
+        _ => Err(io::Error::other(format!(
+            "'{}' is a device, fifo or socket, which a store path may not hold",
+            name.to_string_lossy()
+        ))),
     }
 }
 
 /// One system call the child makes, with everything it needs prepared.
 #[derive(Debug)]
 enum Step {
-    WriteFile { path: CString, data: Vec<u8> },
-    Mount { source: CString, target: CString, fstype: Option<CString>, flags: libc::c_ulong, data: Option<CString> },
-    Mkdir { path: CString, mode: libc::mode_t },
-    CreateFile { path: CString },
-    Symlink { target: CString, link: CString },
-    Chdir { path: CString },
+    WriteFile {
+        path: CString,
+        data: Vec<u8>,
+    },
+    Mount {
+        source: CString,
+        target: CString,
+        fstype: Option<CString>,
+        flags: libc::c_ulong,
+        data: Option<CString>,
+    },
+    Mkdir {
+        path: CString,
+        mode: libc::mode_t,
+    },
+    CreateFile {
+        path: CString,
+    },
+    Symlink {
+        target: CString,
+        link: CString,
+    },
+    Chdir {
+        path: CString,
+    },
     PivotRoot,
     DetachOldRoot,
     Hostname,
     LoopbackUp,
+    /// Root only: drop to the unprivileged host ids the builder runs as.
+    BecomeUser {
+        uid: libc::uid_t,
+        gid: libc::gid_t,
+    },
+    /// A user namespace of the builder's own, below the one owning its mounts.
+    NewUserNamespace,
+    /// A session of its own: no controlling terminal to type into.
+    NewSession,
+    /// Killed when the thread that started it dies (set again after every
+    /// change of credentials, which clears it).
+    DieWithParent,
+    Seccomp,
 }
 
 impl Step {
@@ -118,21 +255,22 @@ impl Step {
             Step::DetachOldRoot => "unmounting the old root".into(),
             Step::Hostname => "setting the hostname".into(),
             Step::LoopbackUp => "bringing up lo".into(),
+            Step::BecomeUser { uid, .. } => format!("becoming the build user (host uid {uid})"),
+            Step::NewUserNamespace => "creating the builder's user namespace".into(),
+            Step::NewSession => "starting a new session".into(),
+            Step::DieWithParent => "asking to die with mini".into(),
+            Step::Seccomp => "installing the seccomp filter".into(),
         }
     }
 
     /// Runs the step. Called in the cloned child: no allocation.
-    fn run(&self) -> bool {
+    fn run(&self, seccomp_programs: &[libc::sock_fprog]) -> bool {
         // SAFETY: every pointer is a valid C string (or null where the
         // call allows it) owned by the plan, which outlives the child.
         unsafe {
             match self {
                 Step::WriteFile { path, data } => {
-                    let fd = libc::open(
-                        path.as_ptr(),
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
-                        0o644,
-                    );
+                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
                     if fd < 0 {
                         return false;
                     }
@@ -147,7 +285,11 @@ impl Step {
                 }
                 Step::Mkdir { path, mode } => libc::mkdir(path.as_ptr(), *mode) == 0,
                 Step::CreateFile { path } => {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC, 0o644);
+                    let fd = libc::open(
+                        path.as_ptr(),
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+                        0o644,
+                    );
                     fd >= 0 && libc::close(fd) == 0
                 }
                 Step::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()) == 0,
@@ -175,6 +317,21 @@ impl Step {
                     libc::close(fd);
                     ok
                 }
+                Step::BecomeUser { uid, gid } => {
+                    libc::setgroups(0, std::ptr::null()) == 0
+                        && libc::setresgid(*gid, *gid, *gid) == 0
+                        && libc::setresuid(*uid, *uid, *uid) == 0
+                        && libc::getuid() == *uid
+                        // Changing uid made the process undumpable, which
+                        // would leave its /proc files (uid_map) to root.
+                        && libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+                }
+                Step::NewUserNamespace => libc::unshare(libc::CLONE_NEWUSER) == 0,
+                Step::NewSession => libc::setsid() >= 0,
+                Step::DieWithParent => {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == 0
+                }
+                Step::Seccomp => seccomp::install(seccomp_programs),
             }
         }
     }
@@ -185,34 +342,53 @@ fn cstring(s: impl AsRef<OsStr>) -> Result<CString> {
         .map_err(|_| BuildError::Sandbox(format!("'{}' contains a NUL byte", s.as_ref().to_string_lossy())))
 }
 
+/// Whether mini runs as root, so builders must become [`ROOT_BUILD_ID`].
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Everything the child does, prepared by the parent.
 struct Plan {
     steps: Vec<Step>,
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    seccomp: Vec<libc::sock_fprog>,
+}
+
+/// The steps mapping the build user and group, inside a user namespace just
+/// made, to `uid` and `gid` of the namespace above.
+fn id_map_steps(uid: u32, gid: u32) -> Result<[Step; 3]> {
+    Ok([
+        Step::WriteFile { path: cstring("/proc/self/setgroups")?, data: b"deny".to_vec() },
+        Step::WriteFile { path: cstring("/proc/self/uid_map")?, data: format!("{BUILD_UID} {uid} 1").into_bytes() },
+        Step::WriteFile { path: cstring("/proc/self/gid_map")?, data: format!("{BUILD_GID} {gid} 1").into_bytes() },
+    ])
 }
 
 impl Plan {
     fn new(spec: &SandboxSpec) -> Result<Plan> {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let as_root = running_as_root();
         let root = spec.root();
         let at = |rel: &str| cstring(root.join(rel));
-        let mut steps = vec![
-            Step::WriteFile { path: cstring("/proc/self/setgroups")?, data: b"deny".to_vec() },
-            Step::WriteFile { path: cstring("/proc/self/uid_map")?, data: format!("{BUILD_UID} {uid} 1").into_bytes() },
-            Step::WriteFile { path: cstring("/proc/self/gid_map")?, data: format!("{BUILD_GID} {gid} 1").into_bytes() },
-            Step::Mount {
-                source: cstring("none")?,
-                target: cstring("/")?,
-                fstype: None,
-                flags: libc::MS_REC | libc::MS_PRIVATE,
-                data: None,
-            },
-            // pivot_root needs the new root to be a mount point.
-            bind_step(&root, &root)?,
-        ];
+        let mut steps = Vec::new();
+        if !as_root {
+            // SAFETY: getuid/getgid cannot fail.
+            let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+            // The namespace that owns the mounts: the caller is the build
+            // user here already.
+            steps.extend(id_map_steps(uid, gid)?);
+        }
+        steps.push(Step::Mount {
+            source: cstring("none")?,
+            target: cstring("/")?,
+            fstype: None,
+            flags: libc::MS_REC | libc::MS_PRIVATE,
+            data: None,
+        });
+        // pivot_root needs the new root to be a mount point.
+        steps.push(bind_step(&root, &root)?);
         for base in &spec.inputs {
             let source = spec.store_dir.join(base);
             let target = root.join("mini/store").join(base);
@@ -222,17 +398,12 @@ impl Plan {
             }
             steps.push(bind_step(&source, &target)?);
             let locked = locked_flags(&source).map_err(BuildError::Sandbox)?;
-            steps.push(Step::Mount {
-                source: cstring("")?,
-                target: cstring(&target)?,
-                fstype: None,
-                flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
-                data: None,
-            });
+            steps.push(read_only_step(&target, locked)?);
         }
-        steps.push(tmpfs_step(&root.join("tmp"), libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?);
-        steps.push(tmpfs_step(&root.join("dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755")?);
-        for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let tmpfs = |mode: &str| format!("mode={mode},size={}", spec.tmpfs_size);
+        steps.push(tmpfs_step(&root.join("tmp"), libc::MS_NOSUID | libc::MS_NODEV, &tmpfs("1777"))?);
+        steps.push(tmpfs_step(&root.join("dev"), libc::MS_NOSUID | libc::MS_NOEXEC, "mode=0755,size=65536")?);
+        for name in ["null", "zero", "full", "random", "urandom"] {
             let target = root.join("dev").join(name);
             steps.push(Step::CreateFile { path: cstring(&target)? });
             steps.push(bind_step(&Path::new("/dev").join(name), &target)?);
@@ -246,14 +417,24 @@ impl Plan {
             steps.push(Step::Symlink { target: cstring(target)?, link: at(&format!("dev/{name}"))? });
         }
         steps.push(Step::Mkdir { path: at("dev/shm")?, mode: 0o1777 });
-        steps.push(tmpfs_step(&root.join("dev/shm"), libc::MS_NOSUID | libc::MS_NODEV, "mode=1777")?);
+        steps.push(tmpfs_step(&root.join("dev/shm"), libc::MS_NOSUID | libc::MS_NODEV, &tmpfs("1777"))?);
+        let proc_flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
         steps.push(Step::Mount {
             source: cstring("proc")?,
             target: at("proc")?,
             fstype: Some(cstring("proc")?),
-            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            flags: proc_flags,
             data: None,
         });
+        // The sandbox's /proc is of the same kernel as the host's.
+        for name in READ_ONLY_PROC.iter().filter(|n| Path::new("/proc").join(n).exists()) {
+            let target = root.join("proc").join(name);
+            steps.push(bind_step(&target, &target)?);
+            steps.push(read_only_step(&target, proc_flags)?);
+        }
+        for name in MASKED_PROC.iter().filter(|n| Path::new("/proc").join(n).is_file()) {
+            steps.push(bind_step(&root.join("dev/null"), &root.join("proc").join(name))?);
+        }
         steps.push(Step::Hostname);
         if !spec.network {
             steps.push(Step::LoopbackUp);
@@ -262,13 +443,27 @@ impl Plan {
         steps.push(Step::PivotRoot);
         steps.push(Step::DetachOldRoot);
         steps.push(Step::Chdir { path: cstring("/build")? });
+        // The builder's own user namespace: the namespace above owns every
+        // mount, so the builder can change none of them.
+        let (outer_uid, outer_gid) = if as_root {
+            steps.push(Step::BecomeUser { uid: ROOT_BUILD_ID, gid: ROOT_BUILD_ID });
+            (ROOT_BUILD_ID, ROOT_BUILD_ID)
+        } else {
+            (BUILD_UID, BUILD_GID)
+        };
+        steps.push(Step::NewUserNamespace);
+        steps.extend(id_map_steps(outer_uid, outer_gid)?);
+        steps.push(Step::NewSession);
+        steps.push(Step::DieWithParent);
+        steps.push(Step::Seccomp);
+        let filters = seccomp::filters(spec.network).map_err(BuildError::Sandbox)?;
         let program = cstring(&spec.builder)?;
         let mut argv = vec![program.clone()];
         for a in &spec.args {
             argv.push(cstring(a)?);
         }
         let envp = spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}"))).collect::<Result<_>>()?;
-        Ok(Plan { steps, program, argv, envp })
+        Ok(Plan { steps, program, argv, envp, seccomp: seccomp::fprogs(filters) })
     }
 }
 
@@ -278,6 +473,18 @@ fn bind_step(source: &Path, target: &Path) -> Result<Step> {
         target: cstring(target)?,
         fstype: None,
         flags: libc::MS_BIND | libc::MS_REC,
+        data: None,
+    })
+}
+
+/// Makes the bind mount at `target` read-only, keeping the `locked` flags
+/// the kernel will not let a remount drop.
+fn read_only_step(target: &Path, locked: libc::c_ulong) -> Result<Step> {
+    Ok(Step::Mount {
+        source: cstring("")?,
+        target: cstring(target)?,
+        fstype: None,
+        flags: libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
         data: None,
     })
 }
@@ -293,13 +500,21 @@ fn tmpfs_step(target: &Path, flags: libc::c_ulong, options: &str) -> Result<Step
 }
 
 /// Lays out the files of the new root that need no namespace: mount
-/// points, `/etc`, `/build`.
+/// points, `/etc`, `/build`, and the directory outputs are collected in.
+/// The work directory is new and no builder has run in it yet, so these
+/// paths are all this process's own.
 fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     let root = spec.root();
     let store = root.join("mini/store");
-    for dir in
-        [&store, &spec.build_dir_on_host(), &root.join("tmp"), &root.join("dev"), &root.join("proc"), &root.join("etc")]
-    {
+    for dir in [
+        &store,
+        &spec.build_dir_on_host(),
+        &root.join("tmp"),
+        &root.join("dev"),
+        &root.join("proc"),
+        &root.join("etc"),
+        &spec.outputs_dir(),
+    ] {
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
     }
     for base in &spec.inputs {
@@ -315,12 +530,8 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
             fs::write(&target, b"").map_err(io_err("creating", &target))?;
         }
     }
-    // A reused skeleton has these already; they never change.
     let write = |name: &str, text: String| {
         let path = root.join("etc").join(name);
-        if path.exists() {
-            return Ok(());
-        }
         fs::write(&path, text).map_err(io_err("writing", &path))
     };
     write(
@@ -343,7 +554,17 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     // outputs (anything else it leaves there is dropped).
     fs::set_permissions(&store, fs::Permissions::from_mode(0o1775)).map_err(io_err("preparing", &store))?;
     let build = spec.build_dir_on_host();
-    fs::set_permissions(&build, fs::Permissions::from_mode(0o700)).map_err(io_err("preparing", &build))
+    fs::set_permissions(&build, fs::Permissions::from_mode(0o700)).map_err(io_err("preparing", &build))?;
+    fs::set_permissions(spec.outputs_dir(), fs::Permissions::from_mode(0o700))
+        .map_err(io_err("preparing", &spec.outputs_dir()))?;
+    if running_as_root() {
+        // The only places the (unprivileged) builder may write.
+        for dir in [&store, &build] {
+            std::os::unix::fs::lchown(dir, Some(ROOT_BUILD_ID), Some(ROOT_BUILD_ID))
+                .map_err(io_err("handing to the build user", dir))?;
+        }
+    }
+    Ok(())
 }
 
 /// A running builder.
@@ -394,7 +615,7 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
         }
     }
     for (index, step) in args.plan.steps.iter().enumerate() {
-        if !step.run() {
+        if !step.run(&args.plan.seccomp) {
             report(index);
         }
     }
@@ -423,7 +644,6 @@ pub fn spawn(spec: &SandboxSpec, output: &OwnedFd) -> Result<SandboxChild> {
     let mut stack = vec![0u8; CHILD_STACK];
     let mut flags = libc::CLONE_VM
         | libc::CLONE_VFORK
-        | libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
@@ -431,6 +651,11 @@ pub fn spawn(spec: &SandboxSpec, output: &OwnedFd) -> Result<SandboxChild> {
         | libc::SIGCHLD;
     if !spec.network {
         flags |= libc::CLONE_NEWNET;
+    }
+    if !running_as_root() {
+        // Unprivileged, the namespaces need a user namespace to own them;
+        // as root, the child sets up as root and makes one later.
+        flags |= libc::CLONE_NEWUSER;
     }
     // SAFETY: the stack is ours and outlives the child's use of it (with
     // CLONE_VFORK this thread waits until the child execs or exits); the

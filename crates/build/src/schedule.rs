@@ -51,12 +51,22 @@ pub struct BuildOptions {
     pub max_silent_time: Option<Duration>,
     /// `MINI_BUILD_CORES` as each builder sees it.
     pub cores: usize,
+    /// The size of each build's `/tmp` and `/dev/shm`, in bytes.
+    pub tmpfs_size: u64,
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        BuildOptions { jobs: cores, keep_going: false, keep_failed: false, timeout: None, max_silent_time: None, cores }
+        BuildOptions {
+            jobs: cores,
+            keep_going: false,
+            keep_failed: false,
+            timeout: None,
+            max_silent_time: None,
+            cores,
+            tmpfs_size: sandbox::DEFAULT_TMPFS_SIZE,
+        }
     }
 }
 
@@ -252,17 +262,10 @@ impl<'a> Builder<'a> {
 
     /// One worker: takes the best ready job until none is left.
     fn work(&self, plan: &BuildPlan, shared: &(Mutex<Progress>, Condvar)) {
-        // Each worker assembles its sandboxes in one directory, reused from
-        // build to build: creating and deleting the same skeleton for every
-        // derivation is most of a trivial build's filesystem work.
-        let work_dir = self.store.staging_dir().ok();
-        self.work_on(plan, shared, work_dir.as_deref());
-        if let Some(dir) = work_dir {
-            discard_tree(&dir);
-        }
+        self.work_on(plan, shared);
     }
 
-    fn work_on(&self, plan: &BuildPlan, (lock, wake): &(Mutex<Progress>, Condvar), work_dir: Option<&Path>) {
+    fn work_on(&self, plan: &BuildPlan, (lock, wake): &(Mutex<Progress>, Condvar)) {
         let graph = &plan.graph;
         loop {
             let node = {
@@ -285,7 +288,7 @@ impl<'a> Builder<'a> {
                 }
             };
             let job = &graph[node];
-            let outcome = self.build_one(job, work_dir);
+            let outcome = self.build_one(job);
             let mut p = lock.lock().unwrap_or_else(|e| e.into_inner());
             p.running -= 1;
             match outcome {
@@ -323,7 +326,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Substitutes or builds one derivation.
-    fn build_one(&self, job: &Job, reusable: Option<&Path>) -> Result<Outcome> {
+    fn build_one(&self, job: &Job) -> Result<Outcome> {
         let outputs: BTreeMap<String, StorePath> = job
             .drv
             .outputs
@@ -357,17 +360,13 @@ impl<'a> Builder<'a> {
             });
         }
         let inputs = self.input_closure(&job.drv)?;
-        // A fixed-output build sees the host's resolv.conf: it gets a
-        // directory of its own, so no other build ever does.
-        let reused = reusable.filter(|_| job.drv.fixed_output().is_none());
-        let work_dir = match reused {
-            Some(dir) => dir.to_path_buf(),
-            None => self.store.staging_dir()?,
-        };
+        // Every build gets a root of its own, made now and removed after:
+        // nothing one builder leaves can reach another build or the host.
+        let work_dir = self.store.staging_dir()?;
         let spec = self.sandbox_spec(job, &outputs, &inputs, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
-            None => self.run_sandboxed(job, &spec).map(|()| BTreeMap::new()),
+            None => self.run_sandboxed(job, &spec, &outputs).map(|()| BTreeMap::new()),
         }
         .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared));
         if result.is_err() && self.options.keep_failed {
@@ -382,11 +381,7 @@ impl<'a> Builder<'a> {
                 self.observer.event(Event::KeptBuildDir { drv: &job.drv_path, dir: &kept.join("build") });
             }
         }
-        if reused.is_some() {
-            spec.reset();
-        } else {
-            discard_tree(&work_dir);
-        }
+        discard_tree(&work_dir);
         result.map(|()| Outcome::Built)
     }
 
@@ -474,6 +469,7 @@ impl<'a> Builder<'a> {
             store_dir: self.store.root().join("store"),
             inputs: inputs.iter().map(StorePath::base_name).collect(),
             network: job.drv.fixed_output().is_some(),
+            tmpfs_size: self.options.tmpfs_size,
         }
     }
 
@@ -495,8 +491,8 @@ impl<'a> Builder<'a> {
         })?;
         let hosts: BTreeMap<String, PathBuf> =
             outputs.iter().map(|(n, p)| (n.clone(), spec.output_on_host(&p.base_name()))).collect();
-        let store_dir = spec.root().join("mini/store");
-        fs::create_dir_all(&store_dir).map_err(io_err("creating", &store_dir))?;
+        let outputs_dir = spec.outputs_dir();
+        fs::create_dir_all(&outputs_dir).map_err(io_err("creating", &outputs_dir))?;
         let log_path = self.log_path(&job.drv_path);
         let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
         let mut builtin_job = BuiltinJob {
@@ -511,7 +507,9 @@ impl<'a> Builder<'a> {
         Ok(builtin_job.references)
     }
 
-    fn run_sandboxed(&self, job: &Job, spec: &SandboxSpec) -> Result<()> {
+    /// Runs the builder in its sandbox; once it and everything it started
+    /// are dead, takes its outputs out of the sandbox.
+    fn run_sandboxed(&self, job: &Job, spec: &SandboxSpec, outputs: &BTreeMap<String, StorePath>) -> Result<()> {
         let log_path = self.log_path(&job.drv_path);
         let mut log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
         let (reader, writer) = io::pipe().map_err(io_err("creating a pipe for", &log_path))?;
@@ -525,7 +523,10 @@ impl<'a> Builder<'a> {
         }
         let status = match stopped {
             Some(reason) => reason,
-            None if code == 0 => return Ok(()),
+            None if code == 0 => {
+                let bases: Vec<String> = outputs.values().map(StorePath::base_name).collect();
+                return spec.collect_outputs(&bases, job.drv.fixed_output().is_some());
+            }
             None if code > 128 => format!("was killed by signal {}", code - 128),
             None => format!("failed with exit code {code}"),
         };

@@ -10,3 +10,4 @@ pub mod derivation;
 pub mod references;
 pub mod store;
 pub mod store_path;
+pub mod teardown;

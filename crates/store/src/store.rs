@@ -182,11 +182,11 @@ impl Store {
         self.add_temp_root(&path)?;
         let _lock = self.lock(&path)?;
         if self.is_valid(&path) {
-            remove_tree(&staged);
+            discard_tree(&staged);
             return Ok(path);
         }
         self.install(&path, &file, references.clone(), None)?;
-        remove_tree(&staged);
+        discard_tree(&staged);
         Ok(path)
     }
 
@@ -239,7 +239,7 @@ impl Store {
             }
             sync_dir(&self.root.join("db"))?;
         }
-        remove_tree(&staging);
+        discard_tree(&staging);
         Ok(paths)
     }
 
@@ -301,8 +301,7 @@ impl Store {
         let target = self.physical_path(path);
         if fs::symlink_metadata(&target).is_ok() {
             // An unregistered leftover of a killed process: ours to replace.
-            make_writable(&target);
-            remove_tree(&target);
+            discard_tree(&target);
         }
         // Moving a directory to a new parent rewrites its `..` entry, which
         // needs write access to it unless the caller is root.
@@ -392,7 +391,7 @@ impl Store {
         let tree = self.staging_dir()?;
         fs::remove_dir(&tree).map_err(io_err("preparing", &tree))?;
         fs::rename(&dest, &tree).map_err(io_err("staging", &tree))?;
-        remove_tree(&staging);
+        discard_tree(&staging);
         Ok(tree)
     }
 
@@ -402,15 +401,14 @@ impl Store {
         let temproots = self.root.join("temproots");
         for entry in fs::read_dir(&temproots).map_err(io_err("reading", &temproots))?.flatten() {
             if !owner_is_alive(&entry.file_name().to_string_lossy()) {
-                remove_tree(&entry.path());
+                discard_tree(&entry.path());
             }
         }
         let tmp = self.root.join("tmp");
         for entry in fs::read_dir(&tmp).map_err(io_err("reading", &tmp))?.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !owner_is_alive(&name) {
-                make_writable(&entry.path());
-                remove_tree(&entry.path());
+                discard_tree(&entry.path());
             }
         }
         let in_use = self.live_temp_roots()?;
@@ -424,8 +422,7 @@ impl Store {
             let lock_path = self.root.join("locks").join(format!("{}.lock", path.hash_part()));
             if let Ok(file) = open_lock_file(&lock_path) {
                 if file.try_lock().is_ok() && !self.is_valid(&path) {
-                    make_writable(&entry.path());
-                    remove_tree(&entry.path());
+                    discard_tree(&entry.path());
                 }
             }
         }
@@ -577,7 +574,7 @@ impl Store {
                 Some(p) => {
                     roots.insert(p);
                 }
-                None => remove_tree(&entry.path()),
+                None => discard_tree(&entry.path()),
             }
         }
         roots.extend(self.live_temp_roots()?);
@@ -615,8 +612,7 @@ impl Store {
                 fs::remove_file(&record).map_err(io_err("invalidating", &record))?;
                 sync_dir(&self.root.join("db"))?;
                 let files = self.physical_path(&path);
-                make_writable(&files);
-                remove_tree(&files);
+                discard_tree(&files);
             }
             report.bytes_freed += info.nar_size;
             report.deleted.push(path);
@@ -748,35 +744,10 @@ fn normalise_tree(path: &Path) -> Result<()> {
 }
 
 /// Removes a tree this process made, read-only parts included (a build's
-/// scratch directory, a rejected output).
+/// scratch directory, a rejected output), never following a link in it:
+/// see [`crate::teardown`]. Cleanup that fails leaves junk, never wrong data.
 pub fn discard_tree(path: &Path) {
-    make_writable(path);
-    remove_tree(path);
-}
-
-/// Gives the owner write access again, so a read-only tree can be removed.
-fn make_writable(path: &Path) {
-    let Ok(meta) = fs::symlink_metadata(path) else { return };
-    if meta.file_type().is_symlink() {
-        return;
-    }
-    let _ = fs::set_permissions(path, fs::Permissions::from_mode(meta.permissions().mode() | 0o200));
-    if meta.is_dir() {
-        if let Ok(entries) = fs::read_dir(path) {
-            for entry in entries.flatten() {
-                make_writable(&entry.path());
-            }
-        }
-    }
-}
-
-/// Removes a file or tree; cleanup that fails leaves junk, never wrong data.
-fn remove_tree(path: &Path) {
-    let _ = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => Ok(()),
-    };
+    let _ = crate::teardown::remove_tree(path);
 }
 
 /// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
@@ -846,8 +817,7 @@ mod tests {
     impl Scratch {
         fn new(name: &str) -> Scratch {
             let dir = std::env::temp_dir().join(format!("mini-store-{name}-{}", std::process::id()));
-            make_writable(&dir);
-            remove_tree(&dir);
+            discard_tree(&dir);
             fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
         }
@@ -855,8 +825,7 @@ mod tests {
 
     impl Drop for Scratch {
         fn drop(&mut self) {
-            make_writable(&self.0);
-            remove_tree(&self.0);
+            discard_tree(&self.0);
         }
     }
 
@@ -1039,9 +1008,9 @@ mod tests {
         let b = store.add_text("b", "two", &BTreeSet::new()).unwrap();
         assert_eq!(store.verify(true).unwrap(), vec![]);
         let b_file = store.physical_path(&b);
-        make_writable(&b_file);
+        fs::set_permissions(&b_file, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&b_file, "tampered").unwrap();
-        remove_tree(&store.physical_path(&a));
+        discard_tree(&store.physical_path(&a));
         let problems = store.verify(true).unwrap();
         assert!(problems.contains(&Problem::Missing(a)), "{problems:?}");
         assert!(problems.contains(&Problem::Modified(b.clone())), "{problems:?}");

@@ -1,0 +1,198 @@
+//! The system-call filter every builder runs under, as Nix and container
+//! runtimes install one: namespaces decide what a builder can see, this
+//! decides which kernel interfaces it may use at all. It denies what no
+//! build needs and what has been used to reach outside a sandbox:
+//!
+//! - `ioctl` `TIOCSTI` and `TIOCLINUX` (typing into a terminal);
+//! - making setuid or setgid files (`chmod`, `fchmod`, `fchmodat`,
+//!   `fchmodat2`, and `open`/`openat`/`creat` creating with those bits);
+//!   `openat2`, whose mode the filter cannot see, is reported as missing
+//!   (`ENOSYS`) so callers fall back to `openat`;
+//! - setting extended attributes (`ENOTSUP`, which tools like `cp -a`
+//!   already expect from some filesystems);
+//! - the kernel keyring (`keyctl`, `add_key`, `request_key`);
+//! - tracing and reading other processes (`ptrace`, `process_vm_readv`,
+//!   `process_vm_writev`, `pidfd_getfd`);
+//! - `perf_event_open`, `bpf`, `userfaultfd`, `kexec_load`,
+//!   `kexec_file_load`;
+//! - `personality` except the harmless values (query, `PER_LINUX`,
+//!   `PER_LINUX32`, `UNAME26`);
+//! - x32 system calls (numbers with bit 30 set, which would otherwise slip
+//!   past every rule above); i386 system calls kill the process, as the
+//!   filter only speaks x86-64.
+//!
+//! Fixed-output builds share the host's network namespace, where abstract
+//! unix sockets would let two builds (or a host daemon) pass descriptors
+//! and reach files outside their roots, so they may not create unix
+//! sockets either (`socketpair` stays allowed: both ends stay inside).
+//!
+//! Filters are compiled once per process, in the parent, because the
+//! sandbox's child may not allocate; it only hands them to the kernel.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use seccompiler::{
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+
+/// The programs, in the order they are installed; the kernel applies the
+/// strictest answer of all of them.
+pub struct Filters {
+    pub programs: Vec<BpfProgram>,
+}
+
+/// The filters for a build: fixed-output builds get the stricter set.
+pub fn filters(fixed_output: bool) -> Result<&'static Filters, String> {
+    static PLAIN: OnceLock<Result<Filters, String>> = OnceLock::new();
+    static FIXED: OnceLock<Result<Filters, String>> = OnceLock::new();
+    let cell = if fixed_output { &FIXED } else { &PLAIN };
+    cell.get_or_init(|| compile(fixed_output)).as_ref().map_err(Clone::clone)
+}
+
+fn compile(fixed_output: bool) -> Result<Filters, String> {
+    let eperm = program(denied(fixed_output)?, libc::EPERM)?;
+    let enotsup = program(
+        unconditional(&[libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr, SYS_SETXATTRAT]),
+        libc::ENOTSUP,
+    )?;
+    let enosys = program(unconditional(&[libc::SYS_openat2]), libc::ENOSYS)?;
+    Ok(Filters { programs: vec![x32_guard(), eperm, enotsup, enosys] })
+}
+
+/// `setxattrat` (Linux 6.13), not yet in every libc crate.
+const SYS_SETXATTRAT: i64 = 463;
+/// `fchmodat2` (Linux 6.6).
+const SYS_FCHMODAT2: i64 = 452;
+
+/// The rules answered with `EPERM`.
+fn denied(fixed_output: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+    let mut rules = unconditional(&[
+        libc::SYS_keyctl,
+        libc::SYS_add_key,
+        libc::SYS_request_key,
+        libc::SYS_ptrace,
+        libc::SYS_process_vm_readv,
+        libc::SYS_process_vm_writev,
+        libc::SYS_pidfd_getfd,
+        libc::SYS_perf_event_open,
+        libc::SYS_bpf,
+        libc::SYS_userfaultfd,
+        libc::SYS_kexec_load,
+        libc::SYS_kexec_file_load,
+    ]);
+    // The request is an unsigned int: compare the low 32 bits only, so
+    // high bits set in the register do not slip past.
+    rules.insert(
+        libc::SYS_ioctl,
+        vec![
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI)?])?,
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX)?])?,
+        ],
+    );
+    for (call, mode_arg) in
+        [(libc::SYS_chmod, 1), (libc::SYS_fchmod, 1), (libc::SYS_fchmodat, 2), (SYS_FCHMODAT2, 2), (libc::SYS_creat, 1)]
+    {
+        rules.insert(call, setid_bits(mode_arg, None)?);
+    }
+    let creating = |arg| cond(arg, Len::Dword, Op::MaskedEq(libc::O_CREAT as u64), libc::O_CREAT as u64);
+    rules.insert(libc::SYS_open, setid_bits(2, Some(creating(1)?))?);
+    rules.insert(libc::SYS_openat, setid_bits(3, Some(creating(2)?))?);
+    // PER_LINUX, PER_LINUX32, UNAME26, both, and the query.
+    let harmless: [u64; 5] = [0, 0x0008, 0x0002_0000, 0x0002_0008, 0xffff_ffff];
+    let others = harmless.iter().map(|&value| cond(0, Len::Dword, Op::Ne, value)).collect::<Result<_, _>>()?;
+    rules.insert(libc::SYS_personality, vec![rule(others)?]);
+    if fixed_output {
+        rules.insert(libc::SYS_socket, vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)?])?]);
+    }
+    Ok(rules)
+}
+
+/// Rules matching a mode argument with the setuid or the setgid bit (and
+/// `also`, when given).
+fn setid_bits(mode_arg: u8, also: Option<Cond>) -> Result<Vec<SeccompRule>, String> {
+    [libc::S_ISUID, libc::S_ISGID]
+        .into_iter()
+        .map(|bit| {
+            let mut conditions = vec![cond(mode_arg, Len::Dword, Op::MaskedEq(bit as u64), bit as u64)?];
+            conditions.extend(also.clone());
+            rule(conditions)
+        })
+        .collect()
+}
+
+fn unconditional(calls: &[i64]) -> BTreeMap<i64, Vec<SeccompRule>> {
+    calls.iter().map(|&call| (call, Vec::new())).collect()
+}
+
+fn cond(arg: u8, len: Len, op: Op, value: impl Into<u64>) -> Result<Cond, String> {
+    Cond::new(arg, len, op, value.into()).map_err(|e| format!("a seccomp condition: {e}"))
+}
+
+fn rule(conditions: Vec<Cond>) -> Result<SeccompRule, String> {
+    SeccompRule::new(conditions).map_err(|e| format!("a seccomp rule: {e}"))
+}
+
+/// A program answering every matching call with `errno`, allowing the rest.
+fn program(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, String> {
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64)
+            .map_err(|e| format!("the seccomp filter: {e}"))?;
+    filter.try_into().map_err(|e: seccompiler::BackendError| format!("compiling the seccomp filter: {e}"))
+}
+
+/// Refuses x32 system calls (`ENOSYS`): they carry the x86-64 architecture
+/// tag but numbers of their own, which no rule above would match.
+fn x32_guard() -> BpfProgram {
+    const X32_BIT: u32 = 0x4000_0000;
+    const LD_W_ABS: u16 = 0x20;
+    const JGE_K: u16 = 0x05 | 0x30;
+    const RET_K: u16 = 0x06;
+    let nr_offset = 0; // offsetof(struct seccomp_data, nr)
+    vec![
+        sock_filter { code: LD_W_ABS, jt: 0, jf: 0, k: nr_offset },
+        sock_filter { code: JGE_K, jt: 0, jf: 1, k: X32_BIT },
+        sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32 },
+        sock_filter { code: RET_K, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+    ]
+}
+
+/// Installs `filters` on the calling thread. Called in the sandbox's child
+/// just before `execve`: no allocation, only system calls on prepared data.
+/// False if the kernel refused.
+pub(crate) fn install(programs: &[libc::sock_fprog]) -> bool {
+    // SAFETY: plain system calls; every sock_fprog points at a program the
+    // parent keeps alive (a process-wide static).
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return false;
+        }
+        programs.iter().all(|prog| {
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog) == 0
+        })
+    }
+}
+
+/// The kernel's view of `filters`, for [`install`].
+pub(crate) fn fprogs(filters: &'static Filters) -> Vec<libc::sock_fprog> {
+    filters
+        .programs
+        .iter()
+        .map(|p| libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_filter_sets_compile_and_the_fixed_output_one_is_larger() {
+        let plain = filters(false).unwrap();
+        let fixed = filters(true).unwrap();
+        assert_eq!(plain.programs.len(), 4);
+        assert!(fixed.programs[1].len() > plain.programs[1].len());
+        assert!(plain.programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+    }
+}

@@ -1,0 +1,145 @@
+//! Escape attempts: each module is one class of attack on the host from
+//! untrusted input (a builder, a git tree, an archive, a narinfo, an image,
+//! a registry's answer). Every test makes the attempt for real and then
+//! checks that the host is untouched: a victim directory survives, a host
+//! setting is unchanged, no file appears outside the store.
+//!
+//! Every attempt runs as the caller and, when the caller is root, again as
+//! `nobody` (through `setpriv`), since mini runs builders differently in
+//! the two cases. Builders are the prelude's busybox, so these tests fail,
+//! not skip, where it is missing.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use common::{flake, flake_with, nix_string, ok, text, Scratch};
+
+/// Who runs `mini` for an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Who {
+    /// Whoever runs the tests (root under CI).
+    Caller,
+    /// `nobody` (65534), when the caller is root.
+    Nobody,
+}
+
+/// Whether the tests run as root.
+pub fn caller_is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Who each attempt runs as: the caller, and `nobody` too when that is root.
+pub fn users() -> Vec<Who> {
+    if caller_is_root() {
+        vec![Who::Caller, Who::Nobody]
+    } else {
+        vec![Who::Caller]
+    }
+}
+
+/// One attempt's scratch directory, store and flake, and who runs `mini`.
+pub struct Attempt {
+    pub scratch: Scratch,
+    pub who: Who,
+}
+
+impl Attempt {
+    pub fn new(name: &str, who: Who) -> Attempt {
+        let scratch = Scratch::new(&format!("sec-{name}-{}", if who == Who::Caller { "caller" } else { "nobody" }));
+        // `nobody` must be able to reach its scratch directory.
+        let _ = std::fs::set_permissions(&scratch.0, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+        Attempt { scratch, who }
+    }
+
+    /// The store the attempt's `mini` uses.
+    pub fn store(&self) -> PathBuf {
+        self.scratch.0.join("store")
+    }
+
+    /// The attempt's flake directory (created by [`flake`] and friends).
+    pub fn dir(&self) -> PathBuf {
+        self.scratch.0.join("flake")
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.scratch.0.join(rel)
+    }
+
+    /// Writes a flake of busybox scripts (see [`flake_with`]).
+    pub fn flake(&self, scripts: &[(&str, &str)], extra: &str) {
+        flake_with(&self.dir(), scripts, extra);
+    }
+
+    /// A directory of the host's that the attacker aims at: it holds
+    /// `keep.txt` and is owned, like everything in the scratch directory,
+    /// by whoever runs `mini`, so mini's own rights would reach it.
+    pub fn victim(&self) -> PathBuf {
+        let victim = self.path("victim");
+        std::fs::create_dir_all(&victim).expect("create the victim directory");
+        std::fs::write(victim.join("keep.txt"), "keep me\n").expect("write the victim file");
+        victim
+    }
+
+    /// Runs `mini --store STORE ARGS…` in the flake directory (or the
+    /// scratch directory, before there is a flake) as [`Attempt::who`].
+    pub fn mini(&self, args: &[&str]) -> Output {
+        let dir = if self.dir().is_dir() { self.dir() } else { self.scratch.0.clone() };
+        self.mini_in(&dir, args)
+    }
+
+    /// [`Attempt::mini`] in `dir`.
+    pub fn mini_in(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut command = match self.who {
+            Who::Caller => Command::new(env!("CARGO_BIN_EXE_mini")),
+            Who::Nobody => {
+                // Everything the attempt made is handed to nobody first.
+                let status = Command::new("chown").args(["-R", "65534:65534"]).arg(&self.scratch.0).status();
+                assert!(status.is_ok_and(|s| s.success()), "chown the scratch directory to nobody");
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mini")]);
+                c
+            }
+        };
+        command
+            .arg("--store")
+            .arg(self.store())
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &self.scratch.0)
+            .output()
+            .expect("run mini")
+    }
+
+    /// Builds `attr` of the flake, which must succeed; its output path.
+    pub fn build(&self, attr: &str) -> String {
+        ok(&self.mini(&["build", &format!(".#{attr}"), "--no-link", "--print-out-paths"]))
+    }
+
+    /// The physical location of a logical store path.
+    pub fn physical(&self, path: &str) -> PathBuf {
+        self.store().join("store").join(path.trim_start_matches("/mini/store/"))
+    }
+}
+
+/// Every file below `dir` (relative, sorted), without following links.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            found.push(path.strip_prefix(dir).unwrap_or(&path).display().to_string());
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
