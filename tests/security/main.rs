@@ -11,6 +11,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod host_root;
+mod seccomp;
+mod teardown;
+mod terminal;
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -142,4 +146,46 @@ pub fn listing(dir: &Path) -> Vec<String> {
     }
     found.sort();
     found
+}
+
+/// Compiles the hostile builder (`attacker/attacker.c`, static, so it
+/// needs nothing in the sandbox) to `dir/attacker`. It needs a C compiler
+/// and static libc (`gcc`, `libc6-dev`: scripts/install-prerequisites).
+pub fn compile_attacker(dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/security/attacker/attacker.c");
+    std::fs::create_dir_all(dir).expect("create the attacker's directory");
+    let binary = dir.join("attacker");
+    let out = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&binary)
+        .arg(&source)
+        .output()
+        .expect("run cc (install gcc and libc6-dev: scripts/install-prerequisites)");
+    assert!(out.status.success(), "compiling the attacker failed:\n{}", text(&out.stderr));
+    binary
+}
+
+/// A flake whose attributes run the attacker with one mode each:
+/// `(attribute, mode, fixed-output hash or "")`.
+pub fn attacker_flake(attempt: &Attempt, attrs: &[(&str, &str, &str)]) {
+    compile_attacker(&attempt.dir());
+    let mut source = String::from("{ pkgs, ... }: {\n");
+    for (attr, mode, hash) in attrs {
+        let fixed = if hash.is_empty() {
+            String::new()
+        } else {
+            format!(" outputHashAlgo = \"sha256\"; outputHashMode = \"flat\"; outputHash = \"{hash}\";")
+        };
+        source.push_str(&format!(
+            "  {attr} = derivation {{ name = \"{attr}\"; system = \"x86_64-linux\"; builder = ./attacker; \
+             args = [ \"{mode}\" ];{fixed} }};\n"
+        ));
+    }
+    source.push_str("}\n");
+    std::fs::write(attempt.dir().join("flake.nixlike"), source).expect("write the attacker's flake");
+}
+
+/// The attacker's report (`NAME=RESULT` lines) as a map.
+pub fn report(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
