@@ -72,6 +72,16 @@ pub(crate) fn is_installable(arg: &str) -> bool {
     }
 }
 
+/// Where to read the image at `path` (a user's path, or a built output's
+/// physical path): links are followed as usual until they reach the store
+/// at `store_root`, and from there only while they stay in it, so an
+/// output that is a link to a host file or directory is refused, never
+/// read (nor pushed).
+pub(crate) fn image_location(store_root: &Path, path: &Path) -> Result<PathBuf, String> {
+    mini_image::confined::resolve_user_path(path, &store_root.join("store"))
+        .map_err(|e| format!("reading '{}': {e}", path.display()))
+}
+
 /// The derivation that built a store path, as the store recorded it.
 fn deriver_of(store: &Store, path: &StorePath) -> Option<String> {
     store.query(path).ok().flatten()?.deriver.map(|d| d.to_string())
@@ -131,6 +141,13 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
             Where::Built(i) => outputs.get(i).cloned().unwrap_or_default(),
         };
         for (label, path, derivation) in sources {
+            let path = match image_location(store_root, &path) {
+                Ok(path) => path,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             match inspect::inspect(&path) {
                 Ok(images) => summaries.extend(images.into_iter().map(|mut image| {
                     image.source.clone_from(&label);

@@ -16,6 +16,7 @@ mod image_cmd;
 mod lock_cmd;
 mod progress;
 mod push_cmd;
+mod settings;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
 

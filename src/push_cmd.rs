@@ -76,6 +76,10 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
     } else {
         PathBuf::from(&args.image)
     };
+    let image = match image_cmd::image_location(store_root, &image) {
+        Ok(image) => image,
+        Err(e) => return fail(e),
+    };
     let compression = match args.compression {
         LayerCompression::Gzip => Compression::Gzip,
         LayerCompression::Zstd => Compression::Zstd,

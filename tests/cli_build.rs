@@ -294,7 +294,16 @@ fn builtin_fetchurl_fetches_a_local_file_by_hash() {
             file.display()
         ),
     );
-    let out = build(&store, &dir, "fetched");
+    // file:// URLs read only below the directories the user allows.
+    let built = Command::new(env!("CARGO_BIN_EXE_mini"))
+        .arg("--store")
+        .arg(&store)
+        .args(["build", ".#fetched", "--no-link", "--print-out-paths"])
+        .current_dir(&dir)
+        .env("MINI_ALLOWED_FILE_URLS", s.0.join("data"))
+        .output()
+        .unwrap();
+    let out = ok(&built);
     assert_eq!(read_output(&store, &out), "hello\n");
 }
 

@@ -35,7 +35,7 @@ rec {{
 
 /// Cached layer tars: file name → (inode, mtime in ns).
 fn cached_tars(store: &Path) -> BTreeMap<String, (u64, i64)> {
-    std::fs::read_dir(store.join("layers/v1"))
+    std::fs::read_dir(store.join("layers/v2"))
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
@@ -121,7 +121,7 @@ fn gc_keeps_push_blobs_of_live_layers_only() {
     flake(&dir, "gamma");
     // Rooted: the image and its layers stay.
     ok(&mini(&store, &dir, &["build", ".#abc"]));
-    let record = std::fs::read_dir(store.join("layers/v1"))
+    let record = std::fs::read_dir(store.join("layers/v2"))
         .unwrap()
         .flatten()
         .find(|e| e.file_name().to_string_lossy().ends_with(".tar.json"))

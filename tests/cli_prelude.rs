@@ -37,12 +37,25 @@ impl Flake {
         self.scratch.write(&format!("flake/{rel}"), text)
     }
 
+    /// Runs mini in the flake's directory; `file://` URLs may read the
+    /// scratch directory (the fetchurl tests fetch from there).
+    fn mini(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(&self.store)
+            .args(args)
+            .current_dir(&self.dir)
+            .env("MINI_ALLOWED_FILE_URLS", &self.scratch.0)
+            .output()
+            .expect("run mini")
+    }
+
     /// Builds the attributes and returns their output paths, in order.
     fn build(&self, attrs: &[&str]) -> Vec<String> {
         let mut args = vec!["build".to_string(), "--no-link".into(), "--print-out-paths".into()];
         args.extend(attrs.iter().map(|a| format!(".#{a}")));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        ok(&mini(&self.store, &self.dir, &args)).lines().map(str::to_string).collect()
+        ok(&self.mini(&args)).lines().map(str::to_string).collect()
     }
 
     /// Builds one attribute and returns its output path.
@@ -52,7 +65,7 @@ impl Flake {
 
     /// Builds an attribute that must fail, and returns what mini said.
     fn build_fails(&self, attr: &str) -> String {
-        let out = mini(&self.store, &self.dir, &["build", "--no-link", &format!(".#{attr}")]);
+        let out = self.mini(&["build", "--no-link", &format!(".#{attr}")]);
         assert!(!out.status.success(), "building {attr} succeeded:\n{}", text(&out.stderr));
         text(&out.stderr)
     }

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -20,6 +20,8 @@ use std::time::Duration;
 use mini_store::derivation::Derivation;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
+use mini_store::tree_writer::{Dir, TreeError};
+use rustix::fs::{Mode, OFlags};
 
 use crate::error::{io_err, BuildError, Result};
 use crate::output::same_contents;
@@ -71,9 +73,17 @@ impl BuiltinJob<'_> {
     }
 }
 
-/// The builtins every mini has: `fetchurl` and `buildenv`.
+/// The builtins that need no settings: `buildenv`. `fetchurl` reads local
+/// files for `file://` URLs, so whoever knows which directories it may
+/// read adds it ([`fetchurl`]).
 pub fn standard() -> Vec<Box<dyn BuiltinBuilder>> {
-    vec![Box::new(FetchUrl), Box::new(BuildEnv)]
+    vec![Box::new(BuildEnv)]
+}
+
+/// `builtin:fetchurl`, reading `file://` URLs only below `file_dirs`
+/// (none: no local file at all).
+pub fn fetchurl(file_dirs: Vec<PathBuf>) -> Box<dyn BuiltinBuilder> {
+    Box::new(FetchUrl { file_dirs })
 }
 
 /// The builder among `builders` that a derivation's `builder` field names,
@@ -90,7 +100,22 @@ pub fn find<'a>(builders: &'a [Box<dyn BuiltinBuilder>], builder: &str) -> Optio
 /// `https://`) to the file `$out`, executable (0555) when env
 /// `executable = "1"`. Only for fixed-output derivations: the declared hash
 /// is what makes a download from the network reproducible.
-struct FetchUrl;
+///
+/// It runs in mini's own process, with mini's rights, so a `file://` URL
+/// could otherwise name any file the user can read (`file:///etc/shadow`,
+/// `~/.ssh/id_ed25519`): a failed hash check prints the file's real hash,
+/// and a right guess copies it into the store. So a local file is read
+/// only below the directories the user allowed (`allowedFileUrls` in the
+/// config file, `MINI_ALLOWED_FILE_URLS`), after resolving its links, and
+/// is opened one component at a time with `O_NOFOLLOW` below the allowed
+/// directory, so a link swapped in meanwhile is refused, not followed.
+struct FetchUrl {
+    /// The directories `file://` URLs may read below; none by default.
+    file_dirs: Vec<PathBuf>,
+}
+
+/// The setting that allows `file://` URLs, as errors name it.
+pub const FILE_URL_SETTING: &str = "\"allowedFileUrls\" in ~/.config/mini/config.json or MINI_ALLOWED_FILE_URLS";
 
 /// Longest wait for a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,7 +139,7 @@ impl BuiltinBuilder for FetchUrl {
         let mut file =
             File::options().write(true).create_new(true).mode(0o644).open(&out).map_err(io_err("creating", &out))?;
         let fetched = match url.split_once("://") {
-            Some(("file", rest)) => copy_local(job, rest, &url, &mut file, &out),
+            Some(("file", rest)) => copy_local(job, &self.file_dirs, rest, &url, &mut file, &out),
             Some(("http" | "https", _)) => download(job, &url, &mut file, &out),
             _ => Err(job.error(format!("unsupported URL '{url}': use file://, http:// or https://"))),
         };
@@ -133,16 +158,87 @@ impl BuiltinBuilder for FetchUrl {
 }
 
 /// Copies the local file a `file://` URL names (`rest` is what follows
-/// `file://`, percent-encoded).
-fn copy_local(job: &BuiltinJob<'_>, rest: &str, url: &str, out: &mut File, out_path: &Path) -> Result<u64> {
+/// `file://`, percent-encoded), if it lies below one of `allowed`.
+fn copy_local(
+    job: &BuiltinJob<'_>,
+    allowed: &[PathBuf],
+    rest: &str,
+    url: &str,
+    out: &mut File,
+    out_path: &Path,
+) -> Result<u64> {
     let path = percent_decode(rest).ok_or_else(|| job.error(format!("'{url}' has a bad %-escape")))?;
     let path = PathBuf::from(OsString::from_vec(path));
     if !path.is_absolute() {
         return Err(job.error(format!("'{url}' is not an absolute file URL (write file:///absolute/path)")));
     }
-    let unreadable = |e: io::Error| job.error(format!("cannot read '{}': {e}", path.display()));
-    let mut source = File::open(&path).map_err(unreadable)?;
-    copy_stream(&mut source, out, out_path, unreadable)
+    let mut source = open_allowed(&path, allowed).map_err(|refusal| {
+        job.error(match refusal {
+            Refusal::Unreadable(e) => format!("cannot read '{}': {e}", path.display()),
+            Refusal::NotAllowed(real) => {
+                let resolved = if real == path { String::new() } else { format!(" (which is {})", real.display()) };
+                let dirs = if allowed.is_empty() {
+                    "none is allowed".to_string()
+                } else {
+                    let list: Vec<String> = allowed.iter().map(|d| d.display().to_string()).collect();
+                    format!("only these are: {}", list.join(", "))
+                };
+                format!(
+                    "'{url}'{resolved} is outside the directories file:// URLs may read ({dirs}); \
+                     add its directory to {FILE_URL_SETTING} to allow it"
+                )
+            }
+        })
+    })?;
+    copy_stream(&mut source, out, out_path, |e| job.error(format!("cannot read '{}': {e}", path.display())))
+}
+
+/// Why a local file was not opened.
+enum Refusal {
+    Unreadable(io::Error),
+    /// It resolves to this path, which is below no allowed directory.
+    NotAllowed(PathBuf),
+}
+
+/// Opens `path` for reading if, links resolved, it is a regular file below
+/// one of `allowed`. The rest of the path is opened below the allowed
+/// directory's handle one component at a time with `O_NOFOLLOW`, so a link
+/// put in place after the check is refused rather than followed.
+fn open_allowed(path: &Path, allowed: &[PathBuf]) -> std::result::Result<File, Refusal> {
+    let dirs: Vec<PathBuf> = allowed.iter().filter_map(|dir| fs::canonicalize(dir).ok()).collect();
+    let real = match fs::canonicalize(path) {
+        Ok(real) => real,
+        // Whether a file outside the allowed directories exists is not told.
+        Err(_) if !dirs.iter().chain(allowed).any(|dir| path.starts_with(dir)) => {
+            return Err(Refusal::NotAllowed(path.to_path_buf()))
+        }
+        Err(e) => return Err(Refusal::Unreadable(e)),
+    };
+    let (dir, inside) = dirs
+        .into_iter()
+        .find_map(|dir| {
+            let inside = real.strip_prefix(&dir).ok()?.to_path_buf();
+            Some((dir, inside))
+        })
+        .ok_or_else(|| Refusal::NotAllowed(real.clone()))?;
+    let nofollow = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let unreadable = |e: rustix::io::Errno| Refusal::Unreadable(e.into());
+    let mut handle = rustix::fs::open(&dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(unreadable)?;
+    let parts: Vec<&std::ffi::OsStr> = inside.iter().collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return Err(Refusal::Unreadable(io::Error::new(io::ErrorKind::InvalidInput, "it is a directory")));
+    };
+    for part in parents {
+        handle = rustix::fs::openat(&handle, *part, nofollow | OFlags::DIRECTORY, Mode::empty()).map_err(unreadable)?;
+    }
+    // Non-blocking, so a fifo cannot hang the build before it is refused.
+    let file =
+        File::from(rustix::fs::openat(&handle, *last, nofollow | OFlags::NONBLOCK, Mode::empty()).map_err(unreadable)?);
+    if !file.metadata().map_err(Refusal::Unreadable)?.is_file() {
+        return Err(Refusal::Unreadable(io::Error::new(io::ErrorKind::InvalidInput, "it is not a regular file")));
+    }
+    Ok(file)
 }
 
 /// Downloads `url` over HTTP(S), following redirects.
@@ -246,8 +342,8 @@ impl BuiltinBuilder for BuildEnv {
             let logical = PathBuf::from(path.to_string());
             merge(job, &mut root, &physical, &logical, ignore_collisions)?;
         }
-        fs::create_dir(&out).map_err(io_err("creating", &out))?;
-        let links = write_tree(&root, &out)?;
+        let dir = Dir::create(&out, 0o755).map_err(|e| job.error(e.to_string()))?;
+        let links = write_tree(&root, &dir).map_err(|e| job.error(e.to_string()))?;
         let _ = writeln!(job.log, "created {links} symlinks in the environment");
         Ok(())
     }
@@ -324,18 +420,18 @@ fn identical(physical_a: &Path, logical_a: &Path, physical_b: &Path, logical_b: 
 }
 
 /// Creates the planned tree's entries inside the directory `dir`; returns
-/// how many symlinks it made.
-fn write_tree(entries: &BTreeMap<OsString, Node>, dir: &Path) -> Result<usize> {
+/// how many symlinks it made. Entries are made relative to the directory's
+/// handle, so nothing in the build root can redirect them.
+fn write_tree(entries: &BTreeMap<OsString, Node>, dir: &Dir) -> std::result::Result<usize, TreeError> {
     let mut links = 0;
     for (name, node) in entries {
-        let path = dir.join(name);
         match node {
             Node::Dir { entries, .. } => {
-                fs::create_dir(&path).map_err(io_err("creating", &path))?;
-                links += write_tree(entries, &path)?;
+                let sub = dir.create_dir(name.as_bytes(), 0o755)?;
+                links += write_tree(entries, &sub)?;
             }
             Node::Link { target, .. } => {
-                symlink(target, &path).map_err(io_err("creating", &path))?;
+                dir.symlink(name.as_bytes(), target.as_os_str().as_bytes())?;
                 links += 1;
             }
         }
@@ -373,9 +469,16 @@ mod tests {
         FixedHash { algo: "sha256".into(), mode: HashMode::Flat, digest: sha2::Sha256::digest(bytes).to_vec() }
     }
 
-    /// Runs the builtin `drv.builder` names with `$out` at `out`.
+    /// Runs the builtin `drv.builder` names with `$out` at `out`, `file://`
+    /// URLs allowed below the temporary directory.
     fn run(store: &Store, drv: &Derivation, out: &Path) -> Result<String> {
-        let builders = standard();
+        run_allowing(store, drv, out, vec![std::env::temp_dir()])
+    }
+
+    /// [`run`], `file://` URLs allowed below `file_dirs`.
+    fn run_allowing(store: &Store, drv: &Derivation, out: &Path, file_dirs: Vec<PathBuf>) -> Result<String> {
+        let mut builders = standard();
+        builders.push(fetchurl(file_dirs));
         let builder = find(&builders, &drv.builder).expect("a standard builtin");
         let drv_path = drv.drv_path().unwrap();
         let outputs = BTreeMap::from([("out".to_string(), out.to_path_buf())]);
@@ -397,7 +500,8 @@ mod tests {
 
     #[test]
     fn find_looks_builtins_up_by_prefixed_name() {
-        let builders = standard();
+        let mut builders = standard();
+        builders.push(fetchurl(Vec::new()));
         assert_eq!(find(&builders, "builtin:fetchurl").map(|b| b.name()), Some("fetchurl"));
         assert_eq!(find(&builders, "builtin:buildenv").map(|b| b.name()), Some("buildenv"));
         assert!(find(&builders, "builtin:nope").is_none());
@@ -429,10 +533,66 @@ mod tests {
         let relative = derivation("builtin:fetchurl", &[("url", "file://relative/x")], Some(sha256_of(b"")));
         let err = run(&store, &relative, &s.0.join("rel")).unwrap_err();
         assert!(err.to_string().contains("not an absolute file URL"), "{err}");
-        let missing = derivation("builtin:fetchurl", &[("url", "file:///nonexistent/mini")], Some(sha256_of(b"")));
+        let missing_file = s.0.join("nonexistent");
+        let missing_url = format!("file://{}", missing_file.display());
+        let missing = derivation("builtin:fetchurl", &[("url", &missing_url)], Some(sha256_of(b"")));
         let err = run(&store, &missing, &s.0.join("missing")).unwrap_err();
-        assert!(err.to_string().contains("cannot read '/nonexistent/mini'"), "{err}");
+        assert!(err.to_string().contains(&format!("cannot read '{}'", missing_file.display())), "{err}");
         assert!(fs::symlink_metadata(s.0.join("missing")).is_err(), "a failed fetch leaves no output");
+    }
+
+    #[test]
+    fn fetchurl_reads_local_files_only_below_allowed_directories() {
+        let s = Scratch::new("file-allowed");
+        let store = Store::open(&s.0.join("store")).unwrap();
+        let allowed = s.0.join("allowed");
+        fs::create_dir_all(&allowed).unwrap();
+        fs::write(allowed.join("ok.txt"), "ok").unwrap();
+        fs::create_dir_all(s.0.join("outside")).unwrap();
+        fs::write(s.0.join("outside/secret.txt"), "ok").unwrap();
+        symlink(s.0.join("outside/secret.txt"), allowed.join("link.txt")).unwrap();
+        symlink(s.0.join("outside"), allowed.join("dir-link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            allowed.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let fetch = |path: &Path, dirs: &[&Path], out: &str| {
+            let url = format!("file://{}", path.display());
+            let drv = derivation("builtin:fetchurl", &[("url", &url)], Some(sha256_of(b"ok")));
+            let out = s.0.join(out);
+            let result = run_allowing(&store, &drv, &out, dirs.iter().map(|d| d.to_path_buf()).collect());
+            assert!(result.is_ok() || fs::symlink_metadata(&out).is_err(), "a refused fetch leaves no output");
+            result.map_err(|e| e.to_string())
+        };
+        let err = fetch(&allowed.join("ok.txt"), &[], "none").unwrap_err();
+        assert!(err.contains("none is allowed") && err.contains(FILE_URL_SETTING), "{err}");
+        fetch(&allowed.join("ok.txt"), &[&allowed], "ok").unwrap();
+        assert_eq!(fs::read_to_string(s.0.join("ok")).unwrap(), "ok");
+        for (path, what) in [
+            (s.0.join("outside/secret.txt"), "a file elsewhere"),
+            (allowed.join("link.txt"), "a link out"),
+            (allowed.join("dir-link/secret.txt"), "a directory link out"),
+            (allowed.join("../outside/secret.txt"), "climbing out"),
+            (PathBuf::from("/nonexistent/mini"), "a missing file elsewhere"),
+        ] {
+            let err = fetch(&path, &[&allowed], "refused").unwrap_err();
+            assert!(err.contains("is outside the directories file:// URLs may read"), "{what}: {err}");
+            assert!(
+                err.contains(&allowed.canonicalize().unwrap().display().to_string())
+                    || err.contains(&allowed.display().to_string()),
+                "{err}"
+            );
+        }
+        let err = fetch(&allowed.join("link.txt"), &[&allowed], "refused").unwrap_err();
+        assert!(err.contains(&format!("(which is {})", s.0.join("outside/secret.txt").display())), "{err}");
+        let err = fetch(&allowed.join("fifo"), &[&allowed], "fifo").unwrap_err();
+        assert!(err.contains("not a regular file"), "{err}");
+        let err = fetch(&allowed.join("missing"), &[&allowed], "missing").unwrap_err();
+        assert!(err.contains("cannot read") && err.contains("No such file"), "{err}");
     }
 
     #[test]

@@ -7,10 +7,14 @@
 //! (`archive`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::BufWriter;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use mini_build::builtins::{BuiltinBuilder, BuiltinJob};
 use mini_store::store::Store;
@@ -19,6 +23,7 @@ use rayon::prelude::*;
 
 use crate::archive::{self, Image};
 use crate::cache::{self, hex, Layer, LayerCache};
+use crate::confined::{self, Node, Resolution, StoreView};
 use crate::error::{io_err, ImageError, Result};
 use crate::layers;
 use crate::oci;
@@ -53,7 +58,8 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     // Every path of the closure is named in the layers' entries, which is
     // all a scan of the image would find: no need to read it again.
     job.references.insert("out".into(), references.keys().cloned().collect());
-    let custom = customisation(&spec, store)?;
+    let closure: BTreeSet<StorePath> = references.keys().cloned().collect();
+    let custom = customisation(&spec, store, &closure)?;
     let scratch = store.staging_dir()?;
     let built = pack_layers(&spec, store, &roots, &references, &custom, &scratch);
     let result = built.and_then(|layers| {
@@ -114,19 +120,24 @@ fn pack_layers(
     store: &Store,
     roots: &[StorePath],
     references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
-    custom: &BTreeMap<String, Custom>,
+    custom: &BTreeMap<Vec<u8>, Custom>,
     scratch: &Path,
 ) -> Result<Vec<Layer>> {
     let store_dir = store.root().join("store");
     if spec.layering == Layering::Single {
         let all: Vec<StorePath> = references.keys().cloned().collect();
+        let store_fd = confined::open_store_dir(&store_dir).map_err(io_err("reading", &store_dir))?;
         let layer = write_layer(scratch, spec, |w| {
-            let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) =
-                custom.iter().map(|(k, v)| (k.clone(), v.clone())).partition(|(k, _)| k.as_str() < "mini");
+            let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) = custom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .partition(|(k, _)| k.as_slice() < b"mini".as_slice());
             w.custom(&before)?;
             w.store_dirs()?;
             for path in &all {
-                w.tree(&store_dir.join(path.base_name()), &format!("mini/store/{}", path.base_name()))?;
+                let base = path.base_name();
+                let archive_path = format!("mini/store/{base}");
+                w.tree(store_fd.as_fd(), OsStr::new(&base), &store_dir.join(&base), archive_path.as_bytes())?;
             }
             w.custom(&after)
         })?;
@@ -164,37 +175,56 @@ fn write_layer(
 }
 
 /// The last layer's entries: links to the `contents`' files at `/`, `/tmp`,
-/// the users and their homes, and the extra files.
-fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Custom>> {
-    let mut entries: BTreeMap<String, Custom> = BTreeMap::new();
+/// the users and their homes, and the extra files. Entries are bytes, as
+/// file names are. The store is read only through `closure`
+/// (see `confined`): a link in `contents` that leaves it becomes a link in
+/// the image, and a `contents` path or an extra file's source that leaves
+/// it is an error.
+fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>) -> Result<BTreeMap<Vec<u8>, Custom>> {
+    let store_dir = store.root().join("store");
+    let members = closure.iter().map(|p| OsString::from(p.base_name())).collect();
+    let view = StoreView::open(&store_dir, Some(members)).map_err(io_err("reading", &store_dir))?;
+    let mut entries: BTreeMap<Vec<u8>, Custom> = BTreeMap::new();
     let dir = |mode| Custom::Dir { mode, owner: None };
     for content in &spec.contents {
-        let path = StorePath::parse(content).map_err(|e| bad("contents", e.to_string()))?;
-        let physical = store.physical_path(&path);
-        if !fs::metadata(&physical).is_ok_and(|m| m.is_dir()) {
-            return Err(bad(
-                "contents",
-                format!("{content} is not a directory: contents are trees whose bin/, etc/, … are linked into /; add a single file with extraFiles"),
-            ));
-        }
-        for top in sorted_names(&physical)? {
-            let source = physical.join(&top);
-            let logical = format!("{content}/{top}");
-            let is_dir = fs::metadata(&source).map(|m| m.is_dir()).unwrap_or(false);
-            if !is_dir {
-                entries.entry(top).or_insert(Custom::Symlink { target: logical });
-                continue;
+        StorePath::parse(content).map_err(|e| bad("contents", e.to_string()))?;
+        let top_dir = match view.resolve(OsStr::new(content)).map_err(io_err("reading", Path::new(content)))? {
+            Resolution::Found { node: Node::Dir(fd), .. } => fd,
+            Resolution::Found { .. } => {
+                return Err(bad(
+                    "contents",
+                    format!("{content} is not a directory: contents are trees whose bin/, etc/, … are linked into /; add a single file with extraFiles"),
+                ))
             }
-            if !matches!(entries.get(&top), Some(Custom::Dir { .. })) {
-                entries.insert(top.clone(), dir(0o755));
-            }
-            for child in sorted_names(&source)? {
-                let target = format!("{logical}/{child}");
-                entries.entry(format!("{top}/{child}")).or_insert(Custom::Symlink { target });
+            Resolution::Leaves { link, target } => return Err(bad("contents", leaves(content, &link, &target))),
+            Resolution::NotInClosure => return Err(bad("contents", not_in_closure(content))),
+        };
+        for top in confined::sorted_names(&top_dir).map_err(io_err("reading", Path::new(content)))? {
+            let top = top.into_vec();
+            let logical = [content.as_bytes(), b"/", &top].concat();
+            match view.resolve(OsStr::from_bytes(&logical)) {
+                Ok(Resolution::Found { node: Node::Dir(source), .. }) => {
+                    if !matches!(entries.get(&top), Some(Custom::Dir { .. })) {
+                        entries.insert(top.clone(), dir(0o755));
+                    }
+                    let children = confined::sorted_names(&source)
+                        .map_err(io_err("reading", Path::new(OsStr::from_bytes(&logical))))?;
+                    for child in children {
+                        let target = [&logical, b"/".as_slice(), child.as_bytes()].concat();
+                        entries
+                            .entry([&top, b"/".as_slice(), child.as_bytes()].concat())
+                            .or_insert(Custom::Symlink { target });
+                    }
+                }
+                // A file, or a link leaving the closure (or leading nowhere):
+                // linked to, never read.
+                _ => {
+                    entries.entry(top).or_insert(Custom::Symlink { target: logical });
+                }
             }
         }
     }
-    entries.insert("tmp".into(), dir(0o1777));
+    entries.insert(b"tmp".to_vec(), dir(0o1777));
     if !spec.users.is_empty() {
         let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
         let mut group = String::from("root:x:0:\n");
@@ -217,19 +247,21 @@ fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Cus
             }
             ExtraContents::Source(source) => {
                 // A store path, or a file inside one.
-                let (path, inside) = StorePath::parse_prefix(source).map_err(|e| bad("extraFiles", e.to_string()))?;
-                let mut physical = store.physical_path(&path);
-                if !inside.is_empty() {
-                    physical.push(inside.trim_start_matches('/'));
-                }
-                let meta = fs::metadata(&physical).map_err(io_err("reading", &physical))?;
-                if !meta.is_file() {
-                    return Err(bad("extraFiles", format!("'{}': {source} is not a file", extra.path)));
-                }
-                let executable = meta.permissions().mode() & 0o111 != 0;
-                Custom::HostFile {
-                    mode: extra.mode.unwrap_or(if executable { 0o755 } else { 0o644 }),
-                    source: physical,
+                StorePath::parse_prefix(source).map_err(|e| bad("extraFiles", e.to_string()))?;
+                let named = |message: String| bad("extraFiles", format!("'{}': {message}", extra.path));
+                match view.resolve(OsStr::new(source)).map_err(io_err("reading", Path::new(source)))? {
+                    Resolution::Found { node: Node::File(file), logical } => {
+                        let meta = file.metadata().map_err(io_err("reading", Path::new(&logical)))?;
+                        let executable = meta.permissions().mode() & 0o111 != 0;
+                        Custom::StoreFile {
+                            mode: extra.mode.unwrap_or(if executable { 0o755 } else { 0o644 }),
+                            file: Arc::new(file),
+                            source: PathBuf::from(logical),
+                        }
+                    }
+                    Resolution::Found { .. } => return Err(named(format!("{source} is not a file"))),
+                    Resolution::Leaves { link, target } => return Err(named(leaves(source, &link, &target))),
+                    Resolution::NotInClosure => return Err(named(not_in_closure(source))),
                 }
             }
         };
@@ -238,28 +270,31 @@ fn customisation(spec: &ImageSpec, store: &Store) -> Result<BTreeMap<String, Cus
     Ok(entries)
 }
 
+/// Why `what` cannot be read: `link` on the way points out of the closure.
+fn leaves(what: &str, link: &OsStr, target: &OsStr) -> String {
+    format!(
+        "{what} leads out of the image's closure: {} is a link to '{}'; an image copies only files of its store paths, and links leaving them are never followed",
+        Path::new(link).display(),
+        Path::new(target).display()
+    )
+}
+
+fn not_in_closure(what: &str) -> String {
+    format!("{what} is not in the image's closure: refer to store paths through their string context (\"${{pkg}}\")")
+}
+
 /// Inserts `entry` at `path`, making every parent a directory.
-fn insert(entries: &mut BTreeMap<String, Custom>, path: &str, entry: Custom) {
-    let mut parent = String::new();
+fn insert(entries: &mut BTreeMap<Vec<u8>, Custom>, path: &str, entry: Custom) {
+    let mut parent: Vec<u8> = Vec::new();
     let parts: Vec<&str> = path.split('/').collect();
     for part in &parts[..parts.len() - 1] {
         if !parent.is_empty() {
-            parent.push('/');
+            parent.push(b'/');
         }
-        parent.push_str(part);
+        parent.extend_from_slice(part.as_bytes());
         if !matches!(entries.get(&parent), Some(Custom::Dir { .. })) {
             entries.insert(parent.clone(), Custom::Dir { mode: 0o755, owner: None });
         }
     }
-    entries.insert(path.to_string(), entry);
-}
-
-fn sorted_names(dir: &Path) -> Result<Vec<String>> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .map_err(io_err("reading", dir))?
-        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-        .collect::<std::io::Result<_>>()
-        .map_err(io_err("reading", dir))?;
-    names.sort();
-    Ok(names)
+    entries.insert(path.as_bytes().to_vec(), entry);
 }

@@ -268,7 +268,7 @@ pub fn compress_file(tar: &Path, blob: &Path, compressor: Compressor) -> Result<
 
 /// The version of the layer layout: bumped whenever what goes into a
 /// store path's layer changes, so stale cached layers are never used.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 fn cache_dir(store: &Store) -> PathBuf {
     store.root().join("layers").join(format!("v{LAYOUT_VERSION}"))

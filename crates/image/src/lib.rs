@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod builder;
 pub mod cache;
+pub mod confined;
 pub mod error;
 pub mod inspect;
 pub mod layers;

@@ -5,13 +5,19 @@
 //! `diff_id`) is computed while it is written, in the same pass.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use rustix::fs::{AtFlags, FileType};
 use sha2::{Digest, Sha256};
 
+use crate::confined;
 use crate::error::{io_err, Result};
 
 /// Every entry's modification time: one second after the epoch, as nixpkgs.
@@ -49,7 +55,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// What an entry of the customisation layer is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Custom {
     Dir {
         mode: u32,
@@ -59,13 +65,16 @@ pub enum Custom {
         mode: u32,
         contents: Vec<u8>,
     },
-    /// A file copied from the host (a store file, by its physical path).
-    HostFile {
+    /// A file of the store, already opened (see `confined`); `source` names
+    /// it in messages.
+    StoreFile {
         mode: u32,
-        source: std::path::PathBuf,
+        file: Arc<File>,
+        source: PathBuf,
     },
+    /// A symlink; the target's bytes are kept as they are.
     Symlink {
-        target: String,
+        target: Vec<u8>,
     },
 }
 
@@ -113,45 +122,58 @@ impl<W: Write> LayerWriter<W> {
         LayerWriter { tar }
     }
 
-    pub fn dir(&mut self, path: &str, mode: u32, owner: Option<&Owner>) -> io::Result<()> {
+    /// A directory at `path` (bytes: any name a file system allows).
+    pub fn dir(&mut self, path: &[u8], mode: u32, owner: Option<&Owner>) -> io::Result<()> {
         let mut h = header(tar::EntryType::Directory, mode, 0, owner)?;
-        self.tar.append_data(&mut h, format!("{}/", path.trim_end_matches('/')), io::empty())
+        let mut name = path.strip_suffix(b"/").unwrap_or(path).to_vec();
+        name.push(b'/');
+        self.tar.append_data(&mut h, OsStr::from_bytes(&name), io::empty())
     }
 
-    pub fn file(&mut self, path: &str, mode: u32, size: u64, contents: impl io::Read) -> io::Result<()> {
+    pub fn file(&mut self, path: &[u8], mode: u32, size: u64, contents: impl io::Read) -> io::Result<()> {
         let mut h = header(tar::EntryType::Regular, mode, size, None)?;
-        self.tar.append_data(&mut h, path, contents)
+        self.tar.append_data(&mut h, OsStr::from_bytes(path), contents)
     }
 
-    pub fn symlink(&mut self, path: &str, target: &str) -> io::Result<()> {
+    pub fn symlink(&mut self, path: &[u8], target: &[u8]) -> io::Result<()> {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0, None)?;
-        self.tar.append_link(&mut h, path, target)
+        self.tar.append_link(&mut h, OsStr::from_bytes(path), OsStr::from_bytes(target))
     }
 
-    /// Adds the tree at `source` (a store path's files) as `archive_path`,
-    /// children in sorted order, without following symlinks.
-    pub fn tree(&mut self, source: &Path, archive_path: &str) -> Result<()> {
-        let meta = fs::symlink_metadata(source).map_err(io_err("reading", source))?;
-        let kind = meta.file_type();
-        if kind.is_symlink() {
-            let target = fs::read_link(source).map_err(io_err("reading", source))?;
-            self.symlink(archive_path, &target.to_string_lossy()).map_err(io_err("archiving", source))?;
-        } else if kind.is_dir() {
-            self.dir(archive_path, 0o555, None).map_err(io_err("archiving", source))?;
-            let mut names: Vec<_> = fs::read_dir(source)
-                .map_err(io_err("reading", source))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<io::Result<_>>()
-                .map_err(io_err("reading", source))?;
-            names.sort();
-            for name in names {
-                let child = format!("{archive_path}/{}", name.to_string_lossy());
-                self.tree(&source.join(&name), &child)?;
+    /// Adds the entry `name` of the directory `dir` (a store path, or a
+    /// file in one) as `archive_path`, children in sorted order. Everything
+    /// is opened relative to its directory with `O_NOFOLLOW`: a symlink is
+    /// stored as a symlink and never followed, whatever it points at.
+    /// `source` is where `name` is, for messages.
+    pub fn tree(&mut self, dir: BorrowedFd<'_>, name: &OsStr, source: &Path, archive_path: &[u8]) -> Result<()> {
+        let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_err("reading", source)(e.into()))?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::Symlink => {
+                let target =
+                    rustix::fs::readlinkat(dir, name, Vec::new()).map_err(|e| io_err("reading", source)(e.into()))?;
+                self.symlink(archive_path, target.as_bytes()).map_err(io_err("archiving", source))?;
             }
-        } else {
-            let mode = if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 };
-            let file = File::open(source).map_err(io_err("reading", source))?;
-            self.file(archive_path, mode, meta.len(), file).map_err(io_err("archiving", source))?;
+            FileType::Directory => {
+                self.dir(archive_path, 0o555, None).map_err(io_err("archiving", source))?;
+                let handle = confined::open_dir(dir, name).map_err(io_err("reading", source))?;
+                for child in confined::sorted_names(&handle).map_err(io_err("reading", source))? {
+                    let mut child_path = archive_path.to_vec();
+                    child_path.push(b'/');
+                    child_path.extend_from_slice(child.as_bytes());
+                    self.tree(handle.as_fd(), &child, &source.join(&child), &child_path)?;
+                }
+            }
+            FileType::RegularFile => {
+                let file = confined::open_file(dir, name).map_err(io_err("reading", source))?;
+                let meta = file.metadata().map_err(io_err("reading", source))?;
+                let mode = if meta.permissions().mode() & 0o111 != 0 { 0o555 } else { 0o444 };
+                self.file(archive_path, mode, meta.len(), file).map_err(io_err("archiving", source))?;
+            }
+            _ => {
+                let message = "a device, fifo or socket, which an image cannot hold";
+                return Err(io_err("archiving", source)(io::Error::new(io::ErrorKind::InvalidInput, message)));
+            }
         }
         Ok(())
     }
@@ -159,21 +181,22 @@ impl<W: Write> LayerWriter<W> {
     /// `mini/` and `mini/store/`, which every store-path layer starts with.
     pub fn store_dirs(&mut self) -> Result<()> {
         let here = Path::new("mini/store");
-        self.dir("mini", 0o755, None).map_err(io_err("archiving", here))?;
-        self.dir("mini/store", 0o755, None).map_err(io_err("archiving", here))
+        self.dir(b"mini", 0o755, None).map_err(io_err("archiving", here))?;
+        self.dir(b"mini/store", 0o755, None).map_err(io_err("archiving", here))
     }
 
     /// Adds in-memory entries, in their (sorted) map order.
-    pub fn custom(&mut self, entries: &BTreeMap<String, Custom>) -> Result<()> {
+    pub fn custom(&mut self, entries: &BTreeMap<Vec<u8>, Custom>) -> Result<()> {
         for (path, entry) in entries {
-            let at = Path::new(path);
+            let at = Path::new(OsStr::from_bytes(path));
             match entry {
                 Custom::Dir { mode, owner } => self.dir(path, *mode, owner.as_ref()),
                 Custom::File { mode, contents } => self.file(path, *mode, contents.len() as u64, &contents[..]),
-                Custom::HostFile { mode, source } => {
-                    let file = File::open(source).map_err(io_err("reading", source))?;
+                Custom::StoreFile { mode, file, source } => {
                     let size = file.metadata().map_err(io_err("reading", source))?.len();
-                    self.file(path, *mode, size, file)
+                    // Read from the start whoever read the handle before.
+                    let reader = PositionedReader { file: file.as_ref(), offset: 0 };
+                    self.file(path, *mode, size, io::Read::take(reader, size))
                 }
                 Custom::Symlink { target } => self.symlink(path, target),
             }
@@ -188,15 +211,32 @@ impl<W: Write> LayerWriter<W> {
     }
 }
 
+/// Reads a shared file from `offset` on with positioned reads, so no
+/// one else's reading moves it.
+struct PositionedReader<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl io::Read for PositionedReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Writes the layer holding `paths` (base names, with their physical
 /// directory `store_dir`): `mini/`, `mini/store/`, then each path's tree.
 pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[String]) -> Result<W> {
     let mut layer = LayerWriter::new(out);
     layer.store_dirs()?;
+    let store = confined::open_store_dir(store_dir).map_err(io_err("reading", store_dir))?;
     let mut sorted: Vec<&String> = base_names.iter().collect();
     sorted.sort();
     for base in sorted {
-        layer.tree(&store_dir.join(base), &format!("mini/store/{base}"))?;
+        let archive_path = format!("mini/store/{base}");
+        layer.tree(store.as_fd(), OsStr::new(base), &store_dir.join(base), archive_path.as_bytes())?;
     }
     layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
 }
@@ -204,6 +244,7 @@ pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entries(bytes: &[u8]) -> Vec<(String, u64, u32, u64, String)> {
         let mut archive = tar::Archive::new(bytes);
@@ -269,12 +310,47 @@ mod tests {
     }
 
     #[test]
+    fn names_and_link_targets_are_kept_as_bytes_and_links_never_followed() {
+        use std::os::unix::ffi::OsStringExt;
+        let dir = std::env::temp_dir().join(format!("mini-tarball-bytes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let path = dir.join("abc-names");
+        fs::create_dir_all(&path).unwrap();
+        let name = |bytes: &[u8]| path.join(std::ffi::OsString::from_vec(bytes.to_vec()));
+        // Two names that are the same once made UTF-8 lossily.
+        fs::write(name(b"caf\xe9"), "e9").unwrap();
+        fs::write(name(b"caf\xe8"), "e8").unwrap();
+        let mut long = vec![b'l'; 150];
+        long.push(0xff);
+        std::os::unix::fs::symlink(std::ffi::OsString::from_vec(long.clone()), name(b"link\xfe")).unwrap();
+        fs::write(dir.join("secret"), "host secret bytes").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret"), name(b"shadow")).unwrap();
+        let bytes = write_store_layer(Vec::new(), &dir, &["abc-names".into()]).unwrap();
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let found: Vec<(Vec<u8>, Option<Vec<u8>>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path_bytes().into_owned(), e.link_name_bytes().map(|l| l.into_owned()))
+            })
+            .collect();
+        let has =
+            |n: &[u8]| found.iter().find(|(p, _)| p.as_slice() == [b"mini/store/abc-names/".as_slice(), n].concat());
+        assert!(has(b"caf\xe9").is_some() && has(b"caf\xe8").is_some(), "{found:?}");
+        assert_eq!(has(b"link\xfe").unwrap().1.as_deref(), Some(long.as_slice()));
+        assert_eq!(has(b"shadow").unwrap().1.as_deref(), Some(dir.join("secret").as_os_str().as_bytes()));
+        assert!(!bytes.windows(17).any(|w| w == b"host secret bytes"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn custom_entries_keep_their_owner_and_mode() {
         let mut entries_in = BTreeMap::new();
-        entries_in.insert("tmp".to_string(), Custom::Dir { mode: 0o1777, owner: None });
+        entries_in.insert(b"tmp".to_vec(), Custom::Dir { mode: 0o1777, owner: None });
         let owner = Owner { uid: 1000, gid: 1000, name: "app".into() };
-        entries_in.insert("home/app".to_string(), Custom::Dir { mode: 0o755, owner: Some(owner) });
-        entries_in.insert("bin/sh".to_string(), Custom::Symlink { target: "/mini/store/x-busybox/bin/sh".into() });
+        entries_in.insert(b"home/app".to_vec(), Custom::Dir { mode: 0o755, owner: Some(owner) });
+        entries_in.insert(b"bin/sh".to_vec(), Custom::Symlink { target: b"/mini/store/x-busybox/bin/sh".to_vec() });
         let mut w = LayerWriter::new(Vec::new());
         w.custom(&entries_in).unwrap();
         let bytes = w.finish().unwrap();

@@ -3,11 +3,17 @@
 //! through nested image indexes (multi-platform images); every manifest,
 //! config and layer is a file `blobs/sha256/<hex>` checked against its
 //! descriptor's digest and size. Digests come from the input, so only a
-//! plain `sha256:<64 hex>` is ever turned into a file name.
+//! plain `sha256:<64 hex>` is ever turned into a file name. A layout may
+//! come from an untrusted build, so every file in it is opened under its
+//! directory's handle with `O_NOFOLLOW`: a blob that is a link (to a host
+//! file, say) is an error, never read.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use serde_json::Value;
 
@@ -16,7 +22,8 @@ use super::{
     digest_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, ImageSummary,
     ReadLayer,
 };
-use crate::error::Result;
+use crate::confined;
+use crate::error::{io_err, Result};
 
 /// How deep image indexes may nest.
 const MAX_DEPTH: usize = 4;
@@ -35,6 +42,8 @@ struct Descriptor {
 /// Reads the layout, scanning each distinct layer once.
 struct Layout<'a> {
     dir: &'a Path,
+    /// `blobs/sha256`, if the layout has it.
+    blobs: Option<OwnedFd>,
     scanned: HashMap<String, LayerScan>,
     images: Vec<ImageSummary>,
     budget: Budget,
@@ -42,21 +51,35 @@ struct Layout<'a> {
 
 pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
     let bad = |message: String| not_an_image(dir, message);
-    let index_path = dir.join("index.json");
-    if !index_path.is_file() {
-        return Err(bad("a directory without index.json is not an OCI image layout".into()));
-    }
-    let layout = dir.join("oci-layout");
-    if layout.exists() {
-        let doc = read_file(&layout, "oci-layout").map_err(bad)?;
-        let doc = parse_json(&doc, "oci-layout").map_err(bad)?;
-        if !doc.get("imageLayoutVersion").is_some_and(Value::is_string) {
-            return Err(bad("oci-layout has no imageLayoutVersion".into()));
+    let root =
+        rustix::fs::open(dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+            .map_err(|e| io_err("reading", dir)(e.into()))?;
+    let index = match open_in(&root, "index.json") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(bad("a directory without index.json is not an OCI image layout".into()))
+        }
+        opened => read_document(opened.map_err(|e| bad(cannot_open("index.json", &e)))?, "index.json").map_err(bad)?,
+    };
+    match open_in(&root, "oci-layout") {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        opened => {
+            let doc =
+                read_document(opened.map_err(|e| bad(cannot_open("oci-layout", &e)))?, "oci-layout").map_err(bad)?;
+            let doc = parse_json(&doc, "oci-layout").map_err(bad)?;
+            if !doc.get("imageLayoutVersion").is_some_and(Value::is_string) {
+                return Err(bad("oci-layout has no imageLayoutVersion".into()));
+            }
         }
     }
-    let index = read_file(&index_path, "index.json").map_err(bad)?;
     let index = parse_json(&index, "index.json").map_err(bad)?;
-    let mut reader = Layout { dir, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
+    let blobs = match confined::open_dir(&root, OsStr::new("blobs"))
+        .and_then(|b| confined::open_dir(b, OsStr::new("sha256")))
+    {
+        Ok(fd) => Some(fd),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(bad(cannot_open("blobs/sha256", &e))),
+    };
+    let mut reader = Layout { dir, blobs, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
     reader.index(&index, "index.json", &[], 0).map_err(bad)?;
     if reader.images.is_empty() {
         return Err(bad("index.json lists no images".into()));
@@ -64,9 +87,18 @@ pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
     Ok(reader.images)
 }
 
-fn read_file(path: &Path, what: &str) -> std::result::Result<Vec<u8>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot open {what}: {e}"))?;
-    read_document(file, what)
+/// Opens the regular file `name` in `dir` without following a link.
+fn open_in(dir: impl AsFd, name: &str) -> io::Result<File> {
+    confined::open_file(dir, OsStr::new(name))
+}
+
+/// Why `what` could not be opened; a link is named as such.
+fn cannot_open(what: &str, e: &io::Error) -> String {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        format!("{what} is a symbolic link; an OCI layout holds plain files and mini does not follow links in one")
+    } else {
+        format!("cannot open {what}: {e}")
+    }
 }
 
 impl Layout<'_> {
@@ -133,16 +165,19 @@ impl Layout<'_> {
         Ok(())
     }
 
-    fn path(&self, desc: &Descriptor) -> PathBuf {
-        self.dir.join("blobs/sha256").join(&desc.hex)
+    /// Opens the blob a descriptor names, without following a link.
+    fn open_blob(&self, desc: &Descriptor) -> io::Result<File> {
+        match &self.blobs {
+            Some(blobs) => open_in(blobs, &desc.hex),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
     }
 
     /// A small blob (a manifest, index or config), checked.
     fn blob(&self, desc: &Descriptor, what: &str) -> std::result::Result<Vec<u8>, String> {
-        let path = self.path(desc);
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = self.open_blob(desc).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => format!("{what}'s blob sha256:{} is missing from blobs/sha256", desc.hex),
-            _ => format!("cannot open {what}'s blob sha256:{}: {e}", desc.hex),
+            _ => cannot_open(&format!("{what}'s blob sha256:{}", desc.hex), &e),
         })?;
         let bytes = read_document(file, what)?;
         if let Some(size) = desc.size {
@@ -162,10 +197,9 @@ impl Layout<'_> {
     }
 
     fn scan(&self, desc: &Descriptor) -> std::result::Result<LayerScan, String> {
-        let path = self.path(desc);
-        let file = File::open(&path).map_err(|e| match e.kind() {
+        let file = self.open_blob(desc).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "the blob is missing from blobs/sha256".to_string(),
-            _ => format!("cannot open the blob: {e}"),
+            _ => cannot_open("the blob", &e),
         })?;
         let len = file.metadata().map_err(|e| format!("cannot read it: {e}"))?.len();
         if let Some(size) = desc.size.filter(|&s| s != len) {
@@ -210,6 +244,7 @@ mod tests {
     use super::*;
     use crate::error::ImageError;
     use crate::inspect::testing::*;
+    use std::path::PathBuf;
 
     fn message(dir: &Path) -> String {
         match read(dir) {
@@ -312,6 +347,19 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         assert!(message(&d).contains("bytes, not the"));
+
+        // A blob that is a link (here to a host file) is never read.
+        let d = fresh("linked-layer");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        std::fs::remove_file(d.join("blobs/sha256").join(&layer)).unwrap();
+        std::os::unix::fs::symlink(&secret, d.join("blobs/sha256").join(&layer)).unwrap();
+        let e = message(&d);
+        assert!(e.contains("is a symbolic link") && !e.contains(&sha256_hex(b"host secret")), "{e}");
+        let d = fresh("linked-index");
+        std::fs::remove_file(d.join("index.json")).unwrap();
+        std::os::unix::fs::symlink(&secret, d.join("index.json")).unwrap();
+        assert!(message(&d).starts_with("index.json is a symbolic link"), "{}", message(&d));
 
         let d = fresh("bad-layout");
         std::fs::write(d.join("oci-layout"), "{}").unwrap();

@@ -1,0 +1,61 @@
+//! Settings that are not command-line flags, for the commands that build:
+//! the config file (`$XDG_CONFIG_HOME/mini/config.json`, else
+//! `~/.config/mini/config.json`) and environment variables. Binary caches
+//! are `cache_cmd`'s; this reads which local directories `builtin:fetchurl`
+//! may read.
+
+use std::path::PathBuf;
+
+/// The environment variable listing (colon-separated) the directories
+/// `file://` URLs may read below.
+const FILE_URLS_VAR: &str = "MINI_ALLOWED_FILE_URLS";
+/// The config file's list of the same.
+const FILE_URLS_KEY: &str = "allowedFileUrls";
+
+/// mini's config file, if there is a place for one.
+pub(crate) fn config_file() -> Option<PathBuf> {
+    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".config"),
+    };
+    Some(dir.join("mini/config.json"))
+}
+
+/// The directories `file://` URLs of `builtin:fetchurl` may read below:
+/// those `MINI_ALLOWED_FILE_URLS` lists, then the config file's
+/// `"allowedFileUrls"`. None unless set: a fetch runs with the user's
+/// rights, and an untrusted flake must not read their files through it.
+pub(crate) fn allowed_file_dirs() -> Result<Vec<PathBuf>, String> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(list) = std::env::var_os(FILE_URLS_VAR) {
+        for dir in std::env::split_paths(&list).filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_absolute() {
+                return Err(format!("{FILE_URLS_VAR}: '{}' is not an absolute directory", dir.display()));
+            }
+            dirs.push(dir);
+        }
+    }
+    let Some(file) = config_file() else { return Ok(dirs) };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dirs),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    let bad = |what: &str| format!("{}: {what}", file.display());
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+    match json.get(FILE_URLS_KEY) {
+        None => {}
+        Some(serde_json::Value::Array(items)) => {
+            for item in items {
+                let dir = item
+                    .as_str()
+                    .map(PathBuf::from)
+                    .filter(|d| d.is_absolute())
+                    .ok_or_else(|| bad(&format!("'{FILE_URLS_KEY}' must list absolute directories, not {item}")))?;
+                dirs.push(dir);
+            }
+        }
+        Some(_) => return Err(bad(&format!("'{FILE_URLS_KEY}' must be a list of directories"))),
+    }
+    Ok(dirs)
+}
