@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use mini_build::BuildOptions;
 use mini_cache::key::SecretKey;
 use mini_cache::remote::Remote;
+use mini_cache::substitute::BinaryCaches;
 use mini_flake::Target;
 use mini_store::store_path::StorePath;
 
@@ -62,7 +63,7 @@ pub fn key(command: KeyCommand) -> ExitCode {
     if secret.exists() {
         return fail(&format!("{} exists; remove it first to replace the key", secret.display()));
     }
-    let written = std::fs::create_dir_all(&args.out)
+    let written = create_private_dir(&args.out)
         .and_then(|()| write_private(&secret, &key.render()))
         .and_then(|()| std::fs::write(&public, key.public().render()));
     match written {
@@ -75,11 +76,24 @@ pub fn key(command: KeyCommand) -> ExitCode {
     }
 }
 
+/// Creates `dir` (and missing parents) only its owner can enter, whatever
+/// the umask; a directory that exists is the caller's choice and is left.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    // The umask may have taken bits from the owner, too.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
 /// Writes a file only its owner can read.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     file.write_all(text.as_bytes())
 }
 
@@ -119,6 +133,18 @@ pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
         }
         Err(e) => fail(&e.to_string()),
     }
+}
+
+/// The binary caches `urls`, then those of the config file, trusting
+/// `keys` and the config file's keys; `None` if there are none.
+pub(crate) fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Result<Option<BinaryCaches>, String> {
+    let (more_urls, more_keys) = configured_caches()?;
+    urls.extend(more_urls);
+    keys.extend(more_keys);
+    if urls.is_empty() {
+        return Ok(None);
+    }
+    BinaryCaches::new(&urls, &keys).map(Some).map_err(|e| e.to_string())
 }
 
 /// Binary caches and trusted keys from the config file:

@@ -1,13 +1,18 @@
 //! `mini store add|verify`, `mini path-info` and `mini derivation show`:
 //! thin wrappers over `mini_store::store::Store` that format what it
 //! reports. The last two also take flake installables, through `mini_flake`.
+//! `verify --repair` rebuilds through `mini_build::repair`, downloading
+//! from the binary caches `mini build` uses.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use mini_build::repair::{RepairReport, Repaired};
+use mini_build::{BuildOptions, Builder, Substituter};
 use mini_flake::{Installable, Target};
+use mini_store::derivation::Derivation;
 use mini_store::store::{PathInfo, Problem, Store};
 use mini_store::store_path::StorePath;
 
@@ -20,12 +25,27 @@ pub enum StoreCommand {
         #[arg(long)]
         name: Option<String>,
     },
-    /// Check every valid path: present, and with --check-contents unmodified.
+    /// Check every valid path: present, everything it refers to valid, and
+    /// with --check-contents unmodified.
     Verify {
         /// Also hash every path's files and compare with the recorded hash.
         #[arg(long)]
         check_contents: bool,
-        /// Print the problems as JSON (`[{"problem": "missing", "path": …}]`).
+        /// Put back what is missing or modified (contents are checked):
+        /// build it again from its derivation, or download it from a binary
+        /// cache; a `.drv` nothing can put back is removed, for evaluation
+        /// to write again. Fails if anything is left broken.
+        #[arg(long)]
+        repair: bool,
+        /// Binary caches to repair from (as `mini build --substituters`),
+        /// tried before those of the config file.
+        #[arg(long, value_name = "URL", value_delimiter = ' ', requires = "repair")]
+        substituters: Vec<String>,
+        /// Keys (NAME:BASE64) whose signatures make a cache's paths acceptable.
+        #[arg(long, value_name = "KEY", value_delimiter = ' ', requires = "repair")]
+        trusted_public_keys: Vec<String>,
+        /// Print the problems (after any repair) as JSON
+        /// (`[{"problem": "missing", "path": …}]`).
         #[arg(long)]
         json: bool,
     },
@@ -110,38 +130,14 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        StoreCommand::Verify { check_contents, json } => match store.verify(check_contents) {
-            Ok(problems) if json => {
-                let list: Vec<serde_json::Value> = problems
-                    .iter()
-                    .map(|p| match p {
-                        Problem::Missing(path) => serde_json::json!({ "problem": "missing", "path": path.to_string() }),
-                        Problem::Modified(path) => {
-                            serde_json::json!({ "problem": "modified", "path": path.to_string() })
-                        }
-                        Problem::BadRecord(what) => serde_json::json!({ "problem": "unreadable record", "path": what }),
-                    })
-                    .collect();
-                println!("{}", serde_json::Value::Array(list));
-                if problems.is_empty() {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
+        StoreCommand::Verify { check_contents, repair, substituters, trusted_public_keys, json } => {
+            if repair {
+                if let Err(code) = repair_store(&store, substituters, trusted_public_keys) {
+                    return code;
                 }
             }
-            Ok(problems) if problems.is_empty() => ExitCode::SUCCESS,
-            Ok(problems) => {
-                for p in &problems {
-                    match p {
-                        Problem::Missing(path) => eprintln!("missing: {path}"),
-                        Problem::Modified(path) => eprintln!("modified: {path}"),
-                        Problem::BadRecord(what) => eprintln!("unreadable record: {what}"),
-                    }
-                }
-                fail(format!("{} problem(s) in the store", problems.len()))
-            }
-            Err(e) => fail(e),
-        },
+            verify(&store, check_contents || repair, json)
+        }
         StoreCommand::AddRoot { link, path } => {
             let path = match StorePath::parse_prefix(&path) {
                 Ok((p, _)) if store.is_valid(&p) => p,
@@ -154,6 +150,76 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
             }
         }
     }
+}
+
+/// Reports the store's problems; fails if there are any.
+fn verify(store: &Store, check_contents: bool, json: bool) -> ExitCode {
+    let problems = match store.verify(check_contents) {
+        Ok(problems) => problems,
+        Err(e) => return fail(e),
+    };
+    if json {
+        let list: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| match p {
+                Problem::Missing(path) => serde_json::json!({ "problem": "missing", "path": path.to_string() }),
+                Problem::Modified(path) => serde_json::json!({ "problem": "modified", "path": path.to_string() }),
+                Problem::MissingReference { path, reference } => serde_json::json!({
+                    "problem": "missing reference", "path": path.to_string(), "reference": reference.to_string()
+                }),
+                Problem::BadRecord(what) => serde_json::json!({ "problem": "unreadable record", "path": what }),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    }
+    if problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for p in &problems {
+        match p {
+            Problem::Missing(path) => eprintln!("missing: {path}"),
+            Problem::Modified(path) => eprintln!("modified: {path}"),
+            Problem::MissingReference { path, reference } => {
+                eprintln!("{path} refers to {reference}, which is missing")
+            }
+            Problem::BadRecord(what) => eprintln!("unreadable record: {what}"),
+        }
+    }
+    fail(format!("{} problem(s) in the store; `mini store verify --repair` puts back what it can", problems.len()))
+}
+
+/// `verify --repair`: puts back what is broken and says what it did; the
+/// verification that follows decides the exit status.
+fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(), ExitCode> {
+    let problems = store.verify(true).map_err(fail)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let caches = crate::cache_cmd::binary_caches(urls, keys).map_err(fail)?;
+    let substituter = caches.as_ref().map(|c| c as &dyn Substituter);
+    let progress = crate::progress::Progress::new(false);
+    let mut builder = Builder::new(store, BuildOptions::default(), &progress)
+        .with_builtin(Box::new(mini_image::builder::ImageBuilder));
+    if let Some(substituter) = substituter {
+        builder = builder.with_substituter(substituter);
+    }
+    let report = mini_build::repair::repair(store, &builder, substituter, &problems);
+    progress.finish();
+    let RepairReport { repaired, unrepaired } = report.map_err(fail)?;
+    for done in &repaired {
+        match done {
+            Repaired::Rebuilt { path, drv } => eprintln!("repaired {path}: built again from {drv}"),
+            Repaired::Substituted(path) => eprintln!("repaired {path}: downloaded again from a binary cache"),
+            Repaired::Removed(path) => {
+                eprintln!("removed {path}: nothing can put it back as it was; evaluating again writes it back")
+            }
+        }
+    }
+    for (what, why) in &unrepaired {
+        eprintln!("could not repair {what}: {why}");
+    }
+    Ok(())
 }
 
 /// `mini push`'s compressed blobs (`push-blobs/<diff_id>.<ext>` and their
@@ -406,14 +472,12 @@ pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
             Ok(t) => t,
             Err(e) => return fail(format!("reading '{}': {e}", file.display())),
         };
+        let parsed = match Derivation::from_stored(&drv, &text) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("'{drv}' is not a valid derivation: {e}")),
+        };
         if recursive {
-            let parsed: serde_json::Value = match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(e) => return fail(format!("'{drv}' is not a valid derivation: {e}")),
-            };
-            if let Some(inputs) = parsed.get("inputDrvs").and_then(|i| i.as_object()) {
-                todo.extend(inputs.keys().filter_map(|k| StorePath::parse(k).ok()));
-            }
+            todo.extend(parsed.input_drvs.into_keys());
         }
         shown.insert(drv, text);
     }

@@ -11,6 +11,10 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod check_tampered;
+mod drv_tampered;
+mod gc_running_build;
+mod key_dir_mode;
 mod host_root;
 mod seccomp;
 mod teardown;

@@ -36,9 +36,12 @@ pub struct Job {
 /// The derivations to build and their dependencies.
 pub struct BuildPlan {
     pub graph: DiGraph<Job, ()>,
+    /// The paths the plan found valid and relies on staying so: the
+    /// derivations it read, the outputs it found built, the input sources.
+    pub found_valid: BTreeSet<StorePath>,
 }
 
-/// Reads a `.drv` file from the store.
+/// Reads a `.drv` file from the store, refusing one modified on disk.
 pub fn read_derivation(store: &Store, drv_path: &StorePath) -> Result<Derivation> {
     let bad = |message: String| BuildError::BadDerivation { drv: drv_path.to_string(), message };
     if !store.is_valid(drv_path) {
@@ -46,7 +49,7 @@ pub fn read_derivation(store: &Store, drv_path: &StorePath) -> Result<Derivation
     }
     let file = store.physical_path(drv_path);
     let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
-    Derivation::from_json(&text).map_err(|e| bad(e.to_string()))
+    Derivation::from_stored(drv_path, &text).map_err(|e| bad(e.to_string()))
 }
 
 /// Whether every output of `drv` is valid.
@@ -58,6 +61,35 @@ pub fn outputs_valid(store: &Store, drv: &Derivation) -> bool {
 /// themselves are rebuilt even when valid (their inputs are not).
 pub fn plan(store: &Store, targets: &[StorePath], check: bool) -> Result<BuildPlan> {
     plan_with(store, targets, check, None)
+}
+
+/// [`plan_with`], with every path the plan uses made a temporary root of
+/// this process before the plan is trusted: the targets, what it found
+/// valid (so the closures of built inputs too, which a GC keeps with them)
+/// and the outputs it will make. A path found valid before it was rooted
+/// may have been collected in between, so the plan is made again until
+/// everything it found valid is still valid once rooted.
+pub fn plan_held(
+    store: &Store,
+    targets: &[StorePath],
+    check: bool,
+    substituter: Option<&dyn Substituter>,
+) -> Result<BuildPlan> {
+    store.add_temp_roots(targets)?;
+    let mut held: BTreeSet<StorePath> = targets.iter().cloned().collect();
+    loop {
+        let plan = plan_with(store, targets, check, substituter)?;
+        let outputs =
+            plan.graph.node_weights().flat_map(|job| job.drv.outputs.values().filter_map(|o| o.path.as_ref()));
+        let fresh: Vec<StorePath> =
+            plan.found_valid.iter().chain(outputs).filter(|p| !held.contains(*p)).cloned().collect();
+        store.add_temp_roots(&fresh)?;
+        held.extend(fresh);
+        // Each round roots what the last one found, so this ends.
+        if plan.found_valid.iter().all(|p| store.is_valid(p)) {
+            return Ok(plan);
+        }
+    }
 }
 
 /// [`plan`], leaving out the inputs of derivations `substituter` can supply.
@@ -73,13 +105,16 @@ pub fn plan_with(
     // Depth-first, iteratively: graphs can be deep.
     let mut stack: Vec<(StorePath, bool)> = targets.iter().map(|t| (t.clone(), false)).collect();
     let mut pending_edges: Vec<(StorePath, StorePath)> = Vec::new();
+    let mut found_valid = BTreeSet::new();
     while let Some((drv_path, _)) = stack.pop() {
         if index.contains_key(&drv_path) {
             continue;
         }
         let drv = read_derivation(store, &drv_path)?;
+        found_valid.insert(drv_path.clone());
         let is_check = check && wanted.contains(&drv_path);
         if outputs_valid(store, &drv) && !is_check {
+            found_valid.extend(drv.outputs.values().filter_map(|o| o.path.clone()));
             index.insert(drv_path, None);
             continue;
         }
@@ -91,6 +126,7 @@ pub fn plan_with(
                 });
             }
         }
+        found_valid.extend(drv.input_srcs.iter().cloned());
         let substitutable = !is_check
             && substituter.is_some_and(|s| {
                 drv.outputs.values().all(|o| o.path.as_ref().is_some_and(|p| store.is_valid(p) || s.has(p)))
@@ -126,7 +162,7 @@ pub fn plan_with(
             graph.neighbors_directed(node, Direction::Outgoing).map(|n| graph[n].priority).max().unwrap_or(0);
         graph[node].priority = longest_after + 1;
     }
-    Ok(BuildPlan { graph })
+    Ok(BuildPlan { graph, found_valid })
 }
 
 #[cfg(test)]
@@ -188,6 +224,49 @@ mod tests {
         names.sort();
         assert_eq!(names, ["b", "c"]);
         assert_eq!(plan.graph.edge_count(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The paths this process holds in `store` as temporary roots.
+    fn held(store: &Store) -> BTreeSet<StorePath> {
+        let file = store.root().join("temproots").join(std::process::id().to_string());
+        std::fs::read_to_string(file).unwrap().lines().map(|l| StorePath::parse(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_held_plan_holds_what_it_found_built_and_what_it_will_make() {
+        let dir = scratch("held");
+        let store = Store::open(&dir).unwrap();
+        let a = add_drv(&store, "a", &[]);
+        let b = add_drv(&store, "b", &[&a]);
+        // a is built: its output stands in the store, found by the plan.
+        let a_out = read_derivation(&store, &a).unwrap().outputs["out"].path.clone().unwrap();
+        let b_out = read_derivation(&store, &b).unwrap().outputs["out"].path.clone().unwrap();
+        let staged = store.staging_dir().unwrap();
+        std::fs::write(staged.join("f"), "a").unwrap();
+        let _lock = store.lock(&a_out).unwrap();
+        store.install(&a_out, &staged.join("f"), BTreeSet::new(), Some(a.clone())).unwrap();
+        std::fs::remove_file(store.root().join("temproots").join(std::process::id().to_string())).unwrap();
+
+        let plan = plan_held(&store, std::slice::from_ref(&b), false, None).unwrap();
+        assert_eq!(plan.graph.node_count(), 1);
+        assert_eq!(plan.found_valid, BTreeSet::from([a.clone(), b.clone(), a_out.clone()]));
+        assert_eq!(held(&store), BTreeSet::from([a, b, a_out, b_out]));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_derivation_modified_on_disk_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("modified");
+        let store = Store::open(&dir).unwrap();
+        let a = add_drv(&store, "a", &[]);
+        let file = store.physical_path(&a);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&file, text.replace("/bin/sh", "/bin/ev")).unwrap();
+        let e = plan(&store, std::slice::from_ref(&a), false).err().unwrap().to_string();
+        assert!(e.contains(&a.to_string()) && e.contains("modified") && e.contains("verify --repair"), "{e}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

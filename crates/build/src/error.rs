@@ -29,6 +29,12 @@ pub enum BuildError {
     Builtin { builder: String, drv: String, message: String },
     #[error("derivation '{drv}' is not deterministic: {}", files.join(", "))]
     NotDeterministic { drv: String, files: Vec<String> },
+    #[error(
+        "'{path}' was modified in the store after it was built (these files differ from a rebuild: {}); \
+         `mini store verify --repair` puts back what its derivation builds",
+        files.join(", ")
+    )]
+    ModifiedOutput { path: String, files: Vec<String> },
     #[error("'{drv}' needs system '{needed}', but this machine builds '{have}'")]
     WrongSystem { drv: String, needed: String, have: String },
     #[error("'{drv}' could not be substituted, and {failed} of its inputs failed to build")]

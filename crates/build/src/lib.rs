@@ -5,6 +5,7 @@
 //! process for builtin builders (`builtins`). Finished outputs are
 //! canonicalised and checked (`output`) before the store registers them.
 //! A [`Substituter`] (such as a binary cache) may supply outputs instead.
+//! `repair` puts back what the store's verification found broken.
 //!
 //! This crate stands on `mini-store` alone: it reads derivations from the
 //! store and knows nothing of the language that wrote them.
@@ -14,6 +15,7 @@ pub mod dag;
 pub mod error;
 mod mounts;
 pub mod output;
+pub mod repair;
 pub mod sandbox;
 pub mod schedule;
 pub mod seccomp;

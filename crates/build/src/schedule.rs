@@ -205,16 +205,14 @@ impl<'a> Builder<'a> {
     /// substitution failed, realised by the worker that was to substitute
     /// it: they are added to the plan shown, and built by that worker alone,
     /// so no more than `jobs` builders ever run at once.
+    ///
+    /// Everything the plan uses (the input closure of every build included)
+    /// is a temporary root of this process while it builds, so a
+    /// concurrent GC deletes none of it.
     fn realise_planned(&self, targets: &[StorePath], check: bool, nested: bool) -> Result<BuildReport> {
-        let plan = dag::plan_with(self.store, targets, check, self.substituter)?;
+        let plan = dag::plan_held(self.store, targets, check, self.substituter)?;
         let logs = self.store.root().join("log");
         fs::create_dir_all(&logs).map_err(io_err("creating", &logs))?;
-        let mut in_use: Vec<StorePath> = targets.to_vec();
-        for job in plan.graph.node_weights() {
-            in_use.extend(job.drv.outputs.values().filter_map(|o| o.path.clone()));
-            in_use.extend(job.drv.input_srcs.iter().cloned());
-        }
-        self.store.add_temp_roots(&in_use)?;
         let count = plan.graph.node_count();
         let workers = if nested {
             self.observer.event(Event::PlannedMore { count });
@@ -647,7 +645,10 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    /// `--check`: the rebuilt output must be bit-identical to the valid one.
+    /// `--check`: the rebuilt output must be bit-identical to the files of
+    /// the valid one. Those are hashed, not taken from the record, so a
+    /// path modified in the store never passes; the record only tells a
+    /// modified path from a builder that is not deterministic.
     fn compare_with_valid(&self, drv: &str, path: &StorePath, rebuilt: &Path) -> Result<()> {
         let Some(info) = self.store.query(path)? else {
             return Err(BuildError::BadDerivation {
@@ -655,15 +656,22 @@ impl<'a> Builder<'a> {
                 message: format!("cannot check {path}: it was never built"),
             });
         };
-        let (hash, size) = mini_store::archive::hash_path(rebuilt).map_err(mini_store::store::StoreError::from)?;
-        if *hash.as_bytes() == info.nar_hash && size == info.nar_size {
+        let hash = |tree: &Path| mini_store::archive::hash_path(tree).map(|(hash, size)| (*hash.as_bytes(), size));
+        let valid = self.store.physical_path(path);
+        let Ok(in_store) = hash(&valid) else {
+            return Err(BuildError::ModifiedOutput { path: path.to_string(), files: vec![path.to_string()] });
+        };
+        let rebuilt_hash = hash(rebuilt).map_err(mini_store::store::StoreError::from)?;
+        if in_store == rebuilt_hash {
             return Ok(());
         }
-        let valid = self.store.physical_path(path);
         let mut files = output::differing_files(&valid, rebuilt).map_err(io_err("comparing", rebuilt))?;
         // The output itself (a single file, say) differs: name it.
         for file in files.iter_mut().filter(|f| f.as_str() == ".") {
             *file = path.to_string();
+        }
+        if in_store != (info.nar_hash, info.nar_size) {
+            return Err(BuildError::ModifiedOutput { path: path.to_string(), files });
         }
         Err(BuildError::NotDeterministic { drv: drv.into(), files })
     }
@@ -773,5 +781,44 @@ mod tests {
             "{} builds ran at once with -j 2",
             counts.most.load(Ordering::SeqCst)
         );
+    }
+
+    /// Writes `data` holding the derivation's name into a directory.
+    struct Named;
+
+    impl BuiltinBuilder for Named {
+        fn name(&self) -> &'static str {
+            "named"
+        }
+
+        fn build(&self, job: &mut BuiltinJob<'_>) -> Result<()> {
+            let out = &job.outputs["out"];
+            fs::create_dir(out)
+                .and_then(|()| fs::write(out.join("data"), job.drv.name.as_bytes()))
+                .map_err(io_err("writing", out))
+        }
+    }
+
+    #[test]
+    fn check_compares_the_rebuild_with_the_files_in_the_store() {
+        use std::os::unix::fs::PermissionsExt;
+        let s = Scratch::new("check-files");
+        let store = Store::open(&s.0).unwrap();
+        let drv = add_drv(&store, "thing", "builtin:named", &[]);
+        let builder = Builder::new(&store, BuildOptions::default(), &Silent).with_builtin(Box::new(Named));
+        assert!(builder.realise(std::slice::from_ref(&drv), false).unwrap().failed.is_empty());
+        assert!(builder.realise(std::slice::from_ref(&drv), true).unwrap().failed.is_empty(), "deterministic");
+        let out = crate::dag::read_derivation(&store, &drv).unwrap().outputs["out"].path.clone().unwrap();
+        let data = store.physical_path(&out).join("data");
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&data, "evil").unwrap();
+        // The record still says what was built: only the files tell.
+        let report = builder.realise(std::slice::from_ref(&drv), true).unwrap();
+        match &report.failed[..] {
+            [(_, BuildError::ModifiedOutput { path, files })] => {
+                assert_eq!((path, &files[..]), (&out.to_string(), &["data".to_string()][..]));
+            }
+            other => panic!("expected the modification to be found: {other:?}"),
+        }
     }
 }

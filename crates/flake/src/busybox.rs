@@ -44,8 +44,7 @@ pub(crate) fn import(store: &Store) -> Result<StorePath, FlakeError> {
     let kind = PathKind::Source { references: &[] };
     let path = StorePath::compute(&kind, "blake3", hasher.finalize().as_bytes(), NAME)
         .map_err(mini_store::store::StoreError::from)?;
-    if store.is_valid(&path) {
-        store.add_temp_root(&path)?;
+    if store.hold(&path)? {
         return Ok(path);
     }
     let staging = store.staging_dir()?;

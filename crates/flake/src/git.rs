@@ -196,11 +196,12 @@ pub(crate) fn is_full_hash(text: &str) -> bool {
     text.len() == 40 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The store path a commit gave before, if it is still valid.
+/// The store path a commit gave before, if it is still valid (and then
+/// held: a temporary root of this process).
 fn cached(store: &Store, sha: &str) -> Option<StorePath> {
     let text = std::fs::read_to_string(store.root().join(CACHE_DIR).join(sha)).ok()?;
     let path = StorePath::parse(text.trim()).ok()?;
-    store.is_valid(&path).then_some(path)
+    matches!(store.hold(&path), Ok(true)).then_some(path)
 }
 
 /// Forgets the revisions whose store copies are gone (after a GC), so the

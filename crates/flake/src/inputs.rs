@@ -106,8 +106,7 @@ pub(crate) fn fetch(
                 Some((rev, hash)) => {
                     let path = source_path(hash)?;
                     // A pinned tree already in the store needs no git.
-                    if store.is_valid(&path) {
-                        store.add_temp_root(&path)?;
+                    if store.hold(&path)? {
                         git::Checkout { rev: rev.clone(), dir: git::physical_dir(store, &path)?, path }
                     } else {
                         git::checkout(store, &repo, Some(rev)).map_err(|e| bad(e.to_string()))?

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use mini_lang::Evaluator;
+use mini_store::derivation::Derivation;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
@@ -140,7 +141,7 @@ impl Wanted {
     }
 }
 
-/// The `outputs` of a `.drv` in the store: `{ "out": { "path": "…" }, … }`.
+/// The output paths of a `.drv` in the store, which must be as written.
 fn derivation_outputs(store: &Store, drv: &StorePath) -> Result<BTreeMap<String, StorePath>, FlakeError> {
     if !store.is_valid(drv) {
         return Err(FlakeError::InvalidDerivation { path: drv.clone(), root: store.root().to_path_buf() });
@@ -149,16 +150,13 @@ fn derivation_outputs(store: &Store, drv: &StorePath) -> Result<BTreeMap<String,
     let text =
         std::fs::read_to_string(&file).map_err(|source| FlakeError::Io { action: "reading", path: file, source })?;
     let bad = |message: String| FlakeError::BadDerivation { path: drv.clone(), message };
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let Some(outputs) = json.get("outputs").and_then(|o| o.as_object()) else {
-        return Err(bad("it has no 'outputs' object".into()));
-    };
+    let derivation = Derivation::from_stored(drv, &text).map_err(|e| bad(e.to_string()))?;
     let mut paths = BTreeMap::new();
-    for (name, output) in outputs {
-        let Some(path) = output.get("path").and_then(|p| p.as_str()) else {
+    for (name, output) in derivation.outputs {
+        let Some(path) = output.path else {
             return Err(bad(format!("output '{name}' has no path")));
         };
-        paths.insert(name.clone(), StorePath::parse(path).map_err(|e| bad(e.to_string()))?);
+        paths.insert(name, path);
     }
     Ok(paths)
 }

@@ -75,6 +75,11 @@ pub enum DerivationError {
     BadEncoding(String),
     #[error("invalid {algo} hash '{text}': expected {len} bytes as hex, Nix base-32 or SRI ('{algo}-<base64>')")]
     BadHash { algo: String, text: String, len: usize },
+    #[error(
+        "the file was modified after it was written: its contents no longer give its store path, so it is not \
+         used; `mini store verify --repair` restores it, or removes it so that evaluating again writes it back"
+    )]
+    Modified,
 }
 
 /// Parses a declared output hash: hex, Nix base-32 or SRI (`sha256-…`).
@@ -335,6 +340,22 @@ impl Derivation {
     }
 }
 
+impl Derivation {
+    /// Reads back the `.drv` file stored at `drv_path`, refusing one whose
+    /// text no longer gives that path. A `.drv` is content-addressed: an
+    /// edited one is a modified store path, never a different recipe.
+    pub fn from_stored(drv_path: &StorePath, text: &str) -> Result<Derivation, DerivationError> {
+        let drv = Derivation::from_json(text)?;
+        let references: Vec<StorePath> = drv.input_srcs.iter().chain(drv.input_drvs.keys()).cloned().collect();
+        let kind = PathKind::Text { references: &references };
+        let actual = StorePath::compute(&kind, "blake3", text_file_digest(text).as_bytes(), drv_path.name())?;
+        if actual != *drv_path {
+            return Err(DerivationError::Modified);
+        }
+        Ok(drv)
+    }
+}
+
 /// BLAKE3 over the canonical archive of one regular file holding `text`,
 /// which is how the store hashes every text it adds.
 pub fn text_file_digest(text: &str) -> blake3::Hash {
@@ -441,6 +462,27 @@ mod tests {
         assert_eq!(Derivation::from_json(&fixed.to_json()).unwrap(), fixed);
         assert!(Derivation::from_json("{\"args\":[]}").is_err());
         assert!(Derivation::from_json("not json").is_err());
+    }
+
+    #[test]
+    fn a_stored_derivation_is_read_only_at_its_own_path() {
+        let mut d = drv("hello", "/bin/sh");
+        let (drv_path, _) = finish(&mut d, &HashMap::new());
+        let text = d.to_json();
+        assert_eq!(Derivation::from_stored(&drv_path, &text).unwrap(), d);
+        // The builder changed, the path kept: refused.
+        let edited = text.replace("/bin/sh", "/bin/ev");
+        assert!(Derivation::from_json(&edited).is_ok());
+        assert_eq!(Derivation::from_stored(&drv_path, &edited), Err(DerivationError::Modified));
+        // Even a change that reads back the same (whitespace) is a modification.
+        assert_eq!(Derivation::from_stored(&drv_path, &format!("{text} ")), Err(DerivationError::Modified));
+        // Its input sources are part of its path.
+        let mut other = drv("hello", "/bin/sh");
+        other.input_srcs.insert(src("more.sh"));
+        let other_text = other.to_json();
+        assert_eq!(Derivation::from_stored(&drv_path, &other_text), Err(DerivationError::Modified));
+        let message = DerivationError::Modified.to_string();
+        assert!(message.contains("modified") && message.contains("mini store verify --repair"), "{message}");
     }
 
     #[test]

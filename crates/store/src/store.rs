@@ -73,6 +73,8 @@ pub enum Problem {
     Missing(StorePath),
     /// Registered, but its files no longer hash to the recorded archive hash.
     Modified(StorePath),
+    /// A valid path refers to one that is not valid: its closure is broken.
+    MissingReference { path: StorePath, reference: StorePath },
     /// A record that cannot be read.
     BadRecord(String),
 }
@@ -243,8 +245,17 @@ impl Store {
         Ok(paths)
     }
 
-    /// Records paths this process is about to use, in one write.
+    /// Records paths this process is about to use, in one write. Write the
+    /// roots first and check validity after ([`Store::hold`]): a path valid
+    /// once it is rooted stays valid until this process exits.
     pub fn add_temp_roots(&self, paths: &[StorePath]) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        // A GC holds `gc.lock` exclusively from reading the temporary roots
+        // until its last deletion, so this write lands either before it reads
+        // them (and the GC keeps the paths) or after it is done.
+        let _gc = self.lock_file_shared("gc.lock")?;
         let file_path = self.root.join("temproots").join(std::process::id().to_string());
         let mut file =
             File::options().create(true).append(true).open(&file_path).map_err(io_err("opening", &file_path))?;
@@ -344,6 +355,14 @@ impl Store {
         let file_path = self.root.join("locks").join(name);
         let file = open_lock_file(&file_path).map_err(io_err("opening the lock", &file_path))?;
         file.lock().map_err(io_err("locking", &file_path))?;
+        Ok(PathLock { _file: file })
+    }
+
+    /// Takes `locks/<name>` shared: it waits only for an exclusive holder.
+    fn lock_file_shared(&self, name: &str) -> Result<PathLock> {
+        let file_path = self.root.join("locks").join(name);
+        let file = open_lock_file(&file_path).map_err(io_err("opening the lock", &file_path))?;
+        file.lock_shared().map_err(io_err("locking", &file_path))?;
         Ok(PathLock { _file: file })
     }
 
@@ -498,33 +517,58 @@ impl Store {
         Ok(out)
     }
 
-    /// Checks every valid path: present, and (with `check_contents`) still
-    /// hashing to its recorded archive hash.
+    /// Checks every valid path: present, every path it refers to valid, and
+    /// (with `check_contents`) still hashing to its recorded archive hash.
     pub fn verify(&self, check_contents: bool) -> Result<Vec<Problem>> {
         let db = self.root.join("db");
         let mut problems = Vec::new();
         let mut entries: Vec<_> = fs::read_dir(&db).map_err(io_err("reading", &db))?.flatten().collect();
         entries.sort_by_key(|e| e.file_name());
+        let mut infos = Vec::with_capacity(entries.len());
         for entry in entries {
             let text = fs::read_to_string(entry.path()).map_err(io_err("reading", &entry.path()))?;
-            let info = match parse_record(&text) {
-                Ok(info) => info,
-                Err(message) => {
-                    problems.push(Problem::BadRecord(format!("{}: {message}", entry.path().display())));
-                    continue;
-                }
-            };
+            match parse_record(&text) {
+                Ok(info) => infos.push(info),
+                Err(message) => problems.push(Problem::BadRecord(format!("{}: {message}", entry.path().display()))),
+            }
+        }
+        let valid: BTreeSet<&StorePath> = infos.iter().map(|i| &i.path).collect();
+        for info in &infos {
             let physical = self.physical_path(&info.path);
             if fs::symlink_metadata(&physical).is_err() {
-                problems.push(Problem::Missing(info.path));
+                problems.push(Problem::Missing(info.path.clone()));
             } else if check_contents {
                 match archive::hash_path(&physical) {
                     Ok((hash, size)) if *hash.as_bytes() == info.nar_hash && size == info.nar_size => {}
-                    _ => problems.push(Problem::Modified(info.path)),
+                    _ => problems.push(Problem::Modified(info.path.clone())),
                 }
+            }
+            for reference in info.references.iter().filter(|r| !valid.contains(r)) {
+                problems.push(Problem::MissingReference { path: info.path.clone(), reference: reference.clone() });
             }
         }
         Ok(problems)
+    }
+
+    /// Makes `path` invalid and deletes its files (for repairs: GC does the
+    /// same for each dead path). Nothing happens if it is neither.
+    pub fn invalidate(&self, path: &StorePath) -> Result<()> {
+        let _lock = self.lock(path)?;
+        self.invalidate_locked(path)
+    }
+
+    /// [`Store::invalidate`]; the caller holds `path`'s lock. The record
+    /// goes first, so no one ever sees a valid path without its files.
+    fn invalidate_locked(&self, path: &StorePath) -> Result<()> {
+        let record = self.record_path(path);
+        match fs::remove_file(&record) {
+            Ok(()) => sync_dir(&self.root.join("db"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("invalidating", &record)(e)),
+        }
+        let files = self.physical_path(path);
+        discard_tree(&files);
+        Ok(())
     }
 }
 
@@ -542,6 +586,14 @@ impl Store {
     /// also sees the root.
     pub fn add_temp_root(&self, path: &StorePath) -> Result<()> {
         self.add_temp_roots(std::slice::from_ref(path))
+    }
+
+    /// Makes `path` a temporary root of this process, then says whether it
+    /// is valid: the way to start using a path already in the store, since
+    /// a path found valid once rooted stays valid while this process runs.
+    pub fn hold(&self, path: &StorePath) -> Result<bool> {
+        self.add_temp_root(path)?;
+        Ok(self.is_valid(path))
     }
 
     /// Makes `link` an out-link to `target` (pointing at its files) and a
@@ -589,35 +641,56 @@ impl Store {
             if !owner_is_alive(&entry.file_name().to_string_lossy()) {
                 continue;
             }
-            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            // Roots that cannot be read would let a GC delete paths in use.
+            let text = match fs::read_to_string(entry.path()) {
+                Ok(text) => text,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("reading the temporary roots", &entry.path())(e)),
+            };
             roots.extend(text.lines().filter_map(|l| StorePath::parse(l).ok()));
         }
         Ok(roots)
     }
 
     /// Deletes every valid path not reachable from the roots. Never deletes
-    /// a live path: each deletion first invalidates the record, under the
-    /// path's lock, and paths made while the GC runs are not in its list.
+    /// a live path: `gc.lock` is held from reading the roots to the last
+    /// deletion, so no temporary root can be added in between
+    /// ([`Store::add_temp_roots`]); each deletion first invalidates the
+    /// record, under the path's lock; and paths made while the GC runs are
+    /// not in its list.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
         let _gc_lock = self.lock_file("gc.lock")?;
         let valid = self.all_valid()?;
-        let roots: Vec<StorePath> = self.roots()?.into_iter().filter(|r| self.is_valid(r)).collect();
-        let live: BTreeSet<StorePath> = self.closure(&roots)?.into_iter().map(|i| i.path).collect();
+        let live = self.reachable(self.roots()?)?;
         let mut report = GcReport::default();
         for path in valid.into_iter().filter(|p| !live.contains(p)) {
             let Some(info) = self.query(&path)? else { continue };
             if !dry_run {
                 let _lock = self.lock(&path)?;
-                let record = self.record_path(&path);
-                fs::remove_file(&record).map_err(io_err("invalidating", &record))?;
-                sync_dir(&self.root.join("db"))?;
-                let files = self.physical_path(&path);
-                discard_tree(&files);
+                self.invalidate_locked(&path)?;
             }
             report.bytes_freed += info.nar_size;
             report.deleted.push(path);
         }
         Ok(report)
+    }
+
+    /// `roots` and every path they refer to, directly or not, skipping
+    /// paths that are not valid (a broken store still gets collected;
+    /// `verify` reports what is broken).
+    fn reachable(&self, roots: BTreeSet<StorePath>) -> Result<BTreeSet<StorePath>> {
+        let mut live = BTreeSet::new();
+        let mut todo: Vec<StorePath> = roots.into_iter().collect();
+        while let Some(path) = todo.pop() {
+            if live.contains(&path) {
+                continue;
+            }
+            if let Some(info) = self.query(&path)? {
+                todo.extend(info.references.into_iter().filter(|r| !live.contains(r)));
+            }
+            live.insert(path);
+        }
+        Ok(live)
     }
 }
 
@@ -1059,6 +1132,59 @@ mod tests {
         let report = store.gc(false).unwrap();
         assert_eq!(report.deleted.len(), 2);
         assert_eq!(store.verify(true).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn verify_reports_references_to_paths_that_are_gone() {
+        let s = Scratch::new("verify-refs");
+        let root = s.0.join("root");
+        let store = Store::open(&root).unwrap();
+        let dep = store.add_text("dep", "dependency", &BTreeSet::new()).unwrap();
+        let app = store.add_text("app", "uses dep", &BTreeSet::from([dep.clone()])).unwrap();
+        store.invalidate(&dep).unwrap();
+        assert!(!store.physical_path(&dep).exists());
+        assert_eq!(store.verify(false).unwrap(), [Problem::MissingReference { path: app.clone(), reference: dep }]);
+        // A broken store is still collected: nothing roots app any more.
+        fs::remove_file(root.join("temproots").join(std::process::id().to_string())).unwrap();
+        assert_eq!(store.gc(false).unwrap().deleted, [app]);
+        assert_eq!(store.verify(true).unwrap(), []);
+    }
+
+    #[test]
+    fn a_path_held_while_valid_survives_gc() {
+        let s = Scratch::new("hold");
+        let root = s.0.join("root");
+        let store = Store::open(&root).unwrap();
+        let dep = store.add_text("dep", "dependency", &BTreeSet::new()).unwrap();
+        let app = store.add_text("app", "uses dep", &BTreeSet::from([dep.clone()])).unwrap();
+        let ghost = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", &[2; 32], "ghost").unwrap();
+        fs::remove_file(root.join("temproots").join(std::process::id().to_string())).unwrap();
+        assert!(store.hold(&app).unwrap());
+        assert!(!store.hold(&ghost).unwrap());
+        // Held: app, and dep through it.
+        assert_eq!(store.gc(false).unwrap().deleted, []);
+        assert!(store.is_valid(&app) && store.is_valid(&dep));
+    }
+
+    #[test]
+    fn temporary_roots_wait_for_a_running_gc() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let s = Scratch::new("gc-lock");
+        let store = Store::open(&s.0.join("root")).unwrap();
+        let path = store.add_text("p", "x", &BTreeSet::new()).unwrap();
+        let released = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            // As a GC does, from reading the roots to its last deletion.
+            let gc = store.lock_file("gc.lock").unwrap();
+            let adder = scope.spawn(|| {
+                store.add_temp_roots(std::slice::from_ref(&path)).unwrap();
+                released.load(Ordering::SeqCst)
+            });
+            std::thread::sleep(Duration::from_millis(200));
+            released.store(true, Ordering::SeqCst);
+            drop(gc);
+            assert!(adder.join().unwrap(), "a temporary root was written while a GC held its lock");
+        });
     }
 
     #[test]
