@@ -13,7 +13,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -444,6 +444,7 @@ mod tests {
     use std::collections::BTreeSet;
     use std::io::BufRead;
     use std::net::TcpListener;
+    use std::os::unix::fs::symlink;
 
     use mini_store::derivation::{FixedHash, HashMode, Output};
     use sha2::Digest;

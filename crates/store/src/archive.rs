@@ -25,12 +25,14 @@
 //! refuses) and [`restore`] are the only bridges between a tree on disk and
 //! its archive.
 
-use std::ffi::{OsStr, OsString};
-use std::fs::{self, DirBuilder, File, FileType, OpenOptions, Permissions};
+use std::ffi::OsString;
+use std::fs::{self, File, FileType};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, DirBuilderExt, FileExt, FileTypeExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use crate::tree_writer::{Dir, TreeError};
 
 use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
 use thiserror::Error;
@@ -89,6 +91,9 @@ pub enum ArchiveError {
     /// [`restore`] was asked to overwrite something.
     #[error("cannot restore into {}: it already exists", path.display())]
     DestinationExists { path: PathBuf },
+    /// [`restore`] could not create an entry safely.
+    #[error(transparent)]
+    Unpack(#[from] TreeError),
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
@@ -553,17 +558,27 @@ pub fn validate(input: &mut impl Read) -> Result<u64, ArchiveError> {
 /// Recreates the tree archived in `input` at `dest`, which must not exist.
 ///
 /// Files get mode 0644, or 0755 if executable; directories 0755. The input is
-/// checked as [`validate`] does. On error, what was created at `dest` is
-/// removed (best effort); since a crash can still leave a partial tree,
-/// callers restore into a temporary directory and rename the result into
-/// place, as the store does.
+/// checked as [`validate`] does. Everything is created relative to a handle
+/// on `dest`'s parent with [`crate::tree_writer`], so nothing is written
+/// through a link, even one swapped in while restoring. On error, what was
+/// created at `dest` is removed (best effort); since a crash can still leave
+/// a partial tree, callers restore into a temporary directory and rename the
+/// result into place, as the store does.
 pub fn restore(input: &mut impl Read, dest: &Path) -> Result<(), ArchiveError> {
     match fs::symlink_metadata(dest) {
         Ok(_) => return Err(ArchiveError::DestinationExists { path: dest.to_path_buf() }),
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(io_error(dest)(err)),
     }
-    let mut sink = DiskSink { path: dest.to_path_buf(), created: false };
+    let name = match dest.file_name() {
+        Some(name) => name.as_bytes().to_vec(),
+        None => return Err(ArchiveError::DestinationExists { path: dest.to_path_buf() }),
+    };
+    let parent = match dest.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut sink = DiskSink { parent: Dir::open(parent)?, open: Vec::new(), name, created: false };
     let result = Parser::new(input, &mut sink).run();
     if result.is_err() && sink.created {
         remove_tree(dest);
@@ -573,6 +588,7 @@ pub fn restore(input: &mut impl Read, dest: &Path) -> Result<(), ArchiveError> {
 
 fn remove_tree(path: &Path) {
     // Best effort: the caller's error matters more than a failure to clean up.
+    // `remove_dir_all` does not follow links.
     let _ = match fs::symlink_metadata(path) {
         Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(path),
         _ => fs::remove_file(path),
@@ -587,10 +603,10 @@ trait EventSink {
     fn regular(&mut self, executable: bool) -> Result<Self::File, ArchiveError>;
     fn contents(&mut self, file: &mut Self::File, chunk: &[u8]) -> Result<(), ArchiveError>;
     fn symlink(&mut self, target: &[u8]) -> Result<(), ArchiveError>;
+    /// The current directory's entries are complete.
+    fn end_directory(&mut self);
     /// The next node is the entry `name` of the current directory.
     fn enter(&mut self, name: &[u8]);
-    /// The current entry's node is complete.
-    fn leave(&mut self);
 }
 
 /// Accepts every event and keeps nothing.
@@ -610,56 +626,61 @@ impl EventSink for Discard {
     fn symlink(&mut self, _target: &[u8]) -> Result<(), ArchiveError> {
         Ok(())
     }
+    fn end_directory(&mut self) {}
     fn enter(&mut self, _name: &[u8]) {}
-    fn leave(&mut self) {}
 }
 
-/// Creates each node at `path`, the current position in the tree.
+/// Creates each node through directory handles (see [`crate::tree_writer`]).
 struct DiskSink {
-    path: PathBuf,
+    /// The directory `dest` is created in.
+    parent: Dir,
+    /// The directories being filled, outermost (`dest` itself) first.
+    open: Vec<Dir>,
+    /// The name of the next node, in the innermost open directory.
+    name: Vec<u8>,
     /// Whether anything exists at the destination that this sink made.
     created: bool,
+}
+
+impl DiskSink {
+    fn here(&self) -> &Dir {
+        self.open.last().unwrap_or(&self.parent)
+    }
 }
 
 impl EventSink for DiskSink {
     type File = File;
 
     fn directory(&mut self) -> Result<(), ArchiveError> {
-        DirBuilder::new().mode(0o755).create(&self.path).map_err(io_error(&self.path))?;
+        let dir = self.here().create_dir(&self.name, 0o755)?;
         self.created = true;
-        // The umask may have cleared bits: the mode must not depend on it.
-        fs::set_permissions(&self.path, Permissions::from_mode(0o755)).map_err(io_error(&self.path))
+        self.open.push(dir);
+        Ok(())
+    }
+
+    fn end_directory(&mut self) {
+        self.open.pop();
     }
 
     fn regular(&mut self, executable: bool) -> Result<File, ArchiveError> {
-        let mode = if executable { 0o755 } else { 0o644 };
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&self.path)
-            .map_err(io_error(&self.path))?;
+        let file = self.here().create_file(&self.name, if executable { 0o755 } else { 0o644 })?;
         self.created = true;
-        file.set_permissions(Permissions::from_mode(mode)).map_err(io_error(&self.path))?;
         Ok(file)
     }
 
     fn contents(&mut self, file: &mut File, chunk: &[u8]) -> Result<(), ArchiveError> {
-        file.write_all(chunk).map_err(io_error(&self.path))
+        file.write_all(chunk).map_err(|source| ArchiveError::Io { path: self.here().path_of(&self.name), source })
     }
 
     fn symlink(&mut self, target: &[u8]) -> Result<(), ArchiveError> {
-        symlink(OsStr::from_bytes(target), &self.path).map_err(io_error(&self.path))?;
+        self.here().symlink(&self.name, target)?;
         self.created = true;
         Ok(())
     }
 
     fn enter(&mut self, name: &[u8]) {
-        self.path.push(OsStr::from_bytes(name));
-    }
-
-    fn leave(&mut self) {
-        self.path.pop();
+        self.name.clear();
+        self.name.extend_from_slice(name);
     }
 }
 
@@ -774,6 +795,7 @@ impl<'s, R: Read, S: EventSink> Parser<'s, R, S> {
             match token.as_slice() {
                 b")" => {
                     open.pop();
+                    self.sink.end_directory();
                     if !open.is_empty() {
                         self.close_entry()?;
                     }
@@ -817,9 +839,7 @@ impl<'s, R: Read, S: EventSink> Parser<'s, R, S> {
     }
 
     fn close_entry(&mut self) -> Result<(), ArchiveError> {
-        self.tokens.expect(")")?;
-        self.sink.leave();
-        Ok(())
+        self.tokens.expect(")")
     }
 
     /// Reads a node inside `depth` directories. A file or symlink is read
@@ -910,7 +930,7 @@ fn check_target(target: &[u8]) -> Result<(), String> {
 }
 
 /// Shows untrusted bytes in a message: escaped, and cut short if long.
-fn show(bytes: &[u8]) -> String {
+pub(crate) fn show(bytes: &[u8]) -> String {
     const LIMIT: usize = 64;
     let shown = bytes[..bytes.len().min(LIMIT)].escape_ascii().to_string();
     if bytes.len() > LIMIT {
@@ -923,6 +943,8 @@ fn show(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs::Permissions;
+    use std::os::unix::fs::symlink;
     use std::os::unix::net::UnixListener;
     use std::time::{Duration, SystemTime};
 
@@ -1320,6 +1342,124 @@ mod tests {
         let err = restore(&mut &golden_file()[..], &dest).unwrap_err();
         assert!(matches!(err, ArchiveError::DestinationExists { .. }), "{err:?}");
         assert!(dest.is_dir());
+    }
+
+    /// xorshift64: a seeded, repeatable stream of choices.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len() as u64) as usize]
+        }
+    }
+
+    /// Appends a random node's tokens: names from a small pool (so entries
+    /// repeat and fall out of order), hostile names now and then, symlinks
+    /// aimed at `sentinel` (absolute, relative, through `..`), deep chains.
+    fn random_node(rng: &mut Rng, depth: usize, sentinel: &[u8], out: &mut Vec<u8>) {
+        let names: [&[u8]; 10] = [b"a", b"b", b"c", b"d", b"a", b"b", b"..", b".", b"x/y", b""];
+        let targets: [&[u8]; 7] = [sentinel, b"../sentinel", b"../../sentinel", b"..", b"/", b"a", b"a/b"];
+        match rng.below(if depth > 6 { 2 } else { 4 }) {
+            0 => {
+                out.extend(tokens(&[b"(", b"type", b"regular"]));
+                if rng.below(2) == 0 {
+                    out.extend(tokens(&[b"executable", b""]));
+                }
+                out.extend(tokens(&[b"contents", b"pwned", b")"]));
+            }
+            1 => {
+                let target = rng.pick(&targets).to_vec();
+                out.extend(tokens(&[b"(", b"type", b"symlink", b"target", &target, b")"]));
+            }
+            2 if rng.below(32) == 0 => {
+                // A long chain, sometimes past the depth limit.
+                let chain = 200 + rng.below(100) as usize;
+                out.extend(nested(chain).split_off(24));
+            }
+            _ => {
+                out.extend(tokens(&[b"(", b"type", b"directory"]));
+                let mut chosen: Vec<&[u8]> = (0..rng.below(4)).map(|_| *rng.pick(&names)).collect();
+                if rng.below(4) != 0 {
+                    chosen.sort();
+                }
+                if rng.below(6) != 0 {
+                    chosen.retain(|n| !n.is_empty() && !n.contains(&b'/') && *n != b"." && *n != b"..");
+                }
+                for name in chosen {
+                    out.extend(tokens(&[b"entry", b"(", b"name", name, b"node"]));
+                    random_node(rng, depth + 1, sentinel, out);
+                    out.extend(tokens(&[b")"]));
+                }
+                out.extend(tokens(&[b")"]));
+            }
+        }
+    }
+
+    /// Everything below `dir` with file contents, without following links.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = fs::symlink_metadata(&path).unwrap();
+                found.push((path.clone(), meta.is_file().then(|| fs::read(&path).unwrap())));
+                if meta.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn restore_never_writes_outside_its_destination() {
+        let scratch = Scratch::new("fuzz");
+        let sentinel = scratch.join("sentinel");
+        fs::create_dir_all(sentinel.join("inner")).unwrap();
+        fs::write(sentinel.join("keep.txt"), "keep").unwrap();
+        let before = snapshot(&scratch.0);
+        let dest = scratch.join("dest");
+        let (mut restored, mut refused) = (0, 0);
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut archive = tokens(&[b"nix-archive-1"]);
+            random_node(&mut rng, 0, sentinel.as_os_str().as_bytes(), &mut archive);
+            if rng.below(10) == 0 {
+                archive.truncate(rng.below(archive.len() as u64) as usize);
+            }
+            let outcome = std::panic::catch_unwind(|| restore(&mut &archive[..], &dest));
+            match outcome {
+                Ok(Ok(())) => restored += 1,
+                Ok(Err(_)) => {
+                    refused += 1;
+                    assert!(fs::symlink_metadata(&dest).is_err(), "seed {seed}: a refused archive left {dest:?}");
+                }
+                Err(_) => panic!("seed {seed}: restore panicked"),
+            }
+            let _ = fs::remove_dir_all(&dest).or_else(|_| fs::remove_file(&dest));
+            assert_eq!(snapshot(&scratch.0), before, "seed {seed}: something was written outside {dest:?}");
+        }
+        assert!(restored > 30 && refused > 30, "the generator must reach both outcomes: {restored} / {refused}");
+    }
+
+    #[test]
+    fn restore_refuses_a_destination_below_a_link() {
+        let scratch = Scratch::new("below-link");
+        let real = scratch.join("real");
+        fs::create_dir(&real).unwrap();
+        symlink(&real, scratch.join("link")).unwrap();
+        let err = restore(&mut &golden_file()[..], &scratch.join("link/dest")).unwrap_err();
+        assert!(matches!(err, ArchiveError::Unpack(TreeError::Root { .. })), "{err:?}");
+        assert_eq!(fs::read_dir(&real).unwrap().count(), 0);
     }
 
     #[test]

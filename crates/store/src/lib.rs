@@ -2,7 +2,9 @@
 //! `archive`) are pure: they compute and check bytes and never touch the
 //! filesystem, except `archive`'s explicitly named dump and restore
 //! functions, which are the only bridge between a tree on disk and its
-//! canonical form.
+//! canonical form. `tree_writer` is how every unpacker (archive restore,
+//! git trees, binary caches, builtin builders) writes a tree from untrusted
+//! input: relative to directory handles, never through a link.
 
 pub mod archive;
 pub mod base32;
@@ -11,3 +13,4 @@ pub mod references;
 pub mod store;
 pub mod store_path;
 pub mod teardown;
+pub mod tree_writer;
