@@ -54,6 +54,10 @@ pub struct BuildArgs {
     /// Kill a build that prints nothing for this long.
     #[arg(long, value_name = "SECS")]
     max_silent_time: Option<u64>,
+    /// The size of each build's /tmp and /dev/shm (bytes, or with a K, M or
+    /// G suffix; default 1G). Builds keep large temporary files in /build.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    tmpfs_size: Option<u64>,
     /// Show the builders' output, each line prefixed with its derivation.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
@@ -181,6 +185,9 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
     options.keep_failed = args.keep_failed;
     options.timeout = args.timeout.map(Duration::from_secs);
     options.max_silent_time = args.max_silent_time.map(Duration::from_secs);
+    if let Some(size) = args.tmpfs_size {
+        options.tmpfs_size = size;
+    }
     let caches = match binary_caches(args.substituters, args.trusted_public_keys) {
         Ok(c) => c,
         Err(code) => return code,
@@ -333,6 +340,26 @@ fn main_program_of(out: &Path, name: &str, main_program: Option<String>) -> Resu
 
 /// `hello-2.1` → `hello`: the name up to the first `-` followed by a digit,
 /// as Nix splits package names.
+/// A size in bytes, as `--tmpfs-size` takes it: `4096`, `512K`, `64M`, `2G`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((at, c)) if c.is_ascii_alphabetic() => (&text[..at], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        _ => return Err(format!("'{text}': the unit must be K, M or G")),
+    };
+    let number: u64 = digits.parse().map_err(|_| format!("'{text}' is not a size (such as 4096, 512K, 64M or 2G)"))?;
+    match number.checked_shl(shift).filter(|n| n >> shift == number && *n > 0) {
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("'{text}' is not a usable size: it must be above zero and below 16 EiB")),
+    }
+}
+
 fn strip_version(name: &str) -> &str {
     let bytes = name.as_bytes();
     (0..bytes.len())

@@ -62,7 +62,7 @@ pub fn probe_main() -> ExitCode {
 }
 
 pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
-    let mut checks = vec![user_namespaces(), busybox(), store(store_root)];
+    let mut checks = vec![user_namespaces(), busybox(), store(store_root), cgroups(Path::new("/sys/fs/cgroup"))];
     checks.extend(OPTIONAL_TOOLS.iter().map(|&(tool, purpose, package)| optional_tool(tool, purpose, package)));
     let failed = checks.iter().filter(|c| c.required && !c.ok).count();
     let text = if args.json { format!("{}\n", render_json(&checks)) } else { render_text(&checks) };
@@ -75,6 +75,30 @@ pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Whether per-build resource limits through cgroup v2 (`pids.max`,
+/// `memory.max`) could be had here: the unified hierarchy at `root` with
+/// both controllers. mini does not use them yet (the bounds it has are the
+/// sizes of `/tmp` and `/dev/shm`), so this only informs.
+fn cgroups(root: &Path) -> Check {
+    let controllers = std::fs::read_to_string(root.join("cgroup.controllers")).ok();
+    let has = |name: &str| controllers.as_deref().is_some_and(|c| c.split_whitespace().any(|w| w == name));
+    let (ok, detail) = match &controllers {
+        None => (false, format!("no cgroup v2 hierarchy at {} (cgroup v1 or hybrid)", root.display())),
+        Some(_) if has("pids") && has("memory") => (true, "cgroup v2 with the pids and memory controllers".to_string()),
+        Some(found) => (false, format!("cgroup v2 without the pids and memory controllers (has: {})", found.trim())),
+    };
+    Check {
+        name: "cgroups",
+        required: false,
+        ok,
+        detail: format!(
+            "{detail}; mini does not put builds in cgroups yet: they are bounded by --timeout, \
+             --max-silent-time and --tmpfs-size"
+        ),
+        fix: (!ok).then(|| "boot with systemd.unified_cgroup_hierarchy=1 for cgroup v2".to_string()),
     }
 }
 
@@ -277,6 +301,19 @@ fn find_on_path(tool: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cgroups_need_the_unified_hierarchy_with_pids_and_memory() {
+        let dir = std::env::temp_dir().join(format!("mini-doctor-cgroups-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(!cgroups(&dir).ok && cgroups(&dir).detail.contains("no cgroup v2"));
+        std::fs::write(dir.join("cgroup.controllers"), "cpu io\n").unwrap();
+        assert!(!cgroups(&dir).ok && cgroups(&dir).detail.contains("has: cpu io"));
+        std::fs::write(dir.join("cgroup.controllers"), "cpu io memory pids\n").unwrap();
+        let found = cgroups(&dir);
+        assert!(found.ok && !found.required && found.fix.is_none(), "{found:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_fix_names_the_sysctl_that_forbids_namespaces() {

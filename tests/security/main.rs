@@ -9,13 +9,14 @@
 //! the two cases. Builders are the prelude's busybox, so these tests fail,
 //! not skip, where it is missing.
 
+mod check_tampered;
 #[path = "../common/mod.rs"]
 mod common;
-mod check_tampered;
 mod drv_tampered;
 mod gc_running_build;
-mod key_dir_mode;
 mod host_root;
+mod key_dir_mode;
+mod resources;
 mod seccomp;
 mod teardown;
 mod terminal;
@@ -102,6 +103,17 @@ impl Attempt {
 
     /// [`Attempt::mini`] in `dir`.
     pub fn mini_in(&self, dir: &Path, args: &[&str]) -> Output {
+        self.mini_env_in(dir, &[], args)
+    }
+
+    /// [`Attempt::mini`] with environment variables `env` set.
+    pub fn mini_env(&self, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Output {
+        let dir = if self.dir().is_dir() { self.dir() } else { self.scratch.0.clone() };
+        self.mini_env_in(&dir, env, args)
+    }
+
+    /// [`Attempt::mini_in`] with environment variables `env` set.
+    pub fn mini_env_in(&self, dir: &Path, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Output {
         let mut command = match self.who {
             Who::Caller => Command::new(env!("CARGO_BIN_EXE_mini")),
             Who::Nobody => {
@@ -119,6 +131,7 @@ impl Attempt {
             .args(args)
             .current_dir(dir)
             .env("HOME", &self.scratch.0)
+            .envs(env.iter().copied())
             .output()
             .expect("run mini")
     }
