@@ -13,9 +13,13 @@ mod check_tampered;
 #[path = "../common/mod.rs"]
 mod common;
 mod drv_tampered;
+mod fetchurl_file;
 mod gc_running_build;
 mod host_root;
+mod image_links;
+mod image_names;
 mod key_dir_mode;
+mod registry_answers;
 mod resources;
 mod seccomp;
 mod teardown;
