@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use crate::{CacheError, Result};
 
+/// The most bytes [`Remote::get`] reads: far more than a narinfo of
+/// thousands of references needs.
+pub const MAX_SMALL_FILE: u64 = 1 << 20;
+
 /// A binary cache's location.
 #[derive(Debug, Clone)]
 pub enum Remote {
@@ -82,11 +86,16 @@ impl Remote {
         }
     }
 
-    /// Reads all of a small file such as a narinfo.
+    /// Reads all of a small file such as a narinfo: at most
+    /// [`MAX_SMALL_FILE`] bytes, so a hostile cache cannot fill memory.
     pub fn get(&self, rel: &str) -> Result<Option<Vec<u8>>> {
-        let Some(mut reader) = self.open(rel)? else { return Ok(None) };
+        let Some(reader) = self.open(rel)? else { return Ok(None) };
         let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).map_err(|e| transfer("cannot read", &self.url_of(rel), e))?;
+        let url = self.url_of(rel);
+        reader.take(MAX_SMALL_FILE + 1).read_to_end(&mut bytes).map_err(|e| transfer("cannot read", &url, e))?;
+        if bytes.len() as u64 > MAX_SMALL_FILE {
+            return Err(transfer("cannot read", &url, format!("it is larger than {MAX_SMALL_FILE} bytes")));
+        }
         Ok(Some(bytes))
     }
 

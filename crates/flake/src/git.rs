@@ -14,12 +14,12 @@
 //! gives the committed tree as a stream.
 
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
+use mini_store::tree_writer::{TreeError, TreeWriter};
 
 use crate::FlakeError;
 
@@ -273,54 +273,66 @@ fn unpack_revision(repo: &Path, sha: &str, dest: &Path) -> Result<(), FlakeError
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| bad(format!("cannot run git: {e}")))?;
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let extracted = extract(stdout, dest);
+    let extracted = match child.stdout.take() {
+        Some(stdout) => extract(stdout, dest),
+        None => Err(ExtractError::Tar(std::io::Error::other("git archive's output is not a pipe"))),
+    };
     // Drain stderr after stdout so a blocked git cannot deadlock us.
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = pipe.read_to_string(&mut stderr);
     }
     let status = child.wait().map_err(|e| bad(format!("waiting for git archive: {e}")))?;
+    // A refused entry stops reading, and git then dies of the closed pipe:
+    // the refusal is the error to report.
+    if let Err(refused @ ExtractError::Tree(_)) = extracted {
+        return Err(bad(format!("the tree of revision {sha} cannot be unpacked safely: {refused}")));
+    }
     if !status.success() {
         return Err(bad(format!("git archive of revision {sha} failed: {}", stderr.trim())));
     }
     extracted.map_err(|e| bad(format!("extracting git archive of revision {sha}: {e}")))
 }
 
-/// Unpacks a tar stream into `dest`: directories, regular files (keeping
-/// only whether they are executable) and symlinks; nothing else.
-fn extract(stream: impl Read, dest: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dest)?;
+/// Why a `git archive` stream could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+enum ExtractError {
+    #[error("cannot read the archive: {0}")]
+    Tar(#[from] std::io::Error),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("cannot write '{entry}': {source}")]
+    Write { entry: String, source: std::io::Error },
+}
+
+/// Unpacks a tar stream into the empty directory `dest`: directories,
+/// regular files (keeping only whether they are executable) and symlinks;
+/// nothing else. The tree is untrusted (a commit can hold any tree object,
+/// duplicate names included), so it is written with [`TreeWriter`]: an
+/// entry below a symlink or a file, or one whose name was taken, is an
+/// error, never a write through a link.
+fn extract(stream: impl Read, dest: &Path) -> Result<(), ExtractError> {
+    let mut writer = TreeWriter::open(dest)?;
     let mut archive = tar::Archive::new(stream);
     for entry in archive.entries()? {
         let mut entry = entry?;
-        let relative = entry.path()?.into_owned();
-        if relative.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
-            return Err(std::io::Error::other(format!("unsafe path '{}' in the archive", relative.display())));
-        }
-        let target = dest.join(&relative);
         let kind = entry.header().entry_type();
+        if !(kind.is_dir() || kind.is_file() || kind.is_symlink()) {
+            continue;
+        }
+        let path = entry.path_bytes().into_owned();
+        // Directories are named with a trailing '/'.
+        let relative = path.strip_suffix(b"/").filter(|_| kind.is_dir()).unwrap_or(&path);
         if kind.is_dir() {
-            std::fs::create_dir_all(&target)?;
-            continue;
-        }
-        if !(kind.is_file() || kind.is_symlink()) {
-            continue;
-        }
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        if kind.is_symlink() {
-            let link = entry
-                .link_name()?
-                .ok_or_else(|| std::io::Error::other(format!("symlink '{}' has no target", relative.display())))?;
-            std::os::unix::fs::symlink(link.as_ref(), &target)?;
+            writer.dir(relative, 0o755)?;
+        } else if kind.is_symlink() {
+            let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+            writer.symlink(relative, &target)?;
         } else {
-            let executable = entry.header().mode()? & 0o111 != 0;
-            let mut file = std::fs::File::create(&target)?;
-            std::io::copy(&mut entry, &mut file)?;
-            let mode = if executable { 0o755 } else { 0o644 };
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            let mode = if entry.header().mode()? & 0o111 != 0 { 0o755 } else { 0o644 };
+            let mut file = writer.file(relative, mode)?;
+            let shown = || String::from_utf8_lossy(relative).into_owned();
+            std::io::copy(&mut entry, &mut file).map_err(|source| ExtractError::Write { entry: shown(), source })?;
         }
     }
     Ok(())
@@ -330,10 +342,69 @@ fn extract(stream: impl Read, dest: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
+    /// A fresh directory for one test, removed when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("mini-git-{}-{test}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Appends a tar entry with exactly these bytes as its path and link
+    /// (tar's own builder refuses hostile paths), with a GNU long-name
+    /// record when the path needs one.
+    fn raw_entry(tar: &mut tar::Builder<Vec<u8>>, path: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) {
+        let field = |header: &mut tar::Header, f: fn(&mut tar::GnuHeader) -> &mut [u8; 100], bytes: &[u8]| {
+            let n = bytes.len().min(100);
+            f(header.as_gnu_mut().unwrap())[..n].copy_from_slice(&bytes[..n]);
+        };
+        if path.len() > 100 {
+            let mut long = tar::Header::new_gnu();
+            long.set_entry_type(tar::EntryType::GNULongName);
+            field(&mut long, |g| &mut g.name, b"././@LongLink");
+            let body = [path, b"\0"].concat();
+            long.set_size(body.len() as u64);
+            long.set_cksum();
+            tar.append(&long, body.as_slice()).unwrap();
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(if kind.is_dir() { 0o775 } else { 0o664 });
+        header.set_size(data.len() as u64);
+        field(&mut header, |g| &mut g.name, path);
+        field(&mut header, |g| &mut g.linkname, link);
+        header.set_cksum();
+        tar.append(&header, data).unwrap();
+    }
+
+    /// One tar entry: path, kind, link target, contents.
+    type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+    fn tar_of(entries: &[RawEntry]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, kind, link, data) in entries {
+            raw_entry(&mut tar, path, *kind, link, data);
+        }
+        tar.into_inner().unwrap()
+    }
+
+    use tar::EntryType::{Directory as D, Regular as F, Symlink as L};
+
     #[test]
     fn extraction_keeps_modes_and_symlinks_and_refuses_escapes() {
-        let dir = std::env::temp_dir().join(format!("mini-git-extract-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let s = Scratch::new("extract");
+        let dir = s.0.join("dest");
+        std::fs::create_dir(&dir).unwrap();
         let mut builder = tar::Builder::new(Vec::new());
         let mut add = |path: &str, mode: u32, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
             let mut header = tar::Header::new_ustar();
@@ -351,24 +422,127 @@ mod tests {
         add("link", 0o777, tar::EntryType::Symlink, b"", Some("data.txt"));
         let bytes = builder.into_inner().unwrap();
         extract(bytes.as_slice(), &dir).unwrap();
-        let mode = |p: &str| std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777;
+        let mode = |p: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(dir.join(p)).unwrap().permissions().mode() & 0o777
+        };
         assert_eq!(mode("bin/run"), 0o755);
         assert_eq!(mode("data.txt"), 0o644);
         assert_eq!(std::fs::read_link(dir.join("link")).unwrap(), Path::new("data.txt"));
         assert_eq!(std::fs::read_to_string(dir.join("link")).unwrap(), "hi");
-        std::fs::remove_dir_all(&dir).unwrap();
 
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_size(0);
-        let name = b"../escape";
-        header.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
-        header.set_cksum();
-        let mut builder = tar::Builder::new(Vec::new());
-        builder.append(&header, &b""[..]).unwrap();
-        let bytes = builder.into_inner().unwrap();
-        assert!(extract(bytes.as_slice(), &dir).is_err());
-        let _ = std::fs::remove_dir_all(&dir);
+        for path in [&b"../escape"[..], b"/etc/escape", b"a/../../escape", b"./x"] {
+            let fresh = s.0.join("fresh");
+            std::fs::create_dir(&fresh).unwrap();
+            let err = extract(tar_of(&[(path, F, b"", b"")]).as_slice(), &fresh).unwrap_err();
+            assert!(matches!(err, ExtractError::Tree(TreeError::BadPath { .. })), "{err}");
+            assert_eq!(std::fs::read_dir(&s.0).unwrap().count(), 2, "{}", path.escape_ascii());
+            std::fs::remove_dir_all(&fresh).unwrap();
+        }
+    }
+
+    /// The trees of issue 13: a symlink to a victim directory, then a file
+    /// below it; a symlink to a victim file, then a file of the same name.
+    #[test]
+    fn extraction_never_writes_through_a_symlink_of_the_tree() {
+        let s = Scratch::new("links");
+        let victim = s.0.join("victim");
+        std::fs::create_dir(&victim).unwrap();
+        std::fs::write(victim.join("existing.txt"), "keep").unwrap();
+        let (victim_dir, victim_file) = (victim.to_str().unwrap(), victim.join("existing.txt"));
+        let victim_file = victim_file.to_str().unwrap();
+        let attacks: [&[RawEntry]; 4] = [
+            &[(b"a", L, victim_dir.as_bytes(), b""), (b"a/pwn", F, b"", b"pwned")],
+            &[(b"a", L, victim_dir.as_bytes(), b""), (b"a/", D, b"", b""), (b"a/pwn", F, b"", b"pwned")],
+            &[(b"z", L, victim_file.as_bytes(), b""), (b"z", F, b"", b"pwned")],
+            &[(b"a", L, b"..", b""), (b"a/victim/pwn", F, b"", b"pwned")],
+        ];
+        for (i, attack) in attacks.iter().enumerate() {
+            let dest = s.0.join(format!("dest{i}"));
+            std::fs::create_dir(&dest).unwrap();
+            let err = extract(tar_of(attack).as_slice(), &dest).unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("not a directory") || text.contains("duplicate entry"), "{text}");
+            assert_eq!(std::fs::read_dir(&victim).unwrap().count(), 1, "attack {i}");
+            assert_eq!(std::fs::read_to_string(victim.join("existing.txt")).unwrap(), "keep", "attack {i}");
+        }
+    }
+
+    /// Everything below `dir` with file contents, without following links.
+    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let meta = std::fs::symlink_metadata(&path).unwrap();
+                found.push((path.clone(), meta.is_file().then(|| std::fs::read(&path).unwrap())));
+                if meta.is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Random tar streams (symlinks aimed outside, absolute and `..`
+    /// paths, duplicates, entries below links and files, deep paths) never
+    /// write outside the destination and never panic.
+    #[test]
+    fn extraction_of_random_trees_stays_inside_its_destination() {
+        let s = Scratch::new("fuzz");
+        let sentinel = s.0.join("sentinel");
+        std::fs::create_dir_all(sentinel.join("inner")).unwrap();
+        std::fs::write(sentinel.join("keep.txt"), "keep").unwrap();
+        let dest = s.0.join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        let before = snapshot(&sentinel);
+        let deep = vec!["d"; 300].join("/");
+        let components: [&str; 9] = ["a", "b", "c", "a", "..", ".", "", "sentinel", "keep.txt"];
+        let targets: [&[u8]; 6] = [sentinel.as_os_str().as_encoded_bytes(), b"../sentinel", b"..", b"/", b"a", b""];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut unpacked, mut refused) = (0, 0);
+        for case in 0..500 {
+            let mut tar = tar::Builder::new(Vec::new());
+            for _ in 0..1 + next(6) {
+                let mut path: Vec<&str> = (0..1 + next(3)).map(|_| components[next(9) as usize]).collect();
+                if next(4) != 0 {
+                    path.retain(|c| !matches!(*c, "" | "." | ".."));
+                }
+                let mut path = path.join("/");
+                match next(12) {
+                    0 => path.insert(0, '/'),
+                    1 => path = format!("{deep}/{path}"),
+                    _ => {}
+                }
+                let (kind, link): (tar::EntryType, &[u8]) = match next(3) {
+                    0 => (D, b""),
+                    1 => (L, targets[next(6) as usize]),
+                    _ => (F, b""),
+                };
+                let path = if kind.is_dir() && next(2) == 0 { format!("{path}/") } else { path };
+                raw_entry(&mut tar, path.as_bytes(), kind, link, b"pwned");
+            }
+            let bytes = tar.into_inner().unwrap();
+            match std::panic::catch_unwind(|| extract(bytes.as_slice(), &dest)) {
+                Ok(Ok(())) => unpacked += 1,
+                Ok(Err(_)) => refused += 1,
+                Err(_) => panic!("case {case}: extraction panicked"),
+            }
+            assert_eq!(snapshot(&sentinel), before, "case {case}: the sentinel changed");
+            let beside: Vec<_> = std::fs::read_dir(&s.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+            assert_eq!(beside.len(), 2, "case {case}: something appeared beside the destination: {beside:?}");
+            std::fs::remove_dir_all(&dest).unwrap();
+            std::fs::create_dir(&dest).unwrap();
+        }
+        assert!(unpacked > 50 && refused > 50, "both outcomes reached: {unpacked} / {refused}");
     }
 
     #[test]
