@@ -313,6 +313,37 @@ mod tests {
     }
 
     #[test]
+    fn oci_layouts_are_read_without_following_links() {
+        let dir = std::env::temp_dir().join(format!("mini-registry-source-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let blobs = dir.join("layout/blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let (config, manifest, layer) = ("c".repeat(64), "d".repeat(64), "e".repeat(64));
+        let diff_id = format!("sha256:{}", "a".repeat(64));
+        std::fs::write(blobs.join(&config), format!(r#"{{"rootfs":{{"diff_ids":["{diff_id}"]}}}}"#)).unwrap();
+        let manifest_doc =
+            format!(r#"{{"config":{{"digest":"sha256:{config}"}},"layers":[{{"digest":"sha256:{layer}"}}]}}"#);
+        std::fs::write(blobs.join(&manifest), manifest_doc).unwrap();
+        let index = format!(r#"{{"manifests":[{{"digest":"sha256:{manifest}"}}]}}"#);
+        std::fs::write(dir.join("layout/index.json"), &index).unwrap();
+        std::fs::write(dir.join("secret"), "host secret").unwrap();
+        std::os::unix::fs::symlink(dir.join("secret"), blobs.join(&layer)).unwrap();
+        let message = |path: &Path| match read(path) {
+            Err(RegistryError::NotAnImage { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(message(&dir.join("layout")).contains("is a symbolic link"), "{}", message(&dir.join("layout")));
+        std::fs::remove_file(blobs.join(&layer)).unwrap();
+        std::fs::write(blobs.join(&layer), "layer").unwrap();
+        let image = read(&dir.join("layout")).unwrap();
+        assert_eq!((image.layers[0].diff_id.as_str(), image.layers[0].size), (diff_id.as_str(), 5));
+        std::fs::remove_file(dir.join("layout/index.json")).unwrap();
+        std::os::unix::fs::symlink(dir.join("secret"), dir.join("layout/index.json")).unwrap();
+        assert!(message(&dir.join("layout")).starts_with("index.json is a symbolic link"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn configs_must_list_sha256_diff_ids() {
         let hex = "a".repeat(64);
         let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{hex}"]}}}}"#);
