@@ -98,7 +98,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["eval"], "mini eval default.nixlike\nmini eval --strict --expr '{ a = 1 + 2; b = [ \"x\" ]; }'\nmini eval --json ./lib"),
     (&["store"], "mini store add ./notes.txt\nmini store verify --check-contents"),
     (&["store", "add"], "mini store add ./notes.txt\nmini store add --name src ./project"),
-    (&["store", "verify"], "mini store verify\nmini store verify --check-contents"),
+    (&["store", "verify"], "mini store verify\nmini store verify --check-contents\nmini store verify --repair"),
     (&["store", "add-root"], "mini store add-root ./keep-hello /mini/store/<hash>-hello"),
     (&["path-info"], "mini path-info -rS .#hello\nmini path-info --json /mini/store/<hash>-hello"),
     (&["gc"], "mini gc --dry-run\nmini gc"),

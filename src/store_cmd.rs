@@ -140,10 +140,15 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
         }
         StoreCommand::AddRoot { link, path } => {
             let path = match StorePath::parse_prefix(&path) {
-                Ok((p, _)) if store.is_valid(&p) => p,
-                Ok((p, _)) => return fail(format!("path '{p}' is not valid in the store at {}", root.display())),
+                Ok((p, _)) => p,
                 Err(e) => return fail(e),
             };
+            // Held until the root is made, so a GC cannot take it before.
+            match store.hold(&path) {
+                Ok(true) => {}
+                Ok(false) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
+                Err(e) => return fail(e),
+            }
             match store.add_root(&link, &path) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(e),

@@ -259,6 +259,9 @@ impl Store {
         let file_path = self.root.join("temproots").join(std::process::id().to_string());
         let mut file =
             File::options().create(true).append(true).open(&file_path).map_err(io_err("opening", &file_path))?;
+        // Readable by a GC run by another user of the store, whatever the
+        // umask (best effort: the GC refuses to run on roots it cannot read).
+        let _ = file.set_permissions(fs::Permissions::from_mode(0o644));
         let text: String = paths.iter().map(|p| format!("{p}\n")).collect();
         file.write_all(text.as_bytes()).map_err(io_err("writing", &file_path))
     }
@@ -430,7 +433,8 @@ impl Store {
                 discard_tree(&entry.path());
             }
         }
-        let in_use = self.live_temp_roots()?;
+        // Roots another user's process made unreadable: leave every entry.
+        let Ok(in_use) = self.live_temp_roots() else { return Ok(()) };
         let store = self.root.join("store");
         for entry in fs::read_dir(&store).map_err(io_err("reading", &store))?.flatten() {
             let Ok(path) = StorePath::parse_base_name(&entry.file_name().to_string_lossy()) else { continue };
