@@ -168,7 +168,11 @@ impl BinaryCaches {
             Lookup::Missing => return Ok(false),
             Lookup::Rejected(why) => return Err(why),
         };
-        for reference in info.references.iter().filter(|r| *r != path && !store.is_valid(r)) {
+        // Held before they are checked, so a GC cannot take a reference
+        // found valid before the path referring to it is registered.
+        let references: Vec<StorePath> = info.references.iter().filter(|r| *r != path).cloned().collect();
+        store.add_temp_roots(&references).map_err(|e| e.to_string())?;
+        for reference in references.iter().filter(|r| !store.is_valid(r)) {
             let _lock = store.lock(reference).map_err(|e| e.to_string())?;
             if store.is_valid(reference) {
                 continue;
