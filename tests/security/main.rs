@@ -9,12 +9,15 @@
 //! the two cases. Builders are the prelude's busybox, so these tests fail,
 //! not skip, where it is missing.
 
+mod cache_bomb;
+mod cache_links;
 mod check_tampered;
 #[path = "../common/mod.rs"]
 mod common;
 mod drv_tampered;
 mod fetchurl_file;
 mod gc_running_build;
+mod git_tree;
 mod host_root;
 mod image_links;
 mod image_names;
