@@ -71,6 +71,9 @@ for v in ROUNDS NOOP_RUNS LEAVES JOBS; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [[ $(id -u) -eq 0 ]] || die "must run as root (Nix's build users and the private /nix mount need it)"
+# The private /nix needs a mount point; a fresh machine with nix-bin may
+# have none. An empty directory is all that is ever made there.
+[[ -d /nix ]] || mkdir /nix || die "cannot create the mount point /nix"
 command -v unshare >/dev/null || die "unshare not found (util-linux)"
 [[ -x /bin/busybox ]] || die "/bin/busybox not found; apt-get install -y busybox-static"
 NIX_BUILD=$(command -v "$NIX_BUILD") || die "nix-build not found; apt-get install -y nix-bin"

@@ -41,6 +41,9 @@ for arg in "$@"; do
 done
 die() { echo "fetch.sh: $*" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || die "must run as root (the private /nix mount needs it)"
+# The private /nix needs a mount point; a fresh machine with nix-bin may
+# have none. An empty directory is all that is ever made there.
+[[ -d /nix ]] || mkdir /nix || die "cannot create the mount point /nix"
 [[ -x $MINI ]] || die "no mini at $MINI (cargo build --release first)"
 command -v nix-instantiate >/dev/null || die "nix-instantiate not found; apt-get install -y nix-bin"
 command -v git >/dev/null || die "git not found"

@@ -67,9 +67,9 @@ pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;
 /// Files of `/proc` a builder may read but never write, as runc's
 /// `readonlyPaths` (a root builder could otherwise set host kernel
 /// parameters such as `kernel.core_pattern`).
-const READ_ONLY_PROC: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+const READ_ONLY_PROC: &[&str] = &["sys", "sysrq-trigger", "irq", "bus"];
 /// Files of `/proc` hidden behind `/dev/null`, as runc's `maskedPaths`.
-const MASKED_PROC: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "kallsyms"];
+const MASKED_PROC: &[&str] = &["kcore", "keys", "timer_list"];
 
 /// Stack of the cloned child until it execs: it only makes system calls.
 const CHILD_STACK: usize = 64 << 10;
@@ -196,7 +196,14 @@ fn copy_fresh(parent: BorrowedFd<'_>, name: &OsStr, to: &Path, depth: usize) -> 
 /// One system call the child makes, with everything it needs prepared.
 #[derive(Debug)]
 enum Step {
-    WriteFile {
+    /// Writes `/proc/self/uid_map`, `gid_map` or `setgroups`, which only
+    /// their owner may open, and a process owns its /proc files only while
+    /// its memory is marked dumpable. Children share mini's memory
+    /// (CLONE_VM), and a root child's change of uid clears that mark for
+    /// all of them: so the mark is set again right before the open, which
+    /// is tried again should another child have cleared it in between.
+    /// Once the file is open, the write no longer depends on the mark.
+    WriteIdMap {
         path: CString,
         data: Vec<u8>,
     },
@@ -245,7 +252,7 @@ impl Step {
     fn describe(&self) -> String {
         let show = |c: &CString| c.to_string_lossy().into_owned();
         match self {
-            Step::WriteFile { path, .. } => format!("writing {}", show(path)),
+            Step::WriteIdMap { path, .. } => format!("writing {}", show(path)),
             Step::Mount { source, target, .. } => format!("mounting {} on {}", show(source), show(target)),
             Step::Mkdir { path, .. } => format!("creating {}", show(path)),
             Step::CreateFile { path } => format!("creating {}", show(path)),
@@ -269,8 +276,15 @@ impl Step {
         // call allows it) owned by the plan, which outlives the child.
         unsafe {
             match self {
-                Step::WriteFile { path, data } => {
-                    let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+                Step::WriteIdMap { path, data } => {
+                    let mut fd = -1;
+                    for _ in 0..1000 {
+                        libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0);
+                        fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+                        if fd >= 0 || *libc::__errno_location() != libc::EACCES {
+                            break;
+                        }
+                    }
                     if fd < 0 {
                         return false;
                     }
@@ -361,9 +375,9 @@ struct Plan {
 /// made, to `uid` and `gid` of the namespace above.
 fn id_map_steps(uid: u32, gid: u32) -> Result<[Step; 3]> {
     Ok([
-        Step::WriteFile { path: cstring("/proc/self/setgroups")?, data: b"deny".to_vec() },
-        Step::WriteFile { path: cstring("/proc/self/uid_map")?, data: format!("{BUILD_UID} {uid} 1").into_bytes() },
-        Step::WriteFile { path: cstring("/proc/self/gid_map")?, data: format!("{BUILD_GID} {gid} 1").into_bytes() },
+        Step::WriteIdMap { path: cstring("/proc/self/setgroups")?, data: b"deny".to_vec() },
+        Step::WriteIdMap { path: cstring("/proc/self/uid_map")?, data: format!("{BUILD_UID} {uid} 1").into_bytes() },
+        Step::WriteIdMap { path: cstring("/proc/self/gid_map")?, data: format!("{BUILD_GID} {gid} 1").into_bytes() },
     ])
 }
 
@@ -455,15 +469,21 @@ impl Plan {
         steps.extend(id_map_steps(outer_uid, outer_gid)?);
         steps.push(Step::NewSession);
         steps.push(Step::DieWithParent);
-        steps.push(Step::Seccomp);
-        let filters = seccomp::filters(spec.network).map_err(BuildError::Sandbox)?;
+        // The thread starting builders runs under the builders' filter
+        // already, and they inherit it; fixed-output builds add their own.
+        seccomp::confine_worker().map_err(BuildError::Sandbox)?;
+        let filters = seccomp::filters().map_err(BuildError::Sandbox)?;
+        if spec.network {
+            steps.push(Step::Seccomp);
+        }
         let program = cstring(&spec.builder)?;
         let mut argv = vec![program.clone()];
         for a in &spec.args {
             argv.push(cstring(a)?);
         }
         let envp = spec.env.iter().map(|(k, v)| cstring(format!("{k}={v}"))).collect::<Result<_>>()?;
-        Ok(Plan { steps, program, argv, envp, seccomp: seccomp::fprogs(filters) })
+        let seccomp = seccomp::fprogs(std::slice::from_ref(&filters.fixed_output));
+        Ok(Plan { steps, program, argv, envp, seccomp })
     }
 }
 
@@ -722,5 +742,72 @@ impl SandboxChild {
             }
         }
         Ok(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    use super::*;
+    use crate::testing::Scratch;
+
+    fn spec(work_dir: &Path) -> SandboxSpec {
+        SandboxSpec {
+            builder: "/bin/true".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            work_dir: work_dir.to_path_buf(),
+            store_dir: work_dir.join("unused"),
+            inputs: Vec::new(),
+            network: false,
+            tmpfs_size: DEFAULT_TMPFS_SIZE,
+        }
+    }
+
+    #[test]
+    fn outputs_are_moved_out_or_copied_into_new_files_never_through_links() {
+        let s = Scratch::new("collect");
+        let work = s.0.join("work");
+        let spec = spec(&work);
+        prepare_root(&spec).unwrap();
+        let store = spec.root().join("mini/store");
+        let victim = s.0.join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("secret"), "host").unwrap();
+        fs::create_dir(store.join("out")).unwrap();
+        fs::write(store.join("out/file"), "data").unwrap();
+        symlink(&victim, store.join("out/to-victim")).unwrap();
+        symlink(victim.join("secret"), store.join("linked")).unwrap();
+        fs::write(store.join("fixed"), "fixed").unwrap();
+        let fixed_inode = fs::metadata(store.join("fixed")).unwrap().ino();
+        spec.collect_outputs(&["out".into(), "linked".into(), "missing".into()], false).unwrap();
+        spec.collect_outputs(&["fixed".into()], true).unwrap();
+        assert_eq!(fs::read_to_string(spec.output_on_host("out").join("file")).unwrap(), "data");
+        assert!(fs::symlink_metadata(spec.output_on_host("out").join("to-victim")).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(spec.output_on_host("linked")).unwrap().file_type().is_symlink());
+        assert!(fs::symlink_metadata(spec.output_on_host("missing")).is_err());
+        let copied = fs::metadata(spec.output_on_host("fixed")).unwrap();
+        assert_ne!(copied.ino(), fixed_inode, "a fixed output must be copied into a new inode");
+        assert_eq!(fs::read_to_string(spec.output_on_host("fixed")).unwrap(), "fixed");
+        assert_eq!(fs::read_to_string(victim.join("secret")).unwrap(), "host");
+    }
+
+    #[test]
+    fn a_store_directory_replaced_by_a_link_is_refused() {
+        let s = Scratch::new("collect-link");
+        let work = s.0.join("work");
+        let spec = spec(&work);
+        prepare_root(&spec).unwrap();
+        let victim = s.0.join("victim");
+        fs::create_dir(&victim).unwrap();
+        fs::write(victim.join("out"), "host file").unwrap();
+        let mini = spec.root().join("mini");
+        fs::rename(mini.join("store"), mini.join("old")).unwrap();
+        symlink(&victim, mini.join("store")).unwrap();
+        let err = spec.collect_outputs(&["out".into()], false).unwrap_err();
+        assert!(err.to_string().contains("replaced its /mini/store"), "{err}");
+        assert_eq!(fs::read_to_string(victim.join("out")).unwrap(), "host file");
+        assert!(fs::symlink_metadata(spec.output_on_host("out")).is_err());
     }
 }

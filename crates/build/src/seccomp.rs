@@ -40,25 +40,44 @@ use seccompiler::{
 /// The programs, in the order they are installed; the kernel applies the
 /// strictest answer of all of them.
 pub struct Filters {
+    /// What every builder runs under.
     pub programs: Vec<BpfProgram>,
+    /// What fixed-output builders run under besides.
+    pub fixed_output: BpfProgram,
 }
 
-/// The filters for a build: fixed-output builds get the stricter set.
-pub fn filters(fixed_output: bool) -> Result<&'static Filters, String> {
-    static PLAIN: OnceLock<Result<Filters, String>> = OnceLock::new();
-    static FIXED: OnceLock<Result<Filters, String>> = OnceLock::new();
-    let cell = if fixed_output { &FIXED } else { &PLAIN };
-    cell.get_or_init(|| compile(fixed_output)).as_ref().map_err(Clone::clone)
+/// The filters, compiled once per process.
+pub fn filters() -> Result<&'static Filters, String> {
+    static FILTERS: OnceLock<Result<Filters, String>> = OnceLock::new();
+    FILTERS.get_or_init(compile).as_ref().map_err(Clone::clone)
 }
 
-fn compile(fixed_output: bool) -> Result<Filters, String> {
-    let eperm = program(denied(fixed_output)?, libc::EPERM)?;
-    let enotsup = program(
-        unconditional(&[libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr, SYS_SETXATTRAT]),
-        libc::ENOTSUP,
-    )?;
+fn compile() -> Result<Filters, String> {
+    let eperm = program(denied()?, libc::EPERM)?;
+    let xattrs = [libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr, SYS_SETXATTRAT];
+    let enotsup = program(unconditional(&xattrs), libc::ENOTSUP)?;
     let enosys = program(unconditional(&[libc::SYS_openat2]), libc::ENOSYS)?;
-    Ok(Filters { programs: vec![x32_guard(), eperm, enotsup, enosys] })
+    let unix_sockets = [(libc::SYS_socket, vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)?])?])];
+    let fixed_output = program(unix_sockets.into_iter().collect(), libc::EPERM)?;
+    Ok(Filters { programs: vec![x32_guard(), eperm, enotsup, enosys], fixed_output })
+}
+
+/// Puts the calling thread (a build worker) under the builders' filter, once:
+/// every sandbox it starts inherits it, so the kernel compiles the filter
+/// once per worker instead of once per build. Nothing the worker itself
+/// does (building, hashing, registering, fetching) needs what it denies.
+pub fn confine_worker() -> Result<(), String> {
+    // SAFETY: PR_GET_SECCOMP takes no pointer.
+    if unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) } == libc::SECCOMP_MODE_FILTER as i32 {
+        // A worker started by a worker (a nested build) inherited it.
+        return Ok(());
+    }
+    let filters = filters()?;
+    if install(&fprogs(&filters.programs)) {
+        Ok(())
+    } else {
+        Err(format!("installing the seccomp filter: {}", std::io::Error::last_os_error()))
+    }
 }
 
 /// `setxattrat` (Linux 6.13), not yet in every libc crate.
@@ -67,7 +86,7 @@ const SYS_SETXATTRAT: i64 = 463;
 const SYS_FCHMODAT2: i64 = 452;
 
 /// The rules answered with `EPERM`.
-fn denied(fixed_output: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
+fn denied() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     let mut rules = unconditional(&[
         libc::SYS_keyctl,
         libc::SYS_add_key,
@@ -103,9 +122,6 @@ fn denied(fixed_output: bool) -> Result<BTreeMap<i64, Vec<SeccompRule>>, String>
     let harmless: [u64; 5] = [0, 0x0008, 0x0002_0000, 0x0002_0008, 0xffff_ffff];
     let others = harmless.iter().map(|&value| cond(0, Len::Dword, Op::Ne, value)).collect::<Result<_, _>>()?;
     rules.insert(libc::SYS_personality, vec![rule(others)?]);
-    if fixed_output {
-        rules.insert(libc::SYS_socket, vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)?])?]);
-    }
     Ok(rules)
 }
 
@@ -158,12 +174,12 @@ fn x32_guard() -> BpfProgram {
     ]
 }
 
-/// Installs `filters` on the calling thread. Called in the sandbox's child
-/// just before `execve`: no allocation, only system calls on prepared data.
-/// False if the kernel refused.
+/// Installs `programs` on the calling thread, with `PR_SET_NO_NEW_PRIVS`.
+/// Also called in the sandbox's child just before `execve`: no allocation,
+/// only system calls on prepared data. False if the kernel refused.
 pub(crate) fn install(programs: &[libc::sock_fprog]) -> bool {
-    // SAFETY: plain system calls; every sock_fprog points at a program the
-    // parent keeps alive (a process-wide static).
+    // SAFETY: plain system calls; every sock_fprog points at a program
+    // kept alive for the whole process (the static `filters`).
     unsafe {
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             return false;
@@ -174,10 +190,9 @@ pub(crate) fn install(programs: &[libc::sock_fprog]) -> bool {
     }
 }
 
-/// The kernel's view of `filters`, for [`install`].
-pub(crate) fn fprogs(filters: &'static Filters) -> Vec<libc::sock_fprog> {
-    filters
-        .programs
+/// The kernel's view of `programs`, for [`install`].
+pub(crate) fn fprogs(programs: &'static [BpfProgram]) -> Vec<libc::sock_fprog> {
+    programs
         .iter()
         .map(|p| libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter })
         .collect()
@@ -188,11 +203,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn both_filter_sets_compile_and_the_fixed_output_one_is_larger() {
-        let plain = filters(false).unwrap();
-        let fixed = filters(true).unwrap();
-        assert_eq!(plain.programs.len(), 4);
-        assert!(fixed.programs[1].len() > plain.programs[1].len());
-        assert!(plain.programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+    fn the_filters_compile_to_small_programs() {
+        let filters = filters().unwrap();
+        assert_eq!(filters.programs.len(), 4);
+        assert!(filters.programs.iter().chain([&filters.fixed_output]).all(|p| !p.is_empty() && p.len() < 4096));
+    }
+
+    #[test]
+    fn a_confined_thread_gets_the_filter_once_and_its_answers() {
+        std::thread::spawn(|| {
+            confine_worker().unwrap();
+            confine_worker().unwrap();
+            // SAFETY: keyctl with harmless arguments; the filter answers first.
+            let r = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3i64, 0) };
+            assert_eq!((r, std::io::Error::last_os_error().raw_os_error()), (-1, Some(libc::EPERM)));
+        })
+        .join()
+        .unwrap();
     }
 }
