@@ -332,13 +332,15 @@ impl Step {
                     ok
                 }
                 Step::BecomeUser { uid, gid } => {
-                    libc::setgroups(0, std::ptr::null()) == 0
-                        && libc::setresgid(*gid, *gid, *gid) == 0
-                        && libc::setresuid(*uid, *uid, *uid) == 0
-                        && libc::getuid() == *uid
-                        // Changing uid made the process undumpable, which
-                        // would leave its /proc files (uid_map) to root.
-                        && libc::prctl(libc::PR_SET_DUMPABLE, 1, 0, 0, 0) == 0
+                    // Raw system calls, not libc's wrappers: those change
+                    // the ids of every thread of the process they think
+                    // they are in (mini's, whose memory this child shares)
+                    // and wait for each thread to answer, which never comes.
+                    let (uid, gid) = (*uid as libc::c_long, *gid as libc::c_long);
+                    libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) == 0
+                        && libc::syscall(libc::SYS_setresgid, gid, gid, gid) == 0
+                        && libc::syscall(libc::SYS_setresuid, uid, uid, uid) == 0
+                        && libc::syscall(libc::SYS_getuid) == uid
                 }
                 Step::NewUserNamespace => libc::unshare(libc::CLONE_NEWUSER) == 0,
                 Step::NewSession => libc::setsid() >= 0,
