@@ -277,33 +277,15 @@ impl mini_build::Substituter for BinaryCaches {
 
 #[cfg(test)]
 mod tests {
+    use mini_store::testing::{snapshot, Rng, Scratch};
     use std::cell::Cell;
     use std::collections::{BTreeMap, BTreeSet};
     use std::io::Write;
-    use std::path::PathBuf;
     use std::rc::Rc;
 
     use mini_store::archive::Node;
 
     use super::*;
-
-    /// A fresh directory for one test, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(test: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("mini-substitute-{}-{test}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// Counts the bytes read through it.
     struct Counting<R>(R, Rc<Cell<u64>>);
@@ -407,24 +389,6 @@ mod tests {
         Node::Symlink { target: target.to_vec() }
     }
 
-    /// Everything below `dir` with file contents, without following links.
-    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = std::fs::symlink_metadata(&path).unwrap();
-                found.push((path.clone(), meta.is_file().then(|| std::fs::read(&path).unwrap())));
-                if meta.is_dir() {
-                    stack.push(path);
-                }
-            }
-        }
-        found.sort();
-        found
-    }
-
     /// Random trees with links aimed outside, mutated (bytes flipped,
     /// cut short, spliced), compressed or not, under narinfos that lie
     /// about sizes or not: nothing is written outside the destination, a
@@ -437,13 +401,8 @@ mod tests {
         std::fs::write(sentinel.join("keep.txt"), "keep").unwrap();
         let before = snapshot(&sentinel);
         let dest = s.0.join("dest");
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15_u64);
+        let mut next = |n: u64| rng.below(n);
         let targets: [&[u8]; 5] = [sentinel.as_os_str().as_encoded_bytes(), b"../sentinel", b"..", b"/", b"a/b"];
         let names: [&[u8]; 5] = [b"a", b"b", b"keep.txt", b"sentinel", b"inner"];
         let (mut unpacked, mut refused) = (0, 0);

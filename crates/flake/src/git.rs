@@ -341,24 +341,7 @@ fn extract(stream: impl Read, dest: &Path) -> Result<(), ExtractError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh directory for one test, removed when dropped.
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(test: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("mini-git-{}-{test}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            Scratch(dir)
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use mini_store::testing::{snapshot, Rng, Scratch};
 
     /// Appends a tar entry with exactly these bytes as its path and link
     /// (tar's own builder refuses hostile paths), with a GNU long-name
@@ -468,24 +451,6 @@ mod tests {
         }
     }
 
-    /// Everything below `dir` with file contents, without following links.
-    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in std::fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = std::fs::symlink_metadata(&path).unwrap();
-                found.push((path.clone(), meta.is_file().then(|| std::fs::read(&path).unwrap())));
-                if meta.is_dir() {
-                    stack.push(path);
-                }
-            }
-        }
-        found.sort();
-        found
-    }
-
     /// Random tar streams (symlinks aimed outside, absolute and `..`
     /// paths, duplicates, entries below links and files, deep paths) never
     /// write outside the destination and never panic.
@@ -501,13 +466,8 @@ mod tests {
         let deep = vec!["d"; 300].join("/");
         let components: [&str; 9] = ["a", "b", "c", "a", "..", ".", "", "sentinel", "keep.txt"];
         let targets: [&[u8]; 6] = [sentinel.as_os_str().as_encoded_bytes(), b"../sentinel", b"..", b"/", b"a", b""];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d_u64);
+        let mut next = |n: u64| rng.below(n);
         let (mut unpacked, mut refused) = (0, 0);
         for case in 0..500 {
             let mut tar = tar::Builder::new(Vec::new());

@@ -942,6 +942,7 @@ pub(crate) fn show(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::{snapshot, Rng};
     use std::collections::BTreeMap;
     use std::fs::Permissions;
     use std::os::unix::fs::symlink;
@@ -1344,22 +1345,6 @@ mod tests {
         assert!(dest.is_dir());
     }
 
-    /// xorshift64: a seeded, repeatable stream of choices.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len() as u64) as usize]
-        }
-    }
-
     /// Appends a random node's tokens: names from a small pool (so entries
     /// repeat and fall out of order), hostile names now and then, symlinks
     /// aimed at `sentinel` (absolute, relative, through `..`), deep chains.
@@ -1400,24 +1385,6 @@ mod tests {
                 out.extend(tokens(&[b")"]));
             }
         }
-    }
-
-    /// Everything below `dir` with file contents, without following links.
-    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = fs::symlink_metadata(&path).unwrap();
-                found.push((path.clone(), meta.is_file().then(|| fs::read(&path).unwrap())));
-                if meta.is_dir() {
-                    stack.push(path);
-                }
-            }
-        }
-        found.sort();
-        found
     }
 
     #[test]

@@ -13,4 +13,6 @@ pub mod references;
 pub mod store;
 pub mod store_path;
 pub mod teardown;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tree_writer;

@@ -335,6 +335,7 @@ fn show_path(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use crate::testing::{snapshot, Rng};
     use std::fs;
     use std::io::Write;
     use std::os::unix::fs::{symlink, PermissionsExt};
@@ -466,24 +467,6 @@ mod tests {
         assert!(matches!(TreeWriter::open(&s.0.join("file")), Err(TreeError::Root { .. })));
     }
 
-    /// Everything below `dir` with file contents, without following links.
-    fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
-        let mut found = Vec::new();
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for entry in fs::read_dir(&d).unwrap() {
-                let path = entry.unwrap().path();
-                let meta = fs::symlink_metadata(&path).unwrap();
-                found.push((path.clone(), meta.is_file().then(|| fs::read(&path).unwrap())));
-                if meta.is_dir() {
-                    stack.push(path);
-                }
-            }
-        }
-        found.sort();
-        found
-    }
-
     /// Random sequences of entries (links aimed outside, absolute and `..`
     /// paths, duplicates, entries below links and files, deep paths) never
     /// write outside the destination and never panic.
@@ -498,13 +481,8 @@ mod tests {
         let deep = vec!["d"; MAX_DEPTH + 5].join("/");
         let components = ["a", "b", "a", "inner", "keep.txt", "..", ".", "", "x\0y"];
         let targets: [&[u8]; 6] = [sentinel.as_os_str().as_bytes(), b"../sentinel", b"..", b"/", b"a", b""];
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d_u64);
+        let mut next = |n: u64| rng.below(n);
         let (mut written, mut refused) = (0, 0);
         for case in 0..200 {
             let mut writer = TreeWriter::new(Dir::create(&dest, 0o755).unwrap());
