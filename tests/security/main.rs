@@ -14,6 +14,7 @@ mod cache_links;
 mod check_tampered;
 #[path = "../common/mod.rs"]
 mod common;
+mod descriptors;
 mod drv_tampered;
 mod fetchurl_file;
 mod gc_running_build;

@@ -205,6 +205,11 @@ enum Refusal {
 /// directory's handle one component at a time with `O_NOFOLLOW`, so a link
 /// put in place after the check is refused rather than followed.
 fn open_allowed(path: &Path, allowed: &[PathBuf]) -> std::result::Result<File, Refusal> {
+    // `allowed/../x` would pass the prefix test below unresolved, and the
+    // answer would tell whether `x` exists.
+    if path.components().any(|c| c == std::path::Component::ParentDir) {
+        return Err(Refusal::NotAllowed(path.to_path_buf()));
+    }
     let dirs: Vec<PathBuf> = allowed.iter().filter_map(|dir| fs::canonicalize(dir).ok()).collect();
     let real = match fs::canonicalize(path) {
         Ok(real) => real,

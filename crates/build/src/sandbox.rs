@@ -284,6 +284,7 @@ impl Step {
                         if fd >= 0 || *libc::__errno_location() != libc::EACCES {
                             break;
                         }
+                        libc::sched_yield();
                     }
                     if fd < 0 {
                         return false;
@@ -463,6 +464,8 @@ impl Plan {
         // mount, so the builder can change none of them.
         let (outer_uid, outer_gid) = if as_root {
             steps.push(Step::BecomeUser { uid: ROOT_BUILD_ID, gid: ROOT_BUILD_ID });
+            // Changing uid cleared the death signal: set it again at once.
+            steps.push(Step::DieWithParent);
             (ROOT_BUILD_ID, ROOT_BUILD_ID)
         } else {
             (BUILD_UID, BUILD_GID)
@@ -641,6 +644,23 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
             report(index);
         }
     }
+    // SAFETY: plain system calls on this process's own descriptors and
+    // signal dispositions.
+    unsafe {
+        // Nothing mini inherited (a directory descriptor would lead out of
+        // the root) reaches the builder: every descriptor above 2 closes
+        // on exec (the error pipe too, which must stay open until then).
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            report(usize::MAX - 2);
+        }
+        // Rust ignores SIGPIPE; a builder gets the default, as under Nix
+        // (so `yes | head` ends `yes`).
+        let mut default: libc::sigaction = std::mem::zeroed();
+        default.sa_sigaction = libc::SIG_DFL;
+        if libc::syscall(libc::SYS_rt_sigaction, libc::SIGPIPE, &default, std::ptr::null::<libc::sigaction>(), 8) != 0 {
+            report(usize::MAX - 2);
+        }
+    }
     // SAFETY: NULL-terminated arrays of C strings owned by the plan.
     unsafe { libc::execve(args.plan.program.as_ptr(), args.argv.as_ptr(), args.envp.as_ptr()) };
     report(usize::MAX)
@@ -724,6 +744,7 @@ impl SandboxChild {
         let what = match index {
             usize::MAX => format!("executing the builder '{}'", self.plan.program.to_string_lossy()),
             i if i == usize::MAX - 1 => "redirecting the builder's output".to_string(),
+            i if i == usize::MAX - 2 => "preparing the builder's descriptors and signals".to_string(),
             i => self.plan.steps.get(i).map_or_else(|| "setting up".to_string(), Step::describe),
         };
         Some(format!("{what}: {}", io::Error::from_raw_os_error(errno)))

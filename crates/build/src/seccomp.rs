@@ -5,9 +5,12 @@
 //!
 //! - `ioctl` `TIOCSTI` and `TIOCLINUX` (typing into a terminal);
 //! - making setuid or setgid files (`chmod`, `fchmod`, `fchmodat`,
-//!   `fchmodat2`, and `open`/`openat`/`creat` creating with those bits);
-//!   `openat2`, whose mode the filter cannot see, is reported as missing
-//!   (`ENOSYS`) so callers fall back to `openat`;
+//!   `fchmodat2`, `mknod`, `mknodat`, and `open`/`openat`/`creat` creating
+//!   with those bits, named or `O_TMPFILE`); `openat2`, whose mode the
+//!   filter cannot see, is reported as missing (`ENOSYS`) so callers fall
+//!   back to `openat`;
+//! - `io_uring` (`ENOSYS`): its operations (opening, sockets, xattrs)
+//!   would go around every rule here;
 //! - setting extended attributes (`ENOTSUP`, which tools like `cp -a`
 //!   already expect from some filesystems);
 //! - the kernel keyring (`keyctl`, `add_key`, `request_key`);
@@ -56,7 +59,8 @@ fn compile() -> Result<Filters, String> {
     let eperm = program(denied()?, libc::EPERM)?;
     let xattrs = [libc::SYS_setxattr, libc::SYS_lsetxattr, libc::SYS_fsetxattr, SYS_SETXATTRAT];
     let enotsup = program(unconditional(&xattrs), libc::ENOTSUP)?;
-    let enosys = program(unconditional(&[libc::SYS_openat2]), libc::ENOSYS)?;
+    let missing = [libc::SYS_openat2, libc::SYS_io_uring_setup, libc::SYS_io_uring_enter, libc::SYS_io_uring_register];
+    let enosys = program(unconditional(&missing), libc::ENOSYS)?;
     let unix_sockets = [(libc::SYS_socket, vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)?])?])];
     let fixed_output = program(unix_sockets.into_iter().collect(), libc::EPERM)?;
     Ok(Filters { programs: vec![x32_guard(), eperm, enotsup, enosys], fixed_output })
@@ -82,6 +86,8 @@ pub fn confine_worker() -> Result<(), String> {
 
 /// `setxattrat` (Linux 6.13), not yet in every libc crate.
 const SYS_SETXATTRAT: i64 = 463;
+/// The bit of `O_TMPFILE` that is not `O_DIRECTORY` (`__O_TMPFILE`).
+const O_TMPFILE_BIT: u64 = (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64;
 /// `fchmodat2` (Linux 6.6).
 const SYS_FCHMODAT2: i64 = 452;
 
@@ -115,9 +121,16 @@ fn denied() -> Result<BTreeMap<i64, Vec<SeccompRule>>, String> {
     {
         rules.insert(call, setid_bits(mode_arg, None)?);
     }
+    // A new file, named (O_CREAT) or not yet (O_TMPFILE, linked later).
     let creating = |arg| cond(arg, Len::Dword, Op::MaskedEq(libc::O_CREAT as u64), libc::O_CREAT as u64);
-    rules.insert(libc::SYS_open, setid_bits(2, Some(creating(1)?))?);
-    rules.insert(libc::SYS_openat, setid_bits(3, Some(creating(2)?))?);
+    let unnamed = |arg| cond(arg, Len::Dword, Op::MaskedEq(O_TMPFILE_BIT), O_TMPFILE_BIT);
+    for (call, flags_arg, mode_arg) in [(libc::SYS_open, 1, 2), (libc::SYS_openat, 2, 3)] {
+        let mut both = setid_bits(mode_arg, Some(creating(flags_arg)?))?;
+        both.extend(setid_bits(mode_arg, Some(unnamed(flags_arg)?))?);
+        rules.insert(call, both);
+    }
+    rules.insert(libc::SYS_mknod, setid_bits(1, None)?);
+    rules.insert(libc::SYS_mknodat, setid_bits(2, None)?);
     // PER_LINUX, PER_LINUX32, UNAME26, both, and the query.
     let harmless: [u64; 5] = [0, 0x0008, 0x0002_0000, 0x0002_0008, 0xffff_ffff];
     let others = harmless.iter().map(|&value| cond(0, Len::Dword, Op::Ne, value)).collect::<Result<_, _>>()?;

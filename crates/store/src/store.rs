@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -375,7 +375,9 @@ impl Store {
         for attempt in 0u32.. {
             let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
             let dir = tmp.join(format!("stage-{}-{nanos}-{attempt}", std::process::id()));
-            match fs::create_dir(&dir) {
+            // Private: a build's root is assembled in it, and what a builder
+            // leaves there must not be reachable by other users of the host.
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => return Ok(dir),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(io_err("creating", &dir)(e)),

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/io_uring.h>
 #include <linux/keyctl.h>
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
@@ -57,6 +58,11 @@ static void syscalls(void) {
     result("fchmodat-setuid", fchmodat(AT_FDCWD, "probe-file", 04755, 0));
     result("chmod-plain", chmod("probe-file", 0755));
     result("open-creat-setuid", open("probe-created", O_CREAT | O_WRONLY, 04755));
+    result("mknod-setuid", mknod("probe-node", S_IFREG | 04755, 0));
+    result("open-tmpfile-setuid", open(".", O_TMPFILE | O_WRONLY, 04755));
+    struct io_uring_params params;
+    memset(&params, 0, sizeof params);
+    result("io_uring_setup", syscall(SYS_io_uring_setup, 1, &params));
     result("setxattr", setxattr("probe-file", "user.mini", "1", 1, 0));
     result("keyctl", syscall(SYS_keyctl, KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 1));
     result("add_key", syscall(SYS_add_key, "user", "mini-probe", "v", 1, KEY_SPEC_PROCESS_KEYRING));
@@ -74,6 +80,12 @@ static void syscalls(void) {
     result("socketpair-unix", socketpair(AF_UNIX, SOCK_STREAM, 0, pair));
 }
 
+static void descriptors(void) {
+    for (int fd = 3; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) >= 0) fprintf(report, "fd-%d=open\n", fd);
+    fprintf(report, "descriptors=listed\n");
+}
+
 int main(int argc, char **argv) {
     char *text = NULL;
     size_t len = 0;
@@ -81,7 +93,8 @@ int main(int argc, char **argv) {
     if (!report) { perror("report"); return 2; }
     if (argc > 1 && strcmp(argv[1], "terminal") == 0) terminal();
     else if (argc > 1 && strcmp(argv[1], "syscalls") == 0) syscalls();
-    else { fprintf(stderr, "usage: attacker terminal|syscalls\n"); return 2; }
+    else if (argc > 1 && strcmp(argv[1], "descriptors") == 0) descriptors();
+    else { fprintf(stderr, "usage: attacker terminal|syscalls|descriptors\n"); return 2; }
     if (fclose(report) != 0) return 2;
     /* The report goes to the log too: a fixed-output build's $out is gone
      * once its hash check fails. */
