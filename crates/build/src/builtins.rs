@@ -583,6 +583,8 @@ mod tests {
             (allowed.join("link.txt"), "a link out"),
             (allowed.join("dir-link/secret.txt"), "a directory link out"),
             (allowed.join("../outside/secret.txt"), "climbing out"),
+            // Refused before it is resolved: "missing" would tell it is not there.
+            (allowed.join("../no-such-file"), "climbing out to a missing file"),
             (PathBuf::from("/nonexistent/mini"), "a missing file elsewhere"),
         ] {
             let err = fetch(&path, &[&allowed], "refused").unwrap_err();
