@@ -44,23 +44,8 @@ fn the_directory_a_root_is_built_in_is_private() {
     for who in users() {
         let attempt = Attempt::new("stage-mode", who);
         flake_with(&attempt.dir(), &[("slow", "sleep 3; echo done > $out")], "");
-        let _ = attempt.mini(&["--version"]);
-        let mut build = match who {
-            Who::Caller => Command::new(env!("CARGO_BIN_EXE_mini")),
-            Who::Nobody => {
-                let mut c = Command::new("setpriv");
-                c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mini")]);
-                c
-            }
-        };
-        let mut child = build
-            .arg("--store")
-            .arg(attempt.store())
-            .args(["build", ".#slow", "--no-link"])
-            .current_dir(attempt.dir())
-            .env("HOME", &attempt.scratch.0)
-            .spawn()
-            .expect("start mini");
+        let mut child =
+            attempt.command(&attempt.dir()).args(["build", ".#slow", "--no-link"]).spawn().expect("start mini");
         let tmp = attempt.store().join("tmp");
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut modes = Vec::new();

@@ -6,10 +6,10 @@
 //! a reference to a path that is gone, and `verify --repair` puts it back,
 //! by building it again or from a binary cache.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{ok, text, users, Attempt, Who};
+use crate::{ok, text, users, Attempt};
 
 /// `dep` writes a file; `main` says it started, waits, and refers to `dep`.
 const MAIN: &str = "  main = sh \"main\" \"echo started; sleep 3; cat ${dep}/data > $out; echo ${dep} >> $out\";\n";
@@ -20,26 +20,7 @@ fn flake(a: &Attempt) {
 
 /// Starts `mini ARGS…` as [`Attempt::mini`] runs it, without waiting.
 fn spawn(a: &Attempt, args: &[&str]) -> Child {
-    let mut command = match a.who {
-        Who::Caller => Command::new(env!("CARGO_BIN_EXE_mini")),
-        Who::Nobody => {
-            let status = Command::new("chown").args(["-R", "65534:65534"]).arg(&a.scratch.0).status();
-            assert!(status.is_ok_and(|s| s.success()), "chown the scratch directory to nobody");
-            let mut c = Command::new("setpriv");
-            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", env!("CARGO_BIN_EXE_mini")]);
-            c
-        }
-    };
-    command
-        .arg("--store")
-        .arg(a.store())
-        .args(args)
-        .current_dir(a.dir())
-        .env("HOME", &a.scratch.0)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mini")
+    a.command(&a.dir()).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start mini")
 }
 
 /// Waits until the log of the running build of `main` says it started.

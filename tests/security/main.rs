@@ -122,6 +122,12 @@ impl Attempt {
 
     /// [`Attempt::mini_in`] with environment variables `env` set.
     pub fn mini_env_in(&self, dir: &Path, env: &[(&str, &std::ffi::OsStr)], args: &[&str]) -> Output {
+        self.command(dir).args(args).envs(env.iter().copied()).output().expect("run mini")
+    }
+
+    /// `mini --store STORE`, run in `dir` as [`Attempt::who`], ready for
+    /// its arguments.
+    pub fn command(&self, dir: &Path) -> Command {
         let mut command = match self.who {
             Who::Caller => Command::new(env!("CARGO_BIN_EXE_mini")),
             Who::Nobody => {
@@ -133,15 +139,8 @@ impl Attempt {
                 c
             }
         };
+        command.arg("--store").arg(self.store()).current_dir(dir).env("HOME", &self.scratch.0);
         command
-            .arg("--store")
-            .arg(self.store())
-            .args(args)
-            .current_dir(dir)
-            .env("HOME", &self.scratch.0)
-            .envs(env.iter().copied())
-            .output()
-            .expect("run mini")
     }
 
     /// Builds `attr` of the flake, which must succeed; its output path.
