@@ -71,6 +71,20 @@ const READ_ONLY_PROC: &[&str] = &["sys", "sysrq-trigger", "irq", "bus"];
 /// Files of `/proc` hidden behind `/dev/null`, as runc's `maskedPaths`.
 const MASKED_PROC: &[&str] = &["kcore", "keys", "timer_list"];
 
+/// The entries of [`READ_ONLY_PROC`] and [`MASKED_PROC`] this kernel has
+/// (the sandbox's `/proc` is of the same kernel as the host's), looked up
+/// once per process.
+fn proc_protections() -> &'static (Vec<&'static str>, Vec<&'static str>) {
+    static FOUND: std::sync::OnceLock<(Vec<&str>, Vec<&str>)> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let host = |name: &str| Path::new("/proc").join(name);
+        (
+            READ_ONLY_PROC.iter().copied().filter(|n| host(n).exists()).collect(),
+            MASKED_PROC.iter().copied().filter(|n| host(n).is_file()).collect(),
+        )
+    })
+}
+
 /// Stack of the cloned child until it execs: it only makes system calls.
 const CHILD_STACK: usize = 64 << 10;
 
@@ -443,13 +457,13 @@ impl Plan {
             flags: proc_flags,
             data: None,
         });
-        // The sandbox's /proc is of the same kernel as the host's.
-        for name in READ_ONLY_PROC.iter().filter(|n| Path::new("/proc").join(n).exists()) {
+        let (read_only, masked) = proc_protections();
+        for name in read_only {
             let target = root.join("proc").join(name);
             steps.push(bind_step(&target, &target)?);
             steps.push(read_only_step(&target, proc_flags)?);
         }
-        for name in MASKED_PROC.iter().filter(|n| Path::new("/proc").join(n).is_file()) {
+        for name in masked {
             steps.push(bind_step(&root.join("dev/null"), &root.join("proc").join(name))?);
         }
         steps.push(Step::Hostname);
