@@ -224,7 +224,10 @@ fn main() -> ExitCode {
         Command::Instantiate(args) => instantiate(args, store_root),
         Command::Build(args) => build_cmd::build(&store_root, args),
         Command::Prelude => {
-            print!("{}", mini_flake::PRELUDE);
+            for (name, source) in mini_flake::PRELUDE {
+                println!("# ==> prelude/{name}.nixlike <==");
+                print!("{source}");
+            }
             ExitCode::SUCCESS
         }
         Command::Log(args) => build_cmd::log(&store_root, args),

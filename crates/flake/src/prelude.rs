@@ -1,6 +1,8 @@
 //! The prelude: mini's small package set, written in the language
-//! (`prelude.nixlike`) so it reads like the nixpkgs functions it imitates.
-//! It is compiled into the binary and evaluated once per session.
+//! (`prelude/*.nixlike`) so it reads like the nixpkgs functions it imitates.
+//! It is compiled into the binary and evaluated once per session: one file
+//! per part (lib, trivial builders, fetchers, stdenv, toolchains, images),
+//! joined by `prelude/default.nixlike` into one lazy package set.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +11,15 @@ use mini_lang::value::{Attrs, Env, Slots, Symbol, Thunk};
 use mini_lang::{EvalResult, Evaluator, Value};
 use mini_store::store_path::StorePath;
 
-/// The prelude's source text.
-pub const PRELUDE: &str = include_str!("prelude.nixlike");
+/// The prelude's files: `default` first, which joins the parts that follow.
+pub const PRELUDE: &[(&str, &str)] = &[
+    ("default", include_str!("prelude/default.nixlike")),
+    ("lib", include_str!("prelude/lib.nixlike")),
+    ("trivial", include_str!("prelude/trivial.nixlike")),
+    ("fetchers", include_str!("prelude/fetchers.nixlike")),
+    ("stdenv", include_str!("prelude/stdenv.nixlike")),
+    ("docker", include_str!("prelude/docker.nixlike")),
+];
 
 /// Evaluates the prelude for `system` with `busybox` (a store path, passed
 /// as a string whose context names it, so derivations using it depend on
@@ -22,9 +31,19 @@ pub(crate) fn load(
     system: &str,
     image_labels: &BTreeMap<String, String>,
 ) -> EvalResult<Value> {
-    let expr = ev.compile_source("«prelude»".into(), None, PRELUDE)?;
-    let function = ev.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
+    let mut function = None;
+    let mut parts = Vec::new();
+    for (name, source) in PRELUDE {
+        let expr = ev.compile_source(format!("«prelude/{name}»"), None, source)?;
+        let value = ev.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
+        match function {
+            None => function = Some(value),
+            Some(_) => parts.push((Symbol::intern(name), Thunk::Ready(value))),
+        }
+    }
+    let function = function.expect("the prelude has its default file");
     let mut args: Vec<(Symbol, Thunk)> = vec![
+        (Symbol::intern("parts"), Value::attrs(Attrs::from_unsorted(parts)).into()),
         (Symbol::intern("busybox"), store_path_value(busybox).into()),
         (Symbol::intern("system"), Value::string(system).into()),
     ];
