@@ -366,7 +366,7 @@ pub fn text_file_digest(text: &str) -> blake3::Hash {
 }
 
 /// The path of a fixed output: from the declared content hash alone.
-fn fixed_output_path(fixed: &FixedHash, name: &str) -> Result<StorePath, StorePathError> {
+pub fn fixed_output_path(fixed: &FixedHash, name: &str) -> Result<StorePath, StorePathError> {
     let kind = match fixed.mode {
         HashMode::Recursive => PathKind::Source { references: &[] },
         HashMode::Flat => PathKind::Output { output: "out" },

@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod base32;
 pub mod derivation;
+pub mod fixed;
 pub mod references;
 pub mod store;
 pub mod store_path;
