@@ -2,6 +2,7 @@
 //! themselves, even when the store inside them made files read-only.
 
 pub mod clients;
+pub mod docker;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
