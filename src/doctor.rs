@@ -2,7 +2,8 @@
 //! fix what is missing. Required: unprivileged user namespaces (the build
 //! sandbox), a static busybox (the only thing builds take from the host),
 //! and a store root that exists or can be made, and is writable. Optional:
-//! the tools the test suite and `mini graph --format svg` use.
+//! pip (which `fetchPypi` and `mini fetch pypi:` download with), and the
+//! tools the test suite and `mini graph --format svg` use.
 //!
 //! User namespaces are probed, not guessed from sysctls: `unshare` needs a
 //! single-threaded process, so `mini` runs itself again with the hidden
@@ -62,7 +63,13 @@ pub fn probe_main() -> ExitCode {
 }
 
 pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
-    let mut checks = vec![user_namespaces(), busybox(), store(store_root), cgroups(Path::new("/sys/fs/cgroup"))];
+    let mut checks = vec![
+        user_namespaces(),
+        busybox(),
+        store(store_root),
+        cgroups(Path::new("/sys/fs/cgroup")),
+        pip(&mini_build::pypi::Pip::from_env()),
+    ];
     checks.extend(OPTIONAL_TOOLS.iter().map(|&(tool, purpose, package)| optional_tool(tool, purpose, package)));
     let failed = checks.iter().filter(|c| c.required && !c.ok).count();
     let text = if args.json { format!("{}\n", render_json(&checks)) } else { render_text(&checks) };
@@ -271,6 +278,33 @@ fn store(root: &Path) -> Check {
     }
 }
 
+/// The pip `fetchPypi` runs (`$MINI_PIP`, else `python3 -m pip`): its
+/// version, or how to get one.
+fn pip(pip: &mini_build::pypi::Pip) -> Check {
+    match pip.version() {
+        Ok(version) => Check {
+            name: "pip",
+            required: false,
+            ok: true,
+            detail: format!(
+                "{} is {version} (optional: fetchPypi and `mini fetch pypi:` download with it)",
+                pip.describe()
+            ),
+            fix: None,
+        },
+        Err(why) => Check {
+            name: "pip",
+            required: false,
+            ok: false,
+            detail: format!("fetchPypi and `mini fetch pypi:` cannot download: {why}"),
+            fix: Some(format!(
+                "apt-get install python3-pip, or set {}=COMMAND to the pip to use",
+                mini_build::pypi::PIP_VAR
+            )),
+        },
+    }
+}
+
 fn optional_tool(tool: &'static str, purpose: &str, package: &str) -> Check {
     match find_on_path(tool) {
         Some(found) => Check {
@@ -313,6 +347,19 @@ mod tests {
         let found = cgroups(&dir);
         assert!(found.ok && !found.required && found.fix.is_none(), "{found:?}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pip_is_found_or_the_fix_says_how_to_get_one() {
+        let missing = pip(&mini_build::pypi::Pip::new(vec!["/nonexistent/mini-pip".into()]));
+        assert!(!missing.ok && !missing.required, "{missing:?}");
+        assert!(missing.detail.contains("/nonexistent/mini-pip"), "{missing:?}");
+        assert!(missing.fix.as_deref().is_some_and(|f| f.contains("python3-pip") && f.contains("MINI_PIP")));
+        let fake = std::env::temp_dir().join(format!("mini-doctor-pip-{}", std::process::id()));
+        std::fs::write(&fake, "echo 'pip 99.1 from /somewhere (python 3.99)'\n").unwrap();
+        let found = pip(&mini_build::pypi::Pip::new(vec!["sh".into(), fake.clone().into()]));
+        std::fs::remove_file(&fake).unwrap();
+        assert!(found.ok && found.detail.contains("is pip 99.1 from /somewhere"), "{found:?}");
     }
 
     #[test]

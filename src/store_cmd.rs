@@ -1,4 +1,4 @@
-//! `mini store add|verify`, `mini path-info` and `mini derivation show`:
+//! `mini store add|add-fixed|verify`, `mini path-info` and `mini derivation show`:
 //! thin wrappers over `mini_store::store::Store` that format what it
 //! reports. The last two also take flake installables, through `mini_flake`.
 //! `verify --repair` rebuilds through `mini_build::repair`, downloading
@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use mini_build::repair::{RepairReport, Repaired};
 use mini_build::{BuildOptions, Builder, Substituter};
 use mini_flake::{Installable, Target};
-use mini_store::derivation::Derivation;
+use mini_store::derivation::{Derivation, HashMode};
 use mini_store::store::{PathInfo, Problem, Store};
 use mini_store::store_path::StorePath;
 
@@ -24,6 +24,21 @@ pub enum StoreCommand {
         /// The name part of the store path (default: the file name).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Add a file as the output of a fixed-output derivation with its
+    /// SHA-256 (flat, as `fetchurl` and `fetchPypi` hash it; --recursive:
+    /// a tree, hashed as an archive) and print that store path, so a build
+    /// that fetches it finds it there and downloads nothing.
+    AddFixed {
+        path: PathBuf,
+        /// The name part of the store path: the fetch's `name` (default:
+        /// the file name, which fetchurl and fetchPypi use too).
+        #[arg(long)]
+        name: Option<String>,
+        /// Add a directory (or an executable file) hashed as a tree
+        /// (outputHashMode = "recursive", as fetchzip's output).
+        #[arg(long)]
+        recursive: bool,
     },
     /// Check every valid path: present, everything it refers to valid, and
     /// with --check-contents unmodified.
@@ -130,6 +145,7 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        StoreCommand::AddFixed { path, name, recursive } => add_fixed(&store, &path, name, recursive),
         StoreCommand::Verify { check_contents, repair, substituters, trusted_public_keys, json } => {
             if repair {
                 if let Err(code) = repair_store(&store, substituters, trusted_public_keys) {
@@ -154,6 +170,28 @@ pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+    }
+}
+
+/// `mini store add-fixed`: prints the store path; says on stderr whether it
+/// was copied, and the hash a recipe declares for it.
+fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) -> ExitCode {
+    let Some(name) = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned())) else {
+        return fail(format!("'{}' has no file name: give the store name with --name", path.display()));
+    };
+    let mode = if recursive { HashMode::Recursive } else { HashMode::Flat };
+    match store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new()) {
+        Ok(added) => {
+            let hash = mini_build::output::sri(&added.hash.algo, &added.hash.digest);
+            if added.copied {
+                eprintln!("copying '{}' to '{}' ({hash})", path.display(), added.path);
+            } else {
+                eprintln!("'{}' is already in the store ({hash})", added.path);
+            }
+            println!("{}", added.path);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
     }
 }
 

