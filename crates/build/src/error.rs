@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use mini_store::store::StoreError;
 use thiserror::Error;
 
+use crate::constraints::Violation;
+
 #[derive(Debug, Error)]
 pub enum BuildError {
     #[error(transparent)]
@@ -39,6 +41,10 @@ pub enum BuildError {
     WrongSystem { drv: String, needed: String, have: String },
     #[error("'{drv}' could not be substituted, and {failed} of its inputs failed to build")]
     InputsFailed { drv: String, failed: usize },
+    /// Outputs broke the promise of `allowedReferences` and its kin
+    /// (see [`crate::constraints`]); none was registered.
+    #[error("{}", crate::constraints::render(drv, violations))]
+    ForbiddenReferences { drv: String, violations: Vec<Violation> },
 }
 
 fn render_tail(lines: &[String]) -> String {

@@ -3,7 +3,8 @@
 //! (`schedule`) runs on parallel workers, each derivation in a Linux
 //! namespace sandbox (`sandbox`) that sees only its declared inputs, or in
 //! process for builtin builders (`builtins`). Finished outputs are
-//! canonicalised and checked (`output`) before the store registers them.
+//! canonicalised and checked (`output`, and `constraints` for what they may
+//! refer to) before the store registers them.
 //! A [`Substituter`] (such as a binary cache) may supply outputs instead.
 //! `repair` puts back what the store's verification found broken.
 //!
@@ -11,6 +12,7 @@
 //! store and knows nothing of the language that wrote them.
 
 pub mod builtins;
+pub mod constraints;
 pub mod dag;
 pub mod error;
 mod mounts;

@@ -18,13 +18,14 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use mini_store::derivation::Derivation;
-use mini_store::references::scan_references;
+use mini_store::references::{find_occurrences, scan_references, Occurrence};
 use mini_store::store::{discard_tree, PathLock, Store};
 use mini_store::store_path::StorePath;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 
 use crate::builtins::{BuiltinBuilder, BuiltinJob};
+use crate::constraints::{self, Constraint};
 use crate::dag::{self, BuildPlan, Job};
 use crate::error::{io_err, BuildError, Result};
 use crate::output;
@@ -357,6 +358,8 @@ impl<'a> Builder<'a> {
                 have: SYSTEM.into(),
             });
         }
+        // A malformed list fails now, not after a long build.
+        let constraints = constraints::parse(&job.drv_path, &job.drv, &outputs)?;
         let inputs = self.input_closure(&job.drv)?;
         // Every build gets a root of its own, made now and removed after:
         // nothing one builder leaves can reach another build or the host.
@@ -366,7 +369,7 @@ impl<'a> Builder<'a> {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
             None => self.run_sandboxed(job, &spec, &outputs).map(|()| BTreeMap::new()),
         }
-        .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared));
+        .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared, &constraints));
         if result.is_err() && self.options.keep_failed {
             let kept = self.store.root().join("failed").join(format!("{}-{}", job.drv.name, std::process::id()));
             let moved = fs::create_dir_all(&kept)
@@ -611,7 +614,8 @@ impl<'a> Builder<'a> {
     }
 
     /// Checks, canonicalises, scans and registers (or, for `--check`,
-    /// compares) each output the builder left.
+    /// compares) each output the builder left. Every output is checked,
+    /// its reference constraints included, before any is registered.
     fn finish_outputs(
         &self,
         job: &Job,
@@ -619,10 +623,12 @@ impl<'a> Builder<'a> {
         inputs: &[StorePath],
         spec: &SandboxSpec,
         mut declared: BTreeMap<String, BTreeSet<StorePath>>,
+        constraints: &[Constraint],
     ) -> Result<()> {
         let drv = job.drv_path.to_string();
         let mut candidates: Vec<StorePath> = inputs.to_vec();
         candidates.extend(outputs.values().cloned());
+        let mut finished = Vec::new();
         for (name, path) in outputs {
             let host = spec.output_on_host(&path.base_name());
             if fs::symlink_metadata(&host).is_err() {
@@ -636,13 +642,55 @@ impl<'a> Builder<'a> {
                 self.compare_with_valid(&drv, path, &host)?;
                 continue;
             }
-            let references = match declared.remove(name) {
-                Some(known) => known,
-                None => scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?,
+            let output = match declared.remove(name) {
+                Some(references) => Finished { name, path, host, references, scanned: false },
+                None => {
+                    let references =
+                        scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?;
+                    Finished { name, path, host, references, scanned: true }
+                }
             };
-            self.store.install(path, &host, references, Some(job.drv_path.clone()))?;
+            finished.push(output);
+        }
+        self.check_constraints(&drv, &finished, constraints)?;
+        for output in finished {
+            self.store.install(output.path, &output.host, output.references, Some(job.drv_path.clone()))?;
         }
         Ok(())
+    }
+
+    /// Fails with every dependency of `finished` that `constraints` forbid.
+    /// The closure of a new output runs through its siblings' new
+    /// references, then through the store's records of the inputs.
+    fn check_constraints(&self, drv: &str, finished: &[Finished<'_>], constraints: &[Constraint]) -> Result<()> {
+        if constraints.is_empty() {
+            return Ok(());
+        }
+        let fresh: BTreeMap<&StorePath, &BTreeSet<StorePath>> =
+            finished.iter().map(|f| (f.path, &f.references)).collect();
+        let mut references = |path: &StorePath| -> Result<BTreeSet<StorePath>> {
+            match fresh.get(path) {
+                Some(references) => Ok((*references).clone()),
+                None => Ok(self.store.infos(std::slice::from_ref(path))?.remove(0).references),
+            }
+        };
+        let mut violations = Vec::new();
+        for output in finished {
+            for mut violation in constraints::check(constraints, output.name, output.path, &mut references)? {
+                // Where the output mentions the next path, unless a builtin
+                // declared its references to spare reading a large output.
+                if let (true, Some(next)) = (output.scanned, violation.chain.get(1)) {
+                    let found = find_occurrences(&output.host, &next.hash_part())
+                        .map_err(io_err("searching the references of", &output.host))?;
+                    violation.found_in = found.iter().take(SHOWN_OCCURRENCES).map(describe_occurrence).collect();
+                }
+                violations.push(violation);
+            }
+        }
+        if violations.is_empty() {
+            return Ok(());
+        }
+        Err(BuildError::ForbiddenReferences { drv: drv.to_string(), violations })
     }
 
     /// `--check`: the rebuilt output must be bit-identical to the files of
@@ -675,6 +723,30 @@ impl<'a> Builder<'a> {
         }
         Err(BuildError::NotDeterministic { drv: drv.into(), files })
     }
+}
+
+/// An output checked and scanned, waiting to be registered.
+struct Finished<'a> {
+    name: &'a str,
+    path: &'a StorePath,
+    /// Where it is now, in the build's root.
+    host: PathBuf,
+    references: BTreeSet<StorePath>,
+    /// Whether the references were scanned (else a builtin declared them).
+    scanned: bool,
+}
+
+/// How many places a reference-constraint failure shows per path.
+const SHOWN_OCCURRENCES: usize = 3;
+
+/// `file: …context…`, as `mini why-depends` shows an occurrence.
+fn describe_occurrence(occurrence: &Occurrence) -> String {
+    let file = if occurrence.file.as_os_str().is_empty() {
+        "(the file itself)".to_string()
+    } else {
+        occurrence.file.display().to_string()
+    };
+    format!("{file}: …{}…", occurrence.context)
 }
 
 /// Where the log of a derivation's last build is kept.
@@ -820,5 +892,106 @@ mod tests {
             }
             other => panic!("expected the modification to be found: {other:?}"),
         }
+    }
+
+    /// Writes `data` holding the env's `mention` (store paths) into a
+    /// directory, and declares its references when `declare` is set.
+    struct Mention;
+
+    impl BuiltinBuilder for Mention {
+        fn name(&self) -> &'static str {
+            "mention"
+        }
+
+        fn build(&self, job: &mut BuiltinJob<'_>) -> Result<()> {
+            let out = &job.outputs["out"];
+            let mention = job.drv.env.get("mention").cloned().unwrap_or_default();
+            fs::create_dir(out).and_then(|()| fs::write(out.join("data"), &mention)).map_err(io_err("writing", out))?;
+            if job.drv.env.contains_key("declare") {
+                let paths = mention.split_whitespace().map(|p| StorePath::parse(p).unwrap()).collect();
+                job.references.insert("out".into(), paths);
+            }
+            Ok(())
+        }
+    }
+
+    /// A `builtin:mention` derivation on the `out` of each of `inputs`,
+    /// with `env`; its `.drv` path and output path.
+    fn add_mention(store: &Store, name: &str, inputs: &[&StorePath], env: &[(&str, String)]) -> (StorePath, StorePath) {
+        let mut drv = Derivation {
+            name: name.into(),
+            outputs: BTreeMap::from([("out".to_string(), mini_store::derivation::Output { path: None, fixed: None })]),
+            input_drvs: inputs.iter().map(|p| ((*p).clone(), BTreeSet::from(["out".to_string()]))).collect(),
+            input_srcs: BTreeSet::new(),
+            system: SYSTEM.into(),
+            builder: "builtin:mention".into(),
+            args: vec![],
+            env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        };
+        fn modulo(store: &Store, drv: &StorePath) -> mini_store::derivation::ModuloHash {
+            dag::read_derivation(store, drv).unwrap().hash_modulo(&mut |p| modulo(store, p))
+        }
+        let hash = drv.hash_modulo(&mut |p| modulo(store, p));
+        drv.fill_output_paths(hash).unwrap();
+        let out = drv.outputs["out"].path.clone().unwrap();
+        let references = drv.input_drvs.keys().cloned().collect();
+        let file = mini_store::store::TextFile { name: format!("{name}.drv"), text: drv.to_json(), references };
+        (store.add_texts(&[file]).unwrap().remove(0), out)
+    }
+
+    #[test]
+    fn reference_constraints_hold_for_builtin_outputs_and_nothing_invalid_is_registered() {
+        let s = Scratch::new("constraints");
+        let store = Store::open(&s.0).unwrap();
+        let builder = Builder::new(&store, BuildOptions::default(), &Silent).with_builtin(Box::new(Mention));
+        let build = |drv: &StorePath| {
+            let mut report = builder.realise(std::slice::from_ref(drv), false).unwrap();
+            report.failed.pop().map(|(_, e)| e)
+        };
+        let (tool_drv, tool) = add_mention(&store, "tool", &[], &[]);
+        let (lib_drv, lib) = add_mention(&store, "lib", &[&tool_drv], &[("mention", tool.to_string())]);
+        assert!(build(&lib_drv).is_none());
+
+        // Scanned references: the file that mentions the tool is named.
+        for declare in [false, true] {
+            let mut env = vec![("mention", tool.to_string()), ("disallowedReferences", tool.to_string())];
+            if declare {
+                env.push(("declare", "1".into()));
+            }
+            let (drv, out) = add_mention(&store, "app", &[&tool_drv], &env);
+            match build(&drv) {
+                Some(BuildError::ForbiddenReferences { violations, .. }) => {
+                    assert_eq!(violations.len(), 1, "{violations:?}");
+                    assert_eq!(violations[0].chain, [out.clone(), tool.clone()]);
+                    assert_eq!(violations[0].attribute, "disallowedReferences");
+                    let found = &violations[0].found_in;
+                    match declare {
+                        false => assert!(found.len() == 1 && found[0].starts_with("data: …"), "{found:?}"),
+                        true => assert!(found.is_empty(), "a declared output is not read again: {found:?}"),
+                    }
+                }
+                other => panic!("expected ForbiddenReferences, got {other:?}"),
+            }
+            assert!(!store.is_valid(&out), "a forbidden output was registered");
+        }
+
+        // Requisites: the chain runs through lib, and names the attribute.
+        let env = [("mention", lib.to_string()), ("disallowedRequisites", tool.to_string())];
+        let (drv, out) = add_mention(&store, "app", &[&lib_drv], &env);
+        let err = build(&drv).expect("tool is in the closure");
+        let message = err.to_string();
+        assert!(message.contains(&format!("depends on {tool}, which its disallowedRequisites forbids")), "{message}");
+        assert!(message.contains(&format!("  {out}\n  └───{lib}\n      data: …")), "{message}");
+        assert!(message.contains(&format!("      └───{tool}\n")), "{message}");
+        assert!(!store.is_valid(&out));
+
+        // Kept promises register as usual.
+        let env = [("mention", lib.to_string()), ("allowedReferences", lib.to_string())];
+        let (drv, out) = add_mention(&store, "app", &[&lib_drv], &env);
+        assert!(build(&drv).is_none());
+        assert_eq!(store.query(&out).unwrap().unwrap().references, BTreeSet::from([lib.clone()]));
+        let (drv, out) = add_mention(&store, "empty", &[&lib_drv], &[("allowedRequisites", String::new())]);
+        assert!(build(&drv).is_none());
+        assert!(store.is_valid(&out));
     }
 }
