@@ -8,6 +8,7 @@ use mini_store::store::StoreError;
 use thiserror::Error;
 
 use crate::constraints::Violation;
+use crate::elf::Unrunnable;
 
 #[derive(Debug, Error)]
 pub enum BuildError {
@@ -19,8 +20,21 @@ pub enum BuildError {
     BadDerivation { drv: String, message: String },
     #[error("the sandbox could not be set up: {0}")]
     Sandbox(String),
-    #[error("builder for '{drv}' {status}{}\nthe full log is at {}", render_tail(log_tail), log_path.display())]
-    BuilderFailed { drv: String, status: String, log_tail: Vec<String>, log_path: PathBuf },
+    /// `hints` name the inputs' programs that cannot run in a build (see [`crate::elf`]).
+    #[error(
+        "builder for '{drv}' {status}{}{}\nthe full log is at {}",
+        render_tail(log_tail),
+        render_hints(hints),
+        log_path.display()
+    )]
+    BuilderFailed { drv: String, status: String, log_tail: Vec<String>, hints: Vec<String>, log_path: PathBuf },
+    /// The builder is an ELF program whose loader is outside the store.
+    #[error(
+        "the builder of '{drv}' cannot run: {}; {}\n(the sandbox said: {error})",
+        program.describe(),
+        DYNAMIC_ADVICE
+    )]
+    UnrunnableBuilder { drv: String, program: Unrunnable, error: String },
     #[error("builder for '{drv}' did not produce output '{output}' at {path}")]
     MissingOutput { drv: String, output: String, path: String },
     #[error("output of '{drv}' contains {what} '{file}', which a store path may not hold")]
@@ -53,6 +67,18 @@ fn render_tail(lines: &[String]) -> String {
     }
     let shown: String = lines.iter().map(|l| format!("\n  > {l}")).collect();
     format!(";\nlast {} log lines:{shown}", lines.len())
+}
+
+/// What to do about a dynamically linked program, after naming it.
+const DYNAMIC_ADVICE: &str =
+    "a build has nothing outside the store: use statically linked programs, or ones whose loader is in the store";
+
+fn render_hints(hints: &[String]) -> String {
+    if hints.is_empty() {
+        return String::new();
+    }
+    let shown: String = hints.iter().map(|h| format!("\n{h}")).collect();
+    format!("{shown}\n{DYNAMIC_ADVICE}")
 }
 
 pub type Result<T> = std::result::Result<T, BuildError>;

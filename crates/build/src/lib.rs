@@ -5,7 +5,9 @@
 //! process for builtin builders (`builtins`). Finished outputs are
 //! canonicalised and checked (`output`, and `constraints` for what they may
 //! refer to) before the store registers them.
-//! A [`Substituter`] (such as a binary cache) may supply outputs instead.
+//! A failed build names the inputs' programs that need a loader outside
+//! the store (`elf`). A [`Substituter`] (such as a binary cache) may
+//! supply outputs instead.
 //! `repair` puts back what the store's verification found broken.
 //!
 //! This crate stands on `mini-store` alone: it reads derivations from the
@@ -14,6 +16,7 @@
 pub mod builtins;
 pub mod constraints;
 pub mod dag;
+pub mod elf;
 pub mod error;
 mod mounts;
 pub mod output;

@@ -27,6 +27,7 @@ use petgraph::Direction;
 use crate::builtins::{BuiltinBuilder, BuiltinJob};
 use crate::constraints::{self, Constraint};
 use crate::dag::{self, BuildPlan, Job};
+use crate::elf;
 use crate::error::{io_err, BuildError, Result};
 use crate::output;
 use crate::sandbox::{self, SandboxSpec, STORE_DIR};
@@ -417,6 +418,13 @@ impl<'a> Builder<'a> {
     /// The store paths a build may see: the closure of its input sources
     /// and of the outputs it uses of its input derivations.
     fn input_closure(&self, drv: &Derivation) -> Result<Vec<StorePath>> {
+        let roots = self.input_roots(drv)?;
+        Ok(self.store.closure(&roots)?.into_iter().map(|info| info.path).collect())
+    }
+
+    /// The store paths a derivation names: its input sources and the
+    /// outputs it uses of its input derivations.
+    fn input_roots(&self, drv: &Derivation) -> Result<Vec<StorePath>> {
         let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &drv.input_drvs {
             let input_drv = dag::read_derivation(self.store, input)?;
@@ -432,7 +440,7 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        Ok(self.store.closure(&roots)?.into_iter().map(|info| info.path).collect())
+        Ok(roots)
     }
 
     /// The environment is cleared, then: Nix's defaults, the derivation's
@@ -520,18 +528,37 @@ impl<'a> Builder<'a> {
         let code = child.wait()?;
         let (tail, stopped) = watch?;
         if let Some(error) = child.setup_error() {
+            // The kernel's ENOENT for a missing loader names neither.
+            if error.starts_with("executing the builder") {
+                if let Some(program) = elf::unrunnable(self.store, &job.drv.builder) {
+                    return Err(BuildError::UnrunnableBuilder { drv: job.drv_path.to_string(), program, error });
+                }
+            }
             return Err(BuildError::Sandbox(error));
         }
-        let status = match stopped {
-            Some(reason) => reason,
+        let (status, hints) = match stopped {
+            Some(reason) => (reason, Vec::new()),
             None if code == 0 => {
                 let bases: Vec<String> = outputs.values().map(StorePath::base_name).collect();
                 return spec.collect_outputs(&bases, job.drv.fixed_output().is_some());
             }
-            None if code > 128 => format!("was killed by signal {}", code - 128),
-            None => format!("failed with exit code {code}"),
+            None if code > 128 => (format!("was killed by signal {}", code - 128), Vec::new()),
+            None => (format!("failed with exit code {code}"), self.unrunnable_hints(&job.drv)),
         };
-        Err(BuildError::BuilderFailed { drv: job.drv_path.to_string(), status, log_tail: tail, log_path })
+        Err(BuildError::BuilderFailed { drv: job.drv_path.to_string(), status, log_tail: tail, hints, log_path })
+    }
+
+    /// After a failed build: the programs of its inputs (their `bin/` and
+    /// `sbin/`, not their closures) that need a loader builds do not have,
+    /// since a shell reports running one only as `not found`.
+    fn unrunnable_hints(&self, drv: &Derivation) -> Vec<String> {
+        let Ok(roots) = self.input_roots(drv) else { return Vec::new() };
+        let found = elf::unrunnable_inputs(self.store, &roots);
+        let mut hints: Vec<String> = found.iter().take(elf::MAX_HINTS).map(elf::Unrunnable::describe).collect();
+        if found.len() > elf::MAX_HINTS {
+            hints.push(format!("and {} more programs like these", found.len() - elf::MAX_HINTS));
+        }
+        hints
     }
 
     /// Copies the builder's output to its log and the observer until it
