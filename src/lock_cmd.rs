@@ -46,10 +46,14 @@ pub fn lock(store_root: &Path, args: LockArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Says on stderr how each lock changed, and where it was (or was not) written.
+/// Says on stderr what is wrong with the inputs pinned, how each lock
+/// changed, and where it was (or was not) written.
 pub(crate) fn report_updates(reports: &[LockReport]) {
     for report in reports {
         let file = report.file.display();
+        for warning in &report.warnings {
+            eprintln!("warning: {}", warning.describe());
+        }
         for change in &report.changes {
             eprintln!("lock: {}", change.describe());
         }

@@ -11,6 +11,10 @@
 //! - `path:PATH`, or a path starting with `/`, `./` or `../`: a directory,
 //!   locked to the hash of its contents. In a flake at a git revision a
 //!   relative path is read from that revision's tree and may not leave it.
+//!
+//! A link in an input is copied as a link, never followed; one pointing
+//! outside the input dangles in builds, so locking warns about it
+//! ([`links_leaving`]).
 
 use std::path::{Path, PathBuf};
 
@@ -207,6 +211,61 @@ fn locate(url: &str, flake: &FlakeLocation) -> Result<Source, String> {
     Ok(Source::Path { dir })
 }
 
+/// A symbolic link in an input that points outside it. The store copy
+/// keeps the link as it is, so in a build (which sees only the store) it
+/// dangles, and outside one it reads whatever the host has there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeavingLink {
+    /// The link, relative to the input's top.
+    pub link: PathBuf,
+    pub target: PathBuf,
+}
+
+/// Every symbolic link in the tree at `root` (an input's store copy) whose
+/// target is absolute or climbs out of `root` with `..`, sorted by link.
+/// Links are read, never followed.
+pub(crate) fn links_leaving(root: &Path) -> Result<Vec<LeavingLink>, FlakeError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FlakeError::Io { action: "reading", path, source }
+    };
+    let mut found = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(relative) = todo.pop() {
+        let full = root.join(&relative);
+        let meta = std::fs::symlink_metadata(&full).map_err(io(&full))?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(&full).map_err(io(&full))?;
+            if leaves(&relative, &target) {
+                found.push(LeavingLink { link: relative, target });
+            }
+        } else if meta.is_dir() {
+            for entry in std::fs::read_dir(&full).map_err(io(&full))? {
+                todo.push(relative.join(entry.map_err(io(&full))?.file_name()));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.link.cmp(&b.link));
+    Ok(found)
+}
+
+/// Whether a link at `link` (relative to an input's top) to `target`
+/// leads outside the input, judged by the text alone.
+fn leaves(link: &Path, target: &Path) -> bool {
+    use std::path::Component;
+    // How deep the directory holding the link is.
+    let mut depth = link.components().count().saturating_sub(1);
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir if depth > 0 => depth -= 1,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return true,
+        }
+    }
+    false
+}
+
 /// `base` (absolute) joined with `path`, `.` and `..` resolved without
 /// the filesystem.
 fn lexically_joined(base: &Path, path: &Path) -> PathBuf {
@@ -273,6 +332,42 @@ mod tests {
         );
         let outside = locate("../../elsewhere", &flake).err().unwrap();
         assert!(outside.contains("leads outside the source tree"), "{outside}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_link_leaves_when_absolute_or_climbing_above_the_top() {
+        let cases = [
+            ("logo", "/home/u/logo.png", true),
+            ("logo", "img/logo.png", false),
+            ("logo", "./img/../logo.png", false),
+            ("logo", "../logo.png", true),
+            ("img/logo", "../logo.png", false),
+            ("img/logo", "../../logo.png", true),
+            ("img/logo", "a/../../..", true),
+            ("a/b/c", "../../x", false),
+            ("a/b/c", "../../../x", true),
+            ("dot", ".", false),
+        ];
+        for (link, target, expected) in cases {
+            assert_eq!(leaves(Path::new(link), Path::new(target)), expected, "{link} -> {target}");
+        }
+    }
+
+    #[test]
+    fn links_leaving_a_tree_are_found_and_not_followed() {
+        use std::os::unix::fs::symlink;
+        let root = std::env::temp_dir().join(format!("mini-inputs-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("img/deep")).unwrap();
+        std::fs::write(root.join("img/logo.png"), "png").unwrap();
+        symlink("/etc", root.join("etc")).unwrap();
+        symlink("logo.png", root.join("img/inside")).unwrap();
+        symlink("../../../outside", root.join("img/deep/up")).unwrap();
+        symlink("../../img/logo.png", root.join("img/deep/ok")).unwrap();
+        let found = links_leaving(&root).unwrap();
+        let link = |l: &str, t: &str| LeavingLink { link: l.into(), target: t.into() };
+        assert_eq!(found, [link("etc", "/etc"), link("img/deep/up", "../../../outside")]);
         std::fs::remove_dir_all(&root).unwrap();
     }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use mini_store::store::Store;
 
-use crate::inputs::{self, FlakeLocation};
+use crate::inputs::{self, FlakeLocation, LeavingLink};
 use crate::lock::{DeclaredInput, LockFile, LockedInput, LOCK_FILE};
 use crate::FlakeError;
 
@@ -52,6 +52,44 @@ pub struct LockReport {
     /// Whether the file was written (never for a flake at a git revision,
     /// and not when nothing changed).
     pub written: bool,
+    /// What was noticed in the inputs pinned now.
+    pub warnings: Vec<LockWarning>,
+}
+
+/// Something wrong with an input that does not stop it being pinned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockWarning {
+    /// Links in the input point outside it: the store copy keeps them, and
+    /// they dangle in builds, which see only the store.
+    LinksLeave { input: String, links: Vec<LeavingLink> },
+}
+
+/// How many links one warning lists.
+const SHOWN_LINKS: usize = 10;
+
+impl LockWarning {
+    /// The lines for people, the first naming the input, then one per
+    /// link, then what to do.
+    pub fn describe(&self) -> String {
+        match self {
+            LockWarning::LinksLeave { input, links } => {
+                let mut text = format!(
+                    "input '{input}' has {} pointing outside it; the store copy keeps {}, and builds \
+                     (which see only the store) find nothing there:",
+                    if links.len() == 1 { "a link" } else { "links" },
+                    if links.len() == 1 { "it" } else { "them" },
+                );
+                for link in links.iter().take(SHOWN_LINKS) {
+                    text.push_str(&format!("\n  {} -> {}", link.link.display(), link.target.display()));
+                }
+                if links.len() > SHOWN_LINKS {
+                    text.push_str(&format!("\n  and {} more", links.len() - SHOWN_LINKS));
+                }
+                text.push_str("\ncopy what they point at into the input, or make them relative links inside it");
+                text
+            }
+        }
+    }
 }
 
 /// Locks `declared` for the flake at `flake`, starting from `old`.
@@ -78,12 +116,20 @@ pub(crate) fn relock(
     let previous = old.cloned().unwrap_or_default();
     let mut lock = LockFile::default();
     let mut changes = Vec::new();
+    let mut warnings = Vec::new();
     for (name, input) in declared {
         let was = previous.inputs.get(name);
         let kept = was.filter(|l| l.declared == *input && !update.covers(name));
         let now = match kept {
             Some(locked) => locked.clone(),
-            None => inputs::fetch(store, flake, name, input, None)?.locked,
+            None => {
+                let fetched = inputs::fetch(store, flake, name, input, None)?;
+                let links = inputs::links_leaving(&fetched.root)?;
+                if !links.is_empty() {
+                    warnings.push(LockWarning::LinksLeave { input: name.clone(), links });
+                }
+                fetched.locked
+            }
         };
         match was {
             None => changes.push(LockChange::Added { name: name.clone(), now: now.clone() }),
@@ -104,7 +150,7 @@ pub(crate) fn relock(
     if written {
         write_atomically(&file, &lock.render())?;
     }
-    Ok(LockReport { file, lock, changes, written })
+    Ok(LockReport { file, lock, changes, written, warnings })
 }
 
 /// Writes `text` to `file` through a temporary file and a rename, so a
@@ -162,5 +208,22 @@ mod tests {
         let removed = LockChange::Removed { name: "assets".into(), was: locked("path:./assets", None) };
         assert_eq!(removed.describe(), "removed 'assets': path:./assets content blake3:cdcdcdcdcdcd");
         assert!(LockUpdate::Only(vec!["lib".into()]).covers("lib") && !LockUpdate::Missing.covers("lib"));
+    }
+
+    #[test]
+    fn a_warning_names_the_input_each_link_and_the_fix() {
+        let link = |l: &str, t: &str| LeavingLink { link: l.into(), target: t.into() };
+        let one = LockWarning::LinksLeave { input: "assets".into(), links: vec![link("logo.png", "/home/u/logo.png")] };
+        assert_eq!(
+            one.describe(),
+            "input 'assets' has a link pointing outside it; the store copy keeps it, and builds (which see only \
+             the store) find nothing there:\n  logo.png -> /home/u/logo.png\n\
+             copy what they point at into the input, or make them relative links inside it"
+        );
+        let links = (0..12).map(|i| link(&format!("l{i:02}"), "../x")).collect();
+        let many = LockWarning::LinksLeave { input: "assets".into(), links }.describe();
+        assert!(many.starts_with("input 'assets' has links pointing outside it; the store copy keeps them"), "{many}");
+        assert!(many.contains("\n  l09 -> ../x\n  and 2 more\n"), "{many}");
+        assert!(!many.contains("l10"), "{many}");
     }
 }
