@@ -30,6 +30,7 @@ pub enum StoreCommand {
     /// a tree, hashed as an archive) and print that store path, so a build
     /// that fetches it finds it there and downloads nothing.
     AddFixed {
+        /// The file (with --recursive, also a directory) to add.
         path: PathBuf,
         /// The name part of the store path: the fetch's `name` (default:
         /// the file name, which fetchurl and fetchPypi use too).
