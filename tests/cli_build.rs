@@ -598,6 +598,13 @@ fn the_prelude_prints_and_is_the_language() {
     for name in ["runCommand", "writeText", "busybox", "buildLayeredImage", "buildImage"] {
         assert!(text.contains(name), "{name} is not in the prelude");
     }
-    let lambda = ok(&mini(&s.0.join("store"), &s.0, &["eval", "--expr", &text]));
-    assert_eq!(lambda, "<LAMBDA>");
+    // One file per part, each a function of the package set's context.
+    let files: Vec<&str> = text.split("# ==> prelude/").skip(1).collect();
+    assert!(files.len() >= 7, "{text}");
+    for file in files {
+        let (header, source) = file.split_once('\n').unwrap();
+        assert!(header.ends_with(".nixlike <=="), "{header}");
+        let lambda = ok(&mini(&s.0.join("store"), &s.0, &["eval", "--expr", source]));
+        assert_eq!(lambda, "<LAMBDA>", "{header}");
+    }
 }

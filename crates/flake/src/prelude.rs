@@ -18,8 +18,14 @@ pub const PRELUDE: &[(&str, &str)] = &[
     ("trivial", include_str!("prelude/trivial.nixlike")),
     ("fetchers", include_str!("prelude/fetchers.nixlike")),
     ("stdenv", include_str!("prelude/stdenv.nixlike")),
+    ("cc", include_str!("prelude/cc.nixlike")),
+    ("go", include_str!("prelude/go.nixlike")),
     ("docker", include_str!("prelude/docker.nixlike")),
 ];
+
+/// The source of the `strip` that `pkgs.zig.cc` builds (zig's objcopy
+/// cannot strip ELF files); the prelude receives it as `stripSource`.
+const STRIP_SOURCE: &str = include_str!("prelude/strip.c");
 
 /// Evaluates the prelude for `system` with `busybox` (a store path, passed
 /// as a string whose context names it, so derivations using it depend on
@@ -44,6 +50,7 @@ pub(crate) fn load(
     let function = function.expect("the prelude has its default file");
     let mut args: Vec<(Symbol, Thunk)> = vec![
         (Symbol::intern("parts"), Value::attrs(Attrs::from_unsorted(parts)).into()),
+        (Symbol::intern("stripSource"), Value::string(STRIP_SOURCE).into()),
         (Symbol::intern("busybox"), store_path_value(busybox).into()),
         (Symbol::intern("system"), Value::string(system).into()),
     ];
