@@ -131,7 +131,7 @@ fn realise_with(
     store_root: &Path,
     installables: &[String],
     resolve: &ResolveOptions,
-    options: BuildOptions,
+    mut options: BuildOptions,
     check: bool,
     print_logs: bool,
     caches: Option<&BinaryCaches>,
@@ -156,6 +156,7 @@ fn realise_with(
     }
     let progress = Progress::new(print_logs);
     let file_dirs = crate::settings::allowed_file_dirs().map_err(|e| fail(&e))?;
+    options.impure_env = crate::settings::impure_env().map_err(|e| fail(&e))?;
     let mut builder = Builder::new(&store, options, &progress)
         .with_builtin(mini_build::builtins::fetchurl(file_dirs))
         .with_builtin(Box::new(mini_image::builder::ImageBuilder));

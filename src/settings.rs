@@ -2,8 +2,10 @@
 //! the config file (`$XDG_CONFIG_HOME/mini/config.json`, else
 //! `~/.config/mini/config.json`) and environment variables. Binary caches
 //! are `cache_cmd`'s; this reads which local directories `builtin:fetchurl`
-//! may read.
+//! may read, and the values fixed-output builds may take from outside
+//! (`impureEnvVars`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The environment variable listing (colon-separated) the directories
@@ -58,4 +60,39 @@ pub(crate) fn allowed_file_dirs() -> Result<Vec<PathBuf>, String> {
         Some(_) => return Err(bad(&format!("'{FILE_URLS_KEY}' must be a list of directories"))),
     }
     Ok(dirs)
+}
+
+/// The config file's defaults for `impureEnvVars` variables.
+const IMPURE_ENV_KEY: &str = "impureEnv";
+
+/// The values fixed-output builds get for the variables they name in
+/// `impureEnvVars` (`GOPROXY`, proxies): the config file's `"impureEnv"`
+/// object (`{ "GOPROXY": "http://…" }`), overridden by mini's own
+/// environment, as Nix takes them from its caller's.
+pub(crate) fn impure_env() -> Result<BTreeMap<String, String>, String> {
+    let mut values = BTreeMap::new();
+    if let Some(file) = config_file() {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                let bad = |what: &str| format!("{}: {what}", file.display());
+                let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+                match json.get(IMPURE_ENV_KEY) {
+                    None => {}
+                    Some(serde_json::Value::Object(entries)) => {
+                        for (name, value) in entries {
+                            let value = value.as_str().ok_or_else(|| {
+                                bad(&format!("'{IMPURE_ENV_KEY}.{name}' must be a string, not {value}"))
+                            })?;
+                            values.insert(name.clone(), value.to_string());
+                        }
+                    }
+                    Some(_) => return Err(bad(&format!("'{IMPURE_ENV_KEY}' must be an object of strings"))),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+        }
+    }
+    values.extend(std::env::vars());
+    Ok(values)
 }

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, File, Permissions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -246,7 +246,8 @@ pub fn fetch_url(
     let fetched = match url.split_once("://") {
         Some(("file", rest)) => copy_local(file_dirs, rest, url, &mut file, out),
         Some(("http" | "https", _)) => download(url, &mut file, out),
-        _ => Err(FetchError(format!("unsupported URL '{url}': use file://, http:// or https://"))),
+        Some(("mirror", rest)) => download_from_mirrors(rest, &mut file, out, log),
+        _ => Err(FetchError(format!("unsupported URL '{url}': use file://, http://, https:// or mirror://debian/"))),
     };
     drop(file);
     match fetched {
@@ -351,6 +352,30 @@ fn open_allowed(path: &Path, allowed: &[PathBuf]) -> std::result::Result<File, R
 }
 
 /// Downloads `url` over HTTP(S), following redirects.
+/// Downloads `mirror://<rest>` from the first of its mirrors that has it.
+fn download_from_mirrors(
+    rest: &str,
+    out: &mut File,
+    out_path: &Path,
+    log: &mut dyn Write,
+) -> std::result::Result<u64, FetchError> {
+    let mut failures = Vec::new();
+    for url in crate::mirrors::candidates(rest).map_err(FetchError)? {
+        let _ = writeln!(log, "trying '{url}'");
+        match download(&url, out, out_path) {
+            Ok(bytes) => return Ok(bytes),
+            Err(e) => {
+                let _ = writeln!(log, "{}", e.0);
+                failures.push(e.0);
+                out.set_len(0)
+                    .and_then(|()| out.seek(io::SeekFrom::Start(0)))
+                    .map_err(|e| FetchError(format!("cannot start '{}' again: {e}", out_path.display())))?;
+            }
+        }
+    }
+    Err(FetchError(format!("no mirror has 'mirror://{rest}':\n  {}", failures.join("\n  "))))
+}
+
 fn download(url: &str, out: &mut File, out_path: &Path) -> std::result::Result<u64, FetchError> {
     let options =
         mini_http::ClientOptions { connect_timeout: CONNECT_TIMEOUT, read_timeout: READ_TIMEOUT, max_redirects: 10 };

@@ -584,9 +584,17 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     write("group", format!("root:x:0:\nmini:!:{BUILD_GID}:\nnogroup:x:65534:\n"))?;
     write("hosts", "127.0.0.1 localhost\n::1 localhost\n".into())?;
     if spec.network {
-        // A fixed-output build may fetch, so it needs to resolve names.
+        // A fixed-output build may fetch, so it needs to resolve names and,
+        // for HTTPS, the CAs the host trusts (at the path most TLS clients
+        // read by default). Its output is checked against its hash, so
+        // neither makes the result depend on the host.
         if let Ok(text) = fs::read_to_string("/etc/resolv.conf") {
             write("resolv.conf", text)?;
+        }
+        if let Some(bundle) = HOST_CA_BUNDLES.iter().find_map(|path| fs::read_to_string(path).ok()) {
+            let certs = root.join("etc/ssl/certs");
+            fs::create_dir_all(&certs).map_err(io_err("creating", &certs))?;
+            write("ssl/certs/ca-certificates.crt", bundle)?;
         }
     }
     // The store directory of the sandbox is where the builder creates its
@@ -605,6 +613,9 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     }
     Ok(())
 }
+
+/// Where hosts keep the bundle of CAs they trust (Debian's, then Fedora's).
+const HOST_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 
 /// A running builder.
 pub struct SandboxChild {

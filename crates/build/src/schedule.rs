@@ -55,6 +55,10 @@ pub struct BuildOptions {
     pub cores: usize,
     /// The size of each build's `/tmp` and `/dev/shm`, in bytes.
     pub tmpfs_size: u64,
+    /// Values for the variables a fixed-output derivation names in
+    /// `impureEnvVars` (proxies, `GOPROXY`): the CLI gives its own
+    /// environment here. A variable not here stays unset.
+    pub impure_env: BTreeMap<String, String>,
 }
 
 impl Default for BuildOptions {
@@ -68,6 +72,7 @@ impl Default for BuildOptions {
             max_silent_time: None,
             cores,
             tmpfs_size: sandbox::DEFAULT_TMPFS_SIZE,
+            impure_env: BTreeMap::new(),
         }
     }
 }
@@ -361,11 +366,12 @@ impl<'a> Builder<'a> {
         }
         // A malformed list fails now, not after a long build.
         let constraints = constraints::parse(&job.drv_path, &job.drv, &outputs)?;
+        let impure = self.impure_env(job)?;
         let inputs = self.input_closure(&job.drv)?;
         // Every build gets a root of its own, made now and removed after:
         // nothing one builder leaves can reach another build or the host.
         let work_dir = self.store.staging_dir()?;
-        let spec = self.sandbox_spec(job, &outputs, &inputs, work_dir.clone());
+        let spec = self.sandbox_spec(job, &outputs, &inputs, &impure, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
             None => self.run_sandboxed(job, &spec, &outputs).map(|()| BTreeMap::new()),
@@ -443,14 +449,42 @@ impl<'a> Builder<'a> {
         Ok(roots)
     }
 
+    /// The variables `impureEnvVars` names and their values from
+    /// [`BuildOptions::impure_env`], as Nix passes them: only to
+    /// fixed-output builds, whose hash makes the result independent of
+    /// them. Anywhere else the attribute is an error, not ignored.
+    fn impure_env(&self, job: &Job) -> Result<Vec<(String, String)>> {
+        let Some(names) = job.drv.env.get("impureEnvVars") else { return Ok(Vec::new()) };
+        let bad = |message: String| BuildError::BadDerivation { drv: job.drv_path.to_string(), message };
+        if job.drv.fixed_output().is_none() {
+            return Err(bad("impureEnvVars is only for fixed-output derivations (with outputHash): \
+                            the environment would make any other output depend on the machine"
+                .into()));
+        }
+        let mut values = Vec::new();
+        for name in names.split_whitespace() {
+            let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(bad(format!("impureEnvVars: '{name}' is not a variable name")));
+            }
+            if let Some(value) = self.options.impure_env.get(name) {
+                values.push((name.to_string(), value.clone()));
+            }
+        }
+        Ok(values)
+    }
+
     /// The environment is cleared, then: Nix's defaults, the derivation's
-    /// own variables (which may override `PATH` and the like), its output
-    /// paths, and the build directory variables, which nothing overrides.
+    /// own variables (which may override `PATH` and the like), the impure
+    /// variables of a fixed-output build, its output paths, and the build
+    /// directory variables, which nothing overrides.
     fn sandbox_spec(
         &self,
         job: &Job,
         outputs: &BTreeMap<String, StorePath>,
         inputs: &[StorePath],
+        impure: &[(String, String)],
         work_dir: PathBuf,
     ) -> SandboxSpec {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -466,6 +500,7 @@ impl<'a> Builder<'a> {
         }
         env.insert("MINI_BUILD_CORES".into(), self.options.cores.to_string());
         env.extend(job.drv.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        env.extend(impure.iter().cloned());
         env.extend(outputs.iter().map(|(name, path)| (name.clone(), path.to_string())));
         for k in ["TMPDIR", "TEMPDIR", "TMP", "TEMP", "MINI_BUILD_TOP", "PWD"] {
             env.insert(k.into(), "/build".into());
