@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mini_store::archive::{self, Node};
+use mini_store::elf::{self, Loader};
 use mini_store::store::Store;
 use mini_store::store_path::{PathKind, StorePath};
 
@@ -24,9 +25,6 @@ use crate::FlakeError;
 
 /// Where a busybox is looked for after `$MINI_BUSYBOX`.
 const HOST_PATHS: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
-
-/// The ELF program header type of the dynamic loader's path.
-const PT_INTERP: u32 = 3;
 
 /// The store path name of the imported tree.
 const NAME: &str = "busybox";
@@ -93,39 +91,11 @@ fn linkage(path: &Path) -> std::io::Result<Linkage> {
 }
 
 fn elf_linkage(bytes: &[u8]) -> Linkage {
-    if bytes.len() < 52 || &bytes[..4] != b"\x7fELF" {
-        return Linkage::NotElf;
+    match elf::loader(bytes) {
+        Loader::NotElf => Linkage::NotElf,
+        Loader::Static => Linkage::Static,
+        Loader::At { .. } => Linkage::Dynamic,
     }
-    let little = match bytes[5] {
-        1 => true,
-        2 => false,
-        _ => return Linkage::NotElf,
-    };
-    let read = |at: usize, len: usize| -> Option<u64> {
-        let field = bytes.get(at..at + len)?;
-        let mut value = 0u64;
-        for i in 0..len {
-            let byte = if little { field[len - 1 - i] } else { field[i] };
-            value = (value << 8) | u64::from(byte);
-        }
-        Some(value)
-    };
-    // (e_phoff, e_phentsize, e_phnum) for 32- and 64-bit ELF.
-    let table = match bytes[4] {
-        1 => read(28, 4).zip(read(42, 2)).zip(read(44, 2)),
-        2 => read(32, 8).zip(read(54, 2)).zip(read(56, 2)),
-        _ => None,
-    };
-    let Some(((offset, entry_size), count)) = table else { return Linkage::NotElf };
-    for i in 0..count {
-        let Some(p_type) = offset.checked_add(i * entry_size).and_then(|at| read(usize::try_from(at).ok()?, 4)) else {
-            return Linkage::NotElf;
-        };
-        if p_type == u64::from(PT_INTERP) {
-            return Linkage::Dynamic;
-        }
-    }
-    Linkage::Static
 }
 
 /// The applet names `busybox --list` prints (a function of the binary alone).
@@ -184,6 +154,8 @@ fn write_tree(node: &Node, path: &Path) -> Result<(), FlakeError> {
 
 #[cfg(test)]
 mod tests {
+    use mini_store::elf::PT_INTERP;
+
     use super::*;
 
     /// A minimal 64-bit little-endian ELF header with one program header.

@@ -1,5 +1,5 @@
 //! The hash-addressed store. The format modules (`base32`, `store_path`,
-//! `archive`) are pure: they compute and check bytes and never touch the
+//! `archive`, `elf`) are pure: they compute and check bytes and never touch the
 //! filesystem, except `archive`'s explicitly named dump and restore
 //! functions, which are the only bridge between a tree on disk and its
 //! canonical form. `tree_writer` is how every unpacker (archive restore,
@@ -9,6 +9,7 @@
 pub mod archive;
 pub mod base32;
 pub mod derivation;
+pub mod elf;
 pub mod fixed;
 pub mod references;
 pub mod store;

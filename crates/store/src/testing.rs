@@ -1,7 +1,8 @@
 //! Test support for the crates whose tests feed unpackers random input (the
 //! store's archive restore and tree writer, git trees, binary caches): a
 //! seeded generator, so a failing case can be replayed, and a snapshot of a
-//! tree, so a test can show nothing outside a destination changed. Built
+//! tree, so a test can show nothing outside a destination changed, and ELF
+//! headers made to order. Built
 //! for this crate's tests and, through the `testing` feature, for other
 //! crates' tests; never part of mini itself.
 
@@ -64,4 +65,28 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         crate::store::discard_tree(&self.0);
     }
+}
+
+/// A 64-bit little-endian ELF file: a `PT_LOAD` header, then (if
+/// `interp` is given) a `PT_INTERP` header naming it, placed `at`.
+pub fn elf64(interp: Option<&str>, at: usize) -> Vec<u8> {
+    let mut b = vec![0u8; 64 + 2 * 56];
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = 1;
+    b[32..40].copy_from_slice(&64u64.to_le_bytes());
+    b[54..56].copy_from_slice(&56u16.to_le_bytes());
+    b[56..58].copy_from_slice(&2u16.to_le_bytes());
+    b[64..68].copy_from_slice(&1u32.to_le_bytes());
+    if let Some(interp) = interp {
+        let header = 64 + 56;
+        b[header..header + 4].copy_from_slice(&crate::elf::PT_INTERP.to_le_bytes());
+        b[header + 8..header + 16].copy_from_slice(&(at as u64).to_le_bytes());
+        b[header + 32..header + 40].copy_from_slice(&(interp.len() as u64 + 1).to_le_bytes());
+        b.resize(b.len().max(at), 0);
+        b.truncate(at);
+        b.extend_from_slice(interp.as_bytes());
+        b.push(0);
+    }
+    b
 }
