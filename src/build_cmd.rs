@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use crate::fail;
 use std::time::Duration;
 
 use clap::Args;
@@ -92,12 +94,7 @@ pub struct RunArgs {
 }
 
 fn open_store(root: &Path) -> Result<Store, ExitCode> {
-    Store::open(root).map_err(|e| fail(&e.to_string()))
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
+    Store::open(root).map_err(fail)
 }
 
 /// The binary caches of the config file, with `urls` and `keys` first.
@@ -108,7 +105,7 @@ fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Result<Option<
     if urls.is_empty() {
         return Ok(None);
     }
-    BinaryCaches::new(&urls, &keys).map(Some).map_err(|e| fail(&e.to_string()))
+    BinaryCaches::new(&urls, &keys).map(Some).map_err(fail)
 }
 
 /// Resolves installables and builds them, substituting from the
@@ -136,7 +133,7 @@ fn realise_with(
     print_logs: bool,
     caches: Option<&BinaryCaches>,
 ) -> Result<(Store, Vec<Target>), ExitCode> {
-    let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(|e| fail(&e.to_string()))?;
+    let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(fail)?;
     crate::lock_cmd::report_updates(&resolved.lock_updates);
     let targets = resolved.targets;
     let store = open_store(store_root)?;
@@ -150,7 +147,7 @@ fn realise_with(
     for target in &targets {
         if let Target::Opaque(path) = target {
             if !store.is_valid(path) {
-                return Err(fail(&format!("{path} is not a valid store path")));
+                return Err(fail(format!("{path} is not a valid store path")));
             }
         }
     }
@@ -165,7 +162,7 @@ fn realise_with(
     }
     let report = builder.realise(&drvs, check);
     progress.finish();
-    let report = report.map_err(|e| fail(&e.to_string()))?;
+    let report = report.map_err(fail)?;
     if !report.failed.is_empty() {
         // Each failure was shown as it happened.
         let mut message = format!("{} derivation(s) failed", report.failed.len());
@@ -223,7 +220,7 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
                     link.push(format!("-{name}"));
                 }
                 if let Err(e) = store.add_root(Path::new(&link), path) {
-                    return fail(&e.to_string());
+                    return fail(e);
                 }
             }
         }
@@ -250,7 +247,7 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
 pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
     let targets = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
         Ok(t) => t,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(e),
     };
     let store = match open_store(store_root) {
         Ok(s) => s,
@@ -260,7 +257,7 @@ pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
         Some(Target::Derivation { drv_path, .. }) => drv_path.clone(),
         Some(Target::Opaque(path)) => match store.query(path) {
             Ok(Some(info)) if info.deriver.is_some() => info.deriver.unwrap_or_else(|| path.clone()),
-            _ => return fail(&format!("{path} was not built by mini, so it has no log")),
+            _ => return fail(format!("{path} was not built by mini, so it has no log")),
         },
         None => return fail("nothing to show"),
     };
@@ -271,7 +268,7 @@ pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
             let _ = std::io::stdout().write_all(&bytes);
             ExitCode::SUCCESS
         }
-        Err(_) => fail(&format!("{drv} has no build log; it has not been built here")),
+        Err(_) => fail(format!("{drv} has no build log; it has not been built here")),
     }
 }
 
@@ -296,23 +293,23 @@ pub fn run(store_root: &Path, args: RunArgs) -> ExitCode {
     };
     let program = match main_program_of(&store.physical_path(&out), &name, main_program) {
         Ok(p) => p,
-        Err(e) => return fail(&format!("cannot tell what to run in {out}: {e}")),
+        Err(e) => return fail(format!("cannot tell what to run in {out}: {e}")),
     };
     let scratch = match store.staging_dir() {
         Ok(dir) => dir,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(e),
     };
     let program_path = format!("{out}/bin/{program}");
     let mut command =
         match mini_build::store_view::run_command(&store.root().join("store"), &scratch, &program_path, &args.args) {
             Ok(c) => c,
-            Err(e) => return fail(&e.to_string()),
+            Err(e) => return fail(e),
         };
     let status = command.status();
     mini_store::store::discard_tree(&scratch);
     match status {
         Ok(s) => ExitCode::from(s.code().map_or(1, |c| c as u8)),
-        Err(e) => fail(&format!("cannot run {program_path}: {e}")),
+        Err(e) => fail(format!("cannot run {program_path}: {e}")),
     }
 }
 

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::fail;
+
 use clap::{Args, Subcommand};
 use mini_build::BuildOptions;
 use mini_cache::key::SecretKey;
@@ -47,21 +49,16 @@ pub struct CopyArgs {
     installables: Vec<String>,
 }
 
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
-}
-
 pub fn key(command: KeyCommand) -> ExitCode {
     let KeyCommand::Generate(args) = command;
     let key = match SecretKey::generate(&args.name) {
         Ok(k) => k,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(e),
     };
     let secret = args.out.join(format!("{}.secret", args.name));
     let public = args.out.join(format!("{}.public", args.name));
     if secret.exists() {
-        return fail(&format!("{} exists; remove it first to replace the key", secret.display()));
+        return fail(format!("{} exists; remove it first to replace the key", secret.display()));
     }
     let written = create_private_dir(&args.out)
         .and_then(|()| write_private(&secret, &key.render()))
@@ -72,7 +69,7 @@ pub fn key(command: KeyCommand) -> ExitCode {
             println!("{}", public.display());
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&format!("cannot write the key files: {e}")),
+        Err(e) => fail(format!("cannot write the key files: {e}")),
     }
 }
 
@@ -104,13 +101,13 @@ pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
             .and_then(|t| SecretKey::parse(&t).map_err(|e| e.to_string()))
         {
             Ok(k) => Some(k),
-            Err(e) => return fail(&format!("cannot read the secret key {}: {e}", file.display())),
+            Err(e) => return fail(format!("cannot read the secret key {}: {e}", file.display())),
         },
         None => None,
     };
     let remote = match Remote::parse(&args.to) {
         Ok(r) => r,
-        Err(e) => return fail(&e.to_string()),
+        Err(e) => return fail(e),
     };
     let (store, targets) =
         match build_cmd::realise(store_root, &args.installables, BuildOptions::default(), false, args.print_build_logs)
@@ -131,7 +128,7 @@ pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
             eprintln!("copied {} path(s); {} were already there", report.copied.len(), report.present.len());
             ExitCode::SUCCESS
         }
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(e),
     }
 }
 

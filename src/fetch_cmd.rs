@@ -8,6 +8,8 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::fail;
+
 use clap::Args;
 use mini_build::pypi::{Pip, Request, WheelTags};
 use mini_store::derivation::HashMode;
@@ -28,11 +30,6 @@ pub struct FetchArgs {
     /// it, pip picks the wheel for this machine.
     #[arg(long, value_name = "TAG")]
     platform: Option<String>,
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
 }
 
 pub fn fetch(store_root: &Path, args: FetchArgs) -> ExitCode {

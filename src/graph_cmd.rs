@@ -16,6 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use crate::fail;
 use clap::{Args, ValueEnum};
 use mini_flake::Target;
 use mini_store::store::Store;
@@ -55,11 +56,6 @@ enum Kind {
 struct Graph {
     nodes: BTreeMap<StorePath, (Kind, String)>,
     edges: BTreeSet<(StorePath, StorePath)>,
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
 }
 
 pub fn graph(store_root: &Path, args: GraphArgs) -> ExitCode {

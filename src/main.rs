@@ -215,6 +215,13 @@ struct EvalArgs {
     file: Option<PathBuf>,
 }
 
+/// Reports a failure the one way every command does: `error: MESSAGE` on
+/// stderr, exit status 1.
+pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     allocator::configure();
     // `mini run`'s helper and `mini doctor`'s probe must start before

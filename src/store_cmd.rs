@@ -8,6 +8,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::fail;
+
 use clap::{Args, Subcommand};
 use mini_build::repair::{RepairReport, Repaired};
 use mini_build::{BuildOptions, Builder, Substituter};
@@ -119,11 +121,6 @@ pub struct PathInfoArgs {
     /// which show their derivation's outputs.
     #[arg(required = true)]
     paths: Vec<String>,
-}
-
-fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
 }
 
 pub fn run(root: &Path, command: StoreCommand) -> ExitCode {

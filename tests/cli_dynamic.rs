@@ -13,7 +13,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
 
-use mini_build::elf::{interpreter_name, loader, Loader};
+use mini_store::elf::{interpreter_name, loader, Loader};
 
 mod common;
 use common::{have_busybox, mini_at as mini, ok, text, Scratch};
