@@ -65,10 +65,34 @@ pub(crate) fn allowed_file_dirs() -> Result<Vec<PathBuf>, String> {
 /// The config file's defaults for `impureEnvVars` variables.
 const IMPURE_ENV_KEY: &str = "impureEnv";
 
+/// The variables of mini's own environment a fixed-output build may take
+/// through `impureEnvVars`: where to download from, never credentials a
+/// flake could send away (a flake is untrusted, and these builds have the
+/// network). Others come only from the config file's `"impureEnv"`.
+const IMPURE_ENV_FROM_ENVIRONMENT: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "ftp_proxy",
+    "all_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "FTP_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "GOPROXY",
+    "GOSUMDB",
+    "GONOSUMDB",
+    "GOPRIVATE",
+    "GONOPROXY",
+    "GOINSECURE",
+];
+
 /// The values fixed-output builds get for the variables they name in
-/// `impureEnvVars` (`GOPROXY`, proxies): the config file's `"impureEnv"`
-/// object (`{ "GOPROXY": "http://…" }`), overridden by mini's own
-/// environment, as Nix takes them from its caller's.
+/// `impureEnvVars`: the config file's `"impureEnv"` object
+/// (`{ "GOPROXY": "http://…" }`), overridden by mini's own environment for
+/// the download settings in [`IMPURE_ENV_FROM_ENVIRONMENT`], as Nix takes
+/// them from its caller's.
 pub(crate) fn impure_env() -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
     if let Some(file) = config_file() {
@@ -93,6 +117,10 @@ pub(crate) fn impure_env() -> Result<BTreeMap<String, String>, String> {
             Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
         }
     }
-    values.extend(std::env::vars());
+    for name in IMPURE_ENV_FROM_ENVIRONMENT {
+        if let Ok(value) = std::env::var(name) {
+            values.insert(name.to_string(), value);
+        }
+    }
     Ok(values)
 }
