@@ -283,14 +283,9 @@ fn bmake_is_fetched_through_the_debian_mirror_and_runs_on_the_host() {
     assert_eq!(text(&out.stdout), "made by bmake\n", "{}", text(&out.stderr));
 }
 
-// BUG (prelude/cc.nixlike, zig.libc): the C library's cache is not
-// reproducible: zig records the input files of its libc manifest
-// (h/<digest>.txt) in the order its parallel compile jobs finish, and the
-// output directory's name (o/<digest>) follows that order, so a rebuild
-// differs ("is not deterministic: h/….txt, o/…, o/…"), here and in a fresh
-// store. Ignored until that is fixed; run it with `--ignored`.
+// zig records the headers its libc jobs read in the order they finish; the
+// prelude fills the cache one job at a time so a rebuild is the same.
 #[test]
-#[ignore = "zig.libc is not reproducible yet (see the comment above)"]
 fn zig_libc_rebuilds_bit_for_bit() {
     let Some(store) = toolchain() else { return };
     let s = Scratch::new("c-libc-check");
