@@ -167,7 +167,9 @@ fn realise_with(
         // Each failure was shown as it happened.
         let mut message = format!("{} derivation(s) failed", report.failed.len());
         if !report.not_attempted.is_empty() {
-            message.push_str(&format!("; {} were not built because of that", report.not_attempted.len()));
+            let count = report.not_attempted.len();
+            let verb = if count == 1 { "was" } else { "were" };
+            message.push_str(&format!("; {count} {verb} not built because of that"));
         }
         return Err(fail(&message));
     }
@@ -336,8 +338,6 @@ fn main_program_of(out: &Path, name: &str, main_program: Option<String>) -> Resu
     }
 }
 
-/// `hello-2.1` → `hello`: the name up to the first `-` followed by a digit,
-/// as Nix splits package names.
 /// A size in bytes, as `--tmpfs-size` takes it: `4096`, `512K`, `64M`, `2G`.
 fn parse_size(text: &str) -> Result<u64, String> {
     let (digits, unit) = match text.char_indices().last() {
@@ -358,6 +358,8 @@ fn parse_size(text: &str) -> Result<u64, String> {
     }
 }
 
+/// `hello-2.1` → `hello`: the name up to the first `-` followed by a digit,
+/// as Nix splits package names.
 fn strip_version(name: &str) -> &str {
     let bytes = name.as_bytes();
     (0..bytes.len())

@@ -388,6 +388,7 @@ rec {
     printf '#!${pkgs.busybox}/bin/sh\necho two\n' > $out/bin/two
     chmod +x $out/bin/*
   '';
+  uses = pkgs.runCommand "uses" { nativeBuildInputs = [ bin ]; buildInputs = [ multi ]; } "tool from-path > $out; two >> $out";
   exes = pkgs.writeText "exes" (toString [
     (lib.getExe bin) (lib.getExe multi) multi.extra (lib.getExe' multi "one") bin.meta.mainProgram
   ]);
@@ -408,6 +409,9 @@ rec {
 
     // The marks are plain environment variables to a build here.
     assert_eq!(f.read(&f.build("local"), ""), "[1][]\n");
+
+    // As in nixpkgs, runCommand's inputs are on PATH.
+    assert_eq!(f.read(&f.build("uses"), ""), "tool from-path\ntwo\n");
 
     // meta and passthru stay on runCommand's result, not in its
     // environment; meta.mainProgram is what getExe and `mini run` run.
