@@ -5,15 +5,12 @@
 //! their busybox layer.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::clients::{have, image_ref, run, skopeo_inspect, unpack_bundle, which};
-use common::{mini_at as mini, ok, Scratch};
+use common::clients::have;
+use common::{free_port, http_get, mini_at as mini, oci_layout, ok, while_under_runc, Scratch};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -31,30 +28,6 @@ fn sha256_of(path: &Path) -> String {
     format!("{:x}", sha2::Sha256::digest(&bytes))
 }
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// `GET /` on `port`, retried until the server answers or 15 s pass.
-fn get(port: u16) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let request = format!("GET / HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-            if stream.write_all(request.as_bytes()).is_ok() {
-                let mut response = String::new();
-                if stream.read_to_string(&mut response).is_ok() && !response.is_empty() {
-                    return Some(response);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
-}
-
 #[test]
 fn the_quotes_image_serves_a_quote_under_runc() {
     if !have(&["skopeo", "umoci", "runc"]) {
@@ -63,30 +36,12 @@ fn the_quotes_image_serves_a_quote_under_runc() {
     let s = Scratch::new("example-quotes");
     let store = s.0.join("store");
     let archive = build(&store, "./examples/quotes#docker");
-    let layout = s.0.join("layout");
-    run("skopeo", &["copy", &image_ref("docker-archive", &archive, None), &image_ref("oci", &layout, Some("latest"))]);
-    let config = skopeo_inspect(&image_ref("oci", &layout, Some("latest")), Some("--config"));
+    let (layout, config) = oci_layout(&s.0, &archive);
     assert_eq!(config["config"]["ExposedPorts"]["8080/tcp"], serde_json::json!({}));
 
     let port = free_port();
-    let bundle = unpack_bundle(&s.0, &layout, "latest", "quotes", &[&format!("PORT={port}")]);
-    let state = s.0.join("runc-state");
-    let id = format!("mini-quotes-{}", std::process::id());
-    let runc = which("runc").expect("runc");
-    let mut container = Command::new(&runc)
-        .arg("--root")
-        .arg(&state)
-        .args(["run", "-b"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start runc");
-    let response = get(port);
-    let _ = Command::new(&runc).arg("--root").arg(&state).args(["kill", &id, "KILL"]).output();
-    let _ = container.wait();
-    let _ = Command::new(&runc).arg("--root").arg(&state).args(["delete", "-f", &id]).output();
+    let (response, _) =
+        while_under_runc(&s.0, &layout, "quotes", port, || http_get(port, "/", Duration::from_secs(15)));
     let response = response.expect("the container never answered on its port");
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default().trim().to_string();
     let quotes = std::fs::read_to_string(repo().join("examples/quotes/quotes.txt")).unwrap();

@@ -39,6 +39,13 @@ fn build(s: &Scratch, attr: &str, env: &[(&str, &str)]) -> std::process::Output 
     command.output().expect("run mini")
 }
 
+/// Builds `attr` with `env` added to mini's environment, which must
+/// succeed; `failure_means` says what it shows when it does not.
+fn assert_builds(s: &Scratch, attr: &str, env: &[(&str, &str)], failure_means: &str) {
+    let out = build(s, attr, env);
+    assert!(out.status.success(), "{failure_means}:\n{}", text(&out.stderr));
+}
+
 #[test]
 fn a_secret_in_the_environment_never_reaches_a_fixed_output_build() {
     let s = Scratch::new("impure-env-secret");
@@ -48,13 +55,11 @@ fn a_secret_in_the_environment_never_reaches_a_fixed_output_build() {
     let extra = fod("API_TOKEN", "unset") + &fod("http_proxy", "http://proxy.invalid:3128") + &fod("GOPROXY", "off");
     flake_with(&s.0.join("flake"), &[], &extra);
     // The token is in mini's environment, yet the build sees it unset.
-    let out = build(&s, "API_TOKEN_fod", &[("API_TOKEN", "hunter2")]);
-    assert!(out.status.success(), "the secret reached the build:\n{}", text(&out.stderr));
+    assert_builds(&s, "API_TOKEN_fod", &[("API_TOKEN", "hunter2")], "the secret reached the build");
     // Download settings do reach it.
-    let out = build(&s, "http_proxy_fod", &[("http_proxy", "http://proxy.invalid:3128")]);
-    assert!(out.status.success(), "http_proxy did not reach the build:\n{}", text(&out.stderr));
-    let out = build(&s, "GOPROXY_fod", &[("GOPROXY", "off")]);
-    assert!(out.status.success(), "GOPROXY did not reach the build:\n{}", text(&out.stderr));
+    let proxy = [("http_proxy", "http://proxy.invalid:3128")];
+    assert_builds(&s, "http_proxy_fod", &proxy, "http_proxy did not reach the build");
+    assert_builds(&s, "GOPROXY_fod", &[("GOPROXY", "off")], "GOPROXY did not reach the build");
 }
 
 #[test]
@@ -66,10 +71,9 @@ fn the_config_file_gives_any_variable_and_the_environment_wins_for_download_sett
     let extra = fod("API_TOKEN", "from-config") + &fod("GOPROXY", "from-environment");
     flake_with(&s.0.join("flake"), &[], &extra);
     s.write("config/mini/config.json", r#"{ "impureEnv": { "API_TOKEN": "from-config", "GOPROXY": "from-config" } }"#);
-    let out = build(&s, "API_TOKEN_fod", &[("API_TOKEN", "from-environment")]);
-    assert!(out.status.success(), "the config's value did not reach the build:\n{}", text(&out.stderr));
-    let out = build(&s, "GOPROXY_fod", &[("GOPROXY", "from-environment")]);
-    assert!(out.status.success(), "the environment did not win:\n{}", text(&out.stderr));
+    let env = [("API_TOKEN", "from-environment")];
+    assert_builds(&s, "API_TOKEN_fod", &env, "the config's value did not reach the build");
+    assert_builds(&s, "GOPROXY_fod", &[("GOPROXY", "from-environment")], "the environment did not win");
 }
 
 #[test]

@@ -69,42 +69,48 @@ fn assert_not_registered(store: &Path, dir: &Path, path: &str) {
     assert!(!file.exists(), "{} is in the store", file.display());
 }
 
+/// Builds `attr`, which must be refused and register nothing; the error
+/// and the output path the build would have had.
+fn refused(store: &Path, dir: &Path, attr: &str) -> (String, String) {
+    let err = failure(&build(store, dir, attr));
+    let out = out_path(store, dir, attr);
+    assert_not_registered(store, dir, &out);
+    (err, out)
+}
+
 #[test]
 fn disallowed_references_refuse_an_output_that_mentions_the_dependency() {
     let s = Scratch::new("refs-disallowed");
     let Some((store, dir)) = setup(&s) else { return };
-    let err = failure(&build(&store, &dir, "forbidden"));
-    let (dep, out) = (out_path(&store, &dir, "dep"), out_path(&store, &dir, "forbidden"));
+    let (err, out) = refused(&store, &dir, "forbidden");
+    let dep = out_path(&store, &dir, "dep");
     let expected = format!(
         "-forbidden.drv' refers to {dep}, which its disallowedReferences forbids:\n  {out}\n  └───{dep}\n      config: …uses {dep}"
     );
     assert!(err.contains(&expected), "expected:\n{expected}\nin:\n{err}");
     assert!(err.contains("nothing was registered; remove the reference from the output"), "{err}");
     assert!(err.contains("or change disallowedReferences in the recipe"), "{err}");
-    assert_not_registered(&store, &dir, &out);
 }
 
 #[test]
 fn allowed_references_empty_refuse_any_reference() {
     let s = Scratch::new("refs-allowed-empty");
     let Some((store, dir)) = setup(&s) else { return };
-    let err = failure(&build(&store, &dir, "closed"));
-    let (dep, out) = (out_path(&store, &dir, "dep"), out_path(&store, &dir, "closed"));
+    let (err, out) = refused(&store, &dir, "closed");
+    let dep = out_path(&store, &dir, "dep");
     let expected = format!(
         "refers to {dep}, which its allowedReferences does not list:\n  {out}\n  └───{dep}\n      (the file itself): …"
     );
     assert!(err.contains(&expected), "expected:\n{expected}\nin:\n{err}");
     assert!(err.contains("change allowedReferences in the recipe"), "{err}");
-    assert_not_registered(&store, &dir, &out);
 }
 
 #[test]
 fn allowed_requisites_follow_the_closure_and_show_the_chain() {
     let s = Scratch::new("refs-requisites");
     let Some((store, dir)) = setup(&s) else { return };
-    let err = failure(&build(&store, &dir, "indirect"));
-    let (dep, mid, out) =
-        (out_path(&store, &dir, "dep"), out_path(&store, &dir, "mid"), out_path(&store, &dir, "indirect"));
+    let (err, out) = refused(&store, &dir, "indirect");
+    let (dep, mid) = (out_path(&store, &dir, "dep"), out_path(&store, &dir, "mid"));
     // indirect mentions only mid; dep comes through mid.
     let expected = format!(
         "-indirect.drv' depends on {dep}, which its allowedRequisites does not list:\n  {out}\n  └───{mid}\n      \
@@ -113,7 +119,6 @@ fn allowed_requisites_follow_the_closure_and_show_the_chain() {
     assert!(err.contains(&expected), "expected:\n{expected}\nin:\n{err}");
     assert!(err.contains(&format!("\n      └───{dep}\n")), "{err}");
     assert!(!err.contains(&format!("depends on {mid}")), "mid is allowed: {err}");
-    assert_not_registered(&store, &dir, &out);
     // The inputs themselves were built and stay valid.
     ok(&mini(&store, &dir, &["path-info", &mid]));
 }

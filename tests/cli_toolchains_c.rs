@@ -14,97 +14,34 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use common::clients::json;
-use common::{have_busybox, text, Scratch};
+use common::toolchain::{shared_store, write_flake, SharedStore};
+use common::{failed, have_busybox, mini_at as mini, ok, text, Scratch};
 
 // ---------------------------------------------------------------------------
 // The shared toolchain store
 
-static TOOLCHAIN: OnceLock<Option<PathBuf>> = OnceLock::new();
-
-/// The directory of the shared store: a static is never dropped, so it is
-/// removed at exit instead.
-fn toolchain_root() -> PathBuf {
-    std::env::temp_dir().join(format!("mini-test-c-toolchain-{}", std::process::id()))
-}
-
-extern "C" fn remove_toolchain_root() {
-    common::remove(&toolchain_root());
-}
+static TOOLCHAIN: OnceLock<Option<SharedStore>> = OnceLock::new();
 
 /// The store the tests build in (`--store`), seeded with the toolchain
 /// wheels, with `stdenv.cc` (zig, its C library) and `pkgs.bmake` built in
 /// it once for the whole binary; `None` (the test skips) when the wheels or
 /// busybox are missing outside CI.
 fn toolchain() -> Option<&'static Path> {
-    TOOLCHAIN
-        .get_or_init(|| {
-            let root = toolchain_root();
-            common::remove(&root);
-            std::fs::create_dir_all(&root).expect("create the toolchain store's directory");
-            // SAFETY: registers a plain function with no arguments.
-            unsafe { libc::atexit(remove_toolchain_root) };
-            let probe = Scratch::new("c-toolchain-probe");
-            if !have_busybox(&probe) {
-                return None;
-            }
-            let store = root.join("store");
-            if !common::seed_wheels(&store) {
-                return None;
-            }
-            let dir = root.join("flake");
-            write_flake(&dir, "cc = pkgs.stdenv.cc;\n  make = pkgs.bmake;");
-            built(&mini(&store, &dir, &["build", ".#cc", ".#make", "--no-link"]));
-            Some(store)
-        })
-        .as_deref()
+    let flake = "cc = pkgs.stdenv.cc;\n  make = pkgs.bmake;";
+    shared_store(&TOOLCHAIN, "c-toolchain", flake, &["cc", "make"]).map(|shared| shared.store.as_path())
 }
 
 // ---------------------------------------------------------------------------
 // Running mini
 
-/// `mini --store STORE ARGS…` in `dir`.
-fn mini(store: &Path, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mini"))
-        .arg("--store")
-        .arg(store)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run mini")
-}
-
-/// The trimmed stdout of a mini run that must have succeeded.
-fn built(out: &Output) -> String {
-    assert!(out.status.success(), "mini failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    text(&out.stdout).trim_end().to_string()
-}
-
-/// The stderr of a mini run that must have failed.
-fn failed(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "mini succeeded, but should have failed:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stderr)
-}
-
 /// Builds `DIR#attr` into `store` without a link; where its output is on disk.
 fn build(store: &Path, dir: &Path, attr: &str) -> PathBuf {
-    let out = built(&mini(store, dir, &["build", &format!(".#{attr}"), "--no-link", "--print-out-paths"]));
+    let out = ok(&mini(store, dir, &["build", &format!(".#{attr}"), "--no-link", "--print-out-paths"]));
     store.join("store").join(out.trim_start_matches("/mini/store/"))
-}
-
-/// Writes `DIR/flake.nixlike`: a `rec` set of `attrs`, with `pkgs` in scope.
-fn write_flake(dir: &Path, attrs: &str) {
-    std::fs::create_dir_all(dir).expect("create the flake's directory");
-    std::fs::write(dir.join("flake.nixlike"), format!("{{ pkgs, ... }}:\nrec {{\n  {attrs}\n}}\n"))
-        .expect("write flake.nixlike");
 }
 
 /// Copies examples/c-hello's files (not links such as a `result`) to `to`.
@@ -189,10 +126,10 @@ fn c_hello_is_a_static_stripped_program_whose_make_check_ran() {
     assert!(elf.debug_sections().is_empty(), "bin/hello kept debug sections {:?}", elf.debug_sections());
     assert!(elf.sections.iter().any(|s| s == ".text"), "{:?}", elf.sections);
     // Nothing of the toolchain is kept: the closure is the program alone.
-    let closure = built(&mini(store, &dir, &["path-info", "-r", ".#hello"]));
+    let closure = ok(&mini(store, &dir, &["path-info", "-r", ".#hello"]));
     assert_eq!(closure.lines().count(), 1, "{closure}");
 
-    let log = built(&mini(store, &dir, &["log", ".#hello"]));
+    let log = ok(&mini(store, &dir, &["log", ".#hello"]));
     for line in [
         "Running phase: buildPhase",
         "cc -O2 -Wall -o hello hello.o greeting.o",
@@ -248,13 +185,13 @@ fn a_failing_make_check_fails_the_build_unless_checks_are_off() {
     let stderr = failed(&mini(store, &s.0, &["build", ".#checked", "--no-link"]));
     assert!(stderr.contains("Running phase: checkPhase"), "{stderr}");
     assert!(stderr.contains("check: hello says the wrong thing"), "{stderr}");
-    let log = built(&mini(store, &s.0, &["log", ".#checked"]));
+    let log = ok(&mini(store, &s.0, &["log", ".#checked"]));
     assert!(!log.contains("Running phase: installPhase"), "the build went on after the check:\n{log}");
 
     // Without doCheck, as in nixpkgs' stdenv, make check does not run.
     for attr in ["unchecked", "default"] {
         assert_eq!(run_program(&build(store, &s.0, attr).join("bin/hello"), &[]), "hi\n");
-        let log = built(&mini(store, &s.0, &["log", &format!(".#{attr}")]));
+        let log = ok(&mini(store, &s.0, &["log", &format!(".#{attr}")]));
         assert!(!log.contains("checkPhase"), "{log}");
     }
 }
@@ -265,11 +202,11 @@ fn bmake_is_fetched_through_the_debian_mirror_and_runs_on_the_host() {
     let s = Scratch::new("c-bmake");
     write_flake(&s.0, "bmake = pkgs.bmake;\n  source = pkgs.bmake.src;");
     const URL: &str = "mirror://debian/pool/main/b/bmake/bmake_20200710.orig.tar.gz";
-    let shown = json(&built(&mini(store, &s.0, &["derivation", "show", ".#source"])));
+    let shown = json(&ok(&mini(store, &s.0, &["derivation", "show", ".#source"])));
     let (_, drv) = shown.as_object().and_then(|o| o.iter().next()).expect("one derivation");
     assert_eq!(drv["env"]["url"], URL);
     // The source was downloaded by resolving the mirror in the host's apt sources.
-    let log = built(&mini(store, &s.0, &["log", ".#source"]));
+    let log = ok(&mini(store, &s.0, &["log", ".#source"]));
     assert!(log.contains(&format!("downloading '{URL}'")), "{log}");
     let tried = log.lines().find(|l| l.starts_with("trying '")).unwrap_or_else(|| panic!("no mirror tried:\n{log}"));
     assert!(tried.ends_with("/pool/main/b/bmake/bmake_20200710.orig.tar.gz'"), "{log}");
@@ -290,7 +227,7 @@ fn zig_libc_rebuilds_bit_for_bit() {
     let Some(store) = toolchain() else { return };
     let s = Scratch::new("c-libc-check");
     write_flake(&s.0, "libc = pkgs.zig.libc;");
-    built(&mini(store, &s.0, &["build", "--check", ".#libc", "--no-link"]));
+    ok(&mini(store, &s.0, &["build", "--check", ".#libc", "--no-link"]));
 }
 
 #[test]
@@ -312,7 +249,7 @@ fn override_attrs_changes_the_derivation_in_both_forms() {
     );
     let store = s.0.join("store");
     let show = |attr: &str| {
-        let shown = json(&built(&mini(&store, &s.0, &["derivation", "show", &format!(".#{attr}")])));
+        let shown = json(&ok(&mini(&store, &s.0, &["derivation", "show", &format!(".#{attr}")])));
         let (path, drv) = shown.as_object().and_then(|o| o.iter().next()).expect("one derivation");
         (path.clone(), drv["env"].clone())
     };

@@ -3,9 +3,13 @@
 
 pub mod clients;
 pub mod docker;
+pub mod toolchain;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -89,6 +93,45 @@ pub fn ok(out: &Output) -> String {
     succeeded(out).trim_end().to_string()
 }
 
+/// The stderr of a mini run that must have failed.
+#[allow(dead_code)]
+pub fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "mini succeeded, but should have failed:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stderr)
+}
+
+/// A port nobody listens on right now.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET path` on 127.0.0.1:`port`, retried until the server answers or
+/// `timeout` passes; the whole response (status line, headers, body).
+#[allow(dead_code)]
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_ok() {
+                let mut response = String::new();
+                if stream.read_to_string(&mut response).is_ok() && !response.is_empty() {
+                    return Some(response);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
 /// A flake whose attributes are busybox `sh` scripts: `name = "script";`.
 /// Each derivation has busybox on its PATH and `$out` to create.
 #[allow(dead_code)]
@@ -118,6 +161,53 @@ pub fn flake_with(dir: &Path, scripts: &[(&str, &str)], extra: &str) {
 pub fn nix_string(s: &str) -> String {
     let escaped = s.replace('\\', "\\\\").replace('"', "\\\"").replace("${", "\\${").replace('\n', "\\n");
     format!("\"{escaped}\"")
+}
+
+/// The docker-archive `archive`, copied by skopeo into the OCI layout
+/// `WORK/layout` as `latest`; the layout and the image's config as skopeo
+/// reads it back.
+#[allow(dead_code)]
+pub fn oci_layout(work: &Path, archive: &Path) -> (PathBuf, serde_json::Value) {
+    use clients::{image_ref, run, skopeo_inspect};
+    let layout = work.join("layout");
+    run("skopeo", &["copy", &image_ref("docker-archive", archive, None), &image_ref("oci", &layout, Some("latest"))]);
+    let config = skopeo_inspect(&image_ref("oci", &layout, Some("latest")), Some("--config"));
+    (layout, config)
+}
+
+/// Runs the image `latest` of the OCI layout `layout` under runc, unpacked
+/// into a bundle `NAME-bundle` in `work` with `PORT=port` in its
+/// environment; calls `while_running`, then kills and deletes the
+/// container. What `while_running` returned, and the ended runc process
+/// (its stdout and stderr still to read).
+#[allow(dead_code)]
+pub fn while_under_runc<T>(
+    work: &Path,
+    layout: &Path,
+    name: &str,
+    port: u16,
+    while_running: impl FnOnce() -> T,
+) -> (T, Child) {
+    let bundle = clients::unpack_bundle(work, layout, "latest", name, &[&format!("PORT={port}")]);
+    let state = work.join("runc-state");
+    let id = format!("mini-{name}-{}", std::process::id());
+    let runc = clients::which("runc").expect("runc");
+    let mut container = Command::new(&runc)
+        .arg("--root")
+        .arg(&state)
+        .args(["run", "-b"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start runc");
+    let result = while_running();
+    let _ = Command::new(&runc).arg("--root").arg(&state).args(["kill", &id, "KILL"]).output();
+    let _ = container.wait();
+    let _ = Command::new(&runc).arg("--root").arg(&state).args(["delete", "-f", &id]).output();
+    (result, container)
 }
 
 /// The toolchain wheels `scripts/install-prerequisites` downloads once
