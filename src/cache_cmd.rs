@@ -148,21 +148,8 @@ pub(crate) fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Res
 /// `$XDG_CONFIG_HOME/mini/config.json`, else `~/.config/mini/config.json`,
 /// holding `{"substituters": [URL...], "trustedPublicKeys": [KEY...]}`.
 pub(crate) fn configured_caches() -> Result<(Vec<String>, Vec<String>), String> {
-    let dir = match std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("HOME") {
-            Some(home) => PathBuf::from(home).join(".config"),
-            None => return Ok(Default::default()),
-        },
-    };
-    let file = dir.join("mini/config.json");
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
-    };
+    let Some((file, json)) = crate::settings::read_config()? else { return Ok(Default::default()) };
     let bad = |what: &str| format!("{}: {what}", file.display());
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
     let strings = |key: &str| -> Result<Vec<String>, String> {
         match json.get(key) {
             None => Ok(Vec::new()),

@@ -1,9 +1,9 @@
 //! Settings that are not command-line flags, for the commands that build:
 //! the config file (`$XDG_CONFIG_HOME/mini/config.json`, else
-//! `~/.config/mini/config.json`) and environment variables. Binary caches
-//! are `cache_cmd`'s; this reads which local directories `builtin:fetchurl`
-//! may read, and the values fixed-output builds may take from outside
-//! (`impureEnvVars`).
+//! `~/.config/mini/config.json`) and environment variables. The file is read
+//! by [`read_config`] alone. Binary caches are `cache_cmd`'s; this reads
+//! which local directories `builtin:fetchurl` may read, and the values
+//! fixed-output builds may take from outside (`impureEnvVars`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -23,6 +23,19 @@ pub(crate) fn config_file() -> Option<PathBuf> {
     Some(dir.join("mini/config.json"))
 }
 
+/// The config file and its JSON, if there is one (every setting read from
+/// it goes through here).
+pub(crate) fn read_config() -> Result<Option<(PathBuf, serde_json::Value)>, String> {
+    let Some(file) = config_file() else { return Ok(None) };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+    };
+    let json = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(Some((file, json)))
+}
+
 /// The directories `file://` URLs of `builtin:fetchurl` may read below:
 /// those `MINI_ALLOWED_FILE_URLS` lists, then the config file's
 /// `"allowedFileUrls"`. None unless set: a fetch runs with the user's
@@ -37,14 +50,8 @@ pub(crate) fn allowed_file_dirs() -> Result<Vec<PathBuf>, String> {
             dirs.push(dir);
         }
     }
-    let Some(file) = config_file() else { return Ok(dirs) };
-    let text = match std::fs::read_to_string(&file) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(dirs),
-        Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
-    };
+    let Some((file, json)) = read_config()? else { return Ok(dirs) };
     let bad = |what: &str| format!("{}: {what}", file.display());
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
     match json.get(FILE_URLS_KEY) {
         None => {}
         Some(serde_json::Value::Array(items)) => {
@@ -95,26 +102,19 @@ const IMPURE_ENV_FROM_ENVIRONMENT: &[&str] = &[
 /// them from its caller's.
 pub(crate) fn impure_env() -> Result<BTreeMap<String, String>, String> {
     let mut values = BTreeMap::new();
-    if let Some(file) = config_file() {
-        match std::fs::read_to_string(&file) {
-            Ok(text) => {
-                let bad = |what: &str| format!("{}: {what}", file.display());
-                let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
-                match json.get(IMPURE_ENV_KEY) {
-                    None => {}
-                    Some(serde_json::Value::Object(entries)) => {
-                        for (name, value) in entries {
-                            let value = value.as_str().ok_or_else(|| {
-                                bad(&format!("'{IMPURE_ENV_KEY}.{name}' must be a string, not {value}"))
-                            })?;
-                            values.insert(name.clone(), value.to_string());
-                        }
-                    }
-                    Some(_) => return Err(bad(&format!("'{IMPURE_ENV_KEY}' must be an object of strings"))),
+    if let Some((file, json)) = read_config()? {
+        let bad = |what: &str| format!("{}: {what}", file.display());
+        match json.get(IMPURE_ENV_KEY) {
+            None => {}
+            Some(serde_json::Value::Object(entries)) => {
+                for (name, value) in entries {
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| bad(&format!("'{IMPURE_ENV_KEY}.{name}' must be a string, not {value}")))?;
+                    values.insert(name.clone(), value.to_string());
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", file.display())),
+            Some(_) => return Err(bad(&format!("'{IMPURE_ENV_KEY}' must be an object of strings"))),
         }
     }
     for name in IMPURE_ENV_FROM_ENVIRONMENT {

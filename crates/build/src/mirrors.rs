@@ -115,6 +115,7 @@ fn deb822_uris(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Scratch;
 
     #[test]
     fn one_line_sources_give_their_http_uris() {
@@ -144,8 +145,8 @@ mod tests {
 
     #[test]
     fn mirror_urls_are_built_from_the_apt_sources_in_order() {
-        let dir = std::env::temp_dir().join(format!("mini-mirrors-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = Scratch::new("mirrors");
+        let dir = &scratch.0;
         std::fs::create_dir_all(dir.join("sources.list.d")).unwrap();
         std::fs::write(dir.join("sources.list"), "deb http://one.example/debian/ bookworm main\n").unwrap();
         std::fs::write(dir.join("sources.list.d/b.sources"), "Types: deb\nURIs: http://two.example/debian\n").unwrap();
@@ -153,18 +154,17 @@ mod tests {
             .unwrap();
         std::fs::write(dir.join("sources.list.d/ignored.save"), "deb http://no.example/ x\n").unwrap();
         assert_eq!(
-            candidates_in("debian/pool/main/b/bmake/b.tar.gz", &dir).unwrap(),
+            candidates_in("debian/pool/main/b/bmake/b.tar.gz", dir).unwrap(),
             [
                 "http://one.example/debian/pool/main/b/bmake/b.tar.gz",
                 "http://two.example/debian/pool/main/b/bmake/b.tar.gz"
             ]
         );
-        assert!(candidates_in("gnu/make/make.tar.gz", &dir).unwrap_err().contains("unknown mirror 'gnu'"));
-        assert!(candidates_in("debian/pool/../x", &dir).unwrap_err().contains("must name a file"));
-        assert!(candidates_in("debian", &dir).unwrap_err().contains("must name a file"));
+        assert!(candidates_in("gnu/make/make.tar.gz", dir).unwrap_err().contains("unknown mirror 'gnu'"));
+        assert!(candidates_in("debian/pool/../x", dir).unwrap_err().contains("must name a file"));
+        assert!(candidates_in("debian", dir).unwrap_err().contains("must name a file"));
         let empty = dir.join("empty");
         std::fs::create_dir_all(&empty).unwrap();
         assert!(candidates_in("debian/pool/x", &empty).unwrap_err().contains("no Debian mirror is configured"));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
