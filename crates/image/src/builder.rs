@@ -90,6 +90,7 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
         match spec.format {
             Format::Docker => archive::write_docker_archive(&image, &out),
             Format::Oci => archive::write_oci_layout(&image, &out),
+            Format::Stream => Err(bad("format", "streamed images are not written yet")),
         }
     });
     mini_store::store::discard_tree(&scratch);

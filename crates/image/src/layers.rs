@@ -78,6 +78,35 @@ pub fn by_popularity(roots: &[StorePath], references: &BTreeMap<StorePath, BTree
     paths.into_iter().map(|(_, p)| p).collect()
 }
 
+/// A layer plan, and what the builder should say about it: each note is
+/// one line for the build log (paths merged past `maxLayers`, paths folded
+/// for being small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub layers: LayerPlan,
+    pub notes: Vec<String>,
+}
+
+/// The layering settings of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    pub max_layers: usize,
+    /// Bytes (0: off): a path smaller than this gets no layer of its own
+    /// unless it is shared.
+    pub min_layer_size: u64,
+}
+
+/// Plans the layers of the closure of `roots`; `sizes` are the paths'
+/// sizes in bytes (their archive sizes).
+pub fn plan_layers(
+    roots: &[StorePath],
+    references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
+    _sizes: &BTreeMap<StorePath, u64>,
+    settings: Settings,
+) -> Plan {
+    Plan { layers: plan(roots, references, settings.max_layers), notes: Vec::new() }
+}
+
 /// Splits the closure of `roots` into at most `max_layers - 1` layers (the
 /// last layer of the image is the customisation layer).
 pub fn plan(

@@ -6,12 +6,13 @@
 //! | `imageName`, `imageTag` | the name and tag (`""`: the output's hash part) |
 //! | `layering` | `popularity` (one layer per path) or `single` (one layer in all) |
 //! | `maxLayers` | at most this many layers, the customisation layer included |
+//! | `minLayerSize` | bytes; a store path smaller than this gets no layer of its own unless it is shared (0: off) |
 //! | `created`, `architecture`, `os` | copied into the image config |
 //! | `contents` | store paths whose top-level directories' entries are linked into `/` |
 //! | `config` | JSON: `Cmd`, `Entrypoint`, `Env`, `WorkingDir`, `User`, `ExposedPorts`, `Labels`, `Volumes` |
 //! | `extraFiles` | JSON: image path → `{ text, mode }` or `{ source, mode }` |
 //! | `users` | JSON: `[{ name, uid, gid, home }]` |
-//! | `format` | `docker` (a docker-archive file) or `oci` (an OCI layout directory) |
+//! | `format` | `docker` (a docker-archive file), `oci` (an OCI layout directory) or `stream` (a description streamed later by `mini image stream`/`copy`) |
 //! | `compressor` | `none`, `gzip` or `zstd` |
 //!
 //! Pure: no I/O.
@@ -31,6 +32,10 @@ pub enum Layering {
 pub enum Format {
     Docker,
     Oci,
+    /// `streamLayeredImage`: a small description of the image (config,
+    /// manifest, layers with their store paths and digests); the layer
+    /// tars are made when the image is streamed or copied.
+    Stream,
 }
 
 /// A file added to the customisation layer.
@@ -64,6 +69,8 @@ pub struct ImageSpec {
     pub tag: Option<String>,
     pub layering: Layering,
     pub max_layers: usize,
+    /// Bytes; see `layers::plan`. 0: every path may have a layer of its own.
+    pub min_layer_size: u64,
     pub created: String,
     pub architecture: String,
     pub os: String,
@@ -120,11 +127,21 @@ impl ImageSpec {
                 )
             })?,
         };
+        let min_layer_size = match get("minLayerSize").as_str() {
+            "" => 0,
+            text => text
+                .parse::<u64>()
+                .map_err(|_| bad("minLayerSize", format!("'{text}' is not a number of bytes")))?,
+        };
         let format = match get("format").as_str() {
             "" | "docker" => Format::Docker,
             "oci" => Format::Oci,
-            other => return Err(bad("format", format!("'{other}' is not docker or oci"))),
+            "stream" => Format::Stream,
+            other => return Err(bad("format", format!("'{other}' is not docker, oci or stream"))),
         };
+        if format == Format::Stream && layering == Layering::Single {
+            return Err(bad("format", "a streamed image is layered: use layering = \"popularity\""));
+        }
         let compressor = match get("compressor").as_str() {
             "" => Compressor::None,
             text => Compressor::parse(text)
@@ -174,6 +191,7 @@ impl ImageSpec {
             tag,
             layering,
             max_layers,
+            min_layer_size,
             created: Some(get("created")).filter(|c| !c.is_empty()).unwrap_or_else(|| "1970-01-01T00:00:01Z".into()),
             architecture: Some(get("architecture")).filter(|a| !a.is_empty()).unwrap_or_else(|| "amd64".into()),
             os: Some(get("os")).filter(|o| !o.is_empty()).unwrap_or_else(|| "linux".into()),
