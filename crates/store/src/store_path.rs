@@ -180,6 +180,21 @@ impl fmt::Debug for StorePath {
     }
 }
 
+/// Splits a derivation or store path name into its name and version as
+/// Nix's `parseDrvName` does: the version starts after the first `-` that
+/// is followed by something other than a letter (`hello-2.12.1` gives
+/// `hello` and `2.12.1`, `foo-bar-1.0-rc1` gives `foo-bar` and `1.0-rc1`);
+/// without one the version is empty.
+pub fn parse_drv_name(name: &str) -> (&str, &str) {
+    let bytes = name.as_bytes();
+    let split =
+        (0..bytes.len()).find(|&i| bytes[i] == b'-' && i + 1 < bytes.len() && !bytes[i + 1].is_ascii_alphabetic());
+    match split {
+        Some(i) => (&name[..i], &name[i + 1..]),
+        None => (name, ""),
+    }
+}
+
 /// A source path whose content digest is that of its own name: a cheap,
 /// distinct path for tests.
 #[cfg(test)]
@@ -192,6 +207,23 @@ pub(crate) fn source_path_for_tests(name: &str) -> StorePath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Expected values from `builtins.parseDrvName` in Nix 2.8.
+    #[test]
+    fn drv_names_split_as_nix_does() {
+        assert_eq!(parse_drv_name("hello-2.12.1"), ("hello", "2.12.1"));
+        assert_eq!(parse_drv_name("nix-0.12pre12876"), ("nix", "0.12pre12876"));
+        assert_eq!(parse_drv_name("foo-bar-1.0-rc1"), ("foo-bar", "1.0-rc1"));
+        assert_eq!(parse_drv_name("a-b-c"), ("a-b-c", ""));
+        assert_eq!(parse_drv_name("go-modules"), ("go-modules", ""));
+        assert_eq!(parse_drv_name("hello"), ("hello", ""));
+        assert_eq!(parse_drv_name("hello-"), ("hello-", ""));
+        assert_eq!(parse_drv_name("x--1"), ("x", "-1"));
+        assert_eq!(parse_drv_name("-1"), ("", "1"));
+        assert_eq!(parse_drv_name("app-1.0-go-modules"), ("app", "1.0-go-modules"));
+        assert_eq!(parse_drv_name("python3.11-foo-1.2"), ("python3.11-foo", "1.2"));
+        assert_eq!(parse_drv_name(""), ("", ""));
+    }
 
     #[test]
     fn names_are_validated_as_nix_does() {

@@ -248,13 +248,7 @@ pub fn split_version(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResu
 
 pub fn parse_drv_name(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let s = coerce(ev, &args[0], span, true)?;
-    let bytes = s.as_bytes();
-    let split =
-        (0..bytes.len()).find(|&i| bytes[i] == b'-' && i + 1 < bytes.len() && !bytes[i + 1].is_ascii_alphabetic());
-    let (name, version) = match split {
-        Some(i) => (&s[..i], &s[i + 1..]),
-        None => (&*s, ""),
-    };
+    let (name, version) = mini_store::store_path::parse_drv_name(&s);
     Ok(attrs_of(vec![("name", Value::string(name)), ("version", Value::string(version))]))
 }
 
