@@ -34,6 +34,10 @@ pub struct InspectArgs {
     /// Print everything as one JSON document.
     #[arg(long)]
     json: bool,
+    /// Compare two images, A B: which of B's layers A already has, and how
+    /// many bytes a registry holding A still needs for B.
+    #[arg(long)]
+    diff: bool,
     /// Show the builders' output while building installables.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
@@ -100,6 +104,14 @@ fn stored_deriver(store_root: &Path, path: &Path) -> Option<String> {
 }
 
 fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
+    if args.diff && args.images.len() != 2 {
+        eprintln!(
+            "error: --diff compares exactly two images, A B; {} given: {}",
+            args.images.len(),
+            args.images.join(" ")
+        );
+        return ExitCode::from(2);
+    }
     let mut installables = Vec::new();
     let places: Vec<(&String, Where)> = args
         .images
@@ -168,8 +180,27 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
             }
         }
     }
-    let text =
-        if args.json { format!("{}\n", inspect::render_json(&summaries)) } else { inspect::render_text(&summaries) };
+    let text = if args.diff {
+        let [a, b] = summaries.as_slice() else {
+            let (first, second) = (&args.images[0], &args.images[1]);
+            eprintln!(
+                "error: --diff compares exactly two images, but {first} and {second} hold {} together",
+                summaries.len()
+            );
+            eprintln!("hint: name one image each: an OCI layout or archive with several images cannot be compared");
+            return ExitCode::from(2);
+        };
+        let diff = inspect::compare(a, b);
+        if args.json {
+            format!("{}\n", inspect::render_diff_json(&diff))
+        } else {
+            inspect::render_diff_text(&diff)
+        }
+    } else if args.json {
+        format!("{}\n", inspect::render_json(&summaries))
+    } else {
+        inspect::render_text(&summaries)
+    };
     // A closed stdout (`| head`) is not worth a panic.
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());

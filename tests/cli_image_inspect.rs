@@ -110,6 +110,42 @@ fn two_images_show_their_layers_and_share_busybox() {
     assert!(!out.contains("shared layers"), "{out}");
 }
 
+#[test]
+fn diff_finds_the_layers_a_registry_already_has() {
+    let scratch = Scratch::new("inspect-diff");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("web.tar"), docker_archive(&web(), false)).unwrap();
+    write_oci_layout(&worker(), true, &dir.join("worker"));
+
+    // worker has busybox and the customisation layer as web does, but
+    // gzipped: the same content as other blobs. APP is new.
+    let doc: Value = serde_json::from_str(&ok(&inspect(dir, &["--diff", "--json", "web.tar", "worker"]))).unwrap();
+    let presence: Vec<&str> =
+        doc["layers"].as_array().unwrap().iter().map(|l| l["presence"].as_str().unwrap()).collect();
+    assert_eq!(presence, ["otherBlob", "new", "otherBlob"]);
+    assert_eq!(doc["layers"][0]["inA"], json!(1));
+    assert_eq!(doc["layers"][2]["inA"], json!(2));
+    let app_blob = gzip(&store_layer(APP)).len() as u64;
+    let config = worker().config.len() as u64;
+    assert_eq!(doc["neededLayerSize"], json!(app_blob));
+    assert_eq!(doc["neededSize"], json!(app_blob + config));
+    let shown = ok(&inspect(dir, &["--diff", "web.tar", "worker"]));
+    assert!(shown.starts_with("worker:2.0 against web:1.0\n  B             worker (oci-layout)\n"), "{shown}");
+    assert!(shown.contains(&format!(" ({} bytes) for a registry holding A:\n", app_blob + config)), "{shown}");
+
+    // Exactly two images, or a usage error naming what was given.
+    for args in [&["web.tar"][..], &["web.tar", "worker", "web.tar"]] {
+        let mut all = vec!["--diff"];
+        all.extend_from_slice(args);
+        let out = inspect(dir, &all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let expected =
+            format!("error: --diff compares exactly two images, A B; {} given: {}\n", args.len(), args.join(" "));
+        assert_eq!(text(&out.stderr), expected);
+        assert!(out.stdout.is_empty());
+    }
+}
+
 /// Asserts that inspecting `name` (written with `bytes` unless `None`)
 /// fails with exactly `error: '<name>' is not an image: <message...>`.
 fn assert_not_an_image(dir: &Path, name: &str, message: &str) {
@@ -401,4 +437,91 @@ fn built_images_are_inspected_through_installables() {
             && last.ends_with("-plain' is not an image: a directory without index.json is not an OCI image layout"),
         "{stderr}"
     );
+}
+
+/// Two versions of an app on busybox and a library: all they do not share
+/// is the app and the config.
+const VERSIONS_FLAKE: &str = r#"{ pkgs, ... }:
+let
+  inherit (pkgs) busybox runCommand dockerTools;
+  lib = runCommand "lib" { } "mkdir -p $out/lib; echo library > $out/lib/data";
+  app = version: runCommand "app-${version}" { } ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\ncat ${lib}/lib/data\necho ${version}\n' > $out/bin/app
+    chmod +x $out/bin/app
+  '';
+  image = version: dockerTools.buildLayeredImage {
+    name = "app";
+    tag = version;
+    contents = [ busybox ];
+    config.Cmd = [ "${app version}/bin/app" ];
+  };
+in
+{
+  v1 = image "1";
+  v2 = image "2";
+}
+"#;
+
+/// A docker-archive's config and layer members (as its manifest names
+/// them) with their sizes in the archive.
+fn archive_blobs(archive: &Path) -> ((String, u64), Vec<(String, u64)>) {
+    let mut sizes = std::collections::BTreeMap::new();
+    let mut manifest = Value::Null;
+    let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name == "manifest.json" {
+            manifest = serde_json::from_reader(&mut entry).unwrap();
+        }
+        sizes.insert(name, entry.header().size().unwrap());
+    }
+    let member = |v: &Value| {
+        let name = v.as_str().unwrap().to_string();
+        let size = sizes[&name];
+        (name, size)
+    };
+    (member(&manifest[0]["Config"]), manifest[0]["Layers"].as_array().unwrap().iter().map(member).collect())
+}
+
+#[test]
+fn diff_of_two_built_versions_counts_their_real_blobs() {
+    let scratch = Scratch::new("inspect-diff-built");
+    let dir = &scratch.0;
+    std::fs::write(dir.join("flake.nixlike"), VERSIONS_FLAKE).unwrap();
+    let store = dir.join("store");
+    let built = |attr: &str| {
+        let out = ok(&mini(&store, dir, &["build", attr, "--no-link", "--print-out-paths"]));
+        store.join("store").join(out.trim().trim_start_matches("/mini/store/"))
+    };
+    let ((a_config, _), a_layers) = archive_blobs(&built(".#v1"));
+    let ((b_config, b_config_size), b_layers) = archive_blobs(&built(".#v2"));
+    let mut counted = std::collections::BTreeSet::new();
+    let expected: u64 = b_layers
+        .iter()
+        .filter(|(name, _)| !a_layers.iter().any(|(a, _)| a == name) && counted.insert(name.clone()))
+        .map(|(_, size)| size)
+        .sum::<u64>()
+        + if a_config == b_config { 0 } else { b_config_size };
+
+    let doc: Value = serde_json::from_str(&ok(&inspect(dir, &["--diff", "--json", ".#v1", ".#v2"]))).unwrap();
+    assert_eq!(doc["neededSize"], json!(expected));
+    assert_eq!(doc["configInA"], json!(false));
+    // Everything but the app's layer is in A, blob for blob: busybox, the
+    // library and the customisation layer (the same contents).
+    let layers = doc["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 4);
+    for layer in layers {
+        let is_app = layer["storePaths"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with("-app-2"));
+        assert_eq!(layer["presence"], json!(if is_app { "new" } else { "sameBlob" }), "{layer}");
+    }
+    assert_eq!(doc["sharedLayers"], json!(3));
+    let app_size = layers.iter().find(|l| l["presence"] == "new").unwrap()["size"].as_u64().unwrap();
+    assert_eq!(doc["neededLayerSize"], json!(app_size));
+    assert_eq!(expected, app_size + b_config_size);
+    let text = ok(&inspect(dir, &["--diff", ".#v1", ".#v2"]));
+    assert!(text.starts_with("app:2 against app:1\n"), "{text}");
+    assert!(text.contains("  shared        3 of 4 layers, "), "{text}");
+    assert!(text.contains(&format!(" ({expected} bytes) for a registry holding A:\n")), "{text}");
 }

@@ -141,3 +141,81 @@ fn gc_keeps_push_blobs_of_live_layers_only() {
     assert!(left.contains(&format!("{live}.gz")) && left.contains(&format!("{live}.gz.json")), "{left:?}");
     assert!(!left.iter().any(|n| n.starts_with(&dead)), "{left:?}");
 }
+
+/// A closure with one big path, one small path two others refer to, and
+/// small paths nothing shares; `small` folds the unshared small ones,
+/// `few` has room for two store-path layers.
+const SIZED_FLAKE: &str = r#"{ pkgs, ... }:
+let
+  inherit (pkgs) runCommand dockerTools;
+  # 2^k bytes of "x" in $out/data.
+  sized = name: k: runCommand name { } ''
+    mkdir $out; s=x; i=0
+    while [ $i -lt ${toString k} ]; do s=$s$s; i=$((i+1)); done
+    printf %s "$s" > $out/data
+  '';
+  shared = sized "shared" 3;
+  user = name: runCommand name { } "mkdir $out; echo ${shared} > $out/ref";
+  contents = [ (sized "big" 16) (sized "small1" 2) (sized "small2" 3) (sized "small3" 4) (user "user1") (user "user2") ];
+in
+{
+  small = dockerTools.buildLayeredImage { name = "small"; inherit contents; minLayerSize = 4096; };
+  few = dockerTools.buildLayeredImage { name = "few"; inherit contents; maxLayers = 3; };
+}
+"#;
+
+/// Each layer's store-path names (without hashes), bottom first.
+fn layer_names(image: &serde_json::Value) -> Vec<Vec<String>> {
+    image["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let mut names: Vec<String> = l["storePaths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap().trim_start_matches("/mini/store/")[33..].to_string())
+                .collect();
+            names.sort();
+            names
+        })
+        .collect()
+}
+
+#[test]
+fn small_unshared_paths_fold_and_merges_past_max_layers_are_logged() {
+    let s = Scratch::new("image-layer-sizes");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("flake.nixlike"), SIZED_FLAKE).unwrap();
+    let doc = ok(&mini(&store, &dir, &["image", "inspect", "--json", ".#small", ".#few"]));
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let unshared = ["small1", "small2", "small3", "user1", "user2"];
+
+    // shared is small but two paths refer to it: its own layer, at the
+    // bottom. big is big. The small unshared ones share the next layer;
+    // the customisation layer is last.
+    let small = layer_names(&doc["images"][0]);
+    assert_eq!(small, [names(&["shared"]), names(&["big"]), names(&unshared), vec![]], "{small:?}");
+    let log = ok(&mini(&store, &dir, &["log", ".#small"]));
+    assert!(
+        log.contains("minLayerSize 4096: 5 unshared paths under 4.0 KiB (")
+            && log.contains(") share layer 3: small1 small2 small3 user1 user2\n"),
+        "{log}"
+    );
+
+    // maxLayers = 3: two store-path layers, the second holding everything
+    // but the most popular path, every one of them named in the log.
+    let few = layer_names(&doc["images"][1]);
+    let rest = ["big", "small1", "small2", "small3", "user1", "user2"];
+    assert_eq!(few, [names(&["shared"]), names(&rest), vec![]], "{few:?}");
+    let log = ok(&mini(&store, &dir, &["log", ".#few"]));
+    assert!(
+        log.contains("maxLayers 3: 6 paths (")
+            && log.contains(") share layer 2: big small1 small2 small3 user1 user2\n"),
+        "{log}"
+    );
+}

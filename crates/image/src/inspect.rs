@@ -10,6 +10,7 @@
 //! memory), every document read whole is capped, and anything malformed is
 //! [`ImageError::NotAnImage`], never a panic. Rendering (`render`) is pure.
 
+mod diff;
 mod docker;
 mod layer;
 mod oci;
@@ -29,6 +30,7 @@ use sha2::Digest;
 use crate::error::{io_err, ImageError, Result};
 use layer::LayerScan;
 
+pub use diff::{compare, render_diff_json, render_diff_text, ImageDiff, LayerDiff, Presence};
 pub use render::{human as human_size, render_json, render_text};
 
 /// The largest JSON document (manifest, index, config) read into memory.
@@ -58,6 +60,10 @@ pub struct ImageSummary {
     pub created: Option<String>,
     /// The settings of [`CONFIG_KEYS`] the config has (null and "" left out).
     pub config: BTreeMap<String, Value>,
+    /// `sha256:<hex>` of the config document.
+    pub config_digest: String,
+    /// Bytes of the config document.
+    pub config_size: u64,
     /// Bottom layer first.
     pub layers: Vec<LayerSummary>,
     /// The `.drv` that built it, when the caller knows (an image in the
@@ -200,6 +206,9 @@ fn sha256_of(bytes: &[u8]) -> String {
 /// What the summary needs from a config document.
 #[derive(Debug)]
 struct Config {
+    /// `sha256:<hex>` and size of the document.
+    digest: String,
+    size: u64,
     architecture: Option<String>,
     os: Option<String>,
     created: Option<String>,
@@ -233,7 +242,15 @@ fn parse_config(bytes: &[u8]) -> std::result::Result<Config, String> {
                 .ok_or_else(|| format!("the config's diff_id {id} is not a sha256:<hex> digest"))
         })
         .collect::<std::result::Result<_, _>>()?;
-    Ok(Config { architecture: text("architecture"), os: text("os"), created: text("created"), settings, diff_ids })
+    Ok(Config {
+        digest: format!("sha256:{}", sha256_of(bytes)),
+        size: bytes.len() as u64,
+        architecture: text("architecture"),
+        os: text("os"),
+        created: text("created"),
+        settings,
+        diff_ids,
+    })
 }
 
 /// What one input has made the summaries hold so far: documents can list
@@ -319,6 +336,8 @@ fn summarize(
         os: config.os,
         created: config.created,
         config: config.settings,
+        config_digest: config.digest,
+        config_size: config.size,
         layers: out,
         derivation: None,
     })

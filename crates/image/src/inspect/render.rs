@@ -143,7 +143,7 @@ fn shared_text(out: &mut String, images: &[ImageSummary]) {
 }
 
 /// A layer's store paths one per line, then its other entries on one line.
-fn holds(layer: &LayerSummary) -> Vec<String> {
+pub(super) fn holds(layer: &LayerSummary) -> Vec<String> {
     let mut lines: Vec<String> = layer.store_paths.clone();
     if !layer.other_entries.is_empty() {
         lines.push(layer.other_entries.iter().map(|e| clean(e)).collect::<Vec<_>>().join(" "));
@@ -158,7 +158,7 @@ fn holds(layer: &LayerSummary) -> Vec<String> {
 }
 
 /// A labelled value; further lines continue under the first.
-fn field(out: &mut String, indent: usize, label: &str, lines: impl IntoIterator<Item = String>) {
+pub(super) fn field(out: &mut String, indent: usize, label: &str, lines: impl IntoIterator<Item = String>) {
     let mut lines = lines.into_iter();
     let first = lines.next().unwrap_or_default();
     let label = format!("{:indent$}{label}", "");
@@ -195,7 +195,7 @@ fn plain(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_string)
 }
 
-fn plural(n: usize, noun: &str) -> String {
+pub(super) fn plural(n: usize, noun: &str) -> String {
     if n == 1 {
         format!("1 {noun}")
     } else {
@@ -318,6 +318,8 @@ mod tests {
             os: Some("linux".into()),
             created: Some("1970-01-01T00:00:01Z".into()),
             config: web_config,
+            config_digest: format!("sha256:{}", "1".repeat(64)),
+            config_size: 700,
             layers: vec![
                 layer('a', 1_200_000, &[BUSYBOX], &[]),
                 layer('b', 3072, &["/mini/store/00000000000000000000000000000000-site"], &[]),
@@ -333,6 +335,8 @@ mod tests {
             os: None,
             created: None,
             config: BTreeMap::new(),
+            config_digest: format!("sha256:{}", "2".repeat(64)),
+            config_size: 300,
             layers: vec![layer('a', 1_200_000, &[BUSYBOX], &[]), layer('d', 1024, &[], &[])],
             derivation: None,
         };
