@@ -55,6 +55,18 @@ pub struct BuiltinJob<'a> {
     /// exactly (the image builder does: it wrote every path it packed);
     /// outputs not named here are scanned as usual.
     pub references: BTreeMap<String, BTreeSet<StorePath>>,
+    /// The archive hash and size of an output that is one regular file,
+    /// when the builder computed them from the bytes as it wrote them
+    /// (`mini_store::archive::FileHasher`); other outputs are hashed after
+    /// the build as usual.
+    pub archive_hashes: BTreeMap<String, (blake3::Hash, u64)>,
+}
+
+/// What a builtin builder declared about its outputs (see [`BuiltinJob`]).
+#[derive(Debug, Default)]
+pub struct Declared {
+    pub references: BTreeMap<String, BTreeSet<StorePath>>,
+    pub archive_hashes: BTreeMap<String, (blake3::Hash, u64)>,
 }
 
 impl BuiltinJob<'_> {
@@ -627,6 +639,7 @@ mod tests {
             store,
             log: &mut log,
             references: BTreeMap::new(),
+            archive_hashes: BTreeMap::new(),
         })?;
         Ok(String::from_utf8(log).unwrap())
     }

@@ -455,6 +455,7 @@ mod tests {
                 store: &store,
                 log: &mut log,
                 references: BTreeMap::new(),
+                archive_hashes: BTreeMap::new(),
             })
             .map_err(|e| e.to_string());
         let leftovers: Vec<_> = fs::read_dir(s.0.join("store/tmp")).unwrap().collect();

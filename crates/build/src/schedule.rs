@@ -24,7 +24,7 @@ use mini_store::store_path::StorePath;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 
-use crate::builtins::{BuiltinBuilder, BuiltinJob};
+use crate::builtins::{BuiltinBuilder, BuiltinJob, Declared};
 use crate::constraints::{self, Constraint};
 use crate::dag::{self, BuildPlan, Job};
 use crate::elf;
@@ -374,7 +374,7 @@ impl<'a> Builder<'a> {
         let spec = self.sandbox_spec(job, &outputs, &inputs, &impure, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
-            None => self.run_sandboxed(job, &spec, &outputs).map(|()| BTreeMap::new()),
+            None => self.run_sandboxed(job, &spec, &outputs).map(|()| Declared::default()),
         }
         .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared, &constraints));
         if result.is_err() && self.options.keep_failed {
@@ -527,7 +527,7 @@ impl<'a> Builder<'a> {
         job: &Job,
         outputs: &BTreeMap<String, StorePath>,
         spec: &SandboxSpec,
-    ) -> Result<BTreeMap<String, BTreeSet<StorePath>>> {
+    ) -> Result<Declared> {
         let builder = self.builtins.iter().find(|b| b.name() == name).ok_or_else(|| BuildError::Builtin {
             builder: name.into(),
             drv: job.drv_path.to_string(),
@@ -546,9 +546,10 @@ impl<'a> Builder<'a> {
             store: self.store,
             log: &mut log,
             references: BTreeMap::new(),
+            archive_hashes: BTreeMap::new(),
         };
         builder.build(&mut builtin_job)?;
-        Ok(builtin_job.references)
+        Ok(Declared { references: builtin_job.references, archive_hashes: builtin_job.archive_hashes })
     }
 
     /// Runs the builder in its sandbox; once it and everything it started
@@ -684,7 +685,7 @@ impl<'a> Builder<'a> {
         outputs: &BTreeMap<String, StorePath>,
         inputs: &[StorePath],
         spec: &SandboxSpec,
-        mut declared: BTreeMap<String, BTreeSet<StorePath>>,
+        mut declared: Declared,
         constraints: &[Constraint],
     ) -> Result<()> {
         let drv = job.drv_path.to_string();
@@ -704,19 +705,26 @@ impl<'a> Builder<'a> {
                 self.compare_with_valid(&drv, path, &host)?;
                 continue;
             }
-            let output = match declared.remove(name) {
-                Some(references) => Finished { name, path, host, references, scanned: false },
+            let hashed = declared.archive_hashes.remove(name);
+            let output = match declared.references.remove(name) {
+                Some(references) => Finished { name, path, host, references, scanned: false, hashed },
                 None => {
                     let references =
                         scan_references(&host, &candidates).map_err(io_err("scanning the references of", &host))?;
-                    Finished { name, path, host, references, scanned: true }
+                    Finished { name, path, host, references, scanned: true, hashed }
                 }
             };
             finished.push(output);
         }
         self.check_constraints(&drv, &finished, constraints)?;
         for output in finished {
-            self.store.install(output.path, &output.host, output.references, Some(job.drv_path.clone()))?;
+            let deriver = Some(job.drv_path.clone());
+            match output.hashed {
+                Some(hashed) => {
+                    self.store.install_hashed(output.path, &output.host, hashed, output.references, deriver)
+                }
+                None => self.store.install(output.path, &output.host, output.references, deriver),
+            }?;
         }
         Ok(())
     }
@@ -796,6 +804,8 @@ struct Finished<'a> {
     references: BTreeSet<StorePath>,
     /// Whether the references were scanned (else a builtin declared them).
     scanned: bool,
+    /// The archive hash and size a builtin computed as it wrote the output.
+    hashed: Option<(blake3::Hash, u64)>,
 }
 
 /// How many places a reference-constraint failure shows per path.

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::BufWriter;
-use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,14 +20,18 @@ use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use rayon::prelude::*;
 
-use crate::archive::{self, Image};
-use crate::cache::{self, hex, Layer, LayerCache};
+use crate::archive::{self, DockerArchive, Image, Layer};
+use crate::compress::Compressor;
 use crate::confined::{self, Node, Resolution, StoreView};
+use crate::digests::{hex, DigestCache};
 use crate::error::{io_err, ImageError, Result};
 use crate::layers;
 use crate::oci;
+use crate::produce::{Fill, Made, Source};
 use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
-use crate::tarball::{Custom, HashingWriter, LayerWriter, Owner};
+use crate::stream;
+use crate::tarball::{self, Custom, LayerWriter, Owner};
+use mini_store::archive::FileHasher;
 
 /// The image builder; derivations name it `builtin:image`.
 pub struct ImageBuilder;
@@ -53,48 +56,151 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let out = job.outputs.get("out").ok_or_else(|| bad("outputs", "no 'out'"))?.clone();
     let store = job.store;
     let roots = image_roots(job)?;
+    let infos = store.closure(&roots)?;
+    let sizes: BTreeMap<StorePath, u64> = infos.iter().map(|i| (i.path.clone(), i.nar_size)).collect();
     let references: BTreeMap<StorePath, BTreeSet<StorePath>> =
-        store.closure(&roots)?.into_iter().map(|info| (info.path, info.references)).collect();
+        infos.into_iter().map(|info| (info.path, info.references)).collect();
     // Every path of the closure is named in the layers' entries, which is
     // all a scan of the image would find: no need to read it again.
     job.references.insert("out".into(), references.keys().cloned().collect());
     let closure: BTreeSet<StorePath> = references.keys().cloned().collect();
     let custom = customisation(&spec, store, &closure)?;
-    let scratch = store.staging_dir()?;
-    let built = pack_layers(&spec, store, &roots, &references, &custom, &scratch);
-    let result = built.and_then(|layers| {
-        for (i, layer) in layers.iter().enumerate() {
-            let holds: Vec<String> = layer.paths.iter().map(|p| p.name().to_string()).collect();
-            let what = if holds.is_empty() { "customisation".to_string() } else { holds.join(" ") };
-            let _ = writeln!(job.log, "layer {}/{}: sha256:{} {what}", i + 1, layers.len(), hex(&layer.diff_id));
+    let cache = DigestCache::open(store)?;
+    let (layers, notes) = plan_layers(&spec, store, &roots, &references, &sizes, custom, &cache)?;
+    for note in &notes {
+        let _ = writeln!(job.log, "note: {note}");
+    }
+    let comments: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            if l.paths.is_empty() {
+                "customisation layer".to_string()
+            } else {
+                l.paths.iter().map(StorePath::to_string).collect::<Vec<_>>().join(" ")
+            }
+        })
+        .collect();
+    let config = |diff_ids: &[[u8; 32]]| oci::config(&spec, diff_ids, &comments);
+    let tag = spec.tag.clone().unwrap_or_else(|| out_path.hash_part());
+    let image = Image { layers: &layers, config: &config, repo_tag: format!("{}:{tag}", spec.name), tag };
+    let made: Vec<Made> = match spec.format {
+        Format::Docker if spec.compressor == Compressor::None => {
+            let sizes = archive::layer_sizes(&layers)?;
+            let plan = DockerArchive::plan(&image, sizes, BTreeSet::new());
+            let file = File::create(&out).map_err(io_err("creating", &out))?;
+            let mut writer = HashedFile {
+                out: BufWriter::with_capacity(1 << 20, file),
+                hasher: FileHasher::new(false, plan.size()),
+            };
+            let made = plan.write(&mut writer)?;
+            writer.out.into_inner().map_err(|e| io_err("writing", &out)(e.into_error()))?;
+            let hashed = writer.hasher.finish().ok_or_else(|| {
+                io_err("writing", &out)(std::io::Error::other("the archive came out another size than planned"))
+            })?;
+            job.archive_hashes.insert("out".into(), hashed);
+            made.into_iter().flatten().collect()
         }
-        let tag = spec.tag.clone().unwrap_or_else(|| out_path.hash_part());
-        let comments: Vec<String> = layers
-            .iter()
-            .map(|l| {
-                if l.paths.is_empty() {
-                    "customisation layer".to_string()
-                } else {
-                    l.paths.iter().map(StorePath::to_string).collect::<Vec<_>>().join(" ")
-                }
-            })
-            .collect();
-        let diff_ids: Vec<[u8; 32]> = layers.iter().map(|l| l.diff_id).collect();
-        let image = Image {
-            config: oci::config(&spec, &diff_ids, &comments),
-            layers: &layers,
-            compressor: spec.compressor,
-            repo_tag: format!("{}:{tag}", spec.name),
-            tag,
+        Format::Docker => {
+            let scratch = store.staging_dir()?;
+            let result = make_blob_files(&layers, spec.compressor, &scratch).and_then(|blobs| {
+                archive::write_docker_archive_files(&image, &blobs, spec.compressor, &out)?;
+                Ok(blobs.into_iter().map(|(_, made)| made).collect())
+            });
+            mini_store::store::discard_tree(&scratch);
+            result?
+        }
+        Format::Oci => {
+            let known: Vec<_> =
+                layers.iter().map(|l| cache.get(&l.paths).compressed.get(spec.compressor.name()).copied()).collect();
+            archive::write_oci_layout(&image, &out, spec.compressor, &known)?.made
+        }
+        Format::Stream => write_stream(&image, &layers, &out)?,
+    };
+    for (i, (layer, made)) in layers.iter().zip(&made).enumerate() {
+        let holds: Vec<String> = layer.paths.iter().map(|p| p.name().to_string()).collect();
+        let what = if holds.is_empty() { "customisation".to_string() } else { holds.join(" ") };
+        let _ = writeln!(job.log, "layer {}/{}: sha256:{} {what}", i + 1, layers.len(), hex(&made.tar.sha256));
+        if !layer.paths.is_empty() {
+            let blob = (spec.compressor != Compressor::None).then_some((spec.compressor, made.blob));
+            if layer.known != Some(made.tar) || blob.is_some() {
+                cache.put(&layer.paths, made.tar, blob)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A file being written, hashed as its archive from the bytes as they go.
+struct HashedFile {
+    out: BufWriter<File>,
+    hasher: FileHasher,
+}
+
+impl std::io::Write for HashedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Makes each layer into a compressed blob file in `scratch`, several at once.
+fn make_blob_files(layers: &[Layer], compressor: Compressor, scratch: &Path) -> Result<Vec<(PathBuf, Made)>> {
+    layers
+        .par_iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let path = scratch.join(format!("layer-{i}.{}", compressor.extension()));
+            let file = File::create(&path).map_err(io_err("creating", &path))?;
+            let made = layer.source.write(compressor, BufWriter::with_capacity(1 << 20, file))?;
+            if layer.known.is_some_and(|k| k != made.tar) {
+                return Err(io_err("making", &path)(std::io::Error::other(
+                    "a store path changed since its layer was first packed; run `mini store verify --repair`",
+                )));
+            }
+            Ok((path, made))
+        })
+        .collect()
+}
+
+/// `streamLayeredImage`'s output: the description, the config and the
+/// customisation layer (see `stream`); each store layer is made only to
+/// learn its digest, unless the cache knows it.
+fn write_stream(image: &Image, layers: &[Layer], out: &Path) -> Result<Vec<Made>> {
+    let made: Vec<Made> = layers
+        .par_iter()
+        .map(|layer| match layer.known {
+            Some(tar) => Ok(Made { tar, blob: tar }),
+            None => layer.source.write(Compressor::None, std::io::sink()),
+        })
+        .collect::<Result<_>>()?;
+    std::fs::create_dir(out).map_err(io_err("creating", out))?;
+    let diff_ids: Vec<[u8; 32]> = made.iter().map(|m| m.tar.sha256).collect();
+    let mut described = Vec::new();
+    for (layer, made) in layers.iter().zip(&made) {
+        let contents = if layer.paths.is_empty() {
+            let Source::Bytes(bytes) = &layer.source else {
+                return Err(bad("layering", "a streamed image's customisation layer is made in memory"));
+            };
+            let path = out.join(stream::CUSTOMISATION);
+            std::fs::write(&path, bytes.as_slice()).map_err(io_err("writing", &path))?;
+            stream::Contents::Customisation
+        } else {
+            stream::Contents::Paths(layer.paths.clone())
         };
-        match spec.format {
-            Format::Docker => archive::write_docker_archive(&image, &out),
-            Format::Oci => archive::write_oci_layout(&image, &out),
-            Format::Stream => Err(bad("format", "streamed images are not written yet")),
-        }
-    });
-    mini_store::store::discard_tree(&scratch);
-    result
+        described.push(stream::DescribedLayer { tar: made.tar, contents });
+    }
+    let description =
+        stream::Description { repo_tag: image.repo_tag.clone(), tag: image.tag.clone(), layers: described };
+    for (name, text) in [(stream::CONFIG, (image.config)(&diff_ids)), (stream::DESCRIPTION, description.to_json())] {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(io_err("writing", &path))?;
+    }
+    Ok(made)
 }
 
 /// Everything the image derivation refers to: its input sources and the
@@ -114,65 +220,44 @@ fn image_roots(job: &BuiltinJob<'_>) -> Result<Vec<StorePath>> {
     Ok(roots.into_iter().collect())
 }
 
-/// The store-path layers (from the cache) and the customisation layer, or
-/// for `single` layering one layer with everything.
-fn pack_layers(
+/// The image's layers, bottom first, and what the plan has to say: the
+/// store-path layers (their digests from the cache where it knows them)
+/// and the customisation layer; or, for `single` layering, one layer with
+/// everything.
+fn plan_layers(
     spec: &ImageSpec,
     store: &Store,
     roots: &[StorePath],
     references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
-    custom: &BTreeMap<Vec<u8>, Custom>,
-    scratch: &Path,
-) -> Result<Vec<Layer>> {
+    sizes: &BTreeMap<StorePath, u64>,
+    custom: BTreeMap<Vec<u8>, Custom>,
+    cache: &DigestCache,
+) -> Result<(Vec<Layer>, Vec<String>)> {
     let store_dir = store.root().join("store");
     if spec.layering == Layering::Single {
         let all: Vec<StorePath> = references.keys().cloned().collect();
-        let store_fd = confined::open_store_dir(&store_dir).map_err(io_err("reading", &store_dir))?;
-        let layer = write_layer(scratch, spec, |w| {
-            let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) = custom
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .partition(|(k, _)| k.as_slice() < b"mini".as_slice());
+        let names: Vec<String> = all.iter().map(StorePath::base_name).collect();
+        let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            custom.into_iter().partition(|(k, _)| k.as_slice() < b"mini".as_slice());
+        let fill: Fill = Arc::new(move |w| {
             w.custom(&before)?;
-            w.store_dirs()?;
-            for path in &all {
-                let base = path.base_name();
-                let archive_path = format!("mini/store/{base}");
-                w.tree(store_fd.as_fd(), OsStr::new(&base), &store_dir.join(&base), archive_path.as_bytes())?;
-            }
+            tarball::fill_store_layer(w, &store_dir, &names)?;
             w.custom(&after)
-        })?;
-        return Ok(vec![Layer { paths: all, ..layer }]);
+        });
+        return Ok((vec![Layer { source: Source::Tar(fill), known: None, paths: all }], Vec::new()));
     }
-    let plan = layers::plan(roots, references, spec.max_layers);
-    let cache = LayerCache::open(store)?;
-    let mut packed: Vec<Layer> =
-        plan.par_iter().map(|paths| cache.layer(paths, spec.compressor)).collect::<Result<_>>()?;
-    packed.push(write_layer(scratch, spec, |w| w.custom(custom))?);
-    Ok(packed)
-}
-
-/// Writes one uncached layer into `scratch` and compresses it as asked.
-fn write_layer(
-    scratch: &Path,
-    spec: &ImageSpec,
-    fill: impl FnOnce(&mut LayerWriter<HashingWriter<BufWriter<File>>>) -> Result<()>,
-) -> Result<Layer> {
-    let tar = scratch.join("layer.tar");
-    let file = File::create(&tar).map_err(io_err("creating", &tar))?;
-    let mut writer = LayerWriter::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)));
-    fill(&mut writer)?;
-    let (buffered, diff_id, size) = writer.finish().map_err(io_err("writing", &tar))?.finish();
-    buffered.into_inner().map_err(|e| io_err("writing", &tar)(e.into_error()))?;
-    let (blob, blob_digest, blob_size) = match spec.compressor {
-        cache::Compressor::None => (tar, diff_id, size),
-        compressor => {
-            let blob = scratch.join(format!("layer.{}", compressor.extension()));
-            let (digest, size) = cache::compress_file(&tar, &blob, compressor)?;
-            (blob, digest, size)
-        }
-    };
-    Ok(Layer { diff_id, blob, blob_digest, blob_size, paths: Vec::new() })
+    let settings = layers::Settings { max_layers: spec.max_layers, min_layer_size: spec.min_layer_size };
+    let plan = layers::plan_layers(roots, references, sizes, settings);
+    let mut layers: Vec<Layer> = plan
+        .layers
+        .into_iter()
+        .map(|paths| Layer { source: stream::store_layer(&store_dir, &paths), known: cache.get(&paths).tar, paths })
+        .collect();
+    let mut writer = LayerWriter::new(Vec::new());
+    writer.custom(&custom)?;
+    let bytes = writer.finish().map_err(io_err("archiving", Path::new("the customisation layer")))?;
+    layers.push(Layer { source: Source::Bytes(Arc::new(bytes)), known: None, paths: Vec::new() });
+    Ok((layers, plan.notes))
 }
 
 /// The last layer's entries: links to the `contents`' files at `/`, `/tmp`,

@@ -12,13 +12,16 @@
 
 pub mod archive;
 pub mod builder;
-pub mod cache;
+pub mod compress;
 pub mod confined;
+pub mod digests;
 pub mod error;
 pub mod inspect;
 pub mod layers;
 pub mod oci;
+pub mod produce;
 pub mod spec;
+pub mod stream;
 pub mod tarball;
 
 pub use error::{ImageError, Result};

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::cache::hex;
+use crate::digests::hex;
 use crate::spec::ImageSpec;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -65,16 +65,19 @@ pub fn oci_manifest(config: &Descriptor, layers: &[Descriptor]) -> String {
     .to_string()
 }
 
-/// The `index.json` of an OCI layout holding one manifest: the tag as the
-/// OCI reference name, and `name:tag` as containerd names images.
-pub fn oci_index(manifest: &Descriptor, tag: &str, repo_tag: &str) -> String {
+/// The `index.json` of an OCI layout: `others` (the layout's other
+/// manifests, as they were), then `manifest` with the tag as the OCI
+/// reference name, and `name:tag` as containerd names images.
+pub fn oci_index(manifest: &Descriptor, tag: &str, repo_tag: &str, others: &[Value]) -> String {
     let mut descriptor = manifest.to_json();
     if let Value::Object(map) = &mut descriptor {
         let annotations =
             Map::from_iter([(CONTAINERD_NAME.to_string(), repo_tag.into()), (REF_NAME.to_string(), tag.into())]);
         map.insert("annotations".into(), Value::Object(annotations));
     }
-    json!({ "schemaVersion": 2, "manifests": [descriptor] }).to_string()
+    let mut manifests = others.to_vec();
+    manifests.push(descriptor);
+    json!({ "schemaVersion": 2, "manifests": manifests }).to_string()
 }
 
 /// The `oci-layout` marker file.
@@ -111,7 +114,7 @@ mod tests {
             r#"[{"Config":"c.json","Layers":["l1.tar"],"RepoTags":["hello:v1"]}]"#
         );
         let d = Descriptor { media_type: MANIFEST_MEDIA_TYPE.into(), digest: [1; 32], size: 7 };
-        assert!(oci_index(&d, "v1", "hello:v1").contains(
+        assert!(oci_index(&d, "v1", "hello:v1", &[]).contains(
             r#""annotations":{"io.containerd.image.name":"hello:v1","org.opencontainers.image.ref.name":"v1"}"#
         ));
     }

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::cache::Compressor;
+use crate::compress::Compressor;
 use crate::error::{ImageError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,9 +129,9 @@ impl ImageSpec {
         };
         let min_layer_size = match get("minLayerSize").as_str() {
             "" => 0,
-            text => text
-                .parse::<u64>()
-                .map_err(|_| bad("minLayerSize", format!("'{text}' is not a number of bytes")))?,
+            text => {
+                text.parse::<u64>().map_err(|_| bad("minLayerSize", format!("'{text}' is not a number of bytes")))?
+            }
         };
         let format = match get("format").as_str() {
             "" | "docker" => Format::Docker,

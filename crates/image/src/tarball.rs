@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -89,6 +89,10 @@ pub struct Owner {
 /// Writes a layer tar into `out`.
 pub struct LayerWriter<W: Write> {
     tar: tar::Builder<W>,
+    /// Store files' contents are written as zeros of the same length,
+    /// without reading them: the tar has the layer's exact size, which a
+    /// writer needs before it writes the layer (see `archive`).
+    sizing: bool,
 }
 
 /// A header with mini's fixed metadata.
@@ -119,7 +123,12 @@ impl<W: Write> LayerWriter<W> {
     pub fn new(out: W) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        LayerWriter { tar }
+        LayerWriter { tar, sizing: false }
+    }
+
+    /// A writer for measuring a layer: see [`LayerWriter::sizing`].
+    pub fn for_sizing(out: W) -> Self {
+        LayerWriter { sizing: true, ..LayerWriter::new(out) }
     }
 
     /// A directory at `path` (bytes: any name a file system allows).
@@ -163,6 +172,11 @@ impl<W: Write> LayerWriter<W> {
                     child_path.extend_from_slice(child.as_bytes());
                     self.tree(handle.as_fd(), &child, &source.join(&child), &child_path)?;
                 }
+            }
+            FileType::RegularFile if self.sizing => {
+                let mode = if stat.st_mode & 0o111 != 0 { 0o555 } else { 0o444 };
+                let len = stat.st_size as u64;
+                self.file(archive_path, mode, len, io::repeat(0).take(len)).map_err(io_err("archiving", source))?;
             }
             FileType::RegularFile => {
                 let file = confined::open_file(dir, name).map_err(io_err("reading", source))?;
@@ -230,6 +244,35 @@ impl io::Read for PositionedReader<'_> {
 /// directory `store_dir`): `mini/`, `mini/store/`, then each path's tree.
 pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[String]) -> Result<W> {
     let mut layer = LayerWriter::new(out);
+    fill_store_layer(&mut layer, store_dir, base_names)?;
+    layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
+}
+
+/// The size in bytes of [`write_store_layer`]'s tar, from the files'
+/// metadata alone.
+pub fn store_layer_size(store_dir: &Path, base_names: &[String]) -> Result<u64> {
+    let mut layer = LayerWriter::for_sizing(Counter::default());
+    fill_store_layer(&mut layer, store_dir, base_names)?;
+    Ok(layer.finish().map_err(io_err("archiving", Path::new("mini/store")))?.0)
+}
+
+/// A writer that only counts.
+#[derive(Default)]
+pub struct Counter(pub u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The entries of [`write_store_layer`]'s tar (not ended).
+pub fn fill_store_layer<W: Write>(layer: &mut LayerWriter<W>, store_dir: &Path, base_names: &[String]) -> Result<()> {
     layer.store_dirs()?;
     let store = confined::open_store_dir(store_dir).map_err(io_err("reading", store_dir))?;
     let mut sorted: Vec<&String> = base_names.iter().collect();
@@ -238,7 +281,7 @@ pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[Strin
         let archive_path = format!("mini/store/{base}");
         layer.tree(store.as_fd(), OsStr::new(base), &store_dir.join(base), archive_path.as_bytes())?;
     }
-    layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -306,6 +349,8 @@ mod tests {
         // The same tree, written again, gives the same bytes.
         let again = write_store_layer(Vec::new(), &dir, &["abc-tool".into()]).unwrap();
         assert_eq!(again, bytes);
+        // Its size is known from the metadata alone.
+        assert_eq!(store_layer_size(&dir, &["abc-tool".into()]).unwrap(), size);
         fs::remove_dir_all(&dir).unwrap();
     }
 

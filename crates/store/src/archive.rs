@@ -328,6 +328,56 @@ pub fn dump_path_filtered(path: &Path, filter: PathFilter, out: &mut impl Write)
     sink.finish()
 }
 
+/// The archive hash of a single regular file, computed from its bytes as
+/// they are written instead of read back afterwards: a writer that makes
+/// a large file in one pass (the image builder's docker-archive) feeds
+/// it the same bytes, in order. The file's length is part of the archive
+/// before its contents, so it must be known up front; [`FileHasher::finish`]
+/// checks that exactly that many bytes came.
+pub struct FileHasher {
+    hasher: blake3::Hasher,
+    /// Archive bytes before the contents.
+    start_len: u64,
+    len: u64,
+    seen: u64,
+}
+
+impl FileHasher {
+    /// The archive size of a regular file of `len` bytes.
+    pub fn archive_len(executable: bool, len: u64) -> u64 {
+        let mut start = magic_token();
+        push_regular_start(&mut start, executable, len);
+        let mut end = Vec::new();
+        push_regular_end(&mut end, len);
+        start.len() as u64 + len + end.len() as u64
+    }
+
+    pub fn new(executable: bool, len: u64) -> FileHasher {
+        let mut start = magic_token();
+        push_regular_start(&mut start, executable, len);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&start);
+        FileHasher { hasher, start_len: start.len() as u64, len, seen: 0 }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.hasher.update(bytes);
+        self.seen += bytes.len() as u64;
+    }
+
+    /// The archive's hash and size, as [`hash_path`] gives them for the
+    /// finished file; `None` if the bytes seen were not the length announced.
+    pub fn finish(mut self) -> Option<(blake3::Hash, u64)> {
+        if self.seen != self.len {
+            return None;
+        }
+        let mut end = Vec::new();
+        push_regular_end(&mut end, self.len);
+        self.hasher.update(&end);
+        Some((self.hasher.finalize(), self.start_len + self.len + end.len() as u64))
+    }
+}
+
 /// Emits the archive of the tree at `path`, keeping what `filter` keeps.
 fn walk_path(path: &Path, filter: PathFilter, sink: &mut impl PieceSink) -> Result<(), ArchiveError> {
     let metadata = fs::symlink_metadata(path).map_err(io_error(path))?;
@@ -942,6 +992,29 @@ pub(crate) fn show(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_hashed_as_written_hashes_as_read_back() {
+        let dir = std::env::temp_dir().join(format!("mini-filehasher-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (len, executable) in [(0usize, false), (5, true), (3 << 20 | 7, false)] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let path = dir.join("f");
+            let _ = std::fs::remove_file(&path);
+            std::fs::write(&path, &bytes).unwrap();
+            let mode = if executable { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let mut hasher = FileHasher::new(executable, len as u64);
+            for piece in bytes.chunks(4096 + 3) {
+                hasher.update(piece);
+            }
+            assert_eq!(hasher.finish(), Some(hash_path(&path).unwrap()));
+        }
+        let mut short = FileHasher::new(false, 10);
+        short.update(b"123");
+        assert_eq!(short.finish(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     use crate::testing::{snapshot, Rng};
     use std::collections::BTreeMap;
     use std::fs::Permissions;

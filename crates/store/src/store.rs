@@ -301,6 +301,27 @@ impl Store {
         self.install_normalised(path, staged, hashed, references, deriver)
     }
 
+    /// [`Store::install`] of a single regular file whose archive hash and
+    /// size its writer computed from the bytes as it wrote them
+    /// ([`archive::FileHasher`]), so that a large output is not read again.
+    /// The file's type and length are checked against them.
+    pub fn install_hashed(
+        &self,
+        path: &StorePath,
+        staged: &Path,
+        (hash, size): (blake3::Hash, u64),
+        references: BTreeSet<StorePath>,
+        deriver: Option<StorePath>,
+    ) -> Result<PathInfo> {
+        normalise_tree(staged)?;
+        let meta = fs::symlink_metadata(staged).map_err(io_err("reading", staged))?;
+        let executable = meta.permissions().mode() & 0o111 != 0;
+        if !meta.is_file() || archive::FileHasher::archive_len(executable, meta.len()) != size {
+            return Err(io_err("registering", staged)(io::Error::other("the file is not what its writer hashed")));
+        }
+        self.install_normalised(path, staged, (hash, size), references, deriver)
+    }
+
     /// [`Store::install`] of a tree already normalised, whose archive hash
     /// and size are `hashed`.
     fn install_normalised(

@@ -1,0 +1,218 @@
+//! `streamLayeredImage`'s output: an image described, not written. The
+//! output directory holds
+//!
+//! - `image.json`: the name and tag, and each layer bottom first with its
+//!   diff_id, its size, and the store paths it holds (or, for the
+//!   customisation layer, the file holding its tar);
+//! - `config.json`: the image config, byte for byte as it goes into the
+//!   image (its digest is the image ID);
+//! - `customisation.tar`: the customisation layer (small: links, users,
+//!   extra files).
+//!
+//! Nothing image-sized is in the store: `mini image stream` and `mini
+//! image copy` make the layer tars from the store paths when they are
+//! needed (`produce`), and check each against its diff_id here. The
+//! description may come from anywhere (a binary cache, say), so reading it
+//! checks every name: layers hold valid store paths of this store, and the
+//! customisation layer is the one file of that name in the directory,
+//! never reached through a link.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mini_store::store::Store;
+use mini_store::store_path::StorePath;
+use serde_json::{json, Value};
+
+use crate::archive::Layer;
+use crate::confined;
+use crate::digests::{hex, parse_hex, Digest};
+use crate::error::{io_err, ImageError, Result};
+use crate::produce::Source;
+use crate::tarball;
+
+pub const DESCRIPTION: &str = "image.json";
+pub const CONFIG: &str = "config.json";
+pub const CUSTOMISATION: &str = "customisation.tar";
+/// The `image.json` format's name and version.
+const FORMAT: &str = "mini-stream-image/1";
+/// The largest config or description read (documents are small).
+const MAX_DOCUMENT: u64 = 16 << 20;
+/// The largest customisation layer read into memory.
+const MAX_CUSTOMISATION: u64 = 1 << 30;
+
+/// What a described layer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contents {
+    Paths(Vec<StorePath>),
+    /// The customisation layer's tar, in the directory.
+    Customisation,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedLayer {
+    pub tar: Digest,
+    pub contents: Contents,
+}
+
+/// `image.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Description {
+    pub repo_tag: String,
+    pub tag: String,
+    pub layers: Vec<DescribedLayer>,
+}
+
+impl Description {
+    pub fn to_json(&self) -> String {
+        let layers: Vec<Value> = self
+            .layers
+            .iter()
+            .map(|l| {
+                let mut v = json!({ "diffId": format!("sha256:{}", hex(&l.tar.sha256)), "size": l.tar.size });
+                match &l.contents {
+                    Contents::Paths(paths) => {
+                        v["paths"] = json!(paths.iter().map(StorePath::to_string).collect::<Vec<_>>())
+                    }
+                    Contents::Customisation => v["file"] = json!(CUSTOMISATION),
+                }
+                v
+            })
+            .collect();
+        json!({ "format": FORMAT, "repoTag": self.repo_tag, "tag": self.tag, "config": CONFIG, "layers": layers })
+            .to_string()
+    }
+
+    pub fn parse(text: &[u8]) -> std::result::Result<Description, String> {
+        let value: Value = serde_json::from_slice(text).map_err(|e| format!("{DESCRIPTION} is not JSON: {e}"))?;
+        if value.get("format").and_then(Value::as_str) != Some(FORMAT) {
+            return Err(format!("{DESCRIPTION} is not a {FORMAT} description"));
+        }
+        let string = |key: &str| {
+            value
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("{DESCRIPTION} has no '{key}'"))
+        };
+        let mut layers = Vec::new();
+        for (i, layer) in value.get("layers").and_then(Value::as_array).ok_or("no 'layers'")?.iter().enumerate() {
+            let bad = |what: &str| format!("layer {} of {DESCRIPTION}: {what}", i + 1);
+            let sha256 = layer
+                .get("diffId")
+                .and_then(Value::as_str)
+                .and_then(|d| d.strip_prefix("sha256:"))
+                .and_then(parse_hex)
+                .ok_or_else(|| bad("no 'diffId' sha256:<hex>"))?;
+            let size = layer.get("size").and_then(Value::as_u64).ok_or_else(|| bad("no 'size'"))?;
+            let contents =
+                match (layer.get("paths").and_then(Value::as_array), layer.get("file").and_then(Value::as_str)) {
+                    (Some(paths), None) => Contents::Paths(
+                        paths
+                            .iter()
+                            .map(|p| {
+                                p.as_str()
+                                    .and_then(|p| StorePath::parse(p).ok())
+                                    .ok_or_else(|| bad("a path is not a store path"))
+                            })
+                            .collect::<std::result::Result<_, _>>()?,
+                    ),
+                    (None, Some(CUSTOMISATION)) => Contents::Customisation,
+                    _ => return Err(bad(&format!("needs 'paths' or \"file\": \"{CUSTOMISATION}\""))),
+                };
+            layers.push(DescribedLayer { tar: Digest { sha256, size }, contents });
+        }
+        Ok(Description { repo_tag: string("repoTag")?, tag: string("tag")?, layers })
+    }
+}
+
+/// A streamed image read back: its description, its config, and its
+/// layers ready to be made.
+pub struct StreamImage {
+    pub description: Description,
+    pub config: String,
+    pub layers: Vec<Layer>,
+}
+
+/// Whether `dir` holds a stream image's description.
+pub fn is_stream_image(dir: &Path) -> bool {
+    dir.join(DESCRIPTION).is_file()
+}
+
+/// Reads the stream image in the directory `dir` (a store path's physical
+/// location, or a copy), whose layers hold paths of `store`.
+pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
+    let bad = |message: String| ImageError::NotAnImage { path: dir.to_path_buf(), message };
+    let handle = confined::open_dir(rustix::fs::CWD, dir.as_os_str()).map_err(io_err("reading", dir))?;
+    let read = |name: &str, limit: u64| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        let file: File = confined::open_file(handle.as_fd(), OsStr::new(name)).map_err(io_err("reading", &path))?;
+        let mut bytes = Vec::new();
+        file.take(limit + 1).read_to_end(&mut bytes).map_err(io_err("reading", &path))?;
+        if bytes.len() as u64 > limit {
+            return Err(bad(format!("{name} is larger than {limit} bytes")));
+        }
+        Ok(bytes)
+    };
+    let description = Description::parse(&read(DESCRIPTION, MAX_DOCUMENT)?).map_err(bad)?;
+    let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
+    let store_dir = store.root().join("store");
+    let mut layers = Vec::new();
+    for layer in &description.layers {
+        let source = match &layer.contents {
+            Contents::Paths(paths) => {
+                if let Some(missing) = paths.iter().find(|p| !store.is_valid(p)) {
+                    return Err(bad(format!("a layer holds {missing}, which is not valid in this store")));
+                }
+                store_layer(&store_dir, paths)
+            }
+            Contents::Customisation => Source::Bytes(Arc::new(read(CUSTOMISATION, MAX_CUSTOMISATION)?)),
+        };
+        let paths = match &layer.contents {
+            Contents::Paths(paths) => paths.clone(),
+            Contents::Customisation => Vec::new(),
+        };
+        layers.push(Layer { source, known: Some(layer.tar), paths });
+    }
+    Ok(StreamImage { description, config, layers })
+}
+
+/// The source of the layer holding `paths`, from the store at `store_dir`.
+pub fn store_layer(store_dir: &Path, paths: &[StorePath]) -> Source {
+    let store_dir: PathBuf = store_dir.to_path_buf();
+    let names: Vec<String> = paths.iter().map(StorePath::base_name).collect();
+    Source::Tar(Arc::new(move |w| tarball::fill_store_layer(w, &store_dir, &names)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mini_store::store_path::PathKind;
+
+    #[test]
+    fn descriptions_round_trip_and_bad_ones_are_refused() {
+        let digest = blake3::hash(b"x");
+        let path = StorePath::compute(&PathKind::Source { references: &[] }, "sha256", digest.as_bytes(), "x").unwrap();
+        let d = Description {
+            repo_tag: "hello:v1".into(),
+            tag: "v1".into(),
+            layers: vec![
+                DescribedLayer { tar: Digest { sha256: [1; 32], size: 2048 }, contents: Contents::Paths(vec![path]) },
+                DescribedLayer { tar: Digest { sha256: [2; 32], size: 1024 }, contents: Contents::Customisation },
+            ],
+        };
+        assert_eq!(Description::parse(d.to_json().as_bytes()).unwrap(), d);
+        for bad in [
+            d.to_json().replace("mini-stream-image/1", "other"),
+            d.to_json().replace(CUSTOMISATION, "../../etc/passwd"),
+            d.to_json().replace("/mini/store/", "/etc/"),
+            d.to_json().replace("sha256:01", "sha256:zz"),
+        ] {
+            assert!(Description::parse(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+}
