@@ -17,6 +17,7 @@ mod image_cmd;
 mod lock_cmd;
 mod progress;
 mod push_cmd;
+mod sbom_cmd;
 mod settings;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
@@ -77,6 +78,9 @@ enum Command {
     /// Push an image (a docker-archive, an OCI layout, or an installable that
     /// builds one) to a registry over the OCI distribution API.
     Push(push_cmd::PushArgs),
+    /// Print the software bill of materials (CycloneDX or SPDX JSON) of an
+    /// installable's runtime closure, with the sources its builds fetched.
+    Sbom(sbom_cmd::SbomArgs),
     /// Copy installables' runtime closures to a binary cache, signed.
     Copy(cache_cmd::CopyArgs),
     /// Manage the signing keys of binary caches.
@@ -152,6 +156,11 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["push"],
         "mini push ./examples/quotes#docker docker://registry.example/quotes:latest\n\
          mini push --insecure --compression zstd ./result docker://127.0.0.1:5000/quotes",
+    ),
+    (
+        &["sbom"],
+        "mini sbom .#docker > sbom.cdx.json\n\
+         mini sbom --format spdx -o hello.spdx.json ./result",
     ),
     (
         &["completions"],
@@ -262,6 +271,7 @@ fn main() -> ExitCode {
         Command::Copy(args) => cache_cmd::copy(&store_root, args),
         Command::Key(command) => cache_cmd::key(command),
         Command::Push(args) => push_cmd::push(&store_root, args),
+        Command::Sbom(args) => sbom_cmd::sbom(&store_root, args),
         Command::Completions { shell } => {
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut command(), "mini", &mut script);

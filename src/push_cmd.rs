@@ -1,7 +1,9 @@
 //! `mini push`: sends an image to a registry. Image files and OCI layout
 //! directories are pushed as they are; installables are built first
 //! (through `build_cmd::realise`) and their output pushed. The pushing is
-//! `mini_registry`'s.
+//! `mini_registry`'s. With `--sbom`, the SBOM of the image's closure
+//! (`sbom_cmd`) is made before anything is sent, then attached to the
+//! pushed manifest as an OCI artifact (`mini_registry::referrer`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,8 +14,11 @@ use mini_flake::Target;
 use mini_registry::blobs::Compression;
 use mini_registry::push::{self, Options};
 use mini_registry::reference::Reference;
+use mini_registry::referrer::{self, Artifact, Subject};
+use mini_store::store::Store;
 
-use crate::{build_cmd, image_cmd};
+use crate::sbom_cmd::{self, SbomFormat};
+use crate::{build_cmd, fail, image_cmd};
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -33,6 +38,12 @@ pub struct PushArgs {
     /// Show the builders' output while building an installable.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
+    /// Attach the SBOM of the image's closure to the pushed image (CycloneDX
+    /// unless --sbom=spdx), as an artifact referring to its manifest and
+    /// under the tag sha256-<manifest hex>.sbom. The image must come from
+    /// the store: an installable, a store path or a link such as ./result.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true, default_missing_value = "cyclonedx")]
+    sbom: Option<SbomFormat>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -42,14 +53,12 @@ enum LayerCompression {
 }
 
 pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
-    let fail = |message: String| {
-        eprintln!("error: {message}");
-        ExitCode::FAILURE
-    };
     let reference = match Reference::parse(&args.destination) {
         Ok(reference) => reference,
         Err(e) => return fail(e.to_string()),
     };
+    // The SBOM's document and format, made before anything is sent.
+    let mut sbom: Option<(String, SbomFormat)> = None;
     let image: PathBuf = if image_cmd::is_installable(&args.image) {
         let installables = [args.image.clone()];
         let (store, targets) = match build_cmd::realise(
@@ -70,10 +79,28 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
             })
             .collect();
         match paths.as_slice() {
-            [one] => store.physical_path(one),
+            [one] => {
+                if let Some(format) = args.sbom {
+                    match sbom_cmd::document(&store, std::slice::from_ref(one), format, one.name()) {
+                        Ok(text) => sbom = Some((text, format)),
+                        Err(message) => return fail(message),
+                    }
+                }
+                store.physical_path(one)
+            }
             _ => return fail(format!("'{}' has {} outputs; push one image at a time", args.image, paths.len())),
         }
     } else {
+        if let Some(format) = args.sbom {
+            let document = sbom_cmd::stored_image(store_root, &args.image).and_then(|path| {
+                let store = Store::open(store_root).map_err(|e| e.to_string())?;
+                sbom_cmd::document(&store, std::slice::from_ref(&path), format, path.name())
+            });
+            match document {
+                Ok(text) => sbom = Some((text, format)),
+                Err(message) => return fail(message),
+            }
+        }
         PathBuf::from(&args.image)
     };
     let image = match image_cmd::image_location(store_root, &image) {
@@ -92,8 +119,41 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
             }
             println!("manifest {} {}", report.manifest_digest, report.manifest_size);
             println!("pushed {reference}: {} bytes sent", report.bytes_sent());
+            match sbom {
+                Some((text, format)) => attach_sbom(&reference, options.insecure, &report, &text, format),
+                None => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Attaches the SBOM `text` to the manifest `report` pushed, and says so.
+fn attach_sbom(
+    reference: &Reference,
+    insecure: bool,
+    report: &push::Report,
+    text: &str,
+    format: SbomFormat,
+) -> ExitCode {
+    let subject = Subject { digest: &report.manifest_digest, size: report.manifest_size };
+    let artifact = Artifact {
+        media_type: format.format().media_type(),
+        file_name: format.file_name(),
+        tag_suffix: "sbom",
+        bytes: text.as_bytes(),
+    };
+    match referrer::attach(reference, insecure, subject, artifact) {
+        Ok(attached) => {
+            for blob in &attached.blobs {
+                println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
+            }
+            println!(
+                "sbom {} ({}) attached to {} as {}:{}",
+                attached.manifest_digest, artifact.media_type, report.manifest_digest, reference.repo, attached.tag
+            );
             ExitCode::SUCCESS
         }
-        Err(e) => fail(e.to_string()),
+        Err(e) => fail(format!("the image was pushed, but its SBOM was not attached: {e}")),
     }
 }

@@ -14,6 +14,7 @@ mod error;
 pub mod excerpt;
 pub mod push;
 pub mod reference;
+pub mod referrer;
 pub mod source;
 
 pub use error::{RegistryError, Result};

@@ -70,7 +70,7 @@ impl Report {
 }
 
 /// Where a blob's bytes are.
-enum Data<'a> {
+pub(crate) enum Data<'a> {
     Bytes(&'a [u8]),
     File(&'a Path),
 }
@@ -136,7 +136,13 @@ pub fn push(state: &Path, image: &Path, reference: &Reference, options: Options)
     })
 }
 
-fn push_blob(client: &Client, repo: &str, digest: &str, data: &Data<'_>, from: Option<&str>) -> Result<Outcome> {
+pub(crate) fn push_blob(
+    client: &Client,
+    repo: &str,
+    digest: &str,
+    data: &Data<'_>,
+    from: Option<&str>,
+) -> Result<Outcome> {
     let what = format!("pushing blob {digest}");
     let head = client.send("HEAD", &client.url(&format!("/v2/{repo}/blobs/{digest}")), Body::Empty, &what)?;
     match head.status {
@@ -179,7 +185,7 @@ fn push_blob(client: &Client, repo: &str, digest: &str, data: &Data<'_>, from: O
 }
 
 /// An error unless the registry answered one of `statuses`.
-fn expect(reply: &Reply, statuses: &[u16], what: &str) -> Result<()> {
+pub(crate) fn expect(reply: &Reply, statuses: &[u16], what: &str) -> Result<()> {
     if statuses.contains(&reply.status) {
         return Ok(());
     }
