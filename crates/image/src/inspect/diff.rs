@@ -145,10 +145,9 @@ pub fn render_diff_text(diff: &ImageDiff<'_>) -> String {
         if diff.config_in_a { "the same as A's".to_string() } else { format!("{}, new", human(b.config_size)) };
     field(&mut out, 2, "config", [config]);
     let (blobs, bytes) = diff.needed_layers();
-    let mut needed = plural(blobs, "layer blob");
-    needed = format!("{needed} ({})", human(bytes));
+    let mut needed = format!("{} ({})", plural(blobs, "layer blob"), human(bytes));
     if !diff.config_in_a {
-        needed = format!("{needed} and the config ({})", human(b.config_size));
+        let _ = write!(needed, " and the config ({})", human(b.config_size));
     }
     field(
         &mut out,
