@@ -3,14 +3,16 @@
 //! (through `build_cmd::realise`) and their outputs read. The reading and
 //! the rendering are `mini_image::inspect`'s.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mini_build::BuildOptions;
 use mini_flake::{Installable, Target};
+use mini_image::copy::{self, Destination};
 use mini_image::inspect::{self, ImageSummary};
+use mini_image::stream;
 use mini_image::ImageError;
 use mini_store::store::Store;
 use mini_store::store_path::{StorePath, STORE_DIR};
@@ -22,6 +24,43 @@ pub enum ImageCommand {
     /// Show images' tags, config and layers (the store paths in each), their
     /// sizes, and the layers several images share.
     Inspect(InspectArgs),
+    /// Write a streamed image (dockerTools.streamLayeredImage's output) to
+    /// standard output as a docker-archive: `mini image stream ./result |
+    /// docker load`. The layers are made from the store as they go.
+    Stream(StreamArgs),
+    /// Copy a streamed image to a docker-archive (FILE or -), an OCI layout,
+    /// the Docker daemon, or a registry; only the layers the destination
+    /// lacks are made.
+    Copy(CopyArgs),
+}
+
+#[derive(Args)]
+pub struct StreamArgs {
+    /// A streamed image: an installable that builds one (DIR#ATTR, a .drv
+    /// store path), its store path, or a link such as ./result.
+    #[arg(value_name = "IMAGE")]
+    image: String,
+    /// Show the builders' output while building an installable.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
+}
+
+#[derive(Args)]
+pub struct CopyArgs {
+    /// A streamed image, as for `mini image stream`.
+    #[arg(value_name = "SOURCE")]
+    image: String,
+    /// docker-archive:FILE[:NAME:TAG] (FILE `-`: standard output),
+    /// oci:DIR[:TAG], docker-daemon:NAME[:TAG] (the daemon at DOCKER_HOST or
+    /// /var/run/docker.sock), or docker://HOST[:PORT]/REPO[:TAG].
+    #[arg(value_name = "DESTINATION")]
+    destination: String,
+    /// For docker://: talk plain HTTP to the registry instead of HTTPS.
+    #[arg(long)]
+    insecure: bool,
+    /// Show the builders' output while building an installable.
+    #[arg(short = 'L', long)]
+    print_build_logs: bool,
 }
 
 #[derive(Args)]
@@ -46,6 +85,12 @@ pub struct InspectArgs {
 pub fn run(store_root: &Path, command: ImageCommand) -> ExitCode {
     match command {
         ImageCommand::Inspect(args) => inspect(store_root, args),
+        ImageCommand::Stream(args) => {
+            copy_to(store_root, &args.image, "docker-archive:-", false, args.print_build_logs)
+        }
+        ImageCommand::Copy(args) => {
+            copy_to(store_root, &args.image, &args.destination, args.insecure, args.print_build_logs)
+        }
     }
 }
 
@@ -205,4 +250,107 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
     ExitCode::SUCCESS
+}
+
+/// The one image `arg` names, built first if it is an installable, as
+/// its physical location (see [`image_location`]); with the store.
+pub(crate) fn realise_image(
+    store_root: &Path,
+    arg: &str,
+    print_build_logs: bool,
+) -> Result<(Store, PathBuf), ExitCode> {
+    let path = if is_installable(arg) {
+        let installables = [arg.to_string()];
+        let (store, targets) =
+            build_cmd::realise(store_root, &installables, BuildOptions::default(), false, print_build_logs)?;
+        let paths: Vec<StorePath> = targets
+            .into_iter()
+            .flat_map(|target| match target {
+                Target::Derivation { outputs, .. } => outputs.into_values().collect(),
+                Target::Opaque(path) => vec![path],
+            })
+            .collect();
+        match paths.as_slice() {
+            [one] => store.physical_path(one),
+            _ => return Err(crate::fail(format!("'{arg}' has {} outputs; name one image", paths.len()))),
+        }
+    } else {
+        PathBuf::from(arg)
+    };
+    let store = Store::open(store_root).map_err(|e| crate::fail(e.to_string()))?;
+    let location = image_location(store_root, &path).map_err(crate::fail)?;
+    Ok((store, location))
+}
+
+/// Reads the streamed image at `location`.
+fn open_stream(store: &Store, arg: &str, location: &Path) -> Result<stream::StreamImage, ExitCode> {
+    if !stream::is_stream_image(location) {
+        return Err(crate::fail(format!(
+            "'{arg}' is not a streamed image (dockerTools.streamLayeredImage's output); an image file or OCI layout is used as it is: `docker load < {arg}`, `skopeo copy docker-archive:{arg} …`, `mini push {arg} docker://…`"
+        )));
+    }
+    stream::open(location, store).map_err(|e| crate::fail(e.to_string()))
+}
+
+/// A streamed image as the registry crate pushes it: each layer made from
+/// the store when it is compressed for the registry.
+pub(crate) fn registry_image(image: &stream::StreamImage) -> mini_registry::source::Image {
+    let layers = image
+        .layers
+        .iter()
+        .zip(&image.description.layers)
+        .map(|(layer, described)| {
+            let source = layer.source.clone();
+            let diff_id = format!("sha256:{}", mini_image::digests::hex(&described.tar.sha256));
+            let what = PathBuf::from(format!("the layer {diff_id}"));
+            mini_registry::source::Layer::produced(diff_id, what, std::sync::Arc::new(move || source.reader()))
+        })
+        .collect();
+    mini_registry::source::Image { config: image.config.clone().into_bytes(), layers }
+}
+
+/// `mini image copy` (and `stream`, to `docker-archive:-`).
+fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, print_build_logs: bool) -> ExitCode {
+    let destination = match Destination::parse(destination) {
+        Ok(d) => d,
+        Err(e) => return crate::fail(e.to_string()),
+    };
+    if destination == (Destination::DockerArchive { file: None, repo_tag: None }) && std::io::stdout().is_terminal() {
+        return crate::fail("standard output is a terminal: pipe the image into `docker load`, or give a file");
+    }
+    let (store, location) = match realise_image(store_root, arg, print_build_logs) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
+    let image = match open_stream(&store, arg, &location) {
+        Ok(image) => image,
+        Err(code) => return code,
+    };
+    if let Destination::Registry(reference) = &destination {
+        let reference = match mini_registry::reference::Reference::parse(&format!("docker://{reference}")) {
+            Ok(r) => r,
+            Err(e) => return crate::fail(e.to_string()),
+        };
+        let options = mini_registry::push::Options { compression: mini_registry::blobs::Compression::Gzip, insecure };
+        return match mini_registry::push::push_image(store_root, &registry_image(&image), &reference, options) {
+            Ok(report) => {
+                for blob in &report.blobs {
+                    eprintln!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
+                }
+                eprintln!("copied to docker://{reference}: {} bytes sent", report.bytes_sent());
+                ExitCode::SUCCESS
+            }
+            Err(e) => crate::fail(e.to_string()),
+        };
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match copy::copy(&image, &destination, &mut out) {
+        Ok(copied) => {
+            let said = if copied.message.is_empty() { String::new() } else { format!(": {}", copied.message) };
+            eprintln!("{} layers written, {} already there{said}", copied.written, copied.skipped);
+            ExitCode::SUCCESS
+        }
+        Err(e) => crate::fail(e.to_string()),
+    }
 }

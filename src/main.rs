@@ -137,8 +137,18 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "mini instantiate default.nixlike\n\
          mini instantiate -E 'derivation { name = \"x\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }'",
     ),
-    (&["image"], "mini image inspect .#docker"),
-    (&["image", "inspect"], "mini image inspect ./result\nmini image inspect --json .#docker ./other-image.tar"),
+    (&["image"], "mini image inspect .#docker\nmini image stream .#stream | docker load"),
+    (&["image", "stream"], "mini image stream .#stream | docker load\nmini image stream ./result > image.tar"),
+    (
+        &["image", "copy"],
+        "mini image copy .#stream oci:./layout:v1\nmini image copy ./result docker-daemon:hello:v1\n\
+         mini image copy ./result docker-archive:hello.tar\nmini image copy --insecure ./result docker://localhost:5000/hello:v1",
+    ),
+    (
+        &["image", "inspect"],
+        "mini image inspect ./result\nmini image inspect --json .#docker ./other-image.tar\n\
+         mini image inspect --diff ./v1.tar .#docker",
+    ),
     (
         &["graph"],
         "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",

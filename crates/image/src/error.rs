@@ -15,6 +15,10 @@ pub enum ImageError {
     BadSpec { name: String, message: String },
     #[error("'{}' is not an image: {message}", path.display())]
     NotAnImage { path: PathBuf, message: String },
+    #[error("{0}")]
+    Daemon(String),
+    #[error("bad destination '{destination}': {message}")]
+    BadDestination { destination: String, message: String },
 }
 
 pub type Result<T> = std::result::Result<T, ImageError>;

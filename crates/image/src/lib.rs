@@ -14,6 +14,8 @@ pub mod archive;
 pub mod builder;
 pub mod compress;
 pub mod confined;
+pub mod copy;
+pub mod daemon;
 pub mod digests;
 pub mod error;
 pub mod inspect;

@@ -79,7 +79,12 @@ pub(crate) enum Data<'a> {
 /// `reference`. `state` is where compressed layers (`push-blobs/`) and the
 /// record of pushed digests (`push-cache.json`) are kept.
 pub fn push(state: &Path, image: &Path, reference: &Reference, options: Options) -> Result<Report> {
-    let image = source::read(image)?;
+    push_image(state, &source::read(image)?, reference, options)
+}
+
+/// Pushes `image` (read from disk by `source::read`, or made of produced
+/// layers) to `reference`; see [`push`].
+pub fn push_image(state: &Path, image: &source::Image, reference: &Reference, options: Options) -> Result<Report> {
     let layers = blobs::compressed(&state.join("push-blobs"), &image.layers, options.compression)?;
     let client = Client::new(&reference.host, options.insecure, auth::lookup(&reference.host))?;
     let ping = client.send("GET", &client.url("/v2/"), Body::Empty, &format!("reaching {}", reference.host))?;

@@ -37,23 +37,48 @@ pub struct Image {
     pub layers: Vec<Layer>,
 }
 
+/// Makes a layer's uncompressed tar on demand.
+pub type Producer = Arc<dyn Fn() -> io::Result<Box<dyn Read + Send>> + Send + Sync>;
+
 /// One layer: its diff_id and where its bytes are.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Layer {
     /// `sha256:<hex>` of the uncompressed tar.
     pub diff_id: String,
     /// Where the bytes are, for messages.
     file: PathBuf,
-    /// The file, opened once.
-    handle: Arc<File>,
-    offset: u64,
-    size: u64,
+    bytes: Bytes,
+}
+
+#[derive(Clone)]
+enum Bytes {
+    /// A stretch of a file, opened once.
+    Slice { handle: Arc<File>, offset: u64, size: u64 },
+    /// Made when read (a streamed image's layer, from the store).
+    Produced(Producer),
+}
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer").field("diff_id", &self.diff_id).field("file", &self.file).finish()
+    }
 }
 
 impl Layer {
+    /// A layer whose uncompressed tar `produce` makes when it is read;
+    /// `what` names it in messages. Whatever it makes is checked against
+    /// `diff_id` before it is sent.
+    pub fn produced(diff_id: String, what: PathBuf, produce: Producer) -> Layer {
+        Layer { diff_id, file: what, bytes: Bytes::Produced(produce) }
+    }
+
     /// The layer's uncompressed tar stream.
     pub fn open(&self) -> Result<Box<dyn Read + Send>> {
-        let bytes = Slice { file: self.handle.clone(), offset: self.offset, end: self.offset + self.size };
+        let (handle, offset, size) = match &self.bytes {
+            Bytes::Slice { handle, offset, size } => (handle.clone(), *offset, *size),
+            Bytes::Produced(produce) => return produce().map_err(io_err("make", &self.file)),
+        };
+        let bytes = Slice { file: handle, offset, end: offset + size };
         let mut reader = BufReader::with_capacity(256 * 1024, bytes);
         let magic = reader.fill_buf().map_err(io_err("read", &self.file))?;
         Ok(if magic.starts_with(&[0x1f, 0x8b]) {
@@ -196,7 +221,7 @@ fn read_oci(dir: &Path) -> std::result::Result<Image, String> {
             let (hex, file) = blob(d.get("digest").and_then(Value::as_str), "a layer")?;
             let size = file.metadata().map_err(|e| format!("cannot read a layer: {e}"))?.len();
             let path = dir.join("blobs/sha256").join(hex);
-            Ok(Layer { diff_id, file: path, handle: Arc::new(file), offset: 0, size })
+            Ok(Layer { diff_id, file: path, bytes: Bytes::Slice { handle: Arc::new(file), offset: 0, size } })
         })
         .collect::<std::result::Result<_, String>>()?;
     Ok(Image { config, layers })
@@ -276,7 +301,7 @@ fn assemble_archive(
         .zip(ids)
         .map(|(name, diff_id)| {
             let (offset, size) = locate(name.as_str())?;
-            Ok(Layer { diff_id, file: path.to_path_buf(), handle: file.clone(), offset, size })
+            Ok(Layer { diff_id, file: path.to_path_buf(), bytes: Bytes::Slice { handle: file.clone(), offset, size } })
         })
         .collect::<std::result::Result<_, String>>()?;
     Ok(Image { config, layers })
