@@ -361,7 +361,9 @@ mod tests {
         std::fs::remove_file(blobs.join(&layer)).unwrap();
         std::fs::write(blobs.join(&layer), "layer").unwrap();
         let image = read(&dir.join("layout")).unwrap();
-        assert_eq!((image.layers[0].diff_id.as_str(), image.layers[0].size), (diff_id.as_str(), 5));
+        let mut bytes = Vec::new();
+        image.layers[0].open().unwrap().read_to_end(&mut bytes).unwrap();
+        assert_eq!((image.layers[0].diff_id.as_str(), bytes.as_slice()), (diff_id.as_str(), b"layer".as_slice()));
         std::fs::remove_file(dir.join("layout/index.json")).unwrap();
         std::os::unix::fs::symlink(dir.join("secret"), dir.join("layout/index.json")).unwrap();
         assert!(message(&dir.join("layout")).starts_with("index.json is a symbolic link"));
