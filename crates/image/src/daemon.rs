@@ -81,7 +81,7 @@ impl Daemon {
         &self,
         method: &str,
         path: &str,
-        body: Option<&mut dyn FnMut(&mut dyn Write) -> Result<()>>,
+        body: Option<Body<'_>>,
     ) -> Result<(u16, Vec<u8>)> {
         let mut stream = self.connect()?;
         let failed = |e: io::Error| error(format!("talking to {}: {e}", self.describe()));
@@ -142,7 +142,7 @@ impl Daemon {
 
     /// Loads the docker-archive `write` writes; returns what the daemon
     /// said it loaded.
-    pub fn load(&self, write: &mut dyn FnMut(&mut dyn Write) -> Result<()>) -> Result<String> {
+    pub fn load(&self, write: Body<'_>) -> Result<String> {
         let (status, body) = self.request("POST", "/images/load?quiet=1", Some(write))?;
         if status != 200 {
             return Err(error(format!("{} refused the image ({status}): {}", self.describe(), excerpt(&body))));
@@ -162,6 +162,9 @@ impl Daemon {
         Ok(loaded.join("; "))
     }
 }
+
+/// Writes a request's body.
+type Body<'a> = &'a mut dyn FnMut(&mut dyn Write) -> Result<()>;
 
 trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
