@@ -33,6 +33,11 @@ use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
 use mini_store::archive::FileHasher;
 
+/// Where `sbom = true` (or `"cyclonedx"`) puts the image's SBOM, beside
+/// the packages' own as apko lays them out; and `sbom = "spdx"`.
+pub const SBOM_CYCLONEDX: &str = "var/lib/db/sbom/image.cdx.json";
+pub const SBOM_SPDX: &str = "var/lib/db/sbom/image.spdx.json";
+
 /// The image builder; derivations name it `builtin:image`.
 pub struct ImageBuilder;
 
@@ -64,7 +69,16 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     // all a scan of the image would find: no need to read it again.
     job.references.insert("out".into(), references.keys().cloned().collect());
     let closure: BTreeSet<StorePath> = references.keys().cloned().collect();
-    let custom = customisation(&spec, store, &closure)?;
+    let mut custom = customisation(&spec, store, &closure)?;
+    if let Some(format) = spec.sbom {
+        let document =
+            mini_sbom::document(store, &roots, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
+        let name = match format {
+            mini_sbom::Format::CycloneDx => SBOM_CYCLONEDX,
+            mini_sbom::Format::Spdx => SBOM_SPDX,
+        };
+        insert(&mut custom, name, Custom::File { mode: 0o444, contents: document.into_bytes() });
+    }
     let cache = DigestCache::open(store)?;
     let (layers, notes) = plan_layers(&spec, store, &roots, &references, &sizes, custom, &cache)?;
     for note in &notes {

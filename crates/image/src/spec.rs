@@ -14,6 +14,7 @@
 //! | `users` | JSON: `[{ name, uid, gid, home }]` |
 //! | `format` | `docker` (a docker-archive file), `oci` (an OCI layout directory) or `stream` (a description streamed later by `mini image stream`/`copy`) |
 //! | `compressor` | `none`, `gzip` or `zstd` |
+//! | `sbom` | `cyclonedx` or `spdx`: the closure's SBOM in the image at `/var/lib/db/sbom/image.{cdx,spdx}.json` |
 //!
 //! Pure: no I/O.
 
@@ -81,6 +82,8 @@ pub struct ImageSpec {
     pub users: Vec<User>,
     pub format: Format,
     pub compressor: Compressor,
+    /// Embed the closure's SBOM in this format.
+    pub sbom: Option<mini_sbom::Format>,
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ImageError {
@@ -185,6 +188,12 @@ impl ImageSpec {
             };
             users.push(User { name, uid, gid, home });
         }
+        let sbom = match get("sbom").as_str() {
+            "" => None,
+            "cyclonedx" => Some(mini_sbom::Format::CycloneDx),
+            "spdx" => Some(mini_sbom::Format::Spdx),
+            other => return Err(bad("sbom", format!("'{other}' is not cyclonedx or spdx"))),
+        };
         let tag = Some(get("imageTag")).filter(|t| !t.is_empty());
         Ok(ImageSpec {
             name,
@@ -201,6 +210,7 @@ impl ImageSpec {
             users,
             format,
             compressor,
+            sbom,
         })
     }
 }
