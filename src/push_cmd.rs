@@ -1,5 +1,7 @@
 //! `mini push`: sends an image to a registry. Image files and OCI layout
-//! directories are pushed as they are; installables are built first
+//! directories are pushed as they are, and streamed images
+//! (`streamLayeredImage`) with their layers made from the store as they
+//! are compressed; installables are built first
 //! (through `build_cmd::realise`) and their output pushed. The pushing is
 //! `mini_registry`'s. With `--sbom`, the SBOM of the image's closure
 //! (`sbom_cmd`) is made before anything is sent, then attached to the
@@ -112,7 +114,19 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
         LayerCompression::Zstd => Compression::Zstd,
     };
     let options = Options { compression, insecure: args.insecure };
-    match push::push(store_root, &image, &reference, options) {
+    let pushed = if mini_image::stream::is_stream_image(&image) {
+        // A streamed image: its layers are made from the store as they go.
+        Store::open(store_root)
+            .map_err(|e| e.to_string())
+            .and_then(|store| mini_image::stream::open(&image, &store).map_err(|e| e.to_string()))
+            .and_then(|stream| {
+                push::push_image(store_root, &image_cmd::registry_image(&stream), &reference, options)
+                    .map_err(|e| e.to_string())
+            })
+    } else {
+        push::push(store_root, &image, &reference, options).map_err(|e| e.to_string())
+    };
+    match pushed {
         Ok(report) => {
             for blob in &report.blobs {
                 println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
