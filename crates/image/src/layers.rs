@@ -175,17 +175,6 @@ fn names(paths: &[StorePath]) -> String {
     sorted.iter().map(|p| p.name()).collect::<Vec<_>>().join(" ")
 }
 
-/// Splits the closure of `roots` into at most `max_layers - 1` layers by
-/// popularity alone (the last layer of the image is the customisation layer).
-pub fn plan(
-    roots: &[StorePath],
-    references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
-    max_layers: usize,
-) -> LayerPlan {
-    let settings = Settings { max_layers, min_layer_size: 0 };
-    plan_layers(roots, references, &BTreeMap::new(), settings).layers
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,8 +347,5 @@ mod tests {
         let plan = plan_layers(std::slice::from_ref(&app), &refs, &sizes, settings(2, 0));
         assert_eq!(plan.layers, vec![sorted(&[&app, &lib, &libc])]);
         assert_eq!(plan.notes, ["maxLayers 2: 3 paths (4.0 MiB) share layer 1: app lib libc"]);
-        // The old entry point is popularity alone.
-        let popularity_alone = super::plan(std::slice::from_ref(&app), &refs, 4);
-        assert_eq!(plan_layers(std::slice::from_ref(&app), &refs, &sizes, settings(4, 0)).layers, popularity_alone);
     }
 }
