@@ -463,25 +463,23 @@ in
 }
 "#;
 
-/// A docker-archive's config and layer members (as its manifest names
-/// them) with their sizes in the archive.
+/// A docker-archive's config and layer blobs (as its manifest names them),
+/// each as the SHA-256 of its bytes and its size.
 fn archive_blobs(archive: &Path) -> ((String, u64), Vec<(String, u64)>) {
-    let mut sizes = std::collections::BTreeMap::new();
+    let mut blobs = std::collections::BTreeMap::new();
     let mut manifest = Value::Null;
     let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
     for entry in tar.entries().unwrap() {
         let mut entry = entry.unwrap();
         let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
         if name == "manifest.json" {
-            manifest = serde_json::from_reader(&mut entry).unwrap();
+            manifest = serde_json::from_slice(&bytes).unwrap();
         }
-        sizes.insert(name, entry.header().size().unwrap());
+        blobs.insert(name, (sha256_hex(&bytes), bytes.len() as u64));
     }
-    let member = |v: &Value| {
-        let name = v.as_str().unwrap().to_string();
-        let size = sizes[&name];
-        (name, size)
-    };
+    let member = |v: &Value| blobs[v.as_str().unwrap()].clone();
     (member(&manifest[0]["Config"]), manifest[0]["Layers"].as_array().unwrap().iter().map(member).collect())
 }
 
@@ -500,7 +498,7 @@ fn diff_of_two_built_versions_counts_their_real_blobs() {
     let mut counted = std::collections::BTreeSet::new();
     let expected: u64 = b_layers
         .iter()
-        .filter(|(name, _)| !a_layers.iter().any(|(a, _)| a == name) && counted.insert(name.clone()))
+        .filter(|(digest, _)| !a_layers.iter().any(|(a, _)| a == digest) && counted.insert(digest.clone()))
         .map(|(_, size)| size)
         .sum::<u64>()
         + if a_config == b_config { 0 } else { b_config_size };
