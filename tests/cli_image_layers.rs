@@ -1,7 +1,9 @@
-//! The layer cache end to end: a store path's layer is tarred once and
-//! reused byte for byte by every image holding it; rebuilding an image
-//! after one package changed re-tars only that package; `mini gc` drops the
-//! cached layers of deleted paths.
+//! Layers end to end. The layer digest cache: a store path's layer digest
+//! is recorded once and its layer is the same bytes in every image holding
+//! it; rebuilding an image after one package changed records only that
+//! package; `mini gc` drops the records of deleted paths. Layering:
+//! `minLayerSize` folds small unshared paths, `maxLayers` merges the least
+//! popular, and the build log names every path either moved.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -33,12 +35,12 @@ rec {{
     std::fs::write(dir.join("flake.nixlike"), source).unwrap();
 }
 
-/// Cached layer tars: file name → (inode, mtime in ns).
-fn cached_tars(store: &Path) -> BTreeMap<String, (u64, i64)> {
-    std::fs::read_dir(store.join("layers/v2"))
+/// Layer digest records: file name → (inode, mtime in ns).
+fn cached_records(store: &Path) -> BTreeMap<String, (u64, i64)> {
+    std::fs::read_dir(store.join("layers/v3"))
         .unwrap()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".tar"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
         .map(|e| {
             let meta = e.metadata().unwrap();
             (
@@ -49,19 +51,22 @@ fn cached_tars(store: &Path) -> BTreeMap<String, (u64, i64)> {
         .collect()
 }
 
-/// The layer digests an image's manifest lists, bottom first.
+/// The layers' diff_ids an image's config lists, bottom first.
 fn layer_digests(archive: &Path) -> Vec<String> {
+    let mut documents: BTreeMap<String, serde_json::Value> = BTreeMap::new();
     let mut tar = tar::Archive::new(std::fs::File::open(archive).unwrap());
     for entry in tar.entries().unwrap() {
         let mut entry = entry.unwrap();
-        if entry.path().unwrap() == Path::new("manifest.json") {
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".json") {
             let mut text = String::new();
             entry.read_to_string(&mut text).unwrap();
-            let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
-            return manifest[0]["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
+            documents.insert(name, serde_json::from_str(&text).unwrap());
         }
     }
-    panic!("no manifest.json in {}", archive.display());
+    let manifest = &documents["manifest.json"];
+    let config = &documents[manifest[0]["Config"].as_str().unwrap()];
+    config["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
 }
 
 fn build(store: &Path, dir: &Path, attr: &str) -> PathBuf {
@@ -70,30 +75,30 @@ fn build(store: &Path, dir: &Path, attr: &str) -> PathBuf {
 }
 
 #[test]
-fn layers_are_made_once_and_shared() {
+fn layer_digests_are_recorded_once_and_layers_shared() {
     let s = Scratch::new("image-cache");
     let store = s.0.join("store");
     let dir = s.0.join("flake");
     flake(&dir, "gamma");
     let abc = layer_digests(&build(&store, &dir, "abc"));
-    let first = cached_tars(&store);
-    assert_eq!(first.len(), 3, "one cached tar per store path: {first:?}");
-    // A second image of two of the same paths reuses their layers: same
-    // digests, and nothing new is tarred.
+    let first = cached_records(&store);
+    assert_eq!(first.len(), 3, "one record per store path: {first:?}");
+    // A second image of two of the same paths has the same layers, and
+    // nothing new is recorded.
     let ab = layer_digests(&build(&store, &dir, "ab"));
-    assert_eq!(cached_tars(&store), first);
+    assert_eq!(cached_records(&store), first);
     for digest in &ab[..2] {
         assert!(abc.contains(digest), "layer {digest} of ab is not in abc: {abc:?}");
     }
-    // Changing c re-tars c alone; a's and b's cached tars are untouched.
+    // Changing c records c alone; a's and b's records are untouched.
     flake(&dir, "GAMMA");
     let changed = layer_digests(&build(&store, &dir, "abc"));
-    let second = cached_tars(&store);
+    let second = cached_records(&store);
     let fresh: Vec<&String> = second.keys().filter(|k| !first.contains_key(*k)).collect();
     assert_eq!(fresh.len(), 1, "{fresh:?}");
-    assert!(fresh[0].ends_with("-c.tar"), "{fresh:?}");
+    assert!(fresh[0].ends_with("-c.json"), "{fresh:?}");
     for (name, stamp) in &first {
-        assert_eq!(second.get(name), Some(stamp), "{name} was re-tarred");
+        assert_eq!(second.get(name), Some(stamp), "{name} was recorded again");
     }
     let unchanged = changed.iter().filter(|d| abc.contains(d)).count();
     assert_eq!(unchanged, 2, "a and b keep their layers: {abc:?} vs {changed:?}");
@@ -106,11 +111,11 @@ fn gc_drops_the_layers_of_deleted_paths() {
     let dir = s.0.join("flake");
     flake(&dir, "gamma");
     build(&store, &dir, "abc");
-    assert_eq!(cached_tars(&store).len(), 3);
+    assert_eq!(cached_records(&store).len(), 3);
     // Nothing is rooted (--no-link): everything goes, layers included.
     let report = ok(&mini(&store, &dir, &["gc"]));
     assert!(report.contains("bytes of cached image layers and push blobs freed"), "{report}");
-    assert!(cached_tars(&store).is_empty());
+    assert!(cached_records(&store).is_empty());
 }
 
 #[test]
@@ -121,10 +126,10 @@ fn gc_keeps_push_blobs_of_live_layers_only() {
     flake(&dir, "gamma");
     // Rooted: the image and its layers stay.
     ok(&mini(&store, &dir, &["build", ".#abc"]));
-    let record = std::fs::read_dir(store.join("layers/v2"))
+    let record = std::fs::read_dir(store.join("layers/v3"))
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with(".tar.json"))
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
         .expect("a layer record");
     let text = std::fs::read_to_string(record.path()).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
