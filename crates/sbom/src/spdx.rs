@@ -6,12 +6,17 @@
 //! epoch, and `documentNamespace`, which SPDX wants unique per document,
 //! is `urn:uuid:` and a UUID of the rest of the document: a URI that names
 //! no host, the same for the same closure and different for any other.
+//!
+//! BLAKE3 digests (the store's archive hashes) are stated in a package's
+//! `comment`, not its `checksums`: SPDX 2.3 allows BLAKE3 checksums of
+//! "at least 256 bits", and spdx-tools (0.8.5, the reference validator)
+//! counts that as 256 hex digits, rejecting BLAKE3's standard 64.
 
 use serde_json::{json, Map, Value};
 
 use mini_store::store_path::StorePath;
 
-use crate::model::{content_uuid, Component, Kind, Sbom};
+use crate::model::{content_uuid, Algorithm, Component, Hash, Kind, Sbom};
 
 /// The creation time every document states: documents must not depend on
 /// when they were made.
@@ -74,9 +79,10 @@ fn package(c: &Component) -> Value {
     }
     o.insert("filesAnalyzed".into(), json!(false));
     o.insert("primaryPackagePurpose".into(), json!(purpose));
-    if !c.hashes.is_empty() {
+    let (blake3, checksums): (Vec<&Hash>, Vec<&Hash>) = c.hashes.iter().partition(|h| h.algorithm == Algorithm::Blake3);
+    if !checksums.is_empty() {
         let sums: Vec<Value> =
-            c.hashes.iter().map(|h| json!({ "algorithm": h.algorithm.spdx(), "checksumValue": h.hex })).collect();
+            checksums.iter().map(|h| json!({ "algorithm": h.algorithm.spdx(), "checksumValue": h.hex })).collect();
         o.insert("checksums".into(), json!(sums));
     }
     if let Some(purl) = &c.purl {
@@ -84,8 +90,12 @@ fn package(c: &Component) -> Value {
             json!([{ "referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl }]);
         o.insert("externalRefs".into(), refs);
     }
-    if !c.properties.is_empty() {
-        let lines: Vec<String> = c.properties.iter().map(|(name, value)| format!("{name}: {value}")).collect();
+    let lines: Vec<String> = blake3
+        .iter()
+        .map(|h| format!("checksum BLAKE3: {}", h.hex))
+        .chain(c.properties.iter().map(|(name, value)| format!("{name}: {value}")))
+        .collect();
+    if !lines.is_empty() {
         o.insert("comment".into(), json!(lines.join("\n")));
     }
     Value::Object(o)
@@ -138,13 +148,15 @@ mod tests {
         assert_eq!(ids, [app, src, lib]);
         let root = &doc["packages"][0];
         assert_eq!(root["packageFileName"], "/mini/store/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-app-1.0");
-        assert_eq!(root["checksums"][0], json!({ "algorithm": "BLAKE3", "checksumValue": "ab".repeat(32) }));
+        assert!(root.get("checksums").is_none(), "BLAKE3 is stated in the comment");
+        assert_eq!(root["comment"], format!("checksum BLAKE3: {}", "ab".repeat(32)));
         assert_eq!(root["primaryPackagePurpose"], "APPLICATION");
         assert_eq!(root["downloadLocation"], "NOASSERTION");
         let source = &doc["packages"][1];
         assert_eq!(source["downloadLocation"], "NOASSERTION", "file:// is no download location for SPDX");
         assert_eq!(source["sourceInfo"], "fetched from file:///srv/src.tar");
         assert_eq!(source["externalRefs"][0]["referenceType"], "purl");
+        assert_eq!(source["checksums"][0], json!({ "algorithm": "SHA256", "checksumValue": "cd".repeat(32) }));
         let rels: Vec<(String, String, String)> = doc["relationships"]
             .as_array()
             .unwrap()
