@@ -201,7 +201,7 @@ fn sboms_list_the_closure_and_its_sources_validate_and_are_reproducible() {
     let mut expected = vec![lib.clone(), src.clone(), wheel.clone(), go.to_string()];
     expected.sort();
     assert_eq!(app_deps, expected, "app refers to lib, was built from src and the wheel, vendors uuid");
-    assert_eq!(depends_on(&doc, &lib), [base.clone()]);
+    assert_eq!(depends_on(&doc, &lib), std::slice::from_ref(&base));
     assert!(depends_on(&doc, &base).is_empty());
     let fetched = component(&doc, &src);
     assert_eq!(fetched["type"], "file");
