@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -22,6 +22,9 @@ use crate::error::{io_err, Result};
 
 /// Every entry's modification time: one second after the epoch, as nixpkgs.
 pub const MTIME: u64 = 1;
+
+/// The largest read of a file's contents.
+const COPY_LEN: usize = 256 * 1024;
 
 /// A writer that hashes and counts what passes through it.
 pub struct HashingWriter<W: Write> {
@@ -93,6 +96,8 @@ pub struct LayerWriter<W: Write> {
     /// without reading them: the tar has the layer's exact size, which a
     /// writer needs before it writes the layer (see `archive`).
     sizing: bool,
+    /// What file contents are copied through (see [`LayerWriter::file`]).
+    buffer: Vec<u8>,
 }
 
 /// A header with mini's fixed metadata.
@@ -123,10 +128,11 @@ impl<W: Write> LayerWriter<W> {
     pub fn new(out: W) -> Self {
         let mut tar = tar::Builder::new(out);
         tar.follow_symlinks(false);
-        LayerWriter { tar, sizing: false }
+        LayerWriter { tar, sizing: false, buffer: Vec::new() }
     }
 
-    /// A writer for measuring a layer: see [`LayerWriter::sizing`].
+    /// A writer for measuring a layer: file contents are written as zeros,
+    /// without reading the files.
     pub fn for_sizing(out: W) -> Self {
         LayerWriter { sizing: true, ..LayerWriter::new(out) }
     }
@@ -139,9 +145,38 @@ impl<W: Write> LayerWriter<W> {
         self.tar.append_data(&mut h, OsStr::from_bytes(&name), io::empty())
     }
 
-    pub fn file(&mut self, path: &[u8], mode: u32, size: u64, contents: impl io::Read) -> io::Result<()> {
+    /// A regular file of `size` bytes read from `contents`. The header
+    /// goes through the `tar` crate (long names and all); the contents are
+    /// copied here in large reads (the crate copies through an 8 KiB
+    /// buffer), or, when sizing, counted as zeros without being read.
+    pub fn file(&mut self, path: &[u8], mode: u32, size: u64, mut contents: impl io::Read) -> io::Result<()> {
         let mut h = header(tar::EntryType::Regular, mode, size, None)?;
-        self.tar.append_data(&mut h, OsStr::from_bytes(path), contents)
+        // With no data, `append_data` writes the header (and any long-name
+        // entry) and no padding.
+        self.tar.append_data(&mut h, OsStr::from_bytes(path), io::empty())?;
+        let out = self.tar.get_mut();
+        if self.buffer.is_empty() {
+            self.buffer = vec![0; COPY_LEN];
+        }
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(COPY_LEN as u64) as usize;
+            if self.sizing {
+                self.buffer[..want].fill(0);
+            } else {
+                contents.read_exact(&mut self.buffer[..want]).map_err(|e| {
+                    if e.kind() == io::ErrorKind::UnexpectedEof {
+                        io::Error::other("the file shrank while it was archived")
+                    } else {
+                        e
+                    }
+                })?;
+            }
+            out.write_all(&self.buffer[..want])?;
+            left -= want as u64;
+        }
+        let padding = (512 - size % 512) % 512;
+        out.write_all(&[0; 512][..padding as usize])
     }
 
     pub fn symlink(&mut self, path: &[u8], target: &[u8]) -> io::Result<()> {
@@ -175,8 +210,7 @@ impl<W: Write> LayerWriter<W> {
             }
             FileType::RegularFile if self.sizing => {
                 let mode = if stat.st_mode & 0o111 != 0 { 0o555 } else { 0o444 };
-                let len = stat.st_size as u64;
-                self.file(archive_path, mode, len, io::repeat(0).take(len)).map_err(io_err("archiving", source))?;
+                self.file(archive_path, mode, stat.st_size as u64, io::empty()).map_err(io_err("archiving", source))?;
             }
             FileType::RegularFile => {
                 let file = confined::open_file(dir, name).map_err(io_err("reading", source))?;
