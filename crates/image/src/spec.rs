@@ -70,7 +70,7 @@ pub struct ImageSpec {
     pub tag: Option<String>,
     pub layering: Layering,
     pub max_layers: usize,
-    /// Bytes; see `layers::plan`. 0: every path may have a layer of its own.
+    /// Bytes; see `layers::plan_layers`. 0: every path may have a layer of its own.
     pub min_layer_size: u64,
     pub created: String,
     pub architecture: String,
