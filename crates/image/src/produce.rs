@@ -51,25 +51,36 @@ impl Source {
 
     /// Writes the tar, compressed by `compressor`, into `out`.
     pub fn write(&self, compressor: Compressor, out: impl Write) -> Result<Made> {
+        if compressor == Compressor::None {
+            // The blob is the tar: hashed once.
+            let mut tar = HashingWriter::new(out);
+            self.write_tar(&mut tar)?;
+            let (mut out, sha256, size) = tar.finish();
+            out.flush().map_err(write_error)?;
+            let digest = Digest { sha256, size };
+            return Ok(Made { tar: digest, blob: digest });
+        }
         let blob = HashingWriter::new(out);
         let encoder = compressor.encoder(blob).map_err(write_error)?;
         let mut tar = HashingWriter::new(encoder);
-        match self {
-            Source::Bytes(bytes) => tar.write_all(bytes).map_err(write_error)?,
-            Source::Tar(fill) => {
-                let mut layer = LayerWriter::new(&mut tar as &mut dyn Write);
-                fill(&mut layer)?;
-                layer.finish().map_err(finish_error)?;
-            }
-        }
+        self.write_tar(&mut tar)?;
         let (encoder, diff_id, tar_size) = tar.finish();
         let blob = encoder.finish().map_err(write_error)?;
         let (mut out, blob_digest, blob_size) = blob.finish();
         out.flush().map_err(write_error)?;
-        Ok(Made {
-            tar: Digest { sha256: diff_id, size: tar_size },
-            blob: Digest { sha256: blob_digest, size: blob_size },
-        })
+        Ok(Made { tar: Digest { sha256: diff_id, size: tar_size }, blob: Digest { sha256: blob_digest, size: blob_size } })
+    }
+
+    fn write_tar(&self, out: &mut dyn Write) -> Result<()> {
+        match self {
+            Source::Bytes(bytes) => out.write_all(bytes).map_err(write_error),
+            Source::Tar(fill) => {
+                let mut layer = LayerWriter::new(out);
+                fill(&mut layer)?;
+                layer.finish().map_err(finish_error)?;
+                Ok(())
+            }
+        }
     }
 
     /// The tar as a reader (made by a thread writing into a pipe), for
