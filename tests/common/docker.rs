@@ -153,11 +153,23 @@ impl Dockerd {
         self.succeeded(&self.docker(args), args)
     }
 
+    /// The daemon's address as `DOCKER_HOST` takes it: `unix://<dir>/docker.sock`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// `docker load < archive`; the reference of the image it loaded
     /// (`name:tag`, or `sha256:…` for an untagged image).
     pub fn load(&self, archive: &Path) -> String {
         let file = File::open(archive).unwrap_or_else(|e| panic!("open {}: {e}", archive.display()));
-        let out = self.finish(self.command(&["load"]).stdin(file), &["load"]);
+        self.load_from(file)
+    }
+
+    /// `docker load` reading `input` (a file, or another process's stdout
+    /// for `… | docker load`); the reference of the image it loaded, as
+    /// [`Dockerd::load`].
+    pub fn load_from(&self, input: impl Into<Stdio>) -> String {
+        let out = self.finish(self.command(&["load"]).stdin(input), &["load"]);
         let stdout = self.succeeded(&out, &["load"]);
         let loaded = stdout.lines().rev().find_map(|l| {
             l.strip_prefix("Loaded image: ").or_else(|| l.strip_prefix("Loaded image ID: ")).map(str::to_string)
