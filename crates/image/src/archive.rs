@@ -73,17 +73,23 @@ fn member_header(name: &str, size: u64) -> io::Result<tar::Header> {
 }
 
 fn mismatch(index: usize, layer: &Layer, made: &Made) -> ImageError {
-    let holds: Vec<String> = layer.paths.iter().map(StorePath::to_string).collect();
+    let known = layer.known.map(|k| format!("sha256:{} ({} bytes)", hex(&k.sha256), k.size)).unwrap_or_default();
+    let why = if layer.paths.is_empty() {
+        "the customisation layer's recorded tar was altered".to_string()
+    } else {
+        let holds: Vec<String> = layer.paths.iter().map(StorePath::to_string).collect();
+        format!(
+            "either a store path it holds ({}) changed (`mini store verify` finds out, `--repair` mends it), or the digest recorded for it (a streamed image's description) was altered",
+            holds.join(" ")
+        )
+    };
     ImageError::Io {
         action: "making",
         path: format!("layer {}", index + 1).into(),
         source: io::Error::other(format!(
-            "it came out as sha256:{} ({} bytes), not the sha256:{} ({} bytes) it had when first packed: a store path it holds ({}) changed; run `mini store verify --repair`",
+            "it came out as sha256:{} ({} bytes), not the {known} recorded for it: {why}",
             hex(&made.tar.sha256),
             made.tar.size,
-            layer.known.map(|k| hex(&k.sha256)).unwrap_or_default(),
-            layer.known.map(|k| k.size).unwrap_or_default(),
-            if holds.is_empty() { "none".to_string() } else { holds.join(" ") },
         )),
     }
 }

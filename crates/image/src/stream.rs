@@ -160,6 +160,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     };
     let description = Description::parse(&read(DESCRIPTION, MAX_DOCUMENT)?).map_err(bad)?;
     let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
+    check_config(&config, &description).map_err(bad)?;
     let store_dir = store.root().join("store");
     let mut layers = Vec::new();
     for layer in &description.layers {
@@ -179,6 +180,26 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
         layers.push(Layer { source, known: Some(layer.tar), paths });
     }
     Ok(StreamImage { description, config, layers })
+}
+
+/// The config's `rootfs.diff_ids` must be the described layers', in order:
+/// an image whose config names other layers than it holds is refused.
+fn check_config(config: &str, description: &Description) -> std::result::Result<(), String> {
+    let value: Value = serde_json::from_str(config).map_err(|e| format!("{CONFIG} is not JSON: {e}"))?;
+    let named: Vec<&str> = value
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .ok_or(format!("{CONFIG} has no rootfs.diff_ids"))?
+        .iter()
+        .map(|d| d.as_str().unwrap_or(""))
+        .collect();
+    let described: Vec<String> = description.layers.iter().map(|l| format!("sha256:{}", hex(&l.tar.sha256))).collect();
+    if named != described {
+        return Err(format!(
+            "{CONFIG} names the layers {named:?}, but {DESCRIPTION} describes {described:?}: the two files disagree"
+        ));
+    }
+    Ok(())
 }
 
 /// The source of the layer holding `paths`, from the store at `store_dir`.
