@@ -77,12 +77,7 @@ impl Daemon {
 
     /// Sends one request; `body` writes a chunked body. Returns the status
     /// and the reply's body.
-    fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Body<'_>>,
-    ) -> Result<(u16, Vec<u8>)> {
+    fn request(&self, method: &str, path: &str, body: Option<Body<'_>>) -> Result<(u16, Vec<u8>)> {
         let mut stream = self.connect()?;
         let failed = |e: io::Error| error(format!("talking to {}: {e}", self.describe()));
         {

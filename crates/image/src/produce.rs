@@ -68,7 +68,10 @@ impl Source {
         let blob = encoder.finish().map_err(write_error)?;
         let (mut out, blob_digest, blob_size) = blob.finish();
         out.flush().map_err(write_error)?;
-        Ok(Made { tar: Digest { sha256: diff_id, size: tar_size }, blob: Digest { sha256: blob_digest, size: blob_size } })
+        Ok(Made {
+            tar: Digest { sha256: diff_id, size: tar_size },
+            blob: Digest { sha256: blob_digest, size: blob_size },
+        })
     }
 
     fn write_tar(&self, out: &mut dyn Write) -> Result<()> {
