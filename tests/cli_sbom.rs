@@ -61,7 +61,9 @@ fn write_flake(dir: &Path, (url, sha256, wheel_sha256): (&str, &str, &str)) {
          \x20 base = sh \"base-0.1\" {base};\n\
          \x20 lib = sh \"lib-1.0\" {lib};\n\
          \x20 app = sh \"app-2.3\" {app};\n\
-         \x20 image = pkgs.dockerTools.buildLayeredImage {{ name = \"sbom-app\"; tag = \"v1\"; contents = [ app ]; }};\n",
+         \x20 image = pkgs.dockerTools.buildLayeredImage {{ name = \"sbom-app\"; tag = \"v1\"; contents = [ app ]; }};\n\
+         \x20 embedded = pkgs.dockerTools.streamLayeredImage {{ name = \"sbom-app\"; contents = [ app ]; sbom = true; }};\n\
+         \x20 embeddedSpdx = pkgs.dockerTools.streamLayeredImage {{ name = \"sbom-app\"; contents = [ app ]; sbom = \"spdx\"; }};\n",
         base = script("mkdir -p $out && echo base > $out/base.txt"),
         lib = script("mkdir -p $out && echo ${base} > $out/lib.txt"),
         app = script(
@@ -385,5 +387,51 @@ fn push_sbom_attaches_the_document_to_the_pushed_manifest() {
         };
         assert!(described.contains(&image), "the image is described: {described:?}");
         assert!(expected.contains(&app), "the image's closure holds app");
+    }
+}
+
+#[test]
+fn images_embed_a_valid_sbom_of_their_closure() {
+    // `sbom = true`: the customisation layer holds the CycloneDX document
+    // of the image's closure at /var/lib/db/sbom/image.cdx.json (SPDX at
+    // image.spdx.json), valid, naming the packed paths and the fetches.
+    let s = Scratch::new("sbom-embedded");
+    if !have_busybox(&s) {
+        return;
+    }
+    let mirror = s.0.join("mirror");
+    let store = s.0.join("store");
+    let (url, sha256, wheel_sha256) = sources(&s, &[&store]);
+    write_flake(&s.0.join("flake"), (&url, &sha256, &wheel_sha256));
+    let app = out_path(&store, &s.0, &mirror, "./flake#app");
+    let venv = validators();
+    for (attr, member) in
+        [("embedded", "var/lib/db/sbom/image.cdx.json"), ("embeddedSpdx", "var/lib/db/sbom/image.spdx.json")]
+    {
+        let image = out_path(&store, &s.0, &mirror, &format!("./flake#{attr}"));
+        let custom = store.join("store").join(image.trim_start_matches("/mini/store/")).join("customisation.tar");
+        let bytes = std::fs::read(&custom).expect("the customisation layer");
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let document = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find_map(|mut e| {
+                (e.path().unwrap().to_str() == Some(member)).then(|| {
+                    let mut text = String::new();
+                    std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                    text
+                })
+            })
+            .unwrap_or_else(|| panic!("{member} is not in the customisation layer"));
+        assert!(document.contains(&app) && document.contains(&url), "the closure and its fetch are described");
+        if let Some(venv) = &venv {
+            if attr == "embedded" {
+                validate_cyclonedx(venv, &document);
+            } else {
+                let file = s.write("embedded.spdx.json", &document);
+                validate_spdx(venv, &file);
+            }
+        }
     }
 }
