@@ -252,14 +252,17 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The one image `arg` names, built first if it is an installable, as
-/// its physical location (see [`image_location`]); with the store.
-pub(crate) fn realise_image(
-    store_root: &Path,
-    arg: &str,
-    print_build_logs: bool,
-) -> Result<(Store, PathBuf), ExitCode> {
-    let path = if is_installable(arg) {
+/// An image named on the command line.
+pub(crate) struct Found {
+    /// Where to read it (see [`image_location`]).
+    pub location: PathBuf,
+    /// The store and the output, when the image was an installable's.
+    pub built: Option<(Store, StorePath)>,
+}
+
+/// The one image `arg` names, built first if it is an installable.
+pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool) -> Result<Found, ExitCode> {
+    let (path, built) = if is_installable(arg) {
         let installables = [arg.to_string()];
         let (store, targets) =
             build_cmd::realise(store_root, &installables, BuildOptions::default(), false, print_build_logs)?;
@@ -270,16 +273,17 @@ pub(crate) fn realise_image(
                 Target::Opaque(path) => vec![path],
             })
             .collect();
-        match paths.as_slice() {
-            [one] => store.physical_path(one),
-            _ => return Err(crate::fail(format!("'{arg}' has {} outputs; name one image", paths.len()))),
+        match <[StorePath; 1]>::try_from(paths) {
+            Ok([one]) => (store.physical_path(&one), Some((store, one))),
+            Err(paths) => {
+                return Err(crate::fail(format!("'{arg}' has {} outputs; name one image at a time", paths.len())));
+            }
         }
     } else {
-        PathBuf::from(arg)
+        (PathBuf::from(arg), None)
     };
-    let store = Store::open(store_root).map_err(|e| crate::fail(e.to_string()))?;
     let location = image_location(store_root, &path).map_err(crate::fail)?;
-    Ok((store, location))
+    Ok(Found { location, built })
 }
 
 /// Reads the streamed image at `location`.
@@ -318,11 +322,18 @@ fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, prin
     if destination == (Destination::DockerArchive { file: None, repo_tag: None }) && std::io::stdout().is_terminal() {
         return crate::fail("standard output is a terminal: pipe the image into `docker load`, or give a file");
     }
-    let (store, location) = match realise_image(store_root, arg, print_build_logs) {
+    let found = match realise_image(store_root, arg, print_build_logs) {
         Ok(found) => found,
         Err(code) => return code,
     };
-    let image = match open_stream(&store, arg, &location) {
+    let store = match found.built {
+        Some((store, _)) => store,
+        None => match Store::open(store_root) {
+            Ok(store) => store,
+            Err(e) => return crate::fail(e.to_string()),
+        },
+    };
+    let image = match open_stream(&store, arg, &found.location) {
         Ok(image) => image,
         Err(code) => return code,
     };

@@ -7,12 +7,10 @@
 //! (`sbom_cmd`) is made before anything is sent, then attached to the
 //! pushed manifest as an OCI artifact (`mini_registry::referrer`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use mini_build::BuildOptions;
-use mini_flake::Target;
 use mini_registry::blobs::Compression;
 use mini_registry::push::{self, Options};
 use mini_registry::reference::Reference;
@@ -20,7 +18,7 @@ use mini_registry::referrer::{self, Artifact, Subject};
 use mini_store::store::Store;
 
 use crate::sbom_cmd::{self, SbomFormat};
-use crate::{build_cmd, fail, image_cmd};
+use crate::{fail, image_cmd};
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -59,56 +57,26 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
         Ok(reference) => reference,
         Err(e) => return fail(e.to_string()),
     };
+    let found = match image_cmd::realise_image(store_root, &args.image, args.print_build_logs) {
+        Ok(found) => found,
+        Err(code) => return code,
+    };
     // The SBOM's document and format, made before anything is sent.
     let mut sbom: Option<(String, SbomFormat)> = None;
-    let image: PathBuf = if image_cmd::is_installable(&args.image) {
-        let installables = [args.image.clone()];
-        let (store, targets) = match build_cmd::realise(
-            store_root,
-            &installables,
-            BuildOptions::default(),
-            false,
-            args.print_build_logs,
-        ) {
-            Ok(done) => done,
-            Err(code) => return code,
-        };
-        let paths: Vec<_> = targets
-            .into_iter()
-            .flat_map(|target| match target {
-                Target::Derivation { outputs, .. } => outputs.into_values().collect(),
-                Target::Opaque(path) => vec![path],
-            })
-            .collect();
-        match paths.as_slice() {
-            [one] => {
-                if let Some(format) = args.sbom {
-                    match sbom_cmd::document(&store, std::slice::from_ref(one), format, one.name()) {
-                        Ok(text) => sbom = Some((text, format)),
-                        Err(message) => return fail(message),
-                    }
-                }
-                store.physical_path(one)
-            }
-            _ => return fail(format!("'{}' has {} outputs; push one image at a time", args.image, paths.len())),
-        }
-    } else {
-        if let Some(format) = args.sbom {
-            let document = sbom_cmd::stored_image(store_root, &args.image).and_then(|path| {
+    if let Some(format) = args.sbom {
+        let document = match &found.built {
+            Some((store, one)) => sbom_cmd::document(store, std::slice::from_ref(one), format, one.name()),
+            None => sbom_cmd::stored_image(store_root, &args.image).and_then(|path| {
                 let store = Store::open(store_root).map_err(|e| e.to_string())?;
                 sbom_cmd::document(&store, std::slice::from_ref(&path), format, path.name())
-            });
-            match document {
-                Ok(text) => sbom = Some((text, format)),
-                Err(message) => return fail(message),
-            }
+            }),
+        };
+        match document {
+            Ok(text) => sbom = Some((text, format)),
+            Err(message) => return fail(message),
         }
-        PathBuf::from(&args.image)
-    };
-    let image = match image_cmd::image_location(store_root, &image) {
-        Ok(image) => image,
-        Err(e) => return fail(e),
-    };
+    }
+    let image = found.location;
     let compression = match args.compression {
         LayerCompression::Gzip => Compression::Gzip,
         LayerCompression::Zstd => Compression::Zstd,
