@@ -37,6 +37,10 @@ pub struct Layer {
     /// Its tar's digest and size, when known before it is made (from the
     /// digest cache, or a stream image's description); checked when made.
     pub known: Option<Digest>,
+    /// Whether `known` is this store's own record (the digest cache), so
+    /// the layer is only counted when made, not hashed again; a digest read
+    /// from anywhere else is checked by hashing.
+    pub recorded: bool,
     /// The store paths it holds (none for the customisation layer).
     pub paths: Vec<StorePath>,
 }
@@ -139,12 +143,18 @@ impl<'a> DockerArchive<'a> {
     pub fn write(&self, out: &mut dyn Write) -> Result<Vec<Option<Made>>> {
         let layers = self.image.layers;
         let included: Vec<usize> = (0..layers.len()).filter(|i| !self.omit.contains(i)).collect();
-        let sources: Vec<Source> = included.iter().map(|i| layers[*i].source.clone()).collect();
+        let jobs: Vec<produce::Job> = included
+            .iter()
+            .map(|i| {
+                let layer = &layers[*i];
+                produce::Job { source: &layer.source, recorded: layer.known.filter(|_| layer.recorded) }
+            })
+            .collect();
         let mut diff_ids: Vec<[u8; 32]> =
             layers.iter().map(|l| l.known.map(|k| k.sha256).unwrap_or_default()).collect();
         let mut made_all: Vec<Option<Made>> = vec![None; layers.len()];
         let failed = |e: io::Error| ImageError::Io { action: "writing", path: "the docker-archive".into(), source: e };
-        produce::in_order(&sources, Compressor::None, |piece| {
+        produce::in_order(&jobs, Compressor::None, |piece| {
             match piece {
                 Piece::Start(n) => {
                     let i = included[n];
@@ -339,7 +349,7 @@ mod tests {
     use std::sync::Arc;
 
     fn layer(bytes: &[u8]) -> Layer {
-        Layer { source: Source::Bytes(Arc::new(bytes.to_vec())), known: None, paths: Vec::new() }
+        Layer { source: Source::Bytes(Arc::new(bytes.to_vec())), known: None, recorded: false, paths: Vec::new() }
     }
 
     fn config(diff_ids: &[[u8; 32]]) -> String {
@@ -376,6 +386,23 @@ mod tests {
         let image = Image { layers: &layers, config: &config, repo_tag: "x:y".into(), tag: "y".into() };
         let archive = DockerArchive::plan(&image, vec![7], BTreeSet::new());
         let e = archive.write(&mut Vec::new()).unwrap_err().to_string();
-        assert!(e.contains("changed"), "{e}");
+        assert!(e.contains("not the sha256:0909") && e.contains("recorded for it"), "{e}");
+    }
+
+    #[test]
+    fn a_layer_this_store_recorded_is_counted_not_hashed() {
+        // The digest cache's own record is trusted for the digest (the
+        // layer is not hashed again), but the size is still checked.
+        let mut recorded = layer(b"seven b");
+        recorded.known = Some(Digest { sha256: [9; 32], size: 7 });
+        recorded.recorded = true;
+        let layers = [recorded.clone()];
+        let image = Image { layers: &layers, config: &config, repo_tag: "x:y".into(), tag: "y".into() };
+        let made = DockerArchive::plan(&image, vec![7], BTreeSet::new()).write(&mut Vec::new()).unwrap();
+        assert_eq!(made[0].unwrap().tar.sha256, [9; 32]);
+        recorded.known = Some(Digest { sha256: [9; 32], size: 8 });
+        let layers = [recorded];
+        let image = Image { layers: &layers, config: &config, repo_tag: "x:y".into(), tag: "y".into() };
+        assert!(DockerArchive::plan(&image, vec![8], BTreeSet::new()).write(&mut Vec::new()).is_err());
     }
 }

@@ -102,12 +102,15 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
             let sizes = archive::layer_sizes(&layers)?;
             let plan = DockerArchive::plan(&image, sizes, BTreeSet::new());
             let file = File::create(&out).map_err(io_err("creating", &out))?;
+            let early = EarlySync::start(&file);
             let mut writer = HashedFile {
                 out: BufWriter::with_capacity(1 << 20, file),
                 hasher: FileHasher::new(false, plan.size()),
+                early,
             };
             let made = plan.write(&mut writer)?;
             writer.out.into_inner().map_err(|e| io_err("writing", &out)(e.into_error()))?;
+            writer.early.finish();
             let hashed = writer.hasher.finish().ok_or_else(|| {
                 io_err("writing", &out)(std::io::Error::other("the archive came out another size than planned"))
             })?;
@@ -148,17 +151,64 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
 struct HashedFile {
     out: BufWriter<File>,
     hasher: FileHasher,
+    early: EarlySync,
 }
 
 impl std::io::Write for HashedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.out.write(buf)?;
         self.hasher.update(&buf[..n]);
+        self.early.wrote(n as u64);
         Ok(n)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Starts the writeback of a large output while it is still being
+/// written: every [`EarlySync::EVERY`] bytes, a thread of its own flushes
+/// what the file holds so far (`fdatasync`), so the disk works while the
+/// layers are made, and the store's sync when it registers the output has
+/// little left to wait for. Only an optimisation: that final sync is what
+/// makes the output durable.
+struct EarlySync {
+    tell: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    since: u64,
+}
+
+impl EarlySync {
+    const EVERY: u64 = 64 << 20;
+
+    fn start(file: &File) -> EarlySync {
+        let Ok(file) = file.try_clone() else { return EarlySync { tell: None, thread: None, since: 0 } };
+        let (tell, told) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while told.recv().is_ok() {
+                while told.try_recv().is_ok() {}
+                let _ = file.sync_data();
+            }
+        });
+        EarlySync { tell: Some(tell), thread: Some(thread), since: 0 }
+    }
+
+    fn wrote(&mut self, bytes: u64) {
+        self.since += bytes;
+        if self.since >= Self::EVERY {
+            self.since = 0;
+            if let Some(tell) = &self.tell {
+                let _ = tell.send(());
+            }
+        }
+    }
+
+    fn finish(mut self) {
+        self.tell = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -258,19 +308,22 @@ fn plan_layers(
             tarball::fill_store_layer(w, &store_dir, &names)?;
             w.custom(&after)
         });
-        return Ok((vec![Layer { source: Source::Tar(fill), known: None, paths: all }], Vec::new()));
+        return Ok((vec![Layer { source: Source::Tar(fill), known: None, recorded: false, paths: all }], Vec::new()));
     }
     let settings = layers::Settings { max_layers: spec.max_layers, min_layer_size: spec.min_layer_size };
     let plan = layers::plan_layers(roots, references, sizes, settings);
     let mut layers: Vec<Layer> = plan
         .layers
         .into_iter()
-        .map(|paths| Layer { source: stream::store_layer(&store_dir, &paths), known: cache.get(&paths).tar, paths })
+        .map(|paths| {
+            let known = cache.get(&paths).tar;
+            Layer { source: stream::store_layer(&store_dir, &paths), known, recorded: true, paths }
+        })
         .collect();
     let mut writer = LayerWriter::new(Vec::new());
     writer.custom(&custom)?;
     let bytes = writer.finish().map_err(io_err("archiving", Path::new("the customisation layer")))?;
-    layers.push(Layer { source: Source::Bytes(Arc::new(bytes)), known: None, paths: Vec::new() });
+    layers.push(Layer { source: Source::Bytes(Arc::new(bytes)), known: None, recorded: false, paths: Vec::new() });
     Ok((layers, plan.notes))
 }
 

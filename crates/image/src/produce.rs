@@ -74,7 +74,7 @@ impl Source {
         })
     }
 
-    fn write_tar(&self, out: &mut dyn Write) -> Result<()> {
+    pub(crate) fn write_tar(&self, out: &mut dyn Write) -> Result<()> {
         match self {
             Source::Bytes(bytes) => out.write_all(bytes).map_err(write_error),
             Source::Tar(fill) => {
@@ -132,20 +132,24 @@ enum Message {
     Done(Result<Made>),
 }
 
-/// Sends what is written as chunks.
-struct ChunkSender {
+/// Sends what is written as chunks, in buffers taken from (and, once
+/// consumed, given back to) a shared pool: the same few buffers go round,
+/// instead of a fresh megabyte per chunk freed on another thread.
+struct ChunkSender<'a> {
     tx: SyncSender<Message>,
     buf: Vec<u8>,
+    pool: &'a Mutex<Vec<Vec<u8>>>,
 }
 
-impl ChunkSender {
+impl ChunkSender<'_> {
     fn send(&mut self) -> io::Result<()> {
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        let spare = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.buf, spare);
         self.tx.send(Message::Chunk(full)).map_err(|_| io::Error::other("the image writer stopped"))
     }
 }
 
-impl Write for ChunkSender {
+impl Write for ChunkSender<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let room = CHUNK - self.buf.len();
         let n = buf.len().min(room);
@@ -164,15 +168,58 @@ impl Write for ChunkSender {
     }
 }
 
+/// A layer for [`in_order`] to make.
+pub struct Job<'a> {
+    pub source: &'a Source,
+    /// Its tar's digest as this store recorded it: the layer is then only
+    /// counted as it is made, not hashed again (the consumer checks the
+    /// size). `None`: hashed.
+    pub recorded: Option<Digest>,
+}
+
+impl Job<'_> {
+    fn make(&self, compressor: Compressor, out: &mut dyn Write) -> Result<Made> {
+        match self.recorded {
+            Some(tar) if compressor == Compressor::None => {
+                let mut counted = Counting { out, count: 0 };
+                self.source.write_tar(&mut counted)?;
+                counted.flush().map_err(write_error)?;
+                let made = Digest { sha256: tar.sha256, size: counted.count };
+                Ok(Made { tar: made, blob: made })
+            }
+            _ => self.source.write(compressor, out),
+        }
+    }
+}
+
+/// A writer that counts what passes through.
+struct Counting<'a> {
+    out: &'a mut dyn Write,
+    count: u64,
+}
+
+impl Write for Counting<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// Makes the layers `sources` (each compressed by `compressor`), several
 /// at once, and hands their bytes to `consume` in order. Stops at the
 /// first error, the consumer's included.
 pub fn in_order(
-    sources: &[Source],
+    jobs: &[Job<'_>],
     compressor: Compressor,
     mut consume: impl FnMut(Piece<'_>) -> Result<()>,
 ) -> Result<Vec<Made>> {
-    let count = sources.len();
+    let count = jobs.len();
+    let pool: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
     let (senders, receivers): (Vec<_>, Vec<Receiver<Message>>) = (0..count).map(|_| sync_channel(DEPTH)).unzip();
     let senders = Mutex::new(senders.into_iter().map(Some).collect::<Vec<_>>());
     let next = AtomicUsize::new(0);
@@ -185,8 +232,8 @@ pub fn in_order(
                     break;
                 }
                 let Some(tx) = senders.lock().ok().and_then(|mut s| s[i].take()) else { break };
-                let mut chunks = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK) };
-                let made = sources[i].write(compressor, &mut chunks);
+                let mut chunks = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK), pool: &pool };
+                let made = jobs[i].make(compressor, &mut chunks);
                 if tx.send(Message::Done(made)).is_err() {
                     break;
                 }
@@ -197,7 +244,13 @@ pub fn in_order(
             consume(Piece::Start(i))?;
             loop {
                 match rx.recv() {
-                    Ok(Message::Chunk(bytes)) => consume(Piece::Bytes(&bytes))?,
+                    Ok(Message::Chunk(mut bytes)) => {
+                        consume(Piece::Bytes(&bytes))?;
+                        bytes.clear();
+                        if let Ok(mut pool) = pool.lock() {
+                            pool.push(bytes);
+                        }
+                    }
                     Ok(Message::Done(result)) => {
                         let layer = result?;
                         consume(Piece::End(i, layer))?;
@@ -228,7 +281,8 @@ mod tests {
         let sources: Vec<Source> =
             (0..7u8).map(|i| Source::Bytes(Arc::new(vec![i; (i as usize) * 700_000 + 1]))).collect();
         let mut got: Vec<Vec<u8>> = Vec::new();
-        let made = in_order(&sources, Compressor::None, |piece| {
+        let jobs: Vec<Job> = sources.iter().map(|source| Job { source, recorded: None }).collect();
+        let made = in_order(&jobs, Compressor::None, |piece| {
             match piece {
                 Piece::Start(i) => {
                     assert_eq!(i, got.len());
@@ -251,7 +305,8 @@ mod tests {
     fn a_consumer_error_stops_every_maker() {
         let sources: Vec<Source> = (0..20).map(|_| Source::Bytes(Arc::new(vec![0; 3 * CHUNK]))).collect();
         let mut seen = 0;
-        let result = in_order(&sources, Compressor::Gzip, |piece| {
+        let jobs: Vec<Job> = sources.iter().map(|source| Job { source, recorded: None }).collect();
+        let result = in_order(&jobs, Compressor::Gzip, |piece| {
             if let Piece::End(..) = piece {
                 seen += 1;
                 if seen == 2 {

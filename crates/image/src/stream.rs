@@ -177,7 +177,8 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
             Contents::Paths(paths) => paths.clone(),
             Contents::Customisation => Vec::new(),
         };
-        layers.push(Layer { source, known: Some(layer.tar), paths });
+        // The description may have been altered: its digests are checked.
+        layers.push(Layer { source, known: Some(layer.tar), recorded: false, paths });
     }
     Ok(StreamImage { description, config, layers })
 }
