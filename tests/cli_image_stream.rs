@@ -33,6 +33,7 @@ use sha2::Digest as _;
 mod common;
 use common::clients::{ci, have, image_ref, json, run, skopeo_inspect, unpack_bundle, which};
 use common::docker::Dockerd;
+use common::registry::{self, Registry};
 use common::{failed, free_port, have_busybox, http_get, oci_layout, succeeded, text, while_under_runc, Scratch};
 
 // ---------------------------------------------------------------------------
@@ -427,50 +428,6 @@ fn oci_layouts_take_new_tags_and_only_the_blobs_they_lack() {
     assert_eq!(read_in(&bundle.join("rootfs"), "/srv/index.html"), PAGE_TWO);
 }
 
-/// A docker-registry serving 127.0.0.1:<port> with its storage in a
-/// directory, killed on drop.
-struct Registry {
-    child: std::process::Child,
-    host: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let host = format!("127.0.0.1:{}", free_port());
-        let config = dir.join("registry.yml");
-        let storage = dir.join("registry-data");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry { child, host };
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&registry.host).is_err() {
-            assert!(std::time::Instant::now() < deadline, "docker-registry did not listen on {}", registry.host);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The outcome ("uploaded", "exists", "mounted") of each blob a push reports.
 fn outcomes(stderr: &str) -> Vec<String> {
     stderr
@@ -486,12 +443,7 @@ fn registries_get_the_streamed_image_and_skopeo_pulls_it_back() {
     // `mini image copy … docker://` pushes the image skopeo pulls back with
     // the stream result's config, byte for byte; a changed image sends its
     // one new layer and its config.
-    if !Path::new("/usr/bin/docker-registry").is_file() {
-        assert!(!ci(), "docker-registry is required when CI=true: run scripts/install-prerequisites");
-        eprintln!("skipped: docker-registry is not installed (scripts/install-prerequisites installs it)");
-        return;
-    }
-    if !have(&["skopeo"]) {
+    if !registry::installed() || !have(&["skopeo"]) {
         return;
     }
     let p = Project::new("stream-registry", WEB);
@@ -502,12 +454,11 @@ fn registries_get_the_streamed_image_and_skopeo_pulls_it_back() {
     let stream = p.build("stream");
     let changed = p.build("changed");
 
-    let pushed =
-        succeeded_stderr(&p.copy(&["--insecure"], &stream, &format!("docker://{}/web:v1", registry.host), &[]));
+    let pushed = succeeded_stderr(&p.copy(&["--insecure"], &stream, &registry.url("web:v1"), &[]));
     assert_eq!(outcomes(&pushed), ["uploaded"; 4], "a config and three layers:\n{pushed}");
 
     let pulled = p.path("pulled");
-    let source = format!("docker://{}/web:v1", registry.host);
+    let source = registry.url("web:v1");
     run("skopeo", &["copy", "--src-tls-verify=false", &source, &image_ref("oci", &pulled, Some("v1"))]);
     let blob = |digest: &str| pulled.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
     let index = read_json(&pulled.join("index.json"));
@@ -518,8 +469,7 @@ fn registries_get_the_streamed_image_and_skopeo_pulls_it_back() {
     let config = read_json(&blob(config));
     assert_eq!(strings(&config["rootfs"]["diff_ids"]), diff_ids(&stream));
 
-    let second =
-        succeeded_stderr(&p.copy(&["--insecure"], &changed, &format!("docker://{}/web:v2", registry.host), &[]));
+    let second = succeeded_stderr(&p.copy(&["--insecure"], &changed, &registry.url("web:v2"), &[]));
     let mut seen = outcomes(&second);
     seen.sort();
     assert_eq!(seen, ["exists", "exists", "uploaded", "uploaded"], "the top layer and the config go up:\n{second}");

@@ -8,85 +8,19 @@
 //! `scripts/install-prerequisites`: a missing one skips the test, with a
 //! message, except under `CI=true`, where it fails it.
 
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
 mod common;
 use common::clients::{have, json, run};
+use common::registry::{self, Options, Registry};
 use common::{mini_at, ok, succeeded, text, Scratch};
-
-/// A docker-registry serving 127.0.0.1:<port>, killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-}
-
-impl Registry {
-    /// Starts a registry storing into `dir`, with `auth` (YAML, indented
-    /// under `auth:`) if given.
-    fn start(dir: &Path, auth: Option<&str>) -> Registry {
-        Registry::start_serving(dir, auth, None)
-    }
-
-    /// [`Registry::start`], serving HTTPS with `tls` (certificate and key
-    /// files) if given.
-    fn start_serving(dir: &Path, auth: Option<&str>, tls: Option<(&Path, &Path)>) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let host = format!("127.0.0.1:{port}");
-        let auth = auth.map(|a| format!("auth:\n{a}")).unwrap_or_default();
-        let tls = tls.map_or(String::new(), |(cert, key)| {
-            format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display())
-        });
-        let config = dir.join("registry.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n{tls}{auth}",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry { child, host };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&registry.host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start listening on {}", registry.host);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    fn url(&self, repo: &str) -> String {
-        format!("docker://{}/{repo}", self.host)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Whether the registry and the tools these tests use are installed.
 fn tools() -> bool {
-    let registry = Path::new("/usr/bin/docker-registry").is_file();
-    if !registry {
-        assert!(!common::clients::ci(), "docker-registry is required when CI=true: run scripts/install-prerequisites");
-        eprintln!("skipping: docker-registry is not installed (scripts/install-prerequisites installs it)");
-        return false;
-    }
-    have(&["skopeo", "htpasswd"])
+    registry::installed() && have(&["skopeo", "htpasswd"])
 }
 
 /// A copy of examples/quotes in `dir`, with `quotes` as its quotes file.
@@ -151,7 +85,7 @@ fn pushed_images_pull_back_and_repushes_send_only_what_changed() {
     }
     let scratch = Scratch::new("push");
     let store = scratch.0.join("store");
-    let registry = Registry::start(&scratch.0, None);
+    let registry = Registry::start(&scratch.0);
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
 
     let first = succeeded(&push(&store, project, "./examples/quotes#docker", &registry.url("quotes:latest"), &[]));
@@ -236,7 +170,10 @@ fn https_registries_with_their_own_authority_are_trusted_through_ssl_cert_file()
             .chain(["-out", "server.crt", "-days", "2", "-extfile", "ext.cnf"])
             .collect::<Vec<_>>(),
     );
-    let registry = Registry::start_serving(&scratch.0, None, Some((&pki.join("server.crt"), &pki.join("server.key"))));
+    let registry = Registry::start_with(
+        &scratch.0,
+        Options { tls: Some((&pki.join("server.crt"), &pki.join("server.key"))), ..Options::default() },
+    );
     let store = scratch.0.join("store");
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = registry.url("hello:1");
@@ -298,7 +235,7 @@ fn htpasswd_registries_take_the_right_password_only() {
     let htpasswd = scratch.0.join("htpasswd");
     std::fs::write(&htpasswd, run("htpasswd", &["-Bbn", "tester", password])).unwrap();
     let auth = format!("  htpasswd:\n    realm: mini-test\n    path: {}\n", htpasswd.display());
-    let registry = Registry::start(&scratch.0, Some(&auth));
+    let registry = Registry::start_with(&scratch.0, Options { auth: Some(&auth), ..Options::default() });
     let project = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dest = registry.url("quotes:latest");
     let no_leak = |out: &Output| {

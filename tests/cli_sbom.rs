@@ -13,17 +13,16 @@
 //! `~/.cache/mini/sbom-venv`); without it, or without the registry, those
 //! checks are skipped with a message, except under `CI=true`, where they fail.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 mod common;
 use common::clients::{ci, json};
+use common::registry::{self, Registry};
 use common::{failed, flake_with, have_busybox, nix_string, ok, succeeded, text, Scratch};
 
 /// Runs `mini --store STORE ARGS…` in `dir`, allowed to read `file://`
@@ -278,73 +277,13 @@ fn sboms_list_the_closure_and_its_sources_validate_and_are_reproducible() {
     assert!(refused.contains("is not in the store"), "{refused}");
 }
 
-/// A docker-registry on a free port of 127.0.0.1, killed on drop.
-struct Registry {
-    child: Child,
-    host: String,
-}
-
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let host = format!("127.0.0.1:{port}");
-        let config = dir.join("registry.yml");
-        let storage = dir.join("registry-data");
-        let yaml = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
-            storage.display()
-        );
-        std::fs::write(&config, yaml).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry { child, host };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&registry.host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not start listening on {}", registry.host);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        registry
-    }
-
-    /// The body of `GET path`, accepting OCI manifests; panics unless 200.
-    fn get(&self, path: &str) -> Vec<u8> {
-        let mut stream = TcpStream::connect(&self.host).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n\r\n",
-            self.host
-        );
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
-        let head = text(&response[..split]);
-        assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}:\n{head}");
-        response[split + 4..].to_vec()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn push_sbom_attaches_the_document_to_the_pushed_manifest() {
     let s = Scratch::new("sbom-push");
     if !have_busybox(&s) {
         return;
     }
-    if !Path::new("/usr/bin/docker-registry").is_file() {
-        assert!(!ci(), "docker-registry is required when CI=true: run scripts/install-prerequisites");
-        eprintln!("skipping: docker-registry is not installed (scripts/install-prerequisites installs it)");
+    if !registry::installed() {
         return;
     }
     let mirror = s.0.join("mirror");
@@ -354,7 +293,7 @@ fn push_sbom_attaches_the_document_to_the_pushed_manifest() {
     let registry = Registry::start(&s.0);
 
     for (flag, media_type) in [("--sbom", "application/vnd.cyclonedx+json"), ("--sbom=spdx", "application/spdx+json")] {
-        let destination = format!("docker://{}/sbom-app:v1", registry.host);
+        let destination = registry.url("sbom-app:v1");
         let pushed =
             succeeded(&mini(&store, &s.0, &mirror, &["push", "--insecure", flag, "./flake#image", &destination]));
         let manifest = pushed.lines().find_map(|l| l.strip_prefix("manifest ")).unwrap_or_else(|| panic!("{pushed}"));

@@ -3,6 +3,7 @@
 
 pub mod clients;
 pub mod docker;
+pub mod registry;
 pub mod toolchain;
 
 use std::io::{Read, Write};
