@@ -262,7 +262,10 @@ pub fn write_oci_layout(
             let target = blobs.join(format!("layer-{i}"));
             let tmp = temporary(&target);
             let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            let result = layer.source.write(compressor, BufWriter::with_capacity(1 << 20, file)).and_then(|made| {
+            let job = produce::Job { source: &layer.source, recorded: layer.known.filter(|_| layer.recorded) };
+            let mut out = BufWriter::with_capacity(1 << 20, file);
+            let result = job.make(compressor, &mut out).and_then(|made| {
+                out.flush().map_err(io_err("writing", &tmp))?;
                 check(i, layer, &made)?;
                 let name = blobs.join(hex(&made.blob.sha256));
                 fs::rename(&tmp, &name).map_err(io_err("writing", &name))?;

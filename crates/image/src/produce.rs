@@ -178,7 +178,7 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn make(&self, compressor: Compressor, out: &mut dyn Write) -> Result<Made> {
+    pub(crate) fn make(&self, compressor: Compressor, out: &mut dyn Write) -> Result<Made> {
         match self.recorded {
             Some(tar) if compressor == Compressor::None => {
                 let mut counted = Counting { out, count: 0 };

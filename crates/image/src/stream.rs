@@ -11,7 +11,9 @@
 //!
 //! Nothing image-sized is in the store: `mini image stream` and `mini
 //! image copy` make the layer tars from the store paths when they are
-//! needed (`produce`), and check each against its diff_id here. The
+//! needed (`produce`), and check each against its diff_id here (by
+//! hashing it, unless the description is a valid path of this store: then
+//! it is the builder's own record, trusted as the digest cache is). The
 //! description may come from anywhere (a binary cache, say), so reading it
 //! checks every name: layers hold valid store paths of this store, and the
 //! customisation layer is the one file of that name in the directory,
@@ -162,6 +164,16 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
     check_config(&config, &description).map_err(bad)?;
     let store_dir = store.root().join("store");
+    // A description that is a valid path of this store was written by its
+    // image builder and is as trusted as the digest cache: its layers are
+    // counted, not hashed again. Any other copy may have been altered, and
+    // every layer made from it is hashed and checked.
+    let recorded = dir.parent() == Some(store_dir.as_path())
+        && dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| StorePath::parse(&format!("{}/{n}", mini_store::store_path::STORE_DIR)).ok())
+            .is_some_and(|p| store.is_valid(&p));
     let mut layers = Vec::new();
     for layer in &description.layers {
         let source = match &layer.contents {
@@ -177,8 +189,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
             Contents::Paths(paths) => paths.clone(),
             Contents::Customisation => Vec::new(),
         };
-        // The description may have been altered: its digests are checked.
-        layers.push(Layer { source, known: Some(layer.tar), recorded: false, paths });
+        layers.push(Layer { source, known: Some(layer.tar), recorded, paths });
     }
     Ok(StreamImage { description, config, layers })
 }
