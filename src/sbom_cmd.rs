@@ -73,10 +73,21 @@ pub fn sbom(store_root: &Path, args: SbomArgs) -> ExitCode {
         Err(message) => return fail(message),
     };
     match &args.output {
-        Some(file) => match std::fs::write(file, &text) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(format!("writing '{}': {e}", file.display())),
-        },
+        Some(file) => {
+            // Written beside and renamed: a failed write leaves no document
+            // that looks whole.
+            let mut tmp = file.as_os_str().to_owned();
+            tmp.push(format!(".tmp-{}", std::process::id()));
+            let tmp = std::path::PathBuf::from(tmp);
+            let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, file));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    fail(format!("writing '{}': {e}", file.display()))
+                }
+            }
+        }
         None => {
             // A closed stdout (`| head`) is not worth a panic.
             let mut stdout = std::io::stdout().lock();

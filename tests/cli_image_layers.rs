@@ -28,6 +28,13 @@ rec {{
   }};
   abc = image "abc" [ a b c ];
   ab = image "ab" [ a b ];
+  # One layer holding a (and the customisation entries), then a layered
+  # image whose one store-path layer holds a alone.
+  singleA = derivation {{
+    name = "single-a.tar"; system = "x86_64-linux"; builder = "builtin:image";
+    imageName = "single-a"; imageTag = "1"; layering = "single"; contents = [ a ];
+  }};
+  layeredA = image "layered-a" [ a ];
 }}
 "#
     );
@@ -223,4 +230,23 @@ fn small_unshared_paths_fold_and_merges_past_max_layers_are_logged() {
             && log.contains(") share layer 2: big small1 small2 small3 user1 user2\n"),
         "{log}"
     );
+}
+
+#[test]
+fn a_single_layer_image_records_no_store_path_layer_digest() {
+    // buildImage's one layer also holds the customisation entries: its
+    // digest is not the digest of its paths' layer, so it is not recorded
+    // (a record under the paths' key would make a later layered image of
+    // the same paths fail).
+    let s = Scratch::new("image-single-then-layered");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    flake(&dir, "gamma");
+    let single = layer_digests(&build(&store, &dir, "singleA"));
+    assert_eq!(single.len(), 1);
+    assert!(!store.join("layers/v3").exists() || cached_records(&store).is_empty(), "{:?}", cached_records(&store));
+    let layered = layer_digests(&build(&store, &dir, "layeredA"));
+    assert_eq!(layered.len(), 2, "a's layer and the customisation layer: {layered:?}");
+    assert_ne!(layered[0], single[0]);
+    assert_eq!(cached_records(&store).len(), 1);
 }

@@ -1,7 +1,9 @@
 //! Writing an image out: as a docker-archive (what `docker load`, `podman
 //! load` and skopeo read), to a file or any stream, or into an OCI image
 //! layout directory. Layers are made from the store as they are written
-//! (`produce`), each checked against its cached digest when one is known.
+//! (`produce`), each checked against its known digest: by its size when
+//! the digest is this store's own record (the digest cache), by hashing it
+//! otherwise.
 //!
 //! A docker-archive is written front to back in one pass: the layers in
 //! order as `NNN/layer.tar`, then the config (named by its digest, which
@@ -242,6 +244,10 @@ pub fn write_oci_layout(
     compressor: Compressor,
     known_blobs: &[Option<Digest>],
 ) -> Result<OciWritten> {
+    // The layout's other tags, read first: a bad index fails before any
+    // blob is made.
+    let index_path = dir.join("index.json");
+    let others = other_manifests(&index_path, &image.tag)?;
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_err("creating", &blobs))?;
     let have = |digest: &Digest| {
@@ -305,8 +311,6 @@ pub fn write_oci_layout(
         size: manifest.len() as u64,
     };
     write(&blobs.join(hex(&manifest_desc.digest)), manifest.as_bytes())?;
-    let index_path = dir.join("index.json");
-    let others = other_manifests(&index_path, &image.tag)?;
     write(&index_path, oci::oci_index(&manifest_desc, &image.tag, &image.repo_tag, &others).as_bytes())?;
     write(&dir.join("oci-layout"), oci::oci_layout().as_bytes())?;
     let written = made.iter().filter(|(_, wrote)| *wrote).count();
@@ -322,13 +326,25 @@ pub struct OciWritten {
     pub written: usize,
 }
 
+/// The largest `index.json` read.
+const MAX_INDEX: u64 = 16 << 20;
+
 /// The manifests of an existing `index.json` tagged other than `tag`.
 fn other_manifests(index: &Path, tag: &str) -> Result<Vec<Value>> {
-    let text = match fs::read_to_string(index) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_err("reading", index)(e)),
-    };
+    let not_an_index = |message: &str| ImageError::NotAnImage { path: index.to_path_buf(), message: message.into() };
+    if fs::symlink_metadata(index).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+        return Ok(Vec::new());
+    }
+    // Opened under the layout's handle, never through a link.
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let handle = crate::confined::open_dir(rustix::fs::CWD, dir.as_os_str()).map_err(io_err("reading", dir))?;
+    let file =
+        crate::confined::open_file(&handle, std::ffi::OsStr::new("index.json")).map_err(io_err("reading", index))?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut io::Read::take(file, MAX_INDEX + 1), &mut text).map_err(io_err("reading", index))?;
+    if text.len() as u64 > MAX_INDEX {
+        return Err(not_an_index("index.json is larger than 16 MiB"));
+    }
     let value: Value = serde_json::from_str(&text).map_err(|e| ImageError::NotAnImage {
         path: index.to_path_buf(),
         message: format!("index.json is not JSON: {e}"),

@@ -2,7 +2,7 @@
 //! `mini-build` through its `BuiltinBuilder` trait. It reads the image
 //! settings (`spec`), takes the runtime closure of everything the
 //! derivation refers to, splits it into layers (`layers`), takes each
-//! store-path layer from the cache (`cache`), makes the customisation layer
+//! store-path layer's digest from the digest cache (`digests`), makes the customisation layer
 //! (the `contents` links, `/tmp`, users, extra files), and writes the image
 //! (`archive`).
 
@@ -72,7 +72,7 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let mut custom = customisation(&spec, store, &closure)?;
     if let Some(format) = spec.sbom {
         let document =
-            mini_sbom::document(store, &roots, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
+            mini_sbom::recipe_document(store, &roots, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
         let name = match format {
             mini_sbom::Format::CycloneDx => SBOM_CYCLONEDX,
             mini_sbom::Format::Spdx => SBOM_SPDX,
@@ -137,7 +137,10 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
         let holds: Vec<String> = layer.paths.iter().map(|p| p.name().to_string()).collect();
         let what = if holds.is_empty() { "customisation".to_string() } else { holds.join(" ") };
         let _ = writeln!(job.log, "layer {}/{}: sha256:{} {what}", i + 1, layers.len(), hex(&made.tar.sha256));
-        if !layer.paths.is_empty() {
+        // Only store-path layers are recorded: `single` layering's one
+        // layer also holds the customisation entries, so its digest is not
+        // the digest of its paths' layer.
+        if !layer.paths.is_empty() && spec.layering != Layering::Single {
             let blob = (spec.compressor != Compressor::None).then_some((spec.compressor, made.blob));
             if layer.known != Some(made.tar) || blob.is_some() {
                 cache.put(&layer.paths, made.tar, blob)?;
@@ -204,7 +207,13 @@ impl EarlySync {
         }
     }
 
-    fn finish(mut self) {
+    /// Waits for the flushing thread (also on every error path: it holds
+    /// a handle on the output).
+    fn finish(self) {}
+}
+
+impl Drop for EarlySync {
+    fn drop(&mut self) {
         self.tell = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

@@ -145,7 +145,7 @@ pub fn copy(stream: &StreamImage, destination: &Destination, stdout: &mut dyn Wr
         }
         Destination::DockerDaemon { repo_tag } => {
             let daemon = Daemon::from_env()?;
-            let chains = daemon.layer_chains()?;
+            let chains = if daemon.uses_containerd_store()? { BTreeSet::new() } else { daemon.layer_chains()? };
             let diff_ids: Vec<String> =
                 stream.description.layers.iter().map(|l| format!("sha256:{}", hex(&l.tar.sha256))).collect();
             let omit: BTreeSet<usize> = (0..total).filter(|i| chains.contains(&diff_ids[..=*i])).collect();

@@ -4,8 +4,10 @@
 //! (`GET /images/json`, then each image's `RootFS.Layers`), and `POST
 //! /images/load` with a docker-archive as the body. A layer whose chain
 //! (it and every layer under it) the daemon already holds is listed in the
-//! archive's manifest but not sent: the daemon's loader looks a layer up
-//! by its chain before it reads the file.
+//! archive's manifest but not sent: a graph-driver daemon's loader looks a
+//! layer up by its chain before it reads the file. A daemon on containerd's
+//! image store (`GET /info` names a snapshotter) imports every blob listed,
+//! so it is sent every layer.
 //!
 //! HTTP/1.1 is written here by hand, over a Unix or TCP stream: the API
 //! needs two requests, a chunked upload and a plain reply, and no HTTP
@@ -111,7 +113,8 @@ impl Daemon {
             if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == ':') {
                 continue;
             }
-            let details = self.get_json(&format!("/images/{id}/json"))?;
+            // An image removed since the list was made is skipped.
+            let Some(details) = self.get_json_if_present(&format!("/images/{id}/json"))? else { continue };
             let layers: Vec<String> = details
                 .pointer("/RootFS/Layers")
                 .and_then(Value::as_array)
@@ -126,12 +129,35 @@ impl Daemon {
         Ok(chains)
     }
 
+    /// Whether the daemon keeps images in containerd's image store (a
+    /// snapshotter instead of a graph driver). Its loader imports every
+    /// blob the manifest lists, so no layer may be left out.
+    pub fn uses_containerd_store(&self) -> Result<bool> {
+        let info = self.get_json("/info")?;
+        let statuses = info.get("DriverStatus").and_then(Value::as_array).into_iter().flatten();
+        Ok(statuses
+            .flat_map(|pair| pair.as_array().into_iter().flatten())
+            .any(|v| v.as_str().is_some_and(|s| s.contains("io.containerd.snapshotter"))))
+    }
+
+    fn get_json_if_present(&self, path: &str) -> Result<Option<Value>> {
+        let (status, body) = self.request("GET", path, None)?;
+        if status == 404 {
+            return Ok(None);
+        }
+        Self::json_reply(self, path, status, &body).map(Some)
+    }
+
     fn get_json(&self, path: &str) -> Result<Value> {
         let (status, body) = self.request("GET", path, None)?;
+        Self::json_reply(self, path, status, &body)
+    }
+
+    fn json_reply(&self, path: &str, status: u16, body: &[u8]) -> Result<Value> {
         if status != 200 {
-            return Err(error(format!("{} answered {status} to GET {path}: {}", self.describe(), excerpt(&body))));
+            return Err(error(format!("{} answered {status} to GET {path}: {}", self.describe(), excerpt(body))));
         }
-        serde_json::from_slice(&body)
+        serde_json::from_slice(body)
             .map_err(|e| error(format!("{} answered GET {path} with no JSON: {e}", self.describe())))
     }
 

@@ -5,7 +5,9 @@
 //! never changes, so neither does its layer: a path packed once is never
 //! read again to learn its digest. The tars themselves are not kept: they
 //! are made again, from the store, whenever an image is written, streamed
-//! or copied (`produce`), and checked against the digest then.
+//! or copied (`produce`). A layer made again is then only counted: a
+//! record is this store's own, so its size is checked, not its digest
+//! (`mini store verify` is what finds a store path modified since).
 //!
 //! A compressed blob's digest and size are recorded beside, per
 //! compressor. A record is written to a temporary name and renamed into
@@ -175,11 +177,14 @@ fn tree_size(path: &Path) -> u64 {
     fs::read_dir(path).map(|es| es.flatten().map(|e| tree_size(&e.path())).sum()).unwrap_or(0)
 }
 
-/// A name beside `path` that no other process or thread uses.
+/// A name beside `path` that no other process or thread uses (the path
+/// itself is kept byte for byte; only a suffix is added).
 pub(crate) fn temporary(path: &Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = path.as_os_str().to_owned();
-    name.push(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
-    PathBuf::from(name.to_string_lossy().replace(['(', ')'], ""))
+    name.push(format!(".tmp-{}-{n}", std::process::id()));
+    PathBuf::from(name)
 }
 
 pub fn hex(bytes: &[u8]) -> String {

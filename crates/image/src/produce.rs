@@ -7,13 +7,15 @@
 //! their bytes to one consumer in layer order, so a docker-archive can be
 //! written front to back while the layers after the current one are
 //! already being read, tarred and hashed. Each layer's bytes travel in
-//! chunks through a small bounded channel, so memory stays a few MiB per
-//! worker however large the layer.
+//! chunks through a small bounded channel, and workers start a layer only
+//! within a window of two per worker past the one being consumed, so
+//! memory stays a few MiB per layer in that window however many or large
+//! the layers.
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::compress::Compressor;
 use crate::digests::Digest;
@@ -210,6 +212,19 @@ impl Write for Counting<'_> {
     }
 }
 
+/// Tells the workers the consumer stopped (whether done or failed), so
+/// none waits for it forever.
+struct Stop<'a>(&'a (Mutex<usize>, Condvar));
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut done) = self.0 .0.lock() {
+            *done = usize::MAX;
+        }
+        self.0 .1.notify_all();
+    }
+}
+
 /// Makes the layers `sources` (each compressed by `compressor`), several
 /// at once, and hands their bytes to `consume` in order. Stops at the
 /// first error, the consumer's included.
@@ -224,6 +239,11 @@ pub fn in_order(
     let senders = Mutex::new(senders.into_iter().map(Some).collect::<Vec<_>>());
     let next = AtomicUsize::new(0);
     let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, count.max(1));
+    // How many layers the consumer has taken (`usize::MAX`: it stopped). A
+    // worker starts a layer only within a window of that, so layers made
+    // ahead of the consumer are few, however small they are.
+    let window = 2 * workers;
+    let taken = (Mutex::new(0usize), Condvar::new());
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| loop {
@@ -231,6 +251,17 @@ pub fn in_order(
                 if i >= count {
                     break;
                 }
+                let Ok(mut done) = taken.0.lock() else { break };
+                while *done != usize::MAX && i >= *done + window {
+                    done = match taken.1.wait(done) {
+                        Ok(done) => done,
+                        Err(_) => return,
+                    };
+                }
+                if *done == usize::MAX {
+                    break;
+                }
+                drop(done);
                 let Some(tx) = senders.lock().ok().and_then(|mut s| s[i].take()) else { break };
                 let mut chunks = ChunkSender { tx: tx.clone(), buf: Vec::with_capacity(CHUNK), pool: &pool };
                 let made = jobs[i].make(compressor, &mut chunks);
@@ -239,6 +270,7 @@ pub fn in_order(
                 }
             });
         }
+        let _stop = Stop(&taken);
         let mut made = Vec::with_capacity(count);
         for (i, rx) in receivers.into_iter().enumerate() {
             consume(Piece::Start(i))?;
@@ -255,6 +287,10 @@ pub fn in_order(
                         let layer = result?;
                         consume(Piece::End(i, layer))?;
                         made.push(layer);
+                        if let Ok(mut done) = taken.0.lock() {
+                            *done += 1;
+                        }
+                        taken.1.notify_all();
                         break;
                     }
                     Err(_) => {

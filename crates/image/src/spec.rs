@@ -33,8 +33,8 @@ pub enum Layering {
 pub enum Format {
     Docker,
     Oci,
-    /// `streamLayeredImage`: a small description of the image (config,
-    /// manifest, layers with their store paths and digests); the layer
+    /// `streamLayeredImage`: a small description of the image (its config,
+    /// its layers with their store paths and digests); the layer
     /// tars are made when the image is streamed or copied.
     Stream,
 }

@@ -11,11 +11,11 @@
 //!
 //! Nothing image-sized is in the store: `mini image stream` and `mini
 //! image copy` make the layer tars from the store paths when they are
-//! needed (`produce`), and check each against its diff_id here (by
-//! hashing it, unless the description is a valid path of this store: then
-//! it is the builder's own record, trusted as the digest cache is). The
-//! description may come from anywhere (a binary cache, say), so reading it
-//! checks every name: layers hold valid store paths of this store, and the
+//! needed (`produce`), and check each against its diff_id here: by
+//! hashing it, unless this store's digest cache records that very digest
+//! for the layer's paths (then only its size is checked, as the image
+//! builder does). The description may come from anywhere (any builder, a
+//! binary cache, a copy), so reading it checks every name: layers hold valid store paths of this store, and the
 //! customisation layer is the one file of that name in the directory,
 //! never reached through a link.
 
@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use crate::archive::Layer;
 use crate::confined;
-use crate::digests::{hex, parse_hex, Digest};
+use crate::digests::{hex, parse_hex, Digest, DigestCache};
 use crate::error::{io_err, ImageError, Result};
 use crate::produce::Source;
 use crate::tarball;
@@ -164,16 +164,11 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
     check_config(&config, &description).map_err(bad)?;
     let store_dir = store.root().join("store");
-    // A description that is a valid path of this store was written by its
-    // image builder and is as trusted as the digest cache: its layers are
-    // counted, not hashed again. Any other copy may have been altered, and
-    // every layer made from it is hashed and checked.
-    let recorded = dir.parent() == Some(store_dir.as_path())
-        && dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| StorePath::parse(&format!("{}/{n}", mini_store::store_path::STORE_DIR)).ok())
-            .is_some_and(|p| store.is_valid(&p));
+    // A layer whose digest this store's own digest cache records for the
+    // same paths is counted, not hashed again, when made (as the image
+    // builder does); any other claim in the description (which any
+    // builder, cache or copy could have written) is checked by hashing.
+    let cache = DigestCache::open(store)?;
     let mut layers = Vec::new();
     for layer in &description.layers {
         let source = match &layer.contents {
@@ -189,6 +184,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
             Contents::Paths(paths) => paths.clone(),
             Contents::Customisation => Vec::new(),
         };
+        let recorded = !paths.is_empty() && cache.get(&paths).tar == Some(layer.tar);
         layers.push(Layer { source, known: Some(layer.tar), recorded, paths });
     }
     Ok(StreamImage { description, config, layers })

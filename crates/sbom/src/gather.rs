@@ -36,12 +36,24 @@ const MAX_TEXT: u64 = 64 << 20;
 
 /// The SBOM of the closure of `roots`, which must be valid, named `name`.
 pub fn gather(store: &Store, roots: &[StorePath], name: &str) -> Result<Sbom> {
+    gather_scoped(store, roots, name, false)
+}
+
+/// [`gather`], but with `recipe_only`, nothing that depends on which
+/// build-only paths this store happens to hold: fetched sources are listed
+/// from their derivations alone (URL and declared hash, not their archive
+/// hash nor the Go modules inside), and the derivations' own sources are
+/// not read. The document is then the same on every machine that has the
+/// closure (what an image embedding it needs: its bytes must not depend on
+/// the store it was built in).
+pub fn gather_scoped(store: &Store, roots: &[StorePath], name: &str, recipe_only: bool) -> Result<Sbom> {
     if let Some(missing) = roots.iter().find(|p| !store.is_valid(p)) {
         return Err(SbomError::NotValid(missing.clone()));
     }
     let closure = store.closure(roots)?;
     let mut gatherer = Gatherer {
         store,
+        recipe_only,
         in_closure: closure.iter().map(|info| info.path.clone()).collect(),
         derivations: HashMap::new(),
         fetches: HashMap::new(),
@@ -59,6 +71,8 @@ pub fn gather(store: &Store, roots: &[StorePath], name: &str) -> Result<Sbom> {
 
 struct Gatherer<'a> {
     store: &'a Store,
+    /// See [`gather_scoped`].
+    recipe_only: bool,
     in_closure: BTreeSet<StorePath>,
     /// Derivations read so far (`None`: not in the store).
     derivations: HashMap<StorePath, Option<Rc<Derivation>>>,
@@ -82,7 +96,8 @@ impl Gatherer<'_> {
         }
         self.add_go_modules(&info.path, fetched)?;
         let Some((drv_path, drv)) = deriver.filter(|_| !fetched) else { return Ok(()) };
-        for src in &drv.input_srcs {
+        let recipe_only = self.recipe_only;
+        for src in drv.input_srcs.iter().filter(|_| !recipe_only) {
             for module in self.go_modules(src, &["vendor", "modules.txt"])? {
                 self.sbom.depend(&reference, &module);
             }
@@ -103,7 +118,7 @@ impl Gatherer<'_> {
         if self.sbom.components.contains_key(&output.to_string()) {
             return Ok(Some(output.to_string()));
         }
-        let info = self.store.query(&output)?;
+        let info = if self.recipe_only { None } else { self.store.query(&output)? };
         let component = self.path_component(&output, info.as_ref(), Some(&(drv_path.clone(), drv)));
         let reference = component.reference.clone();
         self.sbom.add(component);
@@ -392,6 +407,14 @@ mod tests {
         );
         assert_eq!(sbom.dependencies[&lib.to_string()], BTreeSet::from([lib_src.to_string()]));
         assert_eq!(sbom.dependencies[&vendor.to_string()], BTreeSet::from([go.to_string()]));
+
+        // Recipe only: the vendoring fetch is listed from its derivation,
+        // not read from the store, so its modules (and any archive hash of
+        // a fetch that happens to be built here) are not in the document.
+        let recipe = gather_scoped(&store, std::slice::from_ref(&app), "app", true).unwrap();
+        let recipe_refs: BTreeSet<String> = refs.iter().filter(|r| *r != go).cloned().collect();
+        assert_eq!(recipe.components.keys().cloned().collect::<BTreeSet<_>>(), recipe_refs);
+        assert!(recipe.components[&vendor.to_string()].hashes.iter().all(|h| h.algorithm != Algorithm::Blake3));
 
         let root = &sbom.components[&app.to_string()];
         assert_eq!((root.kind, root.name.as_str(), root.version.as_str()), (Kind::Application, "app", "1.0"));

@@ -68,9 +68,19 @@ const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// JSON text ending in a newline; `name` names the document (and, with
 /// several roots, what they are together).
 pub fn document(store: &Store, roots: &[StorePath], format: Format, name: &str) -> Result<String> {
-    let sbom = gather::gather(store, roots, name)?;
+    render(&gather::gather(store, roots, name)?, format)
+}
+
+/// [`document`] of only what the recipe determines (see
+/// [`gather::gather_scoped`]): the same bytes on every machine, as an
+/// image that embeds it needs.
+pub fn recipe_document(store: &Store, roots: &[StorePath], format: Format, name: &str) -> Result<String> {
+    render(&gather::gather_scoped(store, roots, name, true)?, format)
+}
+
+fn render(sbom: &model::Sbom, format: Format) -> Result<String> {
     Ok(match format {
-        Format::CycloneDx => cyclonedx::render(&sbom),
-        Format::Spdx => spdx::render(&sbom),
+        Format::CycloneDx => cyclonedx::render(sbom),
+        Format::Spdx => spdx::render(sbom),
     })
 }
