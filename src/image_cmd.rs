@@ -319,7 +319,7 @@ fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, prin
         Ok(d) => d,
         Err(e) => return crate::fail(e.to_string()),
     };
-    if destination == (Destination::DockerArchive { file: None, repo_tag: None }) && std::io::stdout().is_terminal() {
+    if matches!(destination, Destination::DockerArchive { file: None, .. }) && std::io::stdout().is_terminal() {
         return crate::fail("standard output is a terminal: pipe the image into `docker load`, or give a file");
     }
     let found = match realise_image(store_root, arg, print_build_logs) {

@@ -102,7 +102,11 @@ impl Description {
                 .ok_or_else(|| format!("{DESCRIPTION} has no '{key}'"))
         };
         let mut layers = Vec::new();
-        for (i, layer) in value.get("layers").and_then(Value::as_array).ok_or("no 'layers'")?.iter().enumerate() {
+        let listed = value.get("layers").and_then(Value::as_array).ok_or("no 'layers'")?;
+        if listed.is_empty() || listed.len() > MAX_LAYERS {
+            return Err(format!("{DESCRIPTION} lists {} layers: an image has 1 to {MAX_LAYERS}", listed.len()));
+        }
+        for (i, layer) in listed.iter().enumerate() {
             let bad = |what: &str| format!("layer {} of {DESCRIPTION}: {what}", i + 1);
             let sha256 = layer
                 .get("diffId")
@@ -128,8 +132,36 @@ impl Description {
                 };
             layers.push(DescribedLayer { tar: Digest { sha256, size }, contents });
         }
-        Ok(Description { repo_tag: string("repoTag")?, tag: string("tag")?, layers })
+        let customisations = layers.iter().filter(|l| l.contents == Contents::Customisation).count();
+        if customisations > 1 {
+            return Err(format!("{DESCRIPTION} names {CUSTOMISATION} for {customisations} layers; an image has one"));
+        }
+        let (repo_tag, tag) = (string("repoTag")?, string("tag")?);
+        if !is_tag(&tag) || !repo_tag.rsplit_once(':').is_some_and(|(name, t)| is_name(name) && t == tag) {
+            return Err(format!(
+                "{DESCRIPTION} names the image '{repo_tag}' with tag '{tag}': not NAME:TAG as Docker names images"
+            ));
+        }
+        Ok(Description { repo_tag, tag, layers })
     }
+}
+
+/// The most layers a description may list (Docker's limit is 127; a
+/// description is untrusted, so the bound keeps reading it small).
+const MAX_LAYERS: usize = 1000;
+
+/// A tag as the image builder writes one: no spaces, control characters
+/// or slashes (its syntax is the recipe's `tag`; clients check the rest).
+fn is_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && !tag.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == ':')
+}
+
+/// An image name as the builder writes one (`imageName`): no spaces or
+/// control characters.
+fn is_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 255 && !name.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// A streamed image read back: its description, its config, and its
@@ -240,6 +272,9 @@ mod tests {
             d.to_json().replace(CUSTOMISATION, "../../etc/passwd"),
             d.to_json().replace("/mini/store/", "/etc/"),
             d.to_json().replace("sha256:01", "sha256:zz"),
+            d.to_json().replace("hello:v1", "Hello World:v1"),
+            d.to_json().replace("\"tag\":\"v1\"", "\"tag\":\"v2\""),
+            d.to_json().replace(r#""paths":["#, r#""file":"customisation.tar","x":["#),
         ] {
             assert!(Description::parse(bad.as_bytes()).is_err(), "{bad}");
         }
