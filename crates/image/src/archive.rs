@@ -47,6 +47,14 @@ pub struct Layer {
     pub paths: Vec<StorePath>,
 }
 
+impl Layer {
+    /// What `produce` makes of this layer: counted against a digest this
+    /// store recorded, hashed otherwise.
+    fn job(&self) -> produce::Job<'_> {
+        produce::Job { source: &self.source, recorded: self.known.filter(|_| self.recorded) }
+    }
+}
+
 /// An image to write: its layers, and its config given their diff_ids.
 pub struct Image<'a> {
     pub layers: &'a [Layer],
@@ -101,7 +109,7 @@ fn mismatch(index: usize, layer: &Layer, made: &Made) -> ImageError {
 }
 
 /// Checks a made layer against what was known of it.
-fn check(index: usize, layer: &Layer, made: &Made) -> Result<()> {
+pub(crate) fn check(index: usize, layer: &Layer, made: &Made) -> Result<()> {
     match layer.known {
         Some(known) if known != made.tar => Err(mismatch(index, layer, made)),
         _ => Ok(()),
@@ -149,7 +157,7 @@ impl<'a> DockerArchive<'a> {
             .iter()
             .map(|i| {
                 let layer = &layers[*i];
-                produce::Job { source: &layer.source, recorded: layer.known.filter(|_| layer.recorded) }
+                layer.job()
             })
             .collect();
         let mut diff_ids: Vec<[u8; 32]> =
@@ -268,7 +276,7 @@ pub fn write_oci_layout(
             let target = blobs.join(format!("layer-{i}"));
             let tmp = temporary(&target);
             let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-            let job = produce::Job { source: &layer.source, recorded: layer.known.filter(|_| layer.recorded) };
+            let job = layer.job();
             let mut out = BufWriter::with_capacity(1 << 20, file);
             let result = job.make(compressor, &mut out).and_then(|made| {
                 out.flush().map_err(io_err("writing", &tmp))?;

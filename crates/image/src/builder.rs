@@ -27,7 +27,7 @@ use crate::digests::{hex, DigestCache};
 use crate::error::{io_err, ImageError, Result};
 use crate::layers;
 use crate::oci;
-use crate::produce::{Fill, Made, Source};
+use crate::produce::{self, Fill, Made, Source};
 use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
 use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
@@ -230,11 +230,7 @@ fn make_blob_files(layers: &[Layer], compressor: Compressor, scratch: &Path) -> 
             let path = scratch.join(format!("layer-{i}.{}", compressor.extension()));
             let file = File::create(&path).map_err(io_err("creating", &path))?;
             let made = layer.source.write(compressor, BufWriter::with_capacity(1 << 20, file))?;
-            if layer.known.is_some_and(|k| k != made.tar) {
-                return Err(io_err("making", &path)(std::io::Error::other(
-                    "a store path changed since its layer was first packed; run `mini store verify --repair`",
-                )));
-            }
+            archive::check(i, layer, &made)?;
             Ok((path, made))
         })
         .collect()
@@ -326,7 +322,7 @@ fn plan_layers(
         .into_iter()
         .map(|paths| {
             let known = cache.get(&paths).tar;
-            Layer { source: stream::store_layer(&store_dir, &paths), known, recorded: true, paths }
+            Layer { source: produce::store_layer(&store_dir, &paths), known, recorded: true, paths }
         })
         .collect();
     let mut writer = LayerWriter::new(Vec::new());

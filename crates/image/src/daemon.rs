@@ -145,12 +145,12 @@ impl Daemon {
         if status == 404 {
             return Ok(None);
         }
-        Self::json_reply(self, path, status, &body).map(Some)
+        self.json_reply(path, status, &body).map(Some)
     }
 
     fn get_json(&self, path: &str) -> Result<Value> {
         let (status, body) = self.request("GET", path, None)?;
-        Self::json_reply(self, path, status, &body)
+        self.json_reply(path, status, &body)
     }
 
     fn json_reply(&self, path: &str, status: u16, body: &[u8]) -> Result<Value> {

@@ -92,11 +92,6 @@ fn ranked(roots: &[StorePath], references: &BTreeMap<StorePath, BTreeSet<StorePa
     paths
 }
 
-/// The paths by popularity, most popular first.
-pub fn by_popularity(roots: &[StorePath], references: &BTreeMap<StorePath, BTreeSet<StorePath>>) -> Vec<StorePath> {
-    ranked(roots, references).into_iter().map(|(p, _)| p).collect()
-}
-
 /// A layer plan, and what the builder should say about it: each note is
 /// one line for the build log (paths merged past `maxLayers`, paths folded
 /// for being small).
@@ -204,7 +199,8 @@ mod tests {
         assert_eq!(count[&libc], 3);
         assert_eq!(count[&lib], 1);
         assert_eq!(count[&app], 1);
-        assert_eq!(by_popularity(&[app.clone(), tool.clone()], &refs), vec![libc, app, lib, tool]);
+        let order: Vec<StorePath> = ranked(&[app.clone(), tool.clone()], &refs).into_iter().map(|(p, _)| p).collect();
+        assert_eq!(order, vec![libc, app, lib, tool]);
     }
 
     #[test]

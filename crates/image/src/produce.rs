@@ -13,14 +13,17 @@
 //! the layers.
 
 use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
+use mini_store::store_path::StorePath;
+
 use crate::compress::Compressor;
 use crate::digests::Digest;
 use crate::error::{ImageError, Result};
-use crate::tarball::{Counter, HashingWriter, LayerWriter};
+use crate::tarball::{self, Counter, HashingWriter, LayerWriter};
 
 /// Writes a layer's tar entries (the writer ends the tar).
 pub type Fill = Arc<dyn Fn(&mut LayerWriter<&mut dyn Write>) -> Result<()> + Send + Sync>;
@@ -97,6 +100,13 @@ impl Source {
         std::thread::spawn(move || source.write(Compressor::None, io::BufWriter::with_capacity(CHUNK, writer)));
         Ok(Box::new(reader))
     }
+}
+
+/// The source of the layer holding `paths`, from the store at `store_dir`.
+pub fn store_layer(store_dir: &Path, paths: &[StorePath]) -> Source {
+    let store_dir: PathBuf = store_dir.to_path_buf();
+    let names: Vec<String> = paths.iter().map(StorePath::base_name).collect();
+    Source::Tar(Arc::new(move |w| tarball::fill_store_layer(w, &store_dir, &names)))
 }
 
 fn write_error(e: io::Error) -> ImageError {

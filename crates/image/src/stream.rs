@@ -23,7 +23,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use mini_store::store::Store;
@@ -34,8 +34,7 @@ use crate::archive::Layer;
 use crate::confined;
 use crate::digests::{hex, parse_hex, Digest, DigestCache};
 use crate::error::{io_err, ImageError, Result};
-use crate::produce::Source;
-use crate::tarball;
+use crate::produce::{self, Source};
 
 pub const DESCRIPTION: &str = "image.json";
 pub const CONFIG: &str = "config.json";
@@ -208,7 +207,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
                 if let Some(missing) = paths.iter().find(|p| !store.is_valid(p)) {
                     return Err(bad(format!("a layer holds {missing}, which is not valid in this store")));
                 }
-                store_layer(&store_dir, paths)
+                produce::store_layer(&store_dir, paths)
             }
             Contents::Customisation => Source::Bytes(Arc::new(read(CUSTOMISATION, MAX_CUSTOMISATION)?)),
         };
@@ -240,13 +239,6 @@ fn check_config(config: &str, description: &Description) -> std::result::Result<
         ));
     }
     Ok(())
-}
-
-/// The source of the layer holding `paths`, from the store at `store_dir`.
-pub fn store_layer(store_dir: &Path, paths: &[StorePath]) -> Source {
-    let store_dir: PathBuf = store_dir.to_path_buf();
-    let names: Vec<String> = paths.iter().map(StorePath::base_name).collect();
-    Source::Tar(Arc::new(move |w| tarball::fill_store_layer(w, &store_dir, &names)))
 }
 
 #[cfg(test)]

@@ -282,14 +282,6 @@ pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[Strin
     layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
 }
 
-/// The size in bytes of [`write_store_layer`]'s tar, from the files'
-/// metadata alone.
-pub fn store_layer_size(store_dir: &Path, base_names: &[String]) -> Result<u64> {
-    let mut layer = LayerWriter::for_sizing(Counter::default());
-    fill_store_layer(&mut layer, store_dir, base_names)?;
-    Ok(layer.finish().map_err(io_err("archiving", Path::new("mini/store")))?.0)
-}
-
 /// A writer that only counts.
 #[derive(Default)]
 pub struct Counter(pub u64);
@@ -384,7 +376,9 @@ mod tests {
         let again = write_store_layer(Vec::new(), &dir, &["abc-tool".into()]).unwrap();
         assert_eq!(again, bytes);
         // Its size is known from the metadata alone.
-        assert_eq!(store_layer_size(&dir, &["abc-tool".into()]).unwrap(), size);
+        let mut sizing = LayerWriter::for_sizing(Counter::default());
+        fill_store_layer(&mut sizing, &dir, &["abc-tool".into()]).unwrap();
+        assert_eq!(sizing.finish().unwrap().0, size);
         fs::remove_dir_all(&dir).unwrap();
     }
 
