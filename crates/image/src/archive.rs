@@ -417,6 +417,21 @@ mod tests {
     }
 
     #[test]
+    fn an_oci_index_that_is_a_link_is_never_followed() {
+        let dir = std::env::temp_dir().join(format!("mini-oci-index-link-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let host = dir.join("host-index.json");
+        fs::write(&host, r#"{"manifests":[{"annotations":{"org.opencontainers.image.ref.name":"other"}}]}"#).unwrap();
+        std::os::unix::fs::symlink(&host, dir.join("index.json")).unwrap();
+        assert!(other_manifests(&dir.join("index.json"), "v1").is_err());
+        fs::remove_file(dir.join("index.json")).unwrap();
+        fs::copy(&host, dir.join("index.json")).unwrap();
+        assert_eq!(other_manifests(&dir.join("index.json"), "v1").unwrap().len(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_layer_this_store_recorded_is_counted_not_hashed() {
         // The digest cache's own record is trusted for the digest (the
         // layer is not hashed again), but the size is still checked.

@@ -245,6 +245,43 @@ fn check_config(config: &str, description: &Description) -> std::result::Result<
 mod tests {
     use super::*;
     use mini_store::store_path::PathKind;
+    use sha2::{Digest as _, Sha256 as Sha256Digest};
+
+    #[test]
+    fn files_of_a_description_that_are_links_are_never_followed() {
+        // A description (from any builder, or a copy) whose customisation
+        // layer, or config, is a link to a host file: refused, and the host
+        // file's bytes are never read into an image.
+        let root = std::env::temp_dir().join(format!("mini-stream-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root.join("store")).unwrap();
+        let secret = root.join("secret");
+        std::fs::write(&secret, "host secret").unwrap();
+        let dir = root.join("image");
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = Digest { sha256: Sha256Digest::digest(b"host secret").into(), size: 11 };
+        let description = Description {
+            repo_tag: "x:1".into(),
+            tag: "1".into(),
+            layers: vec![DescribedLayer { tar, contents: Contents::Customisation }],
+        };
+        std::fs::write(dir.join(DESCRIPTION), description.to_json()).unwrap();
+        let config = json!({ "rootfs": { "diff_ids": [format!("sha256:{}", hex(&tar.sha256))] } }).to_string();
+        std::fs::write(dir.join(CONFIG), &config).unwrap();
+        std::os::unix::fs::symlink(&secret, dir.join(CUSTOMISATION)).unwrap();
+        assert!(open(&dir, &store).is_err(), "a linked customisation layer is refused");
+        std::fs::remove_file(dir.join(CUSTOMISATION)).unwrap();
+        std::fs::write(dir.join(CUSTOMISATION), "host secret").unwrap();
+        std::fs::remove_file(dir.join(CONFIG)).unwrap();
+        let linked_config = root.join("config");
+        std::fs::write(&linked_config, &config).unwrap();
+        std::os::unix::fs::symlink(&linked_config, dir.join(CONFIG)).unwrap();
+        assert!(open(&dir, &store).is_err(), "a linked config is refused");
+        std::fs::remove_file(dir.join(CONFIG)).unwrap();
+        std::fs::write(dir.join(CONFIG), &config).unwrap();
+        assert!(open(&dir, &store).is_ok(), "the same files, not links, are read");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn descriptions_round_trip_and_bad_ones_are_refused() {
