@@ -75,8 +75,8 @@ enum Command {
     Graph(graph_cmd::GraphArgs),
     /// Pin a flake's inputs in its mini.lock, or move the pins with --update.
     Lock(lock_cmd::LockArgs),
-    /// Push an image (a docker-archive, an OCI layout, or an installable that
-    /// builds one) to a registry over the OCI distribution API.
+    /// Push an image (a docker-archive, an OCI layout, a streamed image, or an
+    /// installable that builds one) to a registry over the OCI distribution API.
     Push(push_cmd::PushArgs),
     /// Print the software bill of materials (CycloneDX or SPDX JSON) of an
     /// installable's runtime closure, with the sources its builds fetched.

@@ -22,8 +22,9 @@ use crate::{fail, image_cmd};
 
 #[derive(Args)]
 pub struct PushArgs {
-    /// A docker-archive file, an OCI layout directory, or an installable that
-    /// builds one (DIR#ATTR, DIR, a .drv store path, a link such as ./result).
+    /// A docker-archive file, an OCI layout directory, a streamed image
+    /// (streamLayeredImage's result), or an installable that builds one
+    /// (DIR#ATTR, DIR, a .drv store path, a link such as ./result).
     #[arg(value_name = "IMAGE")]
     image: String,
     /// Where to push: docker://HOST[:PORT]/REPO[:TAG] (the tag defaults to latest).
