@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::{SourceMap, Span};
+use crate::source::{Pos, SourceMap, Span};
 use crate::syntax::ast::{self, Ast, AttrKey, BinOp, Binding, Param, PathKind, StrPart};
 use crate::value::{Symbol, Value};
 
@@ -98,7 +98,16 @@ pub enum Key {
 /// frame's slots line up with the resulting set's entries.
 pub struct SetExpr {
     pub statics: Vec<(Symbol, AttrDef)>,
-    pub dynamics: Vec<(Expr, Expr, Span)>,
+    pub dynamics: Vec<DynamicDef>,
+}
+
+/// `${key} = value;`: a name only known when the set is built.
+pub struct DynamicDef {
+    pub key: Expr,
+    pub value: Expr,
+    /// The key's span, for messages, and as a position for `unsafeGetAttrPos`.
+    pub span: Span,
+    pub pos: Pos,
 }
 
 pub struct AttrDef {
@@ -106,6 +115,8 @@ pub struct AttrDef {
     /// `inherit x;` in a recursive frame: evaluated in the enclosing frame.
     pub inherited: bool,
     pub span: Span,
+    /// Where the attribute is defined, for `unsafeGetAttrPos`.
+    pub pos: Pos,
 }
 
 pub struct LambdaInfo {
@@ -125,6 +136,8 @@ pub enum ParamInfo {
     Idents(u32),
     Pattern {
         formals: Formals,
+        /// Where each formal is written (for `functionArgs`' positions).
+        positions: Box<[Pos]>,
         ellipsis: bool,
         bind: bool,
     },
@@ -268,6 +281,10 @@ impl<'a> Compiler<'a> {
     }
 
     fn variable(&mut self, name: &str, span: Span) -> EvalResult<Expr> {
+        // `__curPos` is a keyword in Nix: it cannot be shadowed.
+        if name == "__curPos" {
+            return Ok(Expr::Const(crate::builtins::position_value(self.sources, span)));
+        }
         let sym = Symbol::intern(name);
         let mut withs = Vec::new();
         for (level, scope) in self.scopes.iter().rev().enumerate() {
@@ -314,6 +331,7 @@ impl<'a> Compiler<'a> {
         let rec = def.rec;
         let mut statics = Vec::with_capacity(def.statics.len());
         for (sym, value, span) in def.statics {
+            let pos = Pos::new(def.inherit_pos.get(&sym).copied().unwrap_or(span));
             let (value, inherited) = match value {
                 DefValue::Expr(ast) => (self.expr(&ast, Some(sym))?, false),
                 DefValue::Nested(nested) => (self.set(nested)?, false),
@@ -326,7 +344,7 @@ impl<'a> Compiler<'a> {
                 }
                 DefValue::Inherit(name, span) => (self.variable(&name, span)?, false),
             };
-            statics.push((sym, AttrDef { value, inherited, span }));
+            statics.push((sym, AttrDef { value, inherited, span, pos }));
         }
         statics.sort_by_key(|(k, _)| *k);
         let mut dynamics = Vec::with_capacity(def.dynamics.len());
@@ -336,7 +354,7 @@ impl<'a> Compiler<'a> {
                 DefValue::Expr(ast) => self.expr(&ast, None)?,
                 DefValue::Inherit(..) => unreachable!("inherit never has a dynamic name"),
             };
-            dynamics.push((self.expr(&key, None)?, value, span));
+            dynamics.push(DynamicDef { key: self.expr(&key, None)?, value, span, pos: Pos::new(span) });
         }
         Ok(SetExpr { statics, dynamics })
     }
@@ -368,6 +386,7 @@ impl<'a> Compiler<'a> {
                         ));
                     }
                 }
+                let positions: Box<[Pos]> = formals.iter().map(|f| Pos::new(f.span)).collect();
                 let (formals, body) = self.in_scope(Scope::Names(names), |c| {
                     let formals = formals
                         .iter()
@@ -380,7 +399,7 @@ impl<'a> Compiler<'a> {
                 Ok(LambdaInfo {
                     name,
                     span: lambda.span,
-                    param: ParamInfo::Pattern { formals, ellipsis: *ellipsis, bind: bind.is_some() },
+                    param: ParamInfo::Pattern { positions, formals, ellipsis: *ellipsis, bind: bind.is_some() },
                     body,
                 })
             }
@@ -430,6 +449,8 @@ pub fn canonicalize_lexically(path: &Path) -> String {
 struct SetDef {
     rec: bool,
     statics: Vec<(Symbol, DefValue, Span)>,
+    /// Positions of inherited attributes, which are not their names' spans.
+    inherit_pos: HashMap<Symbol, Span>,
     dynamics: Vec<(Ast, DefValue, Span)>,
 }
 
@@ -441,11 +462,12 @@ enum DefValue {
 
 impl SetDef {
     fn from_bindings(rec: bool, bindings: &[Binding], sources: &SourceMap) -> EvalResult<SetDef> {
-        let mut def = SetDef { rec, statics: Vec::new(), dynamics: Vec::new() };
+        let mut def = SetDef { rec, statics: Vec::new(), inherit_pos: HashMap::new(), dynamics: Vec::new() };
         for binding in bindings {
             match binding {
-                Binding::Inherit { from, names, .. } => {
+                Binding::Inherit { from, names, pos, .. } => {
                     for (name, span) in names {
+                        def.inherit_pos.insert(Symbol::intern(name), *pos);
                         let value = match from {
                             Some(from) => DefValue::Expr(Ast::Select {
                                 expr: from.clone(),
@@ -521,6 +543,7 @@ impl SetDef {
                     existing.statics.push((sym, v, s));
                 }
                 existing.dynamics.extend(new.dynamics);
+                existing.inherit_pos.extend(new.inherit_pos);
                 Ok(())
             }
             _ => Err(duplicate(&show_path(full), span, previous, sources)),
@@ -541,7 +564,7 @@ impl SetDef {
                 other => DefValue::Expr(other.clone()),
             });
         }
-        let mut nested = SetDef { rec: false, statics: Vec::new(), dynamics: Vec::new() };
+        let mut nested = SetDef { rec: false, statics: Vec::new(), inherit_pos: HashMap::new(), dynamics: Vec::new() };
         nested.insert_path(rest, full, value, span, sources)?;
         Ok(DefValue::Nested(nested))
     }

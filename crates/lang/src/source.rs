@@ -27,6 +27,36 @@ impl Span {
     }
 }
 
+/// Where an attribute was defined, as a small handle: attribute entries
+/// carry one (for `unsafeGetAttrPos`) in space they would otherwise pad.
+/// Positions are registered once, when code is compiled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Pos(u32);
+
+thread_local! {
+    static POSITIONS: std::cell::RefCell<Vec<Span>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Pos {
+    /// No known position (attributes made by builtins).
+    pub const NONE: Pos = Pos(0);
+
+    pub fn new(span: Span) -> Pos {
+        POSITIONS.with(|p| {
+            let mut p = p.borrow_mut();
+            p.push(span);
+            Pos(p.len() as u32)
+        })
+    }
+
+    pub fn span(self) -> Option<Span> {
+        match self.0 {
+            0 => None,
+            n => POSITIONS.with(|p| p.borrow().get(n as usize - 1).copied()),
+        }
+    }
+}
+
 /// One loaded source text.
 pub struct SourceFile {
     /// How the file is named in messages: a path, or `«string»` for `--expr`.

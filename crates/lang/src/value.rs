@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::compile::{Expr, LambdaInfo};
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
-use crate::source::Span;
+use crate::source::{Pos, Span};
 use crate::string::NixStr;
 
 /// An interned attribute or variable name.
@@ -188,33 +188,62 @@ impl From<Value> for Thunk {
     }
 }
 
+/// One attribute: its name, where it was defined, and its value.
+#[derive(Clone)]
+pub struct Attr {
+    pub name: Symbol,
+    pub pos: Pos,
+    pub value: Thunk,
+}
+
+impl Attr {
+    pub fn new(name: Symbol, value: Thunk) -> Attr {
+        Attr { name, pos: Pos::NONE, value }
+    }
+}
+
 /// An attribute set: entries kept sorted by symbol id for fast lookup and
 /// merging; [`Attrs::sorted_by_name`] gives the order users see.
 #[derive(Default, Clone)]
 pub struct Attrs {
-    entries: Vec<(Symbol, Thunk)>,
+    entries: Vec<Attr>,
 }
 
 impl Attrs {
-    /// Builds from entries in any order; for duplicate names the first wins.
-    pub fn from_unsorted(mut entries: Vec<(Symbol, Thunk)>) -> Attrs {
-        entries.sort_by_key(|(k, _)| *k);
-        entries.dedup_by_key(|(k, _)| *k);
+    /// Builds from entries in any order, without positions; for duplicate
+    /// names the first wins.
+    pub fn from_unsorted(entries: Vec<(Symbol, Thunk)>) -> Attrs {
+        Attrs::from_attrs(entries.into_iter().map(|(name, value)| Attr::new(name, value)).collect())
+    }
+
+    /// Builds from attributes in any order; for duplicate names the first wins.
+    pub fn from_attrs(mut entries: Vec<Attr>) -> Attrs {
+        entries.sort_by_key(|a| a.name);
+        entries.dedup_by_key(|a| a.name);
         Attrs { entries }
     }
 
-    /// Builds from entries already sorted by symbol and free of duplicates.
-    pub fn from_sorted(entries: Vec<(Symbol, Thunk)>) -> Attrs {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0));
+    /// Builds from attributes already sorted by symbol and free of duplicates.
+    pub fn from_sorted(entries: Vec<Attr>) -> Attrs {
+        debug_assert!(entries.windows(2).all(|w| w[0].name < w[1].name));
         Attrs { entries }
+    }
+
+    fn index(&self, key: Symbol) -> Option<usize> {
+        self.entries.binary_search_by_key(&key, |a| a.name).ok()
     }
 
     pub fn get(&self, key: Symbol) -> Option<&Thunk> {
-        self.entries.binary_search_by_key(&key, |(k, _)| *k).ok().map(|i| &self.entries[i].1)
+        self.index(key).map(|i| &self.entries[i].value)
     }
 
     pub fn get_str(&self, key: &str) -> Option<&Thunk> {
         self.get(Symbol::intern(key))
+    }
+
+    /// Where attribute `key` was defined, if it exists and that is known.
+    pub fn position(&self, key: Symbol) -> Option<Pos> {
+        self.index(key).map(|i| self.entries[i].pos)
     }
 
     pub fn len(&self) -> usize {
@@ -226,13 +255,13 @@ impl Attrs {
     }
 
     /// Entries in internal (symbol id) order.
-    pub fn entries(&self) -> &[(Symbol, Thunk)] {
+    pub fn entries(&self) -> &[Attr] {
         &self.entries
     }
 
     /// Entries sorted by name, as Nix shows them.
     pub fn sorted_by_name(&self) -> Vec<(&'static str, &Thunk)> {
-        let mut v: Vec<_> = self.entries.iter().map(|(k, t)| (k.as_str(), t)).collect();
+        let mut v: Vec<_> = self.entries.iter().map(|a| (a.name.as_str(), &a.value)).collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
         v
     }
@@ -243,7 +272,7 @@ impl Attrs {
         let mut out = Vec::with_capacity(a.len() + b.len());
         let (mut i, mut j) = (0, 0);
         while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
+            match a[i].name.cmp(&b[j].name) {
                 std::cmp::Ordering::Less => {
                     out.push(a[i].clone());
                     i += 1;

@@ -98,7 +98,7 @@ pub fn to_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
 /// is never asked about the rest).
 pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let set = attrs(ev, &args[0], span)?;
-    for (key, _) in set.entries() {
+    for key in set.entries().iter().map(|a| a.name) {
         if !matches!(key.as_str(), "path" | "name" | "filter" | "recursive") {
             return Err(EvalError::at(
                 ErrorKind::Eval,

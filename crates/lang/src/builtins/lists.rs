@@ -226,3 +226,52 @@ pub(crate) fn strings_of(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResul
     let items = list(ev, t, span)?;
     items.iter().map(|x| string(ev, x, span)).collect()
 }
+
+/// `genericClosure { startSet; operator; }`: every item reachable from
+/// `startSet` through `operator`, once per distinct `key`, in the order a
+/// first-in-first-out work list finds them (Nix's order). Keys are compared
+/// with `<`, so they must be numbers, strings, paths or lists of them.
+pub fn generic_closure(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let set = super::attrs(ev, &args[0], span)?;
+    let required = |name: &str| {
+        set.get_str(name).cloned().ok_or_else(|| {
+            EvalError::at(ErrorKind::Eval, format!("attribute '{name}' missing for call to 'genericClosure'"), span)
+        })
+    };
+    let start = required("startSet")?;
+    let operator = required("operator")?;
+    let mut work: std::collections::VecDeque<Thunk> = list(ev, &start, span)?.iter().cloned().collect();
+    let operator = function(ev, &operator, span)?;
+    // Distinct keys seen so far, kept sorted by `<` for binary search.
+    let mut done: Vec<Value> = Vec::new();
+    let mut out = Vec::new();
+    while let Some(item) = work.pop_front() {
+        let attrs = super::attrs(ev, &item, span)?;
+        let key = match attrs.get_str("key") {
+            Some(k) => ev.force(&k.clone())?,
+            None => return Err(EvalError::at(ErrorKind::Eval, "attribute 'key' required", span)),
+        };
+        let (mut lo, mut hi) = (0, done.len());
+        let mut found = false;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if ev.less_than(&key, &done[mid], span)? {
+                hi = mid;
+            } else if ev.less_than(&done[mid], &key, span)? {
+                lo = mid + 1;
+            } else {
+                found = true;
+                break;
+            }
+        }
+        if found {
+            continue;
+        }
+        done.insert(lo, key);
+        out.push(item.clone());
+        let next = call1(ev, &operator, item, span)?;
+        let next = ev.expect_list(next, span)?;
+        work.extend(next.iter().cloned());
+    }
+    Ok(Value::list(out))
+}

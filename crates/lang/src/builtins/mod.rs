@@ -13,6 +13,7 @@ mod strings;
 use std::collections::HashMap;
 use std::rc::Rc;
 
+pub(crate) use attrs::position_value;
 pub use context::store_path_value;
 pub use json::to_json;
 
@@ -53,6 +54,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("functionArgs", 1, attrs::function_args),
     ("getContext", 1, context::get_context),
     ("genList", 2, lists::gen_list),
+    ("genericClosure", 1, lists::generic_closure),
     ("getAttr", 2, attrs::get_attr),
     ("getEnv", 1, misc::get_env),
     ("groupBy", 2, lists::group_by),
@@ -102,6 +104,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("tryEval", 1, misc::try_eval),
     ("typeOf", 1, misc::type_of),
     ("unsafeDiscardStringContext", 1, context::unsafe_discard_string_context),
+    ("unsafeGetAttrPos", 2, attrs::unsafe_get_attr_pos),
     ("zipAttrsWith", 2, attrs::zip_attrs_with),
 ];
 

@@ -129,7 +129,7 @@ impl Evaluator {
         arg: Thunk,
         span: Span,
     ) -> EvalResult<Rc<Env>> {
-        let ParamInfo::Pattern { formals, ellipsis, bind } = &info.param else {
+        let ParamInfo::Pattern { formals, ellipsis, bind, .. } = &info.param else {
             unreachable!("apply_closure binds only patterns here");
         };
         let attrs = self.force(&arg)?;

@@ -8,12 +8,12 @@ use rustc_hash::FxHashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::compile::{Compiler, Expr, Key, SetExpr};
+use crate::compile::{Compiler, DynamicDef, Expr, Key, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::{SourceMap, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
-use crate::value::{Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
+use crate::value::{Attr, Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
 use mini_store::derivation::ModuloHash;
 use mini_store::store::Store;
 use mini_store::store::TextFile;
@@ -514,18 +514,20 @@ impl Evaluator {
     /// recursive frame for `rec`, the current one otherwise).
     fn build_set(&mut self, set: &'static SetExpr, env: &Rc<Env>, frame: &Rc<Env>) -> EvalResult<Value> {
         let recursive = !Rc::ptr_eq(env, frame);
-        let mut entries: Vec<(Symbol, Thunk)> = set
+        let mut entries: Vec<Attr> = set
             .statics
             .iter()
             .enumerate()
-            .map(|(i, (name, def))| {
-                (*name, if recursive { frame.slot(i as u32).clone() } else { self.thunk(&def.value, frame) })
+            .map(|(i, (name, def))| Attr {
+                name: *name,
+                pos: def.pos,
+                value: if recursive { frame.slot(i as u32).clone() } else { self.thunk(&def.value, frame) },
             })
             .collect();
         if set.dynamics.is_empty() {
             return Ok(Value::attrs(Attrs::from_sorted(entries)));
         }
-        for (key, value, span) in &set.dynamics {
+        for DynamicDef { key, value, span, pos } in &set.dynamics {
             let k = self.eval(key, frame)?;
             if matches!(k, Value::Null) {
                 continue;
@@ -537,7 +539,7 @@ impl Evaluator {
                 ));
             };
             let name = Symbol::intern(&name);
-            if entries.iter().any(|(n, _)| *n == name) {
+            if entries.iter().any(|a| a.name == name) {
                 let at = self.sources.locate(*span);
                 return Err(EvalError::at(
                     ErrorKind::Eval,
@@ -545,9 +547,9 @@ impl Evaluator {
                     *span,
                 ));
             }
-            entries.push((name, self.thunk(value, frame)));
+            entries.push(Attr { name, pos: *pos, value: self.thunk(value, frame) });
         }
-        Ok(Value::attrs(Attrs::from_unsorted(entries)))
+        Ok(Value::attrs(Attrs::from_attrs(entries)))
     }
 
     /// Forces a value and everything inside it (`--strict`, `deepSeq`).
@@ -568,7 +570,7 @@ impl Evaluator {
                 if !seen.insert(Rc::as_ptr(attrs) as *const () as usize) {
                     return Ok(());
                 }
-                for (name, t) in attrs.entries() {
+                for Attr { name, value: t, .. } in attrs.entries() {
                     let value = self.force(t).map_err(|mut e| {
                         e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
                         e

@@ -245,8 +245,8 @@ impl Evaluator {
                 if x.len() != y.len() {
                     return Ok(false);
                 }
-                for ((kx, p), (ky, q)) in x.entries().iter().zip(y.entries().iter()) {
-                    if kx != ky || !self.thunks_equal(p, q, span)? {
+                for (p, q) in x.entries().iter().zip(y.entries().iter()) {
+                    if p.name != q.name || !self.thunks_equal(&p.value, &q.value, span)? {
                         return Ok(false);
                     }
                 }

@@ -120,7 +120,9 @@ pub enum Binding {
     /// `a.b.c = value;`
     Assign { path: Vec<AttrKey>, value: Ast, span: Span },
     /// `inherit a b;` or `inherit (from) a b;`
-    Inherit { from: Option<Box<Ast>>, names: Vec<(String, Span)>, span: Span },
+    /// `inherit (from) names;`; `pos` is just after `inherit` or `(from)`,
+    /// where Nix places the inherited attributes.
+    Inherit { from: Option<Box<Ast>>, names: Vec<(String, Span)>, pos: Span, span: Span },
 }
 
 #[derive(Debug, Clone, PartialEq)]

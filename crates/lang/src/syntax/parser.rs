@@ -408,7 +408,15 @@ impl<'a> Parser<'a> {
                 self.bump();
                 let expr = self.expr()?;
                 self.expect(&Token::RBrace, "'}'")?;
-                Ok(AttrKey::Dynamic(expr, span))
+                // `${"name"}` of a plain string is a static name, as in Nix.
+                match expr {
+                    Ast::Str(parts) if parts.is_empty() => Ok(AttrKey::Static(String::new(), span)),
+                    Ast::Str(parts) if matches!(parts.as_slice(), [StrPart::Literal(_)]) => {
+                        let Some(StrPart::Literal(s)) = parts.into_iter().next() else { unreachable!() };
+                        Ok(AttrKey::Static(s, span))
+                    }
+                    expr => Ok(AttrKey::Dynamic(expr, span)),
+                }
             }
             _ => Err(self.unexpected("an attribute name")),
         }
@@ -507,6 +515,9 @@ impl<'a> Parser<'a> {
                 } else {
                     None
                 };
+                // Nix places inherited attributes just after `inherit` or `(…)`.
+                let after = self.tokens[self.pos.saturating_sub(1)].end;
+                let pos = Span::new(self.file, after, after);
                 let mut names = Vec::new();
                 while *self.peek() != Token::Semi {
                     match self.attr_key()? {
@@ -520,7 +531,7 @@ impl<'a> Parser<'a> {
                     }
                 }
                 self.bump();
-                bindings.push(Binding::Inherit { from, names, span: self.span_from(start) });
+                bindings.push(Binding::Inherit { from, names, pos, span: self.span_from(start) });
                 continue;
             }
             if !matches!(self.peek(), Token::Id | Token::OrKw | Token::StrOpen | Token::DollarCurly) {
