@@ -17,10 +17,11 @@
 //!
 //! Images record where they came from: the prelude's `dockerTools` gets
 //! labels naming the git revision and source of the flake (when it is
-//! built from one) and its locked inputs — never a time or a local path.
+//! built from one, or from a clean working tree, which is its commit) and
+//! the content of its locked inputs — never a time or a local path.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -36,6 +37,7 @@ use crate::inputs::{self, FlakeLocation};
 use crate::installable::{show_attr_path, FLAKE_FILE};
 use crate::lock::{DeclaredInput, LockFile, LOCK_FILE};
 use crate::relock::{relock, LockReport, LockUpdate};
+use crate::sources::Watched;
 use crate::FlakeError;
 
 /// The arguments a flake function may take, besides its inputs.
@@ -68,8 +70,8 @@ pub(crate) struct FlakeSession<'e> {
     outputs: HashMap<PathBuf, Value>,
     /// What evaluating each flake may read: its directory and its inputs'.
     allowed: HashMap<PathBuf, Vec<PathBuf>>,
-    /// The flakes whose source filter the evaluator has been given.
-    filtered: HashSet<PathBuf>,
+    /// The source filter the evaluator was given for each flake directory.
+    filters: HashMap<PathBuf, Rc<Watched>>,
     /// The flakes whose outputs are being evaluated, outermost first: an
     /// input that leads back to one of them is a cycle.
     evaluating: Vec<FlakeLocation>,
@@ -94,7 +96,7 @@ impl<'e> FlakeSession<'e> {
             pkgs: HashMap::new(),
             outputs: HashMap::new(),
             allowed: HashMap::new(),
-            filtered: HashSet::new(),
+            filters: HashMap::new(),
             evaluating: Vec::new(),
             update_lock: false,
             lock_updates: Vec::new(),
@@ -103,13 +105,60 @@ impl<'e> FlakeSession<'e> {
 
     /// The derivation attribute `attr` of the flake at `flake` names.
     pub fn derivation(&mut self, flake: &FlakeLocation, attr: &[String]) -> Result<FlakeDerivation, FlakeError> {
+        let value = self.attribute(flake, attr)?;
+        self.as_derivation(&flake.shown(), attr, value)
+    }
+
+    /// Attribute `attr` of the flake at `flake`, whatever it is: at the
+    /// top level, else under `packages.<system>`.
+    pub fn attribute(&mut self, flake: &FlakeLocation, attr: &[String]) -> Result<Value, FlakeError> {
+        let outputs = self.top_outputs(flake)?;
+        self.select_attribute(&flake.shown(), &outputs, attr)
+    }
+
+    /// The outputs of the flake named on the command line at `flake`,
+    /// with the evaluator restricted to what they may read (set for every
+    /// use: thunks of this flake are forced only afterwards).
+    pub fn top_outputs(&mut self, flake: &FlakeLocation) -> Result<Value, FlakeError> {
         let outputs = self.outputs(flake, true)?;
-        // Set for every attribute: thunks of this flake are forced only now.
         let allowed = self.allowed.get(&flake.dir).cloned().unwrap_or_else(|| vec![flake.dir.clone()]);
         self.ev.restrict_to(&allowed).map_err(|e| self.eval_error(&e))?;
-        let shown = flake.shown();
-        let value = self.select_attribute(&shown, &outputs, attr)?;
-        self.as_derivation(&shown, attr, value)
+        Ok(outputs)
+    }
+
+    /// Forces a value of a flake, with errors rendered.
+    pub fn force(&mut self, thunk: &Thunk) -> Result<Value, FlakeError> {
+        self.ev.force(thunk).map_err(|e| self.eval_error(&e))
+    }
+
+    /// The evaluator, for callers that print values.
+    pub fn evaluator(&mut self) -> &mut Evaluator {
+        self.ev
+    }
+
+    /// The system flakes are evaluated for.
+    pub fn system(&self) -> &str {
+        &self.system
+    }
+
+    /// Which of `untracked` (relative to the flake directory `dir`) the
+    /// paths copied from that directory so far left out.
+    pub fn left_out(&self, dir: &Path, untracked: &[PathBuf]) -> Vec<PathBuf> {
+        self.filters.get(dir).map(|watched| watched.left_out(untracked)).unwrap_or_default()
+    }
+
+    /// Whether the lock of the working-tree flake at `flake` is present
+    /// (when it needs one) and matches its inputs.
+    pub fn lock_is_current(&mut self, flake: &FlakeLocation) -> Result<bool, FlakeError> {
+        let Value::Attrs(attrs) = self.flake_file(flake)? else { return Ok(true) };
+        if !is_flake_with_inputs(&attrs) {
+            return Ok(true);
+        }
+        let declared = self.declared_inputs(flake, &attrs)?;
+        Ok(match read_lock(flake)? {
+            Some(lock) => lock.staleness(&declared).is_fresh(),
+            None => declared.is_empty(),
+        })
     }
 
     /// Locks the inputs of the working-tree flake at `flake` as `update`
@@ -138,13 +187,12 @@ impl<'e> FlakeSession<'e> {
     /// Makes paths copied from the flake in `dir` take only its sources
     /// (see [`crate::sources`]), working them out once per session.
     fn filter_sources(&mut self, dir: &Path) -> Result<(), FlakeError> {
-        if self.filtered.contains(dir) {
+        if self.filters.contains_key(dir) {
             return Ok(());
         }
-        if let Some(filter) = crate::sources::source_filter(dir)? {
-            self.ev.add_source_filter(filter);
-        }
-        self.filtered.insert(dir.to_path_buf());
+        let watched = Rc::new(Watched::new(crate::sources::source_filter(dir)?));
+        self.ev.add_source_filter(watched.clone());
+        self.filters.insert(dir.to_path_buf(), watched);
         Ok(())
     }
 
@@ -354,10 +402,10 @@ impl<'e> FlakeSession<'e> {
             self.lock_updates.push(report);
             return Ok(lock);
         }
-        let fix = match (top, flake.is_working_tree()) {
+        let fix = match (top, flake.is_working_tree() || flake.clean_tree.is_some()) {
             (true, true) => format!(
                 "run `mini lock {}` to pin them, and commit {LOCK_FILE} (or build with --update-lock)",
-                flake.dir.display()
+                flake.shown().display()
             ),
             (true, false) => format!(
                 "a past revision cannot be changed: build with --update-lock to pin its inputs as they are now \
@@ -382,8 +430,8 @@ impl<'e> FlakeSession<'e> {
     /// Calls a flake function with the arguments it accepts: `pkgs`,
     /// `system`, `self` (the result itself: a cell that applies the
     /// function to a set that holds the cell; for a flake at a git
-    /// revision, with `rev` and `shortRev` added, as in Nix) and `inputs`
-    /// by name.
+    /// revision, with `rev` and `shortRev` added, and for a dirty working
+    /// tree `dirtyRev` and `dirtyShortRev`, as in Nix) and `inputs` by name.
     fn call_flake_function(
         &mut self,
         flake: &FlakeLocation,
@@ -415,11 +463,17 @@ impl<'e> FlakeSession<'e> {
             _ => given.iter().map(|s| s.to_string()).collect(),
         };
         let result = Rc::new(RefCell::new(Lazy::Blackhole));
-        let this = match &flake.revision {
+        let meta = match (&flake.revision, &flake.dirty_rev) {
+            (Some(rev), _) => Some([("rev", rev.clone()), ("shortRev", rev[..7].to_string())]),
+            (None, Some(head)) => {
+                Some([("dirtyRev", format!("{head}-dirty")), ("dirtyShortRev", format!("{}-dirty", &head[..7]))])
+            }
+            (None, None) => None,
+        };
+        let this = match meta {
             None => Thunk::Lazy(result.clone()),
-            Some(rev) => {
-                let meta = [("rev", rev.as_str()), ("shortRev", &rev[..7])]
-                    .map(|(name, value)| (Symbol::intern(name), Thunk::from(Value::string(value))));
+            Some(meta) => {
+                let meta = meta.map(|(name, value)| (Symbol::intern(name), Thunk::from(Value::string(value.as_str()))));
                 let update = self.update_function()?;
                 let meta = Thunk::from(Value::attrs(Attrs::from_unsorted(meta.into())));
                 Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(Box::new((update, Thunk::Lazy(result.clone()), meta))))))
@@ -558,8 +612,11 @@ fn read_lock(flake: &FlakeLocation) -> Result<Option<LockFile>, FlakeError> {
 }
 
 /// The image labels recording where a flake came from: its revision and
-/// source (when built from git) and its locked inputs. Never a time, and
-/// never a path on this machine (input URLs are as the flake wrote them).
+/// source (when built from git) and what its locked inputs hold (their
+/// commit and content hash). Never a time, and never a path on this
+/// machine: every input URL mini takes (`git+file:`, `path:`) names a
+/// place on this machine, relative or not, so none is recorded, and the
+/// same inputs anywhere give the same image.
 pub(crate) fn provenance_labels(flake: &FlakeLocation, lock: &LockFile) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
     if let Some(rev) = &flake.revision {
@@ -569,11 +626,8 @@ pub(crate) fn provenance_labels(flake: &FlakeLocation, lock: &LockFile) -> BTree
         }
     }
     for (name, locked) in &lock.inputs {
-        let rev = locked.rev.as_ref().map_or(String::new(), |rev| format!(" rev={rev}"));
-        labels.insert(
-            format!("{INPUT_LABEL_PREFIX}{name}"),
-            format!("{}{rev} narHash={}", locked.declared.url, locked.nar_hash),
-        );
+        let rev = locked.rev.as_ref().map_or(String::new(), |rev| format!("rev={rev} "));
+        labels.insert(format!("{INPUT_LABEL_PREFIX}{name}"), format!("{rev}narHash={}", locked.nar_hash));
     }
     labels
 }
@@ -664,6 +718,25 @@ mod tests {
 
     fn missed(depth: usize, names: &[&str]) -> Missed {
         Missed { depth, available: names.iter().map(|n| n.to_string()).collect() }
+    }
+
+    #[test]
+    fn provenance_names_what_inputs_hold_not_where_they_are() {
+        let lock = |url: &str, rev: Option<&str>| {
+            let declared = DeclaredInput { url: url.to_string(), flake: false };
+            let locked =
+                crate::lock::LockedInput { declared, rev: rev.map(str::to_string), nar_hash: "blake3:ab".into() };
+            LockFile { inputs: BTreeMap::from([("go".to_string(), locked)]) }
+        };
+        let flake = FlakeLocation::working(PathBuf::from("/p"));
+        let here = provenance_labels(&flake, &lock("path:/opt/go-toolchain", None));
+        assert_eq!(here, provenance_labels(&flake, &lock("path:/srv/elsewhere/go", None)));
+        assert_eq!(here["dev.mini.input.go"], "narHash=blake3:ab");
+        let rev = "a".repeat(40);
+        let git = provenance_labels(&flake, &lock("git+file:../go", Some(&rev)));
+        assert_eq!(git, provenance_labels(&flake, &lock("git+file:///home/u/go", Some(&rev))));
+        assert_eq!(git["dev.mini.input.go"], format!("rev={rev} narHash=blake3:ab"));
+        assert!(!git.contains_key(REVISION_LABEL), "a working tree has no revision");
     }
 
     #[test]

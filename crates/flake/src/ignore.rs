@@ -26,9 +26,11 @@
 //! the directory itself (`logs/`) to leave it out.
 //!
 //! Only the `.miniignore` at the flake's root is read; it is itself a
-//! source unless it ignores itself. Nothing is left out by default: list
-//! `result*` (the out-links `mini build` makes) and build directories such
-//! as `target/` yourself.
+//! source unless it ignores itself. Besides what it lists, mini's own
+//! files are left out (see [`crate::sources`]): the out-links `mini build`
+//! makes (links named `result` or `result-…`) and `.mini/` directories;
+//! a `!` rule takes one back. Build directories such as `target/` are
+//! yours to list.
 
 use std::ops::Range;
 
@@ -46,7 +48,8 @@ pub(crate) struct IgnoreRules {
 pub(crate) struct Rule {
     /// The glob, without `!`, the leading `/` or the trailing `/`.
     glob: Vec<u8>,
-    negated: bool,
+    /// A `!` line: it takes back what earlier lines ignored.
+    pub negated: bool,
     dir_only: bool,
     /// Matched against the whole relative path rather than the last name.
     anchored: bool,
@@ -65,20 +68,20 @@ impl IgnoreRules {
         IgnoreRules { rules }
     }
 
-    /// Whether there are no rules at all.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// The rule that ignores `relative` (a `/`-separated path from the
     /// flake's root), or `None` if it is not ignored.
     pub fn ignoring(&self, relative: &[u8], is_dir: bool) -> Option<&Rule> {
+        self.deciding(relative, is_dir).filter(|rule| !rule.negated)
+    }
+
+    /// The last rule matching `relative`, negated or not: whether the
+    /// file says anything about it.
+    pub fn deciding(&self, relative: &[u8], is_dir: bool) -> Option<&Rule> {
         let name_start = relative.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
-        let decisive = self.rules.iter().rev().find(|rule| {
+        self.rules.iter().rev().find(|rule| {
             (is_dir || !rule.dir_only)
                 && glob_matches(&rule.glob, if rule.anchored { relative } else { &relative[name_start..] })
-        })?;
-        (!decisive.negated).then_some(decisive)
+        })
     }
 }
 
@@ -308,7 +311,7 @@ mod tests {
         let parsed = IgnoreRules::parse(rules.as_bytes());
         let rule = parsed.ignoring(b"a.log", false).unwrap();
         assert_eq!((rule.line, rule.text.as_str()), (4, "*.log   "));
-        assert!(IgnoreRules::parse(b"# only\n\n").is_empty());
+        assert!(IgnoreRules::parse(b"# only\n\n").rules.is_empty());
     }
 
     #[test]
@@ -317,5 +320,9 @@ mod tests {
         assert!(ignored("!a.log\n*.log\n", "a.log", false));
         assert!(ignored("*\n!*.rs\n*.rs\n", "m.rs", false));
         assert!(ignored("/.miniignore\n", ".miniignore", false));
+        let rules = IgnoreRules::parse(b"!result\n");
+        assert!(rules.ignoring(b"result", false).is_none());
+        assert!(rules.deciding(b"result", false).is_some_and(|r| r.negated), "a take-back decides too");
+        assert!(rules.deciding(b"other", false).is_none());
     }
 }

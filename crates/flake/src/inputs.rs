@@ -40,12 +40,25 @@ pub(crate) struct FlakeLocation {
     pub revision: Option<String>,
     /// Where the revision's source lives (see [`git::source_url`]).
     pub source_url: Option<String>,
+    /// For a revision that is a clean working tree (see
+    /// [`crate::worktree`]): that tree's flake directory, as messages name it.
+    pub clean_tree: Option<PathBuf>,
+    /// For a dirty working tree, the commit HEAD names (`self.dirtyRev`).
+    pub dirty_rev: Option<String>,
 }
 
 impl FlakeLocation {
     /// A flake in a directory on this machine, as it is.
     pub fn working(dir: PathBuf) -> FlakeLocation {
-        FlakeLocation { origin: dir.clone(), dir, copy_root: None, revision: None, source_url: None }
+        FlakeLocation {
+            origin: dir.clone(),
+            dir,
+            copy_root: None,
+            revision: None,
+            source_url: None,
+            clean_tree: None,
+            dirty_rev: None,
+        }
     }
 
     /// The flake in `sub` of a git checkout of `repo`.
@@ -57,12 +70,17 @@ impl FlakeLocation {
             copy_root: Some(checkout.dir.clone()),
             revision: Some(checkout.rev.clone()),
             source_url: git::source_url(repo),
+            clean_tree: None,
+            dirty_rev: None,
         }
     }
 
     /// How messages name the flake: its directory on this machine, and the
     /// revision when it is a store copy of one.
     pub fn shown(&self) -> PathBuf {
+        if let Some(dir) = &self.clean_tree {
+            return dir.clone();
+        }
         match (&self.copy_root, &self.revision) {
             (None, _) => self.dir.clone(),
             (Some(_), Some(rev)) => PathBuf::from(format!("{} at revision {}", self.origin.display(), &rev[..12])),
@@ -138,6 +156,8 @@ pub(crate) fn fetch(
                 copy_root: Some(checkout.dir.clone()),
                 revision: Some(checkout.rev.clone()),
                 source_url: None,
+                clean_tree: None,
+                dirty_rev: None,
             };
             let locked =
                 LockedInput { declared: declared.clone(), rev: Some(checkout.rev), nar_hash: nar_hash_text(&hash) };
@@ -145,8 +165,8 @@ pub(crate) fn fetch(
         }
         Source::Path { dir } => {
             let filter = crate::sources::source_filter(&dir)?;
-            let filter: Option<&dyn mini_lang::eval::SourceFilter> = filter.as_deref();
-            let keep = |relative: &Path, is_dir: bool| filter.is_none_or(|f| f.keeps(relative, is_dir));
+            let filter: &dyn mini_lang::eval::SourceFilter = &*filter;
+            let keep = |relative: &Path, is_dir: bool| filter.keeps(relative, is_dir);
             // Adding also makes the path a temporary root of this process.
             let (path, _) = store.add_path_filtered(&dir, "source", &keep)?;
             let hash = content_hash(store, &path)?;
@@ -169,6 +189,8 @@ pub(crate) fn fetch(
                 copy_root: Some(root.clone()),
                 revision: None,
                 source_url: None,
+                clean_tree: None,
+                dirty_rev: None,
             };
             let locked = LockedInput { declared: declared.clone(), rev: None, nar_hash: nar_hash_text(&hash) };
             Ok(Fetched { path, root, location, locked })
@@ -326,6 +348,8 @@ mod tests {
             copy_root: Some(root.join("copy")),
             revision: Some("a".repeat(40)),
             source_url: None,
+            clean_tree: None,
+            dirty_rev: None,
         };
         assert!(
             matches!(locate("path:../assets", &flake), Ok(Source::Path { dir }) if dir == root.join("copy/assets"))

@@ -21,7 +21,9 @@ pub mod lock;
 mod prelude;
 mod relock;
 mod resolve;
+mod show;
 mod sources;
+mod worktree;
 
 pub use busybox::find as find_busybox;
 pub use error::FlakeError;
@@ -30,6 +32,7 @@ pub use installable::{parse, Installable};
 pub use prelude::PRELUDE;
 pub use relock::{LockChange, LockReport, LockUpdate};
 pub use resolve::{lock, resolve, resolve_in, resolve_with, ResolveOptions, Resolved, Target};
+pub use show::{eval_attribute, show, Evaluated, ShowOptions, Shown};
 
 use std::path::Path;
 

@@ -2,6 +2,10 @@
 //! store) with the output paths it will produce, or a store path that is
 //! already there. Output paths are read back from the `.drv` itself, so a
 //! flake attribute and the `.drv` path it evaluates to resolve alike.
+//!
+//! A flake named by its directory in a git working tree is evaluated as
+//! Nix does: a clean tree as its HEAD commit (see [`crate::worktree`]), a
+//! dirty one as it is, with a warning.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,8 +17,9 @@ use mini_store::store_path::StorePath;
 
 use crate::flake::{FlakeDerivation, FlakeSession};
 use crate::inputs::FlakeLocation;
-use crate::installable::{self, Installable};
+use crate::installable::{self, Installable, FLAKE_FILE};
 use crate::relock::{LockReport, LockUpdate};
+use crate::worktree::{self, WorkTree};
 use crate::FlakeError;
 
 /// What an installable resolves to.
@@ -41,12 +46,21 @@ pub struct Resolved {
     pub targets: Vec<Target>,
     /// Locks `update_lock` made or moved, for the caller to report.
     pub lock_updates: Vec<LockReport>,
+    /// Lines for stderr, complete (`warning: …`, `note: …`): a dirty git
+    /// tree, untracked files the sources left out.
+    pub diagnostics: Vec<String>,
 }
 
 /// Resolves installables in order, evaluating the flakes among them (if
 /// any) on an evaluation thread of their own and writing their `.drv`s.
+/// For commands that only inspect: [`Resolved::diagnostics`] go straight
+/// to stderr.
 pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, FlakeError> {
-    resolve_with(store_root, texts, &ResolveOptions::default()).map(|resolved| resolved.targets)
+    let resolved = resolve_with(store_root, texts, &ResolveOptions::default())?;
+    for line in &resolved.diagnostics {
+        eprintln!("{line}");
+    }
+    Ok(resolved.targets)
 }
 
 /// [`resolve`], with options.
@@ -62,7 +76,7 @@ pub fn resolve_with(store_root: &Path, texts: &[String], options: &ResolveOption
         .collect();
     if let Some(wanted) = without_evaluation {
         let targets = wanted.into_iter().map(|w| w.target(&store)).collect::<Result<_, _>>()?;
-        return Ok(Resolved { targets, lock_updates: Vec::new() });
+        return Ok(Resolved { targets, lock_updates: Vec::new(), diagnostics: Vec::new() });
     }
     let options = options.clone();
     mini_lang::with_evaluator(move |ev| resolve_in(ev, &store, &installables, &options)).map_err(FlakeError::Thread)?
@@ -79,25 +93,103 @@ pub fn resolve_in(
     let mut session = FlakeSession::new(ev, store);
     session.update_lock = options.update_lock;
     let mut wanted = Vec::with_capacity(installables.len());
+    let mut named = Vec::new();
     for installable in installables {
-        let (flake, attr) = match installable {
-            Installable::StorePath(path) => {
+        let Some((flake, attr)) = locate(&mut session, store, installable, options.update_lock, &mut named)? else {
+            if let Installable::StorePath(path) = installable {
                 wanted.push(Wanted::store_path(path));
-                continue;
             }
-            Installable::Flake { dir, attr } => (FlakeLocation::working(dir.clone()), attr),
-            Installable::Git { repo, rev, dir, attr } => {
-                let checkout = crate::git::checkout(store, repo, rev.as_deref())?;
-                (FlakeLocation::at_revision(repo, &checkout, dir.as_deref()), attr)
-            }
+            continue;
         };
         let FlakeDerivation { drv_path, output } = session.derivation(&flake, attr)?;
         wanted.push(Wanted::Outputs { drv_path, only: output });
     }
     session.flush()?;
+    let diagnostics = diagnostics(&session, &named);
     let lock_updates = std::mem::take(&mut session.lock_updates);
     let targets = wanted.into_iter().map(|w| w.target(store)).collect::<Result<_, _>>()?;
-    Ok(Resolved { targets, lock_updates })
+    Ok(Resolved { targets, lock_updates, diagnostics })
+}
+
+/// A flake named by its directory in a git working tree, as located.
+pub(crate) struct Named {
+    pub location: FlakeLocation,
+    pub tree: WorkTree,
+}
+
+/// Where the flake an installable names is evaluated from, and its
+/// attribute path (`None` for a store path). A flake in a working tree is
+/// added to `named`, for [`diagnostics`].
+pub(crate) fn locate<'i>(
+    session: &mut FlakeSession,
+    store: &Store,
+    installable: &'i Installable,
+    update_lock: bool,
+    named: &mut Vec<Named>,
+) -> Result<Option<(FlakeLocation, &'i [String])>, FlakeError> {
+    Ok(Some(match installable {
+        Installable::StorePath(_) => return Ok(None),
+        Installable::Flake { dir, attr } => {
+            let (location, tree) = locate_working(session, store, dir, update_lock)?;
+            if let Some(tree) = tree {
+                named.push(Named { location: location.clone(), tree });
+            }
+            (location, attr)
+        }
+        Installable::Git { repo, rev, dir, attr } => {
+            let checkout = crate::git::checkout(store, repo, rev.as_deref())?;
+            (FlakeLocation::at_revision(repo, &checkout, dir.as_deref()), attr)
+        }
+    }))
+}
+
+/// Where the flake in the working directory `dir` is evaluated from, as
+/// Nix does it: a clean git tree is its HEAD commit, a dirty one is taken
+/// as it is. A flake git does not track (or with `--update-lock`, one
+/// whose lock is about to change) is taken as it is too.
+fn locate_working(
+    session: &mut FlakeSession,
+    store: &Store,
+    dir: &Path,
+    update_lock: bool,
+) -> Result<(FlakeLocation, Option<WorkTree>), FlakeError> {
+    let working = FlakeLocation::working(dir.to_path_buf());
+    let Some(tree) = worktree::inspect(dir)? else { return Ok((working, None)) };
+    if tree.untracked.iter().any(|f| f == Path::new(FLAKE_FILE)) {
+        return Ok((working, None));
+    }
+    if !tree.is_clean() {
+        let dirty_rev = tree.head.clone();
+        return Ok((FlakeLocation { dirty_rev, ..working }, Some(tree)));
+    }
+    if update_lock && !session.lock_is_current(&working)? {
+        return Ok((working, Some(tree)));
+    }
+    let checkout = crate::git::checkout(store, &tree.top, tree.head.as_deref())?;
+    let at_head = FlakeLocation::at_revision(&tree.top, &checkout, tree.sub.as_deref());
+    if !at_head.dir.join(FLAKE_FILE).is_file() {
+        // Not committed (git ignores it, say): the flake is not in git.
+        return Ok((working, None));
+    }
+    Ok((FlakeLocation { clean_tree: Some(dir.to_path_buf()), ..at_head }, Some(tree)))
+}
+
+/// What to say on stderr about the working trees of `named`: a dirty one
+/// warns (once), and untracked files its copies left out are named.
+pub(crate) fn diagnostics(session: &FlakeSession, named: &[Named]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for Named { location, tree } in named {
+        if tree.dirty {
+            lines.push(tree.dirty_warning());
+        }
+        let working = location.shown();
+        let untracked: Vec<_> =
+            tree.untracked.iter().filter(|f| !crate::sources::is_mini_own(&working, f)).cloned().collect();
+        lines.extend(worktree::untracked_note(&session.left_out(&location.dir, &untracked)));
+    }
+    let mut seen = std::collections::HashSet::new();
+    lines.retain(|line| seen.insert(line.clone()));
+    lines
 }
 
 /// Locks the inputs of the flake in `dir` (a working tree) as `update`
