@@ -37,6 +37,11 @@ pub enum Expr {
         name: String,
         span: Span,
     },
+    /// A path with interpolations: the parts appended to the first (a path).
+    PathConcat {
+        parts: Box<[Expr]>,
+        span: Span,
+    },
     Select {
         expr: Box<Expr>,
         path: Box<[Key]>,
@@ -99,6 +104,9 @@ pub enum Key {
 pub struct SetExpr {
     pub statics: Vec<(Symbol, AttrDef)>,
     pub dynamics: Vec<DynamicDef>,
+    /// In a `rec` set, the slot of a static `__overrides`, whose attributes
+    /// replace the set's own (and are seen by the others), as in Nix.
+    pub overrides: Option<u32>,
 }
 
 /// `${key} = value;`: a name only known when the set is built.
@@ -172,6 +180,22 @@ impl<'a> Compiler<'a> {
             Ast::Uri(s) => Expr::Const(Value::string(s.as_str())),
             Ast::Str(parts) => self.string(parts)?,
             Ast::Path(p) => Expr::Const(Value::Path(self.path_literal(p)?.into())),
+            Ast::InterpolatedPath { lit, parts, span } => {
+                // Nix resolves the first piece as a path, keeping its
+                // trailing slash, then appends the rest as strings.
+                let mut first = self.path_literal(lit)?;
+                if lit.text.ends_with('/') && first != "/" {
+                    first.push('/');
+                }
+                let mut exprs = vec![Expr::Const(Value::Path(first.into()))];
+                for part in parts {
+                    exprs.push(match part {
+                        StrPart::Literal(s) => Expr::Const(Value::string(s.as_str())),
+                        StrPart::Interpolation(e, _) => self.expr(e, None)?,
+                    });
+                }
+                Expr::PathConcat { parts: exprs.into(), span: *span }
+            }
             Ast::SearchPath(name) => Expr::SearchPath { name: name.clone(), span: Span::default() },
             Ast::Var(name, span) => self.variable(name, *span)?,
             Ast::Select { expr, path, default, span } => Expr::Select {
@@ -356,7 +380,13 @@ impl<'a> Compiler<'a> {
             };
             dynamics.push(DynamicDef { key: self.expr(&key, None)?, value, span, pos: Pos::new(span) });
         }
-        Ok(SetExpr { statics, dynamics })
+        let overrides = if rec {
+            let name = Symbol::intern("__overrides");
+            statics.iter().position(|(sym, _)| *sym == name).map(|i| i as u32)
+        } else {
+            None
+        };
+        Ok(SetExpr { statics, dynamics, overrides })
     }
 
     fn lambda(&mut self, lambda: &ast::Lambda, name: Option<Symbol>) -> EvalResult<LambdaInfo> {

@@ -187,6 +187,18 @@ fn show(ast: &Ast, out: &mut String) {
             }
         },
         Ast::Path(p) => out.push_str(&p.text),
+        Ast::InterpolatedPath { lit, parts, .. } => {
+            out.push('(');
+            out.push_str(&lit.text);
+            for p in parts {
+                out.push_str(" + ");
+                match p {
+                    StrPart::Literal(s) => out.push_str(&escape_string(s)),
+                    StrPart::Interpolation(e, _) => show(e, out),
+                }
+            }
+            out.push(')');
+        }
         Ast::SearchPath(p) => write!(out, "<{p}>").unwrap_or(()),
         Ast::Uri(u) => out.push_str(&escape_string(u)),
         Ast::Var(name, _) => out.push_str(name),

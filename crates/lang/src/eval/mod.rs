@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
@@ -310,6 +311,10 @@ impl Evaluator {
         match expr {
             Expr::WithVar { name, withs, span } => self.eval_with_var(*name, withs, env, *span),
             Expr::Interpolate { parts, span } => self.interpolate(parts, env, *span),
+            Expr::PathConcat { parts, span } => {
+                let values = parts.iter().map(|p| self.eval_operand(p, env)).collect::<EvalResult<Vec<_>>>()?;
+                self.concat_strings(&values, *span)
+            }
             Expr::SearchPath { name, span } => Err(EvalError::at(
                 ErrorKind::Eval,
                 format!(
@@ -336,7 +341,10 @@ impl Evaluator {
             Expr::Attrs(set) => self.build_set(set, env, env),
             Expr::RecAttrs(set) => {
                 let frame = self.rec_frame(set, env);
-                self.build_set(set, env, &frame)
+                match set.overrides {
+                    Some(slot) => self.overridden_set(set, env, &frame, slot),
+                    None => self.build_set(set, env, &frame),
+                }
             }
             Expr::Let { set, body } => {
                 let frame = self.rec_frame(set, env);
@@ -493,10 +501,54 @@ impl Evaluator {
         for (_, def) in &set.statics {
             let t =
                 if def.inherited { self.thunk(&def.value, env) } else { self.frame_thunk(&def.value, &frame, &slots) };
+            // `__overrides` replaces slots after the fact, so each must be a cell.
+            let t = match t {
+                Thunk::Ready(v) if set.overrides.is_some() => Thunk::Lazy(Rc::new(RefCell::new(Lazy::Done(v)))),
+                t => t,
+            };
             slots.push(t);
         }
         frame.fill(slots);
         frame
+    }
+
+    /// A `rec` set with `__overrides`: its attributes replace the set's
+    /// own, in the frame too (so the others see them), and add new ones.
+    fn overridden_set(
+        &mut self,
+        set: &'static SetExpr,
+        env: &Rc<Env>,
+        frame: &Rc<Env>,
+        slot: u32,
+    ) -> EvalResult<Value> {
+        let span = set.statics[slot as usize].1.span;
+        let overrides = self.force_attrs(&frame.slot(slot).clone(), span)?;
+        let mut extra = Vec::new();
+        for attr in overrides.entries() {
+            let Ok(i) = set.statics.binary_search_by_key(&attr.name, |(name, _)| *name) else {
+                extra.push(attr.clone());
+                continue;
+            };
+            let Thunk::Lazy(cell) = frame.slot(i as u32) else { unreachable!("override slots are cells") };
+            let replacement = match &attr.value {
+                Thunk::Ready(v) => Lazy::Done(v.clone()),
+                Thunk::Lazy(other) => match &*other.borrow() {
+                    Lazy::Pending(expr, env) => Lazy::Pending(expr, env.clone()),
+                    Lazy::Apply(f, a) => Lazy::Apply(f.clone(), a.clone()),
+                    Lazy::Apply2(args) => Lazy::Apply2(args.clone()),
+                    Lazy::Done(v) => Lazy::Done(v.clone()),
+                    Lazy::Blackhole => {
+                        return Err(EvalError::at(ErrorKind::InfiniteRecursion, "infinite recursion encountered", span))
+                    }
+                },
+            };
+            *cell.borrow_mut() = replacement;
+        }
+        let built = self.build_set(set, env, frame)?;
+        match built {
+            Value::Attrs(attrs) if !extra.is_empty() => Ok(Value::attrs(attrs.update(&Attrs::from_attrs(extra)))),
+            other => Ok(other),
+        }
     }
 
     /// Like [`Evaluator::thunk`], for a frame whose slots are still being

@@ -68,7 +68,7 @@ impl Evaluator {
                     Value::list(x.iter().chain(y.iter()).cloned().collect())
                 })
             }
-            BinOp::Add => self.concat_strings([a, b], span),
+            BinOp::Add => self.concat_strings(&[a, b], span),
             BinOp::Sub | BinOp::Mul | BinOp::Div => self.arith(op, a, b, span),
             BinOp::And | BinOp::Or | BinOp::Impl => unreachable!("short-circuit operators are handled in binop"),
         }
@@ -111,14 +111,14 @@ impl Evaluator {
 
     /// `+`, Nix's `ExprConcatStrings`: numbers, strings or paths, as the
     /// first operand decides.
-    fn concat_strings(&mut self, values: [Value; 2], span: Span) -> EvalResult<Value> {
+    pub(super) fn concat_strings(&mut self, values: &[Value], span: Span) -> EvalResult<Value> {
         let first = &values[0];
         match first {
             Value::Int(_) | Value::Float(_) => {
                 let mut int: i64 = 0;
                 let mut float: Option<f64> = None;
                 let first_desc = if matches!(first, Value::Int(_)) { "an integer" } else { "a float" };
-                for v in &values {
+                for v in values {
                     match (v, float.as_mut()) {
                         (Value::Int(n), None) => int = int.wrapping_add(*n),
                         (Value::Float(f), None) => float = Some(int as f64 + f),
@@ -141,7 +141,7 @@ impl Evaluator {
             }
             Value::Path(_) => {
                 let mut s = String::new();
-                for v in &values {
+                for v in values {
                     let part = self.coerce_to_string(v, span, false, false)?;
                     if !part.context().is_empty() {
                         return Err(EvalError::at(
@@ -157,7 +157,7 @@ impl Evaluator {
             _ => {
                 let mut s = String::new();
                 let mut context = Vec::new();
-                for v in &values {
+                for v in values {
                     let part = self.coerce_to_string(v, span, false, true)?;
                     s.push_str(&part);
                     context.extend_from_slice(part.context());

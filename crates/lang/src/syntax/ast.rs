@@ -12,6 +12,13 @@ pub enum Ast {
     Str(Vec<StrPart>),
     /// A path literal: `./a`, `/abs`, `~/a`.
     Path(PathLit),
+    /// `./a/${b}/c`: the first piece (which may end in `/`), then text and
+    /// interpolations; the result is a path.
+    InterpolatedPath {
+        lit: PathLit,
+        parts: Vec<StrPart>,
+        span: Span,
+    },
     /// `<nixpkgs>`: a lookup in the search path.
     SearchPath(String),
     /// An unquoted URI such as `https://example.org`, which Nix reads as a string.

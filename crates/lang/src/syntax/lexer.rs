@@ -75,6 +75,9 @@ pub enum Token {
     /// true for raw text and false for escapes and lone `$`/`'`, which do
     /// not count as indentation.
     IndText(String, bool),
+    /// The end of a path with interpolations (`./a/${b}/c`), whose literal
+    /// pieces after the first come as [`Token::StrText`].
+    PathEnd,
     Eof,
 }
 
@@ -109,6 +112,8 @@ enum Mode {
     Code(usize),
     Str,
     Ind,
+    /// Inside a path with interpolations; true just after a `/`.
+    Path(bool),
 }
 
 type Res<'a> = IResult<&'a str, &'a str>;
@@ -254,6 +259,7 @@ impl<'a> Lexer<'a> {
                 }
                 Some(Mode::Str) => self.string_token()?,
                 Some(Mode::Ind) => self.ind_token()?,
+                Some(Mode::Path(slash)) => self.path_token(*slash)?,
             }
         }
     }
@@ -302,12 +308,23 @@ impl<'a> Lexer<'a> {
         let op = OPERATORS.iter().find(|(text, _)| rest.starts_with(text));
         let op_len = op.map_or(0, |(text, _)| text.len());
 
+        // `dir/${…}` and `~/${…}` start a path with interpolations, as does
+        // any path followed directly by `${`.
+        let segment = rest.len() - rest.trim_start_matches(is_path_char).len();
+        if rest[segment..].starts_with("/${") || (rest.starts_with("~/${")) {
+            let len = if rest.starts_with('~') { 2 } else { segment + 1 };
+            self.push(if rest.starts_with('~') { Token::HomePath } else { Token::Path }, len);
+            self.modes.push(Mode::Path(true));
+            return Ok(true);
+        }
         if best_len > 0 && best_len >= op_len {
             let text = &rest[..best_len];
+            if (rule == 3 || rule == 4) && rest[best_len..].starts_with("${") {
+                self.push(if rule == 3 { Token::Path } else { Token::HomePath }, best_len);
+                self.modes.push(Mode::Path(text.ends_with('/')));
+                return Ok(true);
+            }
             if rule == 3 || rule == 4 {
-                if rest[best_len..].starts_with("${") || (text.ends_with('/') && rest[best_len..].starts_with("${")) {
-                    return Err(self.error(start, "interpolation in path literals is not supported"));
-                }
                 if text.ends_with('/') {
                     return Err(self.error(start, format!("path '{text}' has a trailing slash")));
                 }
@@ -359,6 +376,34 @@ impl<'a> Lexer<'a> {
         }
         self.push(token.clone(), text.len());
         Ok(true)
+    }
+
+    /// The pieces of a path after its first `${…}`: interpolations, literal
+    /// path text, and [`Token::PathEnd`] at the first other character.
+    fn path_token(&mut self, slash: bool) -> Result<(), SyntaxError> {
+        let rest = self.rest();
+        if rest.starts_with("${") {
+            *self.modes.last_mut().expect("in path mode") = Mode::Path(false);
+            self.modes.push(Mode::Code(0));
+            self.push(Token::DollarCurly, 2);
+            return Ok(());
+        }
+        // Nix's `{PATH}|{PATH_SEG}|{PATH_CHAR}+`, longest first.
+        let chars = rest.len() - rest.trim_start_matches(is_path_char).len();
+        let segment = if rest[chars..].starts_with('/') { chars + 1 } else { 0 };
+        let len = matched_len(path, rest).max(chars).max(segment);
+        if len > 0 {
+            let text = rest[..len].to_string();
+            *self.modes.last_mut().expect("in path mode") = Mode::Path(text.ends_with('/'));
+            self.push(Token::StrText(text), len);
+            return Ok(());
+        }
+        if slash {
+            return Err(self.error(self.pos, "path has a trailing slash"));
+        }
+        self.modes.pop();
+        self.out.push(Lexed { token: Token::PathEnd, start: self.pos, end: self.pos });
+        Ok(())
     }
 
     fn string_token(&mut self) -> Result<(), SyntaxError> {

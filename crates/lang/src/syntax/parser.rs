@@ -369,6 +369,14 @@ impl<'a> Parser<'a> {
 
     fn select_expr(&mut self) -> PResult<Ast> {
         let expr = self.simple_expr()?;
+        if *self.peek() == Token::OrKw {
+            // `f or`: `f` applied to a variable named `or`, which Nix keeps
+            // for a nixpkgs function of that name.
+            let span = self.span_here();
+            self.bump();
+            let var = Ast::Var("or".into(), span);
+            return Ok(Ast::Apply { func: Box::new(expr), arg: Box::new(var), span });
+        }
         if *self.peek() != Token::Dot {
             return Ok(expr);
         }
@@ -457,7 +465,27 @@ impl<'a> Parser<'a> {
                 } else {
                     PathKind::Relative
                 };
-                Ok(Ast::Path(PathLit { kind, text: text.to_string(), span }))
+                let lit = PathLit { kind, text: text.to_string(), span };
+                // The lexer only puts `${` right after a path in path mode.
+                if *self.peek() != Token::DollarCurly || self.tokens[self.pos].start != span.end as usize {
+                    return Ok(Ast::Path(lit));
+                }
+                let mut parts = Vec::new();
+                loop {
+                    match self.peek().clone() {
+                        Token::PathEnd => {
+                            self.bump();
+                            break;
+                        }
+                        Token::StrText(s) => {
+                            self.bump();
+                            parts.push(StrPart::Literal(s));
+                        }
+                        Token::DollarCurly => parts.push(self.interpolation()?),
+                        _ => return Err(self.unexpected("the rest of the path")),
+                    }
+                }
+                Ok(Ast::InterpolatedPath { lit, parts, span: self.span_from(start) })
             }
             Token::SearchPath => {
                 self.bump();
