@@ -311,7 +311,7 @@ impl<'a> Lexer<'a> {
         // `dir/${…}` and `~/${…}` start a path with interpolations, as does
         // any path followed directly by `${`.
         let segment = rest.len() - rest.trim_start_matches(is_path_char).len();
-        if rest[segment..].starts_with("/${") || (rest.starts_with("~/${")) {
+        if rest[segment..].starts_with("/${") || rest.starts_with("~/${") {
             let len = if rest.starts_with('~') { 2 } else { segment + 1 };
             self.push(if rest.starts_with('~') { Token::HomePath } else { Token::Path }, len);
             self.modes.push(Mode::Path(true));
@@ -324,10 +324,8 @@ impl<'a> Lexer<'a> {
                 self.modes.push(Mode::Path(text.ends_with('/')));
                 return Ok(true);
             }
-            if rule == 3 || rule == 4 {
-                if text.ends_with('/') {
-                    return Err(self.error(start, format!("path '{text}' has a trailing slash")));
-                }
+            if (rule == 3 || rule == 4) && text.ends_with('/') {
+                return Err(self.error(start, format!("path '{text}' has a trailing slash")));
             }
             let token = match rule {
                 0 => KEYWORDS.iter().find(|(k, _)| *k == text).map_or(Token::Id, |(_, t)| t.clone()),
