@@ -135,6 +135,9 @@ fn realise_with(
 ) -> Result<(Store, Vec<Target>), ExitCode> {
     let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(fail)?;
     crate::lock_cmd::report_updates(&resolved.lock_updates);
+    for line in &resolved.diagnostics {
+        eprintln!("{line}");
+    }
     let targets = resolved.targets;
     let store = open_store(store_root)?;
     let drvs: Vec<StorePath> = targets

@@ -12,6 +12,7 @@ mod build_cmd;
 mod cache_cmd;
 mod doctor;
 mod fetch_cmd;
+mod flake_cmd;
 mod graph_cmd;
 mod image_cmd;
 mod lock_cmd;
@@ -75,6 +76,9 @@ enum Command {
     Graph(graph_cmd::GraphArgs),
     /// Pin a flake's inputs in its mini.lock, or move the pins with --update.
     Lock(lock_cmd::LockArgs),
+    /// Look into flakes: list a flake's attributes.
+    #[command(subcommand)]
+    Flake(flake_cmd::FlakeCommand),
     /// Push an image (a docker-archive, an OCI layout, a streamed image, or an
     /// installable that builds one) to a registry over the OCI distribution API.
     Push(push_cmd::PushArgs),
@@ -103,7 +107,11 @@ const EXIT_STATUS: &str = "0  success\n\
 
 /// The examples that end each subcommand's `--help`, by the subcommand's names.
 const EXAMPLES: &[(&[&str], &str)] = &[
-    (&["eval"], "mini eval default.nixlike\nmini eval --strict --expr '{ a = 1 + 2; b = [ \"x\" ]; }'\nmini eval --json ./lib"),
+    (
+        &["eval"],
+        "mini eval default.nixlike\nmini eval --strict --expr '{ a = 1 + 2; b = [ \"x\" ]; }'\nmini eval --json ./lib\n\
+         mini eval .#hello.name\nmini eval --json 'git+file:.?ref=v1#version'",
+    ),
     (&["store"], "mini store add ./notes.txt\nmini store verify --check-contents"),
     (&["store", "add"], "mini store add ./notes.txt\nmini store add --name src ./project"),
     (&["store", "verify"], "mini store verify\nmini store verify --check-contents\nmini store verify --repair"),
@@ -154,6 +162,8 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",
     ),
     (&["lock"], "mini lock\nmini lock ./service --update lib\nmini lock --update"),
+    (&["flake"], "mini flake show\nmini flake show ./examples/quotes"),
+    (&["flake", "show"], "mini flake show\nmini flake show --all-systems ./service\nmini flake show 'git+file:.?ref=v1'"),
     (&["doctor"], "mini doctor\nmini doctor --json"),
     (
         &["copy"],
@@ -229,7 +239,8 @@ struct EvalArgs {
     /// Evaluate this expression instead of a file.
     #[arg(long = "expr", short = 'E', value_name = "EXPR", conflicts_with = "file")]
     expr: Option<String>,
-    /// The file to evaluate (a directory means its default.nixlike).
+    /// The file to evaluate (a directory means its default.nixlike), or a
+    /// flake attribute: DIR#ATTR, git+file:URL#ATTR.
     #[arg(required_unless_present = "expr")]
     file: Option<PathBuf>,
 }
@@ -277,6 +288,7 @@ fn main() -> ExitCode {
         Command::Image(command) => image_cmd::run(&store_root, command),
         Command::Graph(args) => graph_cmd::graph(&store_root, args),
         Command::Lock(args) => lock_cmd::lock(&store_root, args),
+        Command::Flake(command) => flake_cmd::run(&store_root, command),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
         Command::Copy(args) => cache_cmd::copy(&store_root, args),
         Command::Key(command) => cache_cmd::key(command),
@@ -293,6 +305,9 @@ fn main() -> ExitCode {
 }
 
 fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
+    if let Some(attribute) = args.file.as_deref().and_then(flake_cmd::installable) {
+        return flake_cmd::eval(&store_root, attribute, args.strict, args.json);
+    }
     run_evaluation(store_root, move |ev| {
         ev.pure = args.pure;
         if args.pure {

@@ -4,8 +4,9 @@
 //! what `.miniignore` lists — so untracked files, `result` links and
 //! `target/` never change a hash. The store path found through
 //! `mini derivation show` must equal `mini store add` of a tree holding
-//! exactly the kept files. The git tests need `git` (required under CI,
-//! else skipped).
+//! exactly the kept files. Outside git, out-links and `.mini/` are never
+//! sources; in git, a build names the untracked files it left out. The
+//! git tests need `git` (required under CI, else skipped).
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +29,12 @@ in {
 
 /// The single input source of `proj#attr`'s derivation.
 fn source(s: &Scratch, proj: &Path, attr: &str) -> String {
-    let json = ok(&mini_at(&s.0.join("store"), proj, &["derivation", "show", &format!(".#{attr}")]));
+    source_of(s, proj, &format!(".#{attr}"))
+}
+
+/// The single input source of `installable`'s derivation, run in `proj`.
+fn source_of(s: &Scratch, proj: &Path, installable: &str) -> String {
+    let json = ok(&mini_at(&s.0.join("store"), proj, &["derivation", "show", installable]));
     let json: serde_json::Value = serde_json::from_str(&json).expect("derivation show prints JSON");
     let drv = json.as_object().and_then(|o| o.values().next()).expect("one derivation");
     let srcs = drv["inputSrcs"].as_array().expect("inputSrcs");
@@ -73,31 +79,39 @@ fn a_flake_in_git_takes_only_what_git_tracks() {
     git(&proj, &["init", "-q"]);
     git(&proj, &["add", "."]);
     git(&proj, &["commit", "-q", "-m", "init"]);
+    // A clean tree is its commit: the same copy of the commit's tree.
     let committed = source(&s, &proj, "x");
-    assert!(committed.ends_with("-proj"), "{committed}");
+    assert!(committed.ends_with("-source"), "{committed}");
+    assert_eq!(source_of(&s, &proj, "git+file:.#x"), committed);
 
     // Untracked files, out-links and build directories change nothing.
     write_all(&proj, &[("notes.txt", "mine"), ("src/new.c", "int new;\n")]);
     add_clutter(&proj, &s.0.join("store"));
     assert_eq!(source(&s, &proj, "x"), committed, "untracked files are not sources");
 
-    // A file that is not tracked cannot be copied at all.
+    // A file that is not tracked is not in the commit a clean tree is.
     let refused = mini_at(&s.0.join("store"), &proj, &["derivation", "show", ".#untracked"]);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("'notes.txt' is not tracked by git"), "{}", text(&refused.stderr));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("untracked files left out of commit"), "{stderr}");
+    assert!(
+        stderr.contains(": notes.txt, src/new.c, target/.rustc_info.json, target/debug/app (`git add`"),
+        "{stderr}"
+    );
 
     // A tracked file's working-tree contents count, staged or not.
     write_all(&proj, &[("src/main.c", "int main(void);\n")]);
     let modified = source(&s, &proj, "x");
-    assert_ne!(modified, committed, "a modified tracked file changes the source");
+    assert!(modified.ends_with("-proj"), "a dirty tree is taken as it is: {modified}");
+
+    // In a dirty tree, a file that is not tracked cannot be copied at all.
+    let refused = mini_at(&s.0.join("store"), &proj, &["derivation", "show", ".#untracked"]);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("'notes.txt' is not tracked by git"), "{}", text(&refused.stderr));
 
     git(&proj, &["add", "src/new.c"]);
     let added = source(&s, &proj, "x");
     assert_ne!(added, modified, "a newly staged file is a source");
-    git(&proj, &["commit", "-q", "-m", "more"]);
-    assert_eq!(source(&s, &proj, "x"), added, "committing changes nothing the index did not say");
-
-    // The kept files alone, added to the store, give the same paths.
     let copy = s.0.join("copy/proj");
     write_all(&copy, &[("flake.nixlike", FLAKE), ("src/main.c", "int main(void);\n"), ("src/new.c", "int new;\n")]);
     write_all(&copy, &[("src/skip.c", "skipped\n")]);
@@ -106,6 +120,12 @@ fn a_flake_in_git_takes_only_what_git_tracks() {
     assert_eq!(source(&s, &proj, "named"), store_add(&s, &copy, "source"));
     std::fs::remove_file(copy.join("src/skip.c")).expect("remove");
     assert_eq!(source(&s, &proj, "sub"), store_add(&s, &copy.join("src"), "src"));
+
+    // Committed, the tree is clean again: its commit, whatever the index said.
+    git(&proj, &["commit", "-q", "-a", "-m", "more"]);
+    let clean = source(&s, &proj, "x");
+    assert_eq!(clean, source_of(&s, &proj, "git+file:.#x"));
+    assert_ne!(clean, committed);
 
     // Deleted from disk but still in the index: simply absent.
     std::fs::remove_file(proj.join("src/new.c")).expect("remove");
@@ -187,4 +207,66 @@ fn a_flake_git_does_not_track_yet_is_taken_as_outside_git() {
     let copy = s.0.join("copy/proj");
     write_all(&copy, &[("flake.nixlike", FLAKE), ("src/main.c", "int main;\n")]);
     assert_eq!(store_add(&s, &copy, "proj"), tracked);
+}
+
+#[test]
+fn outside_git_out_links_and_dot_mini_are_never_sources() {
+    let s = Scratch::new("sources-own");
+    let proj = s.0.join("proj");
+    let files = [("flake.nixlike", FLAKE), ("src/main.c", "int main;\n"), ("notes.txt", "mine\n")];
+    write_all(&proj, &files);
+    let first = source(&s, &proj, "x");
+
+    symlink(s.0.join("store").to_str().expect("utf-8"), &proj.join("result"));
+    symlink("/nonexistent", &proj.join("result-2"));
+    symlink("../notes.txt", &proj.join("src/result-dev"));
+    write_all(&proj, &[(".mini/state/x", "mini's own")]);
+    assert_eq!(source(&s, &proj, "x"), first, "out-links and .mini/ are not sources, with no .miniignore");
+    let copy = s.0.join("copy/proj");
+    write_all(&copy, &files);
+    assert_eq!(store_add(&s, &copy, "proj"), first, "the same path as the tree without them");
+
+    // Only links are out-links; a `!` line takes one back.
+    write_all(&proj, &[("results.txt", "data")]);
+    let with_file = source(&s, &proj, "x");
+    assert_ne!(with_file, first, "a file named like an out-link is a source");
+    write_all(&proj, &[(".miniignore", "!result-2\n")]);
+    write_all(&copy, &[("results.txt", "data"), (".miniignore", "!result-2\n")]);
+    symlink("/nonexistent", &copy.join("result-2"));
+    assert_eq!(source(&s, &proj, "x"), store_add(&s, &copy, "proj"));
+}
+
+#[test]
+fn a_build_names_the_untracked_files_its_sources_left_out() {
+    if !have_git() {
+        return;
+    }
+    let s = Scratch::new("sources-note");
+    let proj = s.0.join("proj");
+    write_all(&proj, &[("flake.nixlike", FLAKE), ("src/main.c", "int main;\n"), ("src/skip.c", "s\n")]);
+    git(&proj, &["init", "-q"]);
+    git(&proj, &["add", "."]);
+    git(&proj, &["commit", "-q", "-m", "init"]);
+    let show = |attr: &str| {
+        let out = mini_at(&s.0.join("store"), &proj, &["derivation", "show", &format!(".#{attr}")]);
+        ok(&out);
+        text(&out.stderr)
+    };
+    assert!(!show("x").contains("note:"), "nothing untracked, nothing to say");
+
+    write_all(&proj, &[("notes.txt", "mine"), ("src/new.c", "int new;\n"), (".mini/state", "own")]);
+    symlink("/nonexistent", &proj.join("result"));
+    let note = "note: 2 untracked files left out of the flake's sources: notes.txt, src/new.c \
+                (`git add` them to include them)\n";
+    assert_eq!(show("x"), note, "a clean tree: one line, without mini's own files");
+    assert_eq!(
+        show("sub"),
+        "note: 1 untracked file left out of the flake's sources: src/new.c (`git add` it to include it)\n",
+        "only what is under the copied path"
+    );
+
+    write_all(&proj, &[("src/main.c", "int main(void);\n")]);
+    let stderr = show("x");
+    let warning = format!("warning: Git tree '{}' is dirty\n", std::fs::canonicalize(&proj).unwrap().display());
+    assert_eq!(stderr, format!("{warning}{note}"), "a dirty tree warns, and says the same");
 }

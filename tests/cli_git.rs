@@ -1,7 +1,9 @@
 //! Flakes at a git revision end to end: `git+file:///REPO?rev=SHA#ATTR`,
 //! `?ref=NAME` and `git+file:DIR` (HEAD) build the committed tree, so an
 //! old commit rebuilds bit for bit in a fresh store, working-tree changes
-//! never count, and a commit built once is found again without git. These
+//! never count, and a commit built once is found again without git. A
+//! clean working tree (`.#ATTR`) is its HEAD commit, byte for byte; a
+//! dirty one has no revision, and warns. These
 //! tests need `git` (required under CI, else skipped) and a static busybox
 //! (likewise).
 
@@ -151,6 +153,49 @@ fn assert_only_changed_layers_differ(a: &serde_json::Value, b: &serde_json::Valu
 }
 
 #[test]
+fn a_clean_tree_is_its_commit_byte_for_byte() {
+    let s = Scratch::new("git-clean-tree");
+    if !have_git() || !have_busybox(&s) {
+        return;
+    }
+    let repo = s.0.join("repo");
+    s.write("repo/flake.nixlike", FLAKE);
+    s.write("repo/msg.txt", "first\n");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["remote", "add", "origin", "https://git.example/acme/svc.git"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "A"]);
+    let a = git(&repo, &["rev-parse", "HEAD"]);
+    s.write("repo/untracked.txt", "untracked files leave a tree clean");
+
+    let store1 = s.0.join("store1");
+    let out = mini(&store1, &repo, &["build", ".#docker", "--no-link", "--print-out-paths"], None);
+    let clean = store1.join("store").join(ok(&out).strip_prefix("/mini/store/").expect("a store path"));
+    assert!(!text(&out.stderr).contains("dirty"), "{}", text(&out.stderr));
+    let provenance = &inspect(&store1, &clean)["provenance"];
+    assert_eq!(provenance["revision"], a.as_str(), "{provenance}");
+    assert_eq!(provenance["source"], "https://git.example/acme/svc", "{provenance}");
+
+    // The commit, built in a fresh store, is the same archive.
+    let store2 = s.0.join("store2");
+    let url = format!("git+file://{}?rev={a}#docker", repo.display());
+    let at_rev = build(&store2, &s.0, &url, None);
+    assert_eq!(at_rev.file_name(), clean.file_name(), "the same derivation");
+    assert_eq!(sha256_of(&at_rev), sha256_of(&clean), "the same bytes");
+
+    // A dirty tree is no revision: no revision label, and a warning.
+    s.write("repo/msg.txt", "uncommitted\n");
+    let out = mini(&store1, &repo, &["build", ".#docker", "--no-link", "--print-out-paths"], None);
+    let dirty = store1.join("store").join(ok(&out).strip_prefix("/mini/store/").expect("a store path"));
+    let top = std::fs::canonicalize(&repo).unwrap();
+    assert!(text(&out.stderr).contains(&format!("warning: Git tree '{}' is dirty", top.display())), "{}", {
+        text(&out.stderr)
+    });
+    let provenance = &inspect(&store1, &dirty)["provenance"];
+    assert!(provenance.get("revision").is_none_or(|r| r.is_null()), "{provenance}");
+}
+
+#[test]
 fn self_knows_the_revision_it_was_built_from() {
     let s = Scratch::new("git-self-rev");
     if !have_git() || !have_busybox(&s) {
@@ -160,7 +205,7 @@ fn self_knows_the_revision_it_was_built_from() {
     s.write(
         "repo/flake.nixlike",
         r#"{ pkgs, self, ... }: {
-  version = pkgs.writeText "version" "${self.shortRev or "dirty"} ${self.rev or "-"} ${builtins.toString (builtins.attrNames self)}";
+  version = pkgs.writeText "version" "${self.shortRev or "-"} ${self.rev or "-"} ${self.dirtyShortRev or "-"} ${self.dirtyRev or "-"} ${builtins.toString (builtins.attrNames self)}";
 }
 "#,
     );
@@ -170,8 +215,16 @@ fn self_knows_the_revision_it_was_built_from() {
     let a = git(&repo, &["rev-parse", "HEAD"]);
     let store = s.0.join("store");
     let read = |installable: &str| std::fs::read_to_string(build(&store, &repo, installable, None)).unwrap();
-    assert_eq!(read("git+file:.#version"), format!("{} {a} rev shortRev version", &a[..7]));
-    assert_eq!(read(".#version"), "dirty - version", "a working tree is not a revision");
+    let at_a = format!("{} {a} - - rev shortRev version", &a[..7]);
+    assert_eq!(read("git+file:.#version"), at_a);
+    assert_eq!(read(".#version"), at_a, "a clean working tree is its commit");
+    s.write("repo/notes.txt", "untracked");
+    git(&repo, &["add", "notes.txt"]);
+    assert_eq!(
+        read(".#version"),
+        format!("- - {short}-dirty {a}-dirty dirtyRev dirtyShortRev version", short = &a[..7]),
+        "a dirty tree has no revision, only Nix's dirtyRev"
+    );
 }
 
 #[test]

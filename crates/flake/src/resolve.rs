@@ -8,7 +8,7 @@
 //! dirty one as it is, with a warning.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mini_lang::Evaluator;
 use mini_store::derivation::Derivation;
@@ -46,8 +46,8 @@ pub struct Resolved {
     pub targets: Vec<Target>,
     /// Locks `update_lock` made or moved, for the caller to report.
     pub lock_updates: Vec<LockReport>,
-    /// Lines for stderr, complete (`warning: …`, `note: …`): a dirty git
-    /// tree, untracked files the sources left out.
+    /// Lines for stderr, complete (`note: …`): untracked files the
+    /// sources left out.
     pub diagnostics: Vec<String>,
 }
 
@@ -101,7 +101,8 @@ pub fn resolve_in(
             }
             continue;
         };
-        let FlakeDerivation { drv_path, output } = session.derivation(&flake, attr)?;
+        let derivation = session.derivation(&flake, attr).map_err(|e| explain(&named, &flake, e))?;
+        let FlakeDerivation { drv_path, output } = derivation;
         wanted.push(Wanted::Outputs { drv_path, only: output });
     }
     session.flush()?;
@@ -119,7 +120,9 @@ pub(crate) struct Named {
 
 /// Where the flake an installable names is evaluated from, and its
 /// attribute path (`None` for a store path). A flake in a working tree is
-/// added to `named`, for [`diagnostics`].
+/// added to `named`, for [`diagnostics`]; a dirty one warns on stderr
+/// right away (once per tree), as Nix does, so the warning precedes any
+/// evaluation error.
 pub(crate) fn locate<'i>(
     session: &mut FlakeSession,
     store: &Store,
@@ -132,6 +135,9 @@ pub(crate) fn locate<'i>(
         Installable::Flake { dir, attr } => {
             let (location, tree) = locate_working(session, store, dir, update_lock)?;
             if let Some(tree) = tree {
+                if tree.dirty && !named.iter().any(|n| n.tree.top == tree.top) {
+                    eprintln!("{}", tree.dirty_warning());
+                }
                 named.push(Named { location: location.clone(), tree });
             }
             (location, attr)
@@ -174,18 +180,34 @@ fn locate_working(
     Ok((FlakeLocation { clean_tree: Some(dir.to_path_buf()), ..at_head }, Some(tree)))
 }
 
-/// What to say on stderr about the working trees of `named`: a dirty one
-/// warns (once), and untracked files its copies left out are named.
+impl Named {
+    /// The untracked files below the flake, but mini's own.
+    fn untracked(&self) -> Vec<PathBuf> {
+        let working = self.location.shown();
+        self.tree.untracked.iter().filter(|f| !crate::sources::is_mini_own(&working, f)).cloned().collect()
+    }
+}
+
+/// An evaluation error of the flake at `flake`, with a note when it is a
+/// clean working tree evaluated as its commit and files git does not
+/// track are missing from that commit (a likely cause).
+pub(crate) fn explain(named: &[Named], flake: &FlakeLocation, error: FlakeError) -> FlakeError {
+    let (FlakeError::Eval(message), Some(rev)) = (&error, &flake.revision) else { return error };
+    let Some(entry) = named.iter().find(|n| n.location.dir == flake.dir) else { return error };
+    let what = format!("commit {}, which a clean tree is evaluated as", &rev[..7]);
+    match worktree::untracked_note(&entry.untracked(), &what) {
+        Some(note) => FlakeError::Eval(format!("{message}\n{note}")),
+        None => error,
+    }
+}
+
+/// What to say on stderr about the working trees of `named` once they
+/// are evaluated: the untracked files their copies left out.
 pub(crate) fn diagnostics(session: &FlakeSession, named: &[Named]) -> Vec<String> {
     let mut lines = Vec::new();
-    for Named { location, tree } in named {
-        if tree.dirty {
-            lines.push(tree.dirty_warning());
-        }
-        let working = location.shown();
-        let untracked: Vec<_> =
-            tree.untracked.iter().filter(|f| !crate::sources::is_mini_own(&working, f)).cloned().collect();
-        lines.extend(worktree::untracked_note(&session.left_out(&location.dir, &untracked)));
+    for entry in named {
+        let left_out = session.left_out(&entry.location.dir, &entry.untracked());
+        lines.extend(worktree::untracked_note(&left_out, "the flake's sources"));
     }
     let mut seen = std::collections::HashSet::new();
     lines.retain(|line| seen.insert(line.clone()));

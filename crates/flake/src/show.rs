@@ -17,7 +17,7 @@ use mini_store::store::Store;
 use crate::flake::FlakeSession;
 use crate::inputs::FlakeLocation;
 use crate::installable::{self, Installable};
-use crate::resolve::{diagnostics, locate};
+use crate::resolve::{diagnostics, explain, locate};
 use crate::FlakeError;
 
 /// How `mini flake show` lists.
@@ -53,9 +53,9 @@ pub fn show(store_root: &Path, text: &str, options: &ShowOptions) -> Result<Show
         let Some((flake, _)) = locate(&mut session, &store, &installable, false, &mut named)? else {
             return Err(FlakeError::NotInstallable { text: text.clone(), reason: "it is a store path".into() });
         };
-        let outputs = session.top_outputs(&flake)?;
+        let outputs = session.top_outputs(&flake).map_err(|e| explain(&named, &flake, e))?;
         let mut lister = Lister { session: &mut session, options: &options, path: Vec::new() };
-        let children = match lister.node(outputs)? {
+        let children = match lister.node(outputs).map_err(|e| explain(&named, &flake, e))? {
             Node::Branch(children) => children,
             Node::Leaf(kind) => vec![("(the outputs themselves)".to_string(), Node::Leaf(kind))],
         };
@@ -81,7 +81,7 @@ pub fn eval_attribute(ev: &mut Evaluator, store_root: &Path, text: &str) -> Resu
             reason: "mini eval takes a flake attribute (DIR#ATTR), not a store path".into(),
         });
     };
-    let value = session.attribute(&flake, attr)?;
+    let value = session.attribute(&flake, attr).map_err(|e| explain(&named, &flake, e))?;
     Ok(Evaluated { value, diagnostics: diagnostics(&session, &named) })
 }
 

@@ -46,8 +46,8 @@ impl WorkTree {
 const NAMED: usize = 5;
 
 /// The one line saying which untracked files (sorted, relative to the
-/// flake's directory) a build's sources left out, if any were.
-pub(crate) fn untracked_note(left_out: &[PathBuf]) -> Option<String> {
+/// flake's directory) were left out of `what`, if any were.
+pub(crate) fn untracked_note(left_out: &[PathBuf], what: &str) -> Option<String> {
     let (first, rest) = left_out.split_at(left_out.len().min(NAMED));
     let mut names: Vec<String> = first.iter().map(|p| p.display().to_string()).collect();
     if !rest.is_empty() {
@@ -56,7 +56,7 @@ pub(crate) fn untracked_note(left_out: &[PathBuf]) -> Option<String> {
     let (files, them) = if left_out.len() == 1 { ("file", "it") } else { ("files", "them") };
     (!left_out.is_empty()).then(|| {
         format!(
-            "note: {} untracked {files} left out of the flake's sources: {} (`git add` {them} to include {them})",
+            "note: {} untracked {files} left out of {what}: {} (`git add` {them} to include {them})",
             left_out.len(),
             names.join(", ")
         )
@@ -160,14 +160,15 @@ mod tests {
 
     #[test]
     fn the_note_names_a_few_files_and_counts_the_rest() {
-        assert_eq!(untracked_note(&[]), None);
+        let note = |files: &[PathBuf]| untracked_note(files, "the flake's sources");
+        assert_eq!(note(&[]), None);
         assert_eq!(
-            untracked_note(&[PathBuf::from("a.txt")]).unwrap(),
+            note(&[PathBuf::from("a.txt")]).unwrap(),
             "note: 1 untracked file left out of the flake's sources: a.txt (`git add` it to include it)"
         );
         let many: Vec<PathBuf> = (0..7).map(|i| PathBuf::from(format!("src/f{i}.c"))).collect();
         assert_eq!(
-            untracked_note(&many).unwrap(),
+            note(&many).unwrap(),
             "note: 7 untracked files left out of the flake's sources: src/f0.c, src/f1.c, src/f2.c, src/f3.c, \
              src/f4.c, and 2 more (`git add` them to include them)"
         );
