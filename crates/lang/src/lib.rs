@@ -9,6 +9,7 @@ pub mod builtins;
 pub mod compile;
 pub mod error;
 pub mod eval;
+pub mod fetch;
 pub mod print;
 pub mod source;
 pub mod string;
@@ -16,6 +17,7 @@ pub mod syntax;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError, EvalResult};
+pub use fetch::Fetcher;
 pub use eval::Evaluator;
 pub use value::Value;
 

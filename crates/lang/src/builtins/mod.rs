@@ -5,6 +5,7 @@
 mod attrs;
 mod context;
 mod derivation;
+mod fetch;
 mod json;
 mod lists;
 mod misc;
@@ -47,6 +48,9 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("div", 2, misc::div),
     ("elem", 2, lists::elem),
     ("elemAt", 2, lists::elem_at),
+    ("fetchGit", 1, fetch::fetch_git),
+    ("fetchTarball", 1, fetch::fetch_tarball),
+    ("fetchurl", 1, fetch::fetchurl),
     ("filter", 2, lists::filter),
     ("floor", 1, misc::floor),
     ("foldl'", 3, lists::foldl),

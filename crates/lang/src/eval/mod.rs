@@ -8,9 +8,11 @@ use rustc_hash::FxHashMap;
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::compile::{Compiler, DynamicDef, Expr, Key, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
+use crate::fetch::Fetcher;
 use crate::source::{SourceMap, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
@@ -71,6 +73,8 @@ pub struct Evaluator {
     /// only whether it is still a thunk differs, which lazy printing shows
     /// as `<CODE>`, so `mini eval` without `--strict` turns this off.
     pub speculate: bool,
+    /// Downloads for the fetch builtins; see [`crate::fetch`].
+    pub(crate) fetcher: Option<Arc<dyn Fetcher>>,
 }
 
 fn stack_pointer() -> usize {
@@ -111,10 +115,16 @@ impl Evaluator {
             pure: false,
             allowed_paths: None,
             speculate: true,
+            fetcher: crate::fetch::default_fetcher(),
         };
         ev.globals = crate::builtins::globals();
         ev.define_derivation();
         ev
+    }
+
+    /// Lets the fetch builtins download through `fetcher`.
+    pub fn set_fetcher(&mut self, fetcher: Arc<dyn Fetcher>) {
+        self.fetcher = Some(fetcher);
     }
 
     /// Writes the derivations made so far to the store, all with one flush.
