@@ -25,6 +25,7 @@ fn mini(case: &Path, flags: &[&str]) -> std::process::Output {
         .arg(case.file_name().expect("case file name"))
         .current_dir(case.parent().expect("case directory"))
         .env_remove("MINI_TEST_UNSET_VAR")
+        .env_remove("NIX_PATH")
         .output()
         .expect("run mini")
 }

@@ -33,10 +33,6 @@ pub enum Expr {
         parts: Box<[Expr]>,
         span: Span,
     },
-    SearchPath {
-        name: String,
-        span: Span,
-    },
     /// A path with interpolations: the parts appended to the first (a path).
     PathConcat {
         parts: Box<[Expr]>,
@@ -132,6 +128,9 @@ pub struct LambdaInfo {
     pub name: Option<Symbol>,
     pub span: Span,
     pub param: ParamInfo,
+    /// The parameters' names as written: every plain one (`x: y: …`), or
+    /// the `@`-bound name of a pattern, if any (`toXML` shows them).
+    pub arg_names: Box<[Symbol]>,
     pub body: Expr,
 }
 
@@ -169,6 +168,14 @@ impl<'a> Compiler<'a> {
         Compiler { sources, globals, scopes: Vec::new(), base_dir }
     }
 
+    /// Makes `names` the outermost scope, as the frame `scopedImport`
+    /// evaluates a file in (slot `i` holds `names[i]`).
+    pub fn with_scope(mut self, names: &[Symbol]) -> Self {
+        let names = names.iter().enumerate().map(|(i, s)| (*s, i as u32)).collect();
+        self.scopes.push(Scope::Names(names));
+        self
+    }
+
     pub fn compile(&mut self, ast: &Ast) -> EvalResult<Expr> {
         self.expr(ast, None)
     }
@@ -196,7 +203,12 @@ impl<'a> Compiler<'a> {
                 }
                 Expr::PathConcat { parts: exprs.into(), span: *span }
             }
-            Ast::SearchPath(name) => Expr::SearchPath { name: name.clone(), span: Span::default() },
+            // As in Nix, `<name>` calls whatever `__findFile` is in scope.
+            Ast::SearchPath(name, span) => Expr::Apply {
+                func: Box::new(self.variable("__findFile", *span)?),
+                args: Box::new([self.variable("__nixPath", *span)?, Expr::Const(Value::string(name.as_str()))]),
+                span: *span,
+            },
             Ast::Var(name, span) => self.variable(name, *span)?,
             Ast::Select { expr, path, default, span } => Expr::Select {
                 expr: Box::new(self.expr(expr, None)?),
@@ -402,7 +414,13 @@ impl<'a> Compiler<'a> {
                 // A later parameter of the same name shadows an earlier one.
                 let scope = names.iter().enumerate().map(|(i, n)| (Symbol::intern(n), i as u32)).collect();
                 let body = self.in_scope(Scope::Names(scope), |c| c.expr(body, None))?;
-                Ok(LambdaInfo { name, span: lambda.span, param: ParamInfo::Idents(names.len() as u32), body })
+                Ok(LambdaInfo {
+                    name,
+                    span: lambda.span,
+                    param: ParamInfo::Idents(names.len() as u32),
+                    arg_names: names.iter().map(|n| Symbol::intern(n)).collect(),
+                    body,
+                })
             }
             Param::Pattern { formals, ellipsis, bind } => {
                 let mut names: HashMap<Symbol, u32> =
@@ -430,6 +448,7 @@ impl<'a> Compiler<'a> {
                     name,
                     span: lambda.span,
                     param: ParamInfo::Pattern { positions, formals, ellipsis: *ellipsis, bind: bind.is_some() },
+                    arg_names: bind.iter().map(|b| Symbol::intern(b)).collect(),
                     body,
                 })
             }

@@ -17,8 +17,8 @@ pub mod syntax;
 pub mod value;
 
 pub use error::{ErrorKind, EvalError, EvalResult};
+pub use eval::{parse_search_path_entry, split_search_path, Evaluator};
 pub use fetch::Fetcher;
-pub use eval::Evaluator;
 pub use value::Value;
 
 /// Stack given to evaluation threads. Deep but finite: runaway recursion

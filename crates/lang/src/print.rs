@@ -199,7 +199,7 @@ fn show(ast: &Ast, out: &mut String) {
             }
             out.push(')');
         }
-        Ast::SearchPath(p) => write!(out, "<{p}>").unwrap_or(()),
+        Ast::SearchPath(p, _) => write!(out, "<{p}>").unwrap_or(()),
         Ast::Uri(u) => out.push_str(&escape_string(u)),
         Ast::Var(name, _) => out.push_str(name),
         Ast::Select { expr, path, default, .. } => {

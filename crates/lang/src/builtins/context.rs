@@ -99,7 +99,7 @@ pub fn to_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
 pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let set = attrs(ev, &args[0], span)?;
     for key in set.entries().iter().map(|a| a.name) {
-        if !matches!(key.as_str(), "path" | "name" | "filter" | "recursive") {
+        if !matches!(key.as_str(), "path" | "name" | "filter" | "recursive" | "sha256") {
             return Err(EvalError::at(
                 ErrorKind::Eval,
                 format!("unsupported argument '{key}' to 'builtins.path'"),
@@ -114,29 +114,196 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
         }
         None => return Err(EvalError::at(ErrorKind::MissingAttribute, "attribute 'path' missing", span)),
     };
-    ev.check_access(&source, Some(span))?;
+    if let Some(t) = set.get_str("recursive") {
+        if !super::expect_bool(ev.force(&t.clone())?, span)? {
+            return Err(EvalError::at(
+                ErrorKind::Eval,
+                "'recursive = false' in 'builtins.path' is not supported by mini: paths are added recursively \
+                 (as archives); leave the attribute out",
+                span,
+            ));
+        }
+    }
     let name = match set.get_str("name") {
-        Some(t) => string(ev, &t.clone(), span)?.to_string(),
-        None => source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        Some(t) => Some(string(ev, &t.clone(), span)?.to_string()),
+        None => None,
     };
     let filter = match set.get_str("filter") {
         Some(t) => Some(ev.force(&t.clone())?),
         None => None,
     };
-    let stored = match filter {
-        None => ev.add_source(&source, &name, span)?,
+    let stored = add_path(ev, &source, name, filter, span)?;
+    if let Some(t) = set.get_str("sha256") {
+        let expected = string(ev, &t.clone(), span)?;
+        check_sha256(ev, &stored, &source, &expected, span)?;
+    }
+    Ok(store_path_value(&stored))
+}
+
+/// `filterSource filter path`: `builtins.path { inherit path filter; }`.
+pub fn filter_source(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let filter = super::function(ev, &args[0], span)?;
+    let v = ev.force(&args[1])?;
+    let source = PathBuf::from(&*ev.coerce_to_string(&v, span, false, false)?);
+    let stored = add_path(ev, &source, None, Some(filter), span)?;
+    Ok(store_path_value(&stored))
+}
+
+/// Copies `source` into the store as `name` (default: its base name),
+/// through `filter` if there is one.
+fn add_path(
+    ev: &mut Evaluator,
+    source: &Path,
+    name: Option<String>,
+    filter: Option<Value>,
+    span: Span,
+) -> EvalResult<StorePath> {
+    ev.check_access(source, Some(span))?;
+    let name = name.unwrap_or_else(|| source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    match filter {
+        None => ev.add_source(source, &name, span),
         Some(filter) => {
-            let sources = ev.source_filter_for(&source, span)?;
+            let sources = ev.source_filter_for(source, span)?;
             let store = ev.store(span)?;
             let staging = store.staging_dir().map_err(|e| store_error(e, span))?;
             let copy = staging.join("filtered");
-            let result = copy_filtered(ev, &filter, sources.as_ref(), &source, &copy, Path::new(""), span)
+            let result = copy_filtered(ev, &filter, sources.as_ref(), source, &copy, Path::new(""), span)
                 .and_then(|()| store.add_path(&copy, &name).map_err(|e| store_error(e, span)));
             let _ = std::fs::remove_dir_all(&staging);
-            result?
+            result
         }
-    };
-    Ok(store_path_value(&stored))
+    }
+}
+
+/// The fixed-output form of `builtins.path`: the added tree's archive
+/// (NAR) must have the SHA-256 the recipe pinned.
+fn check_sha256(ev: &mut Evaluator, stored: &StorePath, source: &Path, expected: &str, span: Span) -> EvalResult<()> {
+    let want = mini_store::derivation::parse_hash("sha256", expected)
+        .map_err(|e| EvalError::at(ErrorKind::Eval, e.to_string(), span))?;
+    let store = ev.store(span)?;
+    let mut hasher = sha2::Sha256::default();
+    mini_store::archive::dump_path(&store.physical_path(stored), &mut hasher)
+        .map_err(|e| EvalError::at(ErrorKind::Io, format!("hashing '{stored}': {e}"), span))?;
+    let got: [u8; 32] = sha2::Digest::finalize(hasher).into();
+    if got[..] != want[..] {
+        let sri = |h: &[u8]| format!("sha256:{}", mini_store::base32::encode(h));
+        return Err(EvalError::at(
+            ErrorKind::Eval,
+            format!(
+                "store path mismatch in (possibly filtered) path added from '{}': the recipe pins {}, the path \
+                 has {}; if the new contents are intended, update the recipe's sha256",
+                source.display(),
+                sri(&want),
+                sri(&got)
+            ),
+            span,
+        ));
+    }
+    Ok(())
+}
+
+/// `unsafeDiscardOutputDependency s`: `s` with a `.drv`'s "all outputs"
+/// context turned into a dependency on the `.drv` file alone.
+pub fn unsafe_discard_output_dependency(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let s = string(ev, &args[0], span)?;
+    let context = s
+        .context()
+        .iter()
+        .map(|elem| match elem {
+            ContextElem::AllOutputs(drv) => ContextElem::Path(drv.clone()),
+            other => other.clone(),
+        })
+        .collect();
+    Ok(Value::String(NixStr::with_context(s.as_str(), context)))
+}
+
+/// `appendContext s { "/mini/store/…" = { path = true; allOutputs = true; outputs = [ … ]; }; }`:
+/// the inverse of `getContext`.
+pub fn append_context(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let s = string(ev, &args[0], span)?;
+    let set = attrs(ev, &args[1], span)?;
+    let mut context = s.context().to_vec();
+    for entry in set.entries() {
+        let key = entry.name.as_str();
+        if StorePath::parse(key).is_err() {
+            return Err(EvalError::at(ErrorKind::Eval, format!("Context key '{key}' is not a store path"), span));
+        }
+        let fields = attrs(ev, &entry.value, span)?;
+        let not_drv = |what: &str| {
+            EvalError::at(
+                ErrorKind::Eval,
+                format!("tried to add {what} context of {key}, which is not a derivation, to a string"),
+                span,
+            )
+        };
+        for field in fields.entries() {
+            match field.name.as_str() {
+                "path" => {
+                    if super::expect_bool(ev.force(&field.value)?, span)? {
+                        context.push(ContextElem::Path(key.to_string()));
+                    }
+                }
+                "allOutputs" => {
+                    if super::expect_bool(ev.force(&field.value)?, span)? {
+                        if !key.ends_with(".drv") {
+                            return Err(not_drv("all-outputs"));
+                        }
+                        context.push(ContextElem::AllOutputs(key.to_string()));
+                    }
+                }
+                "outputs" => {
+                    let outputs = super::lists::strings_of(ev, &field.value, span)?;
+                    if !outputs.is_empty() && !key.ends_with(".drv") {
+                        return Err(not_drv(&format!("'{}' output", outputs[0])));
+                    }
+                    for output in outputs.iter() {
+                        context.push(ContextElem::Output { drv: key.to_string(), output: output.to_string() });
+                    }
+                }
+                other => {
+                    return Err(EvalError::at(
+                        ErrorKind::Eval,
+                        format!(
+                        "unsupported context attribute '{other}' for '{key}' (expected path, allOutputs or outputs)"
+                    ),
+                        span,
+                    ))
+                }
+            }
+        }
+    }
+    context.sort();
+    context.dedup();
+    Ok(Value::String(NixStr::with_context(s.as_str(), context)))
+}
+
+/// `storePath "/mini/store/…"`: a path already in the store, as a string
+/// that depends on it. Not in pure evaluation, where nothing may name a
+/// store path it did not make.
+pub fn store_path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    if ev.pure {
+        return Err(EvalError::at(
+            ErrorKind::Eval,
+            "'builtins.storePath' is not allowed in pure evaluation mode",
+            span,
+        ));
+    }
+    let v = ev.force(&args[0])?;
+    let text = ev.coerce_to_string(&v, span, false, false)?;
+    let (path, _rest) = StorePath::parse_prefix(&text).map_err(|_| {
+        EvalError::at(ErrorKind::Eval, format!("path '{}' is not in the Nix store", text.as_str()), span)
+    })?;
+    let store = ev.store(span)?;
+    if !store.is_valid(&path) {
+        return Err(EvalError::at(
+            ErrorKind::Eval,
+            format!("path '{path}' is not valid in this store: build or add it first"),
+            span,
+        ));
+    }
+    let mut context = text.context().to_vec();
+    context.push(ContextElem::Path(path.to_string()));
+    Ok(Value::String(NixStr::with_context(text.as_str(), context)))
 }
 
 /// Copies `from` (`below` the copied root) to `to`, asking `filter` about

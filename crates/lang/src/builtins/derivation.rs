@@ -189,3 +189,13 @@ pub fn derivation_strict(ev: &mut Evaluator, args: &[Thunk], span: Span) -> Eval
     fields.extend(outs.iter().map(|(k, v)| (k.as_str(), v.clone())));
     Ok(attrs_of(fields))
 }
+
+/// `placeholder output`: the string a builder's environment sees in place
+/// of that output's path, `/` and the Nix base-32 SHA-256 of
+/// `nix-output:<output>`, as Nix computes it.
+pub fn placeholder(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    use sha2::Digest;
+    let output = super::string(ev, &args[0], span)?;
+    let hash = sha2::Sha256::digest(format!("nix-output:{}", output.as_str()).as_bytes());
+    Ok(Value::string(format!("/{}", mini_store::base32::encode(&hash))))
+}

@@ -141,7 +141,7 @@ pub fn get_env(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
 
 /// A path argument: a path value, or a string holding an absolute path,
 /// which this evaluation must be allowed to read.
-fn path_arg(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<PathBuf> {
+pub(super) fn path_arg(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<PathBuf> {
     let v = ev.force(t)?;
     let s = ev.coerce_to_string(&v, span, false, false)?;
     if !s.starts_with('/') {
@@ -187,4 +187,72 @@ pub fn read_dir(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Va
         out.push((Symbol::intern(&entry.file_name().to_string_lossy()), Value::string(kind).into()));
     }
     Ok(Value::attrs(Attrs::from_unsorted(out)))
+}
+
+/// `addErrorContext message value`: the value; if forcing it fails, the
+/// error's trace gains `message` (shown with `--show-trace`).
+pub fn add_error_context(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    ev.force(&args[1]).map_err(|mut e| {
+        if let Some(Value::String(message)) = args[0].peek() {
+            e.add_trace(span, || message.to_string());
+        } else if let Ok(message) = string(ev, &args[0], span) {
+            e.add_trace(span, || message.to_string());
+        }
+        e
+    })
+}
+
+/// `scopedImport scope path`: `import` with extra variables in scope.
+pub fn scoped_import(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let scope = super::attrs(ev, &args[0], span)?;
+    let path = path_arg(ev, &args[1], span)?;
+    ev.scoped_import(&path, &scope, span)
+}
+
+/// `findFile searchPath name` (what `<name>` calls): the first entry whose
+/// `prefix` is empty or a leading path component of `name` and under whose
+/// `path` the rest of `name` exists. Only in impure evaluation.
+pub fn find_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let entries = super::list(ev, &args[0], span)?;
+    let name = string(ev, &args[1], span)?;
+    if ev.pure {
+        return Err(EvalError::at(
+            ErrorKind::Eval,
+            format!("cannot look up '<{name}>' in pure evaluation mode (use '--impure' to override): flakes and `mini eval --pure` have no search path; use a flake input or a relative path instead"),
+            span,
+        ));
+    }
+    for entry in entries.iter() {
+        let entry = super::attrs(ev, entry, span)?;
+        let prefix = match entry.get_str("prefix") {
+            Some(p) => string(ev, &p.clone(), span)?.to_string(),
+            None => String::new(),
+        };
+        let Some(path) = entry.get_str("path").cloned() else {
+            return Err(EvalError::at(ErrorKind::MissingAttribute, "attribute 'path' missing", span));
+        };
+        let path = ev.force(&path)?;
+        let path = ev.coerce_to_string(&path, span, false, false)?.to_string();
+        let rest = if prefix.is_empty() {
+            Some(name.as_str())
+        } else {
+            match name.strip_prefix(prefix.as_str()) {
+                Some("") => Some(""),
+                Some(rest) if rest.starts_with('/') => Some(&rest[1..]),
+                _ => None,
+            }
+        };
+        let Some(rest) = rest else { continue };
+        let candidate = if rest.is_empty() { PathBuf::from(&path) } else { PathBuf::from(&path).join(rest) };
+        if std::fs::symlink_metadata(&candidate).is_ok() {
+            let canonical = crate::compile::canonicalize_lexically(&candidate);
+            ev.check_access(std::path::Path::new(&canonical), Some(span))?;
+            return Ok(Value::Path(canonical.into()));
+        }
+    }
+    Err(EvalError::at(
+        ErrorKind::Eval,
+        format!("file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"),
+        span,
+    ))
 }

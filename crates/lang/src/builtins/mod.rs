@@ -10,6 +10,8 @@ mod json;
 mod lists;
 mod misc;
 mod strings;
+mod toml;
+mod xml;
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -26,9 +28,11 @@ use crate::value::{Attrs, Lazy, PrimOp, PrimOpFn, Symbol, Thunk, Value};
 
 /// Every primop: name, arity, implementation.
 const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
+    ("addErrorContext", 2, misc::add_error_context),
     ("abort", 1, misc::abort),
     ("add", 2, misc::add),
     ("all", 2, lists::all),
+    ("appendContext", 2, context::append_context),
     ("any", 2, lists::any),
     ("attrNames", 1, attrs::attr_names),
     ("attrValues", 1, attrs::attr_values),
@@ -47,6 +51,8 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("dirOf", 1, strings::dir_of),
     ("div", 2, misc::div),
     ("elem", 2, lists::elem),
+    ("filterSource", 2, context::filter_source),
+    ("findFile", 2, misc::find_file),
     ("elemAt", 2, lists::elem_at),
     ("fetchGit", 1, fetch::fetch_git),
     ("fetchTarball", 1, fetch::fetch_tarball),
@@ -55,6 +61,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("floor", 1, misc::floor),
     ("foldl'", 3, lists::foldl),
     ("fromJSON", 1, json::from_json),
+    ("fromTOML", 1, toml::from_toml),
     ("functionArgs", 1, attrs::function_args),
     ("getContext", 1, context::get_context),
     ("genList", 2, lists::gen_list),
@@ -64,6 +71,7 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("groupBy", 2, lists::group_by),
     ("hasAttr", 2, attrs::has_attr),
     ("hasContext", 1, context::has_context),
+    ("hashFile", 2, strings::hash_file),
     ("hashString", 2, strings::hash_string),
     ("head", 1, lists::head),
     ("import", 1, misc::import),
@@ -86,16 +94,19 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("mul", 2, misc::mul),
     ("parseDrvName", 1, strings::parse_drv_name),
     ("partition", 2, lists::partition),
+    ("placeholder", 1, derivation::placeholder),
     ("path", 1, context::path),
     ("pathExists", 1, misc::path_exists),
     ("readDir", 1, misc::read_dir),
     ("readFile", 1, misc::read_file),
     ("removeAttrs", 2, attrs::remove_attrs),
     ("replaceStrings", 3, strings::replace_strings),
+    ("scopedImport", 2, misc::scoped_import),
     ("seq", 2, misc::seq),
     ("sort", 2, lists::sort),
     ("split", 2, strings::regex_split),
     ("splitVersion", 1, strings::split_version),
+    ("storePath", 1, context::store_path),
     ("stringLength", 1, strings::string_length),
     ("sub", 2, misc::sub),
     ("substring", 3, strings::substring),
@@ -103,10 +114,13 @@ const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
     ("throw", 1, misc::throw),
     ("toFile", 2, context::to_file),
     ("toJSON", 1, json::to_json_primop),
+    ("toPath", 1, strings::to_path),
     ("toString", 1, strings::to_string),
+    ("toXML", 1, xml::to_xml),
     ("trace", 2, misc::trace),
     ("tryEval", 1, misc::try_eval),
     ("typeOf", 1, misc::type_of),
+    ("unsafeDiscardOutputDependency", 1, context::unsafe_discard_output_dependency),
     ("unsafeDiscardStringContext", 1, context::unsafe_discard_string_context),
     ("unsafeGetAttrPos", 2, attrs::unsafe_get_attr_pos),
     ("zipAttrsWith", 2, attrs::zip_attrs_with),
@@ -118,10 +132,13 @@ const UNPREFIXED: &[&str] = &[
     "baseNameOf",
     "derivationStrict",
     "dirOf",
+    "fromTOML",
     "import",
     "isNull",
     "map",
+    "placeholder",
     "removeAttrs",
+    "scopedImport",
     "throw",
     "toString",
 ];
@@ -152,11 +169,15 @@ pub fn globals() -> HashMap<Symbol, Value> {
         ("null", Value::Null),
         ("currentSystem", Value::string(current_system())),
         ("storeDir", Value::string(mini_store::store_path::STORE_DIR)),
+        // mini evaluates the language of Nix 2.8 and says so, so that code
+        // checking `lib.versionAtLeast builtins.nixVersion` takes the same branch.
+        ("langVersion", Value::Int(6)),
+        ("nixVersion", Value::string("2.8.0")),
     ];
     for (name, value) in constants {
         builtins.push((Symbol::intern(name), value.clone().into()));
         globals.insert(Symbol::intern(&format!("__{name}")), value.clone());
-        if !matches!(name, "currentSystem" | "storeDir") {
+        if !matches!(name, "currentSystem" | "storeDir" | "langVersion" | "nixVersion") {
             globals.insert(Symbol::intern(name), value);
         }
     }
@@ -233,6 +254,6 @@ pub(crate) fn call2(ev: &mut Evaluator, f: &Value, a: Thunk, b: Thunk, span: Spa
     ev.call2(f.clone(), a, b, span)
 }
 
-pub(crate) fn attrs_of(entries: Vec<(&str, Value)>) -> Value {
+pub fn attrs_of(entries: Vec<(&str, Value)>) -> Value {
     Value::attrs(Attrs::from_unsorted(entries.into_iter().map(|(k, v)| (Symbol::intern(k), v.into())).collect()))
 }

@@ -132,14 +132,42 @@ pub fn dir_of(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Valu
 pub fn hash_string(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let algo = string(ev, &args[0], span)?;
     let s = coerce(ev, &args[1], span, true)?;
-    let digest: Vec<u8> = match &*algo {
-        "md5" => Md5::digest(s.as_bytes()).to_vec(),
-        "sha1" => Sha1::digest(s.as_bytes()).to_vec(),
-        "sha256" => Sha256::digest(s.as_bytes()).to_vec(),
-        "sha512" => Sha512::digest(s.as_bytes()).to_vec(),
+    hex_digest(&algo, s.as_bytes(), span)
+}
+
+/// `hashFile algo path`: the file's hash, in hex.
+pub fn hash_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let algo = string(ev, &args[0], span)?;
+    let path = super::misc::path_arg(ev, &args[1], span)?;
+    let bytes = std::fs::read(&path).map_err(|e| {
+        EvalError::at(
+            ErrorKind::Io,
+            format!("opening file '{}': {}", path.display(), crate::eval::io_message(&e)),
+            span,
+        )
+    })?;
+    hex_digest(&algo, &bytes, span)
+}
+
+fn hex_digest(algo: &str, bytes: &[u8], span: Span) -> EvalResult<Value> {
+    let digest: Vec<u8> = match algo {
+        "md5" => Md5::digest(bytes).to_vec(),
+        "sha1" => Sha1::digest(bytes).to_vec(),
+        "sha256" => Sha256::digest(bytes).to_vec(),
+        "sha512" => Sha512::digest(bytes).to_vec(),
         other => return Err(EvalError::at(ErrorKind::Eval, format!("unknown hash algorithm '{other}'"), span)),
     };
     Ok(Value::string(mini_store::derivation::hex(&digest)))
+}
+
+/// `toPath s`: `s` made canonical, still a string (as in Nix, despite the name).
+pub fn to_path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
+    let s = coerce(ev, &args[0], span, false)?;
+    if !s.starts_with('/') {
+        return Err(EvalError::at(ErrorKind::Eval, format!("string '{s}' doesn't represent an absolute path"), span));
+    }
+    let canonical = crate::compile::canonicalize_lexically(std::path::Path::new(s.as_str()));
+    Ok(Value::String(NixStr::with_context(canonical, s.context().to_vec())))
 }
 
 fn compile_regex(ev: &mut Evaluator, pattern: &str, anchored: bool, span: Span) -> EvalResult<Rc<regex::Regex>> {

@@ -119,6 +119,7 @@ impl Evaluator {
         };
         ev.globals = crate::builtins::globals();
         ev.define_derivation();
+        ev.set_search_path(&[]);
         ev
     }
 
@@ -144,7 +145,7 @@ impl Evaluator {
             .compile_in("«derivation»".into(), None, crate::builtins::DERIVATION_NIX, PathBuf::from("/"))
             .expect("the built-in derivation function compiles");
         let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([])))).expect("it is a lambda");
-        self.globals.insert(Symbol::intern("derivation"), value);
+        self.set_builtin("derivation", "derivation", value);
     }
 
     /// The store, opened on first use.
@@ -185,10 +186,73 @@ impl Evaluator {
         text: &str,
         base_dir: PathBuf,
     ) -> EvalResult<&'static Expr> {
+        self.compile_scoped(name, path, text, base_dir, &[])
+    }
+
+    /// Compiles with `scope` as the outermost frame's names (`scopedImport`).
+    fn compile_scoped(
+        &mut self,
+        name: String,
+        path: Option<PathBuf>,
+        text: &str,
+        base_dir: PathBuf,
+        scope: &[Symbol],
+    ) -> EvalResult<&'static Expr> {
         let file = self.sources.add(name, path, Rc::from(text));
         let ast = crate::syntax::parse(text, file).map_err(|e| EvalError::syntax(e, file))?;
-        let expr = Compiler::new(&self.sources, &self.globals, base_dir).compile(&ast)?;
+        let expr = Compiler::new(&self.sources, &self.globals, base_dir).with_scope(scope).compile(&ast)?;
         Ok(Box::leak(Box::new(expr)))
+    }
+
+    /// `scopedImport scope path`: the file evaluated with `scope`'s
+    /// attributes as variables that shadow even the builtins. Unlike
+    /// `import`, the result is not cached (another scope gives another value).
+    pub fn scoped_import(&mut self, path: &Path, scope: &Attrs, span: Span) -> EvalResult<Value> {
+        self.check_access(path, Some(span))?;
+        let file = resolve_import(path);
+        if file != path {
+            self.check_access(&file, Some(span))?;
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            EvalError::at(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
+        })?;
+        let names: Vec<Symbol> = scope.entries().iter().map(|a| a.name).collect();
+        let values: Vec<Thunk> = scope.entries().iter().map(|a| a.value.clone()).collect();
+        let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let expr = self.compile_scoped(file.display().to_string(), Some(file.clone()), &text, base_dir, &names)?;
+        self.eval(expr, &Env::new(None, Slots::Many(values.into_boxed_slice())))
+    }
+
+    /// Sets a builtin: `builtins.<name>`, and the global `global`. Only
+    /// before any code is compiled: compiled code holds the globals it names.
+    fn set_builtin(&mut self, global: &str, name: &str, value: Value) {
+        self.globals.insert(Symbol::intern(global), value.clone());
+        let Some(Value::Attrs(old)) = self.globals.get(&Symbol::intern("builtins")).cloned() else {
+            unreachable!("the globals hold builtins")
+        };
+        let set = Value::attrs(old.update(&Attrs::from_unsorted(vec![(Symbol::intern(name), value.into())])));
+        // `builtins.builtins` is the set itself.
+        if let Some(Thunk::Lazy(own)) = old.get_str("builtins") {
+            *own.borrow_mut() = Lazy::Done(set.clone());
+        }
+        self.globals.insert(Symbol::intern("builtins"), set);
+    }
+
+    /// The search path `<name>` and `builtins.findFile` use (see
+    /// [`parse_search_path_entry`]), as
+    /// `(prefix, path)` pairs in order (`-I` first, then `NIX_PATH`).
+    pub fn set_search_path(&mut self, entries: &[(String, String)]) {
+        let list = entries
+            .iter()
+            .map(|(prefix, path)| {
+                crate::builtins::attrs_of(vec![
+                    ("path", Value::string(path.as_str())),
+                    ("prefix", Value::string(prefix.as_str())),
+                ])
+                .into()
+            })
+            .collect();
+        self.set_builtin("__nixPath", "nixPath", Value::list(list));
     }
 
     /// Evaluates `--expr` text to weak head normal form.
@@ -325,13 +389,6 @@ impl Evaluator {
                 let values = parts.iter().map(|p| self.eval_operand(p, env)).collect::<EvalResult<Vec<_>>>()?;
                 self.concat_strings(&values, *span)
             }
-            Expr::SearchPath { name, span } => Err(EvalError::at(
-                ErrorKind::Eval,
-                format!(
-                    "file '{name}' was not found in the Nix search path (mini has no search path; use a relative path)"
-                ),
-                *span,
-            )),
             Expr::Select { expr, path, default, span } => self.eval_select(expr, path, default.as_deref(), env, *span),
             Expr::HasAttr { expr, path } => {
                 let mut value = self.eval_operand(expr, env)?;
@@ -701,5 +758,42 @@ pub(crate) fn io_message(e: &std::io::Error) -> String {
     match s.find(" (os error") {
         Some(i) => s[..i].to_string(),
         None => s,
+    }
+}
+
+/// `NIX_PATH`'s entries: separated by `:`, except the `:` of a URL's `://`.
+pub fn split_search_path(text: &str) -> Vec<&str> {
+    let mut entries = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b':' && !text[i..].starts_with("://") {
+            entries.push(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    entries.push(&text[start..]);
+    entries.into_iter().filter(|e| !e.is_empty()).collect()
+}
+
+/// One search-path entry, `prefix=path` or a plain `path` (empty prefix),
+/// as `(prefix, path)`.
+pub fn parse_search_path_entry(entry: &str) -> (String, String) {
+    match entry.split_once('=') {
+        Some((prefix, path)) => (prefix.to_string(), path.to_string()),
+        None => (String::new(), entry.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod search_path_tests {
+    use super::*;
+
+    #[test]
+    fn nix_path_splits_on_colons_but_not_in_urls() {
+        assert_eq!(split_search_path("a=/x:/y::b=https://h/t.tar.gz"), vec!["a=/x", "/y", "b=https://h/t.tar.gz"]);
+        assert!(split_search_path("").is_empty());
+        assert_eq!(parse_search_path_entry("nixpkgs=/p"), ("nixpkgs".into(), "/p".into()));
+        assert_eq!(parse_search_path_entry("/p"), (String::new(), "/p".into()));
     }
 }

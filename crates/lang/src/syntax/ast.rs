@@ -20,7 +20,8 @@ pub enum Ast {
         span: Span,
     },
     /// `<nixpkgs>`: a lookup in the search path.
-    SearchPath(String),
+    /// `<name>`: Nix's sugar for `__findFile __nixPath "name"`.
+    SearchPath(String, Span),
     /// An unquoted URI such as `https://example.org`, which Nix reads as a string.
     Uri(String),
     Var(String, Span),

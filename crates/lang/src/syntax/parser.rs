@@ -489,7 +489,7 @@ impl<'a> Parser<'a> {
             }
             Token::SearchPath => {
                 self.bump();
-                Ok(Ast::SearchPath(text[1..text.len() - 1].to_string()))
+                Ok(Ast::SearchPath(text[1..text.len() - 1].to_string(), span))
             }
             Token::Uri => {
                 self.bump();
