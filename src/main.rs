@@ -236,6 +236,10 @@ struct EvalArgs {
     /// evaluated file's directory (the current directory for --expr) may be read.
     #[arg(long)]
     pure: bool,
+    /// Add to the search path that `<name>` looks in: `name=path` or a
+    /// directory; before the entries of $NIX_PATH. Impure evaluation only.
+    #[arg(short = 'I', value_name = "NAME=PATH")]
+    include: Vec<String>,
     /// Evaluate this expression instead of a file.
     #[arg(long = "expr", short = 'E', value_name = "EXPR", conflicts_with = "file")]
     expr: Option<String>,
@@ -309,6 +313,9 @@ fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
         return flake_cmd::eval(&store_root, attribute, args.strict, args.json);
     }
     run_evaluation(store_root, move |ev| {
+        let nix_path = std::env::var("NIX_PATH").unwrap_or_default();
+        let entries = args.include.iter().map(String::as_str).chain(mini_lang::split_search_path(&nix_path));
+        ev.set_search_path(&entries.map(mini_lang::parse_search_path_entry).collect::<Vec<_>>());
         ev.pure = args.pure;
         if args.pure {
             mini_flake::restrict_pure_eval(ev, args.file.as_deref())?;
