@@ -12,6 +12,7 @@ mod build_cmd;
 mod cache_cmd;
 mod doctor;
 mod fetch_cmd;
+mod fetchers;
 mod flake_cmd;
 mod graph_cmd;
 mod image_cmd;
@@ -270,6 +271,7 @@ fn main() -> ExitCode {
     let matches = command().color(if no_color { ColorChoice::Never } else { ColorChoice::Auto }).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
+    fetchers::install();
     match cli.command {
         Command::Eval(args) => eval(args, store_root),
         Command::Store(command) => store_cmd::run(&store_root, command),

@@ -18,6 +18,7 @@ pub mod constraints;
 pub mod dag;
 pub mod elf;
 pub mod error;
+pub mod fetchers;
 mod mirrors;
 mod mounts;
 pub mod output;

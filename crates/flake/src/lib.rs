@@ -12,6 +12,7 @@
 
 mod busybox;
 mod error;
+mod fetch_git;
 mod flake;
 mod git;
 mod ignore;
@@ -27,6 +28,7 @@ mod worktree;
 
 pub use busybox::find as find_busybox;
 pub use error::FlakeError;
+pub use fetch_git::{fetch_git, GitFetchRequest, GitFetchedTree};
 pub use git::prune_revision_cache;
 pub use installable::{parse, Installable};
 pub use prelude::PRELUDE;
