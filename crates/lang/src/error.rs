@@ -82,7 +82,7 @@ impl EvalError {
     /// source line and a caret, then the trace.
     pub fn render(&self, sources: &SourceMap) -> String {
         let mut out = format!("error: {}\n", self.message);
-        if let Some(span) = self.span {
+        if let Some(span) = self.span.filter(|s| sources.is_known(*s)) {
             let loc = sources.locate(span);
             out.push_str(&format!("\n       at {loc}:\n\n"));
             let gutter = loc.line.to_string();
@@ -93,7 +93,11 @@ impl EvalError {
             out.push_str(&format!("       {}| {caret_pad}^\n", " ".repeat(gutter.len())));
         }
         for frame in &self.trace {
-            out.push_str(&format!("\n       … {} at {}\n", frame.what, sources.locate(frame.span)));
+            if sources.is_known(frame.span) {
+                out.push_str(&format!("\n       … {} at {}\n", frame.what, sources.locate(frame.span)));
+            } else {
+                out.push_str(&format!("\n       … {}\n", frame.what));
+            }
         }
         out
     }

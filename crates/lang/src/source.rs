@@ -83,13 +83,27 @@ impl std::fmt::Display for Location {
     }
 }
 
-/// All source texts seen during one evaluation.
-#[derive(Default)]
+/// All source texts seen during one evaluation. File 0 is a placeholder:
+/// [`Span::default()`] (a value made by a builtin, say) points into it,
+/// and [`SourceMap::is_known`] says such a span names no place in any source.
 pub struct SourceMap {
     files: Vec<SourceFile>,
 }
 
+impl Default for SourceMap {
+    fn default() -> Self {
+        let mut map = SourceMap { files: Vec::new() };
+        map.add("«unknown»".into(), None, Rc::from(""));
+        map
+    }
+}
+
 impl SourceMap {
+    /// Whether `span` is somewhere in a real source (not the placeholder).
+    pub fn is_known(&self, span: Span) -> bool {
+        span.file != 0
+    }
+
     pub fn add(&mut self, name: String, path: Option<PathBuf>, text: Rc<str>) -> FileId {
         let mut line_starts = vec![0];
         line_starts.extend(text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i + 1));

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{attrs, attrs_of};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator};
-use crate::source::Span;
+use crate::source::{Pos, Span};
 use crate::string::{ContextElem, NixStr};
-use crate::value::{Thunk, Value};
+use crate::value::{Symbol, Thunk, Value};
 use mini_store::derivation::{parse_hash, Derivation, FixedHash, HashMode, Output};
 use mini_store::store::TextFile;
 use mini_store::store_path::StorePath;
@@ -57,31 +57,40 @@ pub fn derivation_strict(ev: &mut Evaluator, args: &[Thunk], span: Span) -> Eval
     let mut drv_args = Vec::new();
     let mut output_names = vec!["out".to_string()];
     let (mut hash, mut hash_algo, mut hash_mode) = (None, "sha256".to_string(), HashMode::Flat);
+    // An attribute's problems are reported where the user wrote it.
+    let at = |name: &str| set.position(Symbol::intern(name)).and_then(Pos::span).unwrap_or(span);
     for (name, t) in set.sorted_by_name() {
+        let attr_span = at(name);
+        let in_attr = |mut e: Box<EvalError>| {
+            if e.span != Some(attr_span) {
+                e.add_trace(attr_span, || format!("while evaluating the derivation attribute '{name}'"));
+            }
+            e
+        };
         match name {
             "args" => {
-                let items = super::list(ev, t, span)?;
+                let items = super::list(ev, t, attr_span).map_err(in_attr)?;
                 for item in items.iter() {
-                    let s = attr_string(ev, item, span)?;
+                    let s = attr_string(ev, item, attr_span).map_err(in_attr)?;
                     context.extend_from_slice(s.context());
                     drv_args.push(s.to_string());
                 }
                 continue;
             }
             "outputs" => {
-                let names = super::lists::strings_of(ev, t, span)?;
+                let names = super::lists::strings_of(ev, t, attr_span).map_err(in_attr)?;
                 if names.is_empty() {
-                    return Err(eval_error("derivation has an empty 'outputs' list", span));
+                    return Err(eval_error("derivation has an empty 'outputs' list", attr_span));
                 }
                 output_names = names.iter().map(|n| n.to_string()).collect();
                 let unique: BTreeSet<&String> = output_names.iter().collect();
                 if unique.len() != output_names.len() {
-                    return Err(eval_error("derivation has duplicate outputs", span));
+                    return Err(eval_error("derivation has duplicate outputs", attr_span));
                 }
             }
             _ => {}
         }
-        let value = attr_string(ev, t, span)?;
+        let value = attr_string(ev, t, attr_span).map_err(in_attr)?;
         context.extend_from_slice(value.context());
         match name {
             "outputHash" => hash = Some(value.to_string()),
@@ -93,7 +102,7 @@ pub fn derivation_strict(ev: &mut Evaluator, args: &[Thunk], span: Span) -> Eval
                     other => {
                         return Err(eval_error(
                             format!("invalid outputHashMode '{other}' (use flat or recursive)"),
-                            span,
+                            attr_span,
                         ))
                     }
                 }
@@ -112,9 +121,21 @@ pub fn derivation_strict(ev: &mut Evaluator, args: &[Thunk], span: Span) -> Eval
     let fixed = match hash {
         Some(text) => {
             if output_names != ["out"] {
-                return Err(eval_error("a fixed-output derivation must have exactly one output, named 'out'", span));
+                return Err(eval_error(
+                    "a fixed-output derivation must have exactly one output, named 'out'",
+                    at("outputs"),
+                ));
             }
-            let digest = parse_hash(&hash_algo, &text).map_err(|e| eval_error(e.to_string(), span))?;
+            if text.is_empty() {
+                return Err(eval_error(
+                    format!(
+                        "outputHash is empty: give the output's {hash_algo} hash (hex, Nix base-32 or SRI); to learn \
+                         it, build once with a wrong hash and copy the one the error reports"
+                    ),
+                    at("outputHash"),
+                ));
+            }
+            let digest = parse_hash(&hash_algo, &text).map_err(|e| eval_error(e.to_string(), at("outputHash")))?;
             Some(FixedHash { algo: hash_algo, mode: hash_mode, digest })
         }
         None => None,

@@ -689,9 +689,9 @@ impl Evaluator {
                 if !seen.insert(Rc::as_ptr(attrs) as *const () as usize) {
                     return Ok(());
                 }
-                for Attr { name, value: t, .. } in attrs.entries() {
+                for Attr { name, value: t, pos } in attrs.entries() {
                     let value = self.force(t).map_err(|mut e| {
-                        e.add_trace(span, || format!("while evaluating the attribute '{name}'"));
+                        e.add_trace(pos.span().unwrap_or(span), || format!("while evaluating the attribute '{name}'"));
                         e
                     })?;
                     self.deep_force_inner(&value, span, seen)?;
