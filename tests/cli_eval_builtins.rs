@@ -31,27 +31,19 @@ fn an_error_inside_a_plain_set_points_at_the_users_file() {
 }
 
 #[test]
-fn an_empty_output_hash_is_reported_where_it_is_written() {
-    let s = Scratch::new("empty-output-hash");
-    s.write(
-        "main.nixlike",
-        "derivation {\n  name = \"a\";\n  system = \"x\";\n  builder = \"/b\";\n  outputHash = \"\";\n}\n",
-    );
-    let err = failed(&eval(&s, &["--strict", "main.nixlike"], None));
-    assert!(err.contains("outputHash is empty"), "{err}");
-    assert!(err.contains("main.nixlike:5:3"), "{err}");
-}
-
-#[test]
-fn a_derivation_attribute_that_is_not_a_string_is_reported_where_it_is_written() {
-    let s = Scratch::new("bad-args");
-    s.write(
-        "main.nixlike",
-        "derivation {\n  name = \"a\";\n  system = \"x\";\n  builder = \"/b\";\n  args = [ { } ];\n}\n",
-    );
-    let err = failed(&eval(&s, &["--strict", "main.nixlike"], None));
-    assert!(err.contains("cannot coerce a set to a string"), "{err}");
-    assert!(err.contains("main.nixlike:5:3"), "{err}");
+fn a_derivation_attributes_problem_is_reported_where_it_is_written() {
+    let s = Scratch::new("derivation-attribute-position");
+    for (attribute, message) in
+        [("outputHash = \"\";", "outputHash is empty"), ("args = [ { } ];", "cannot coerce a set to a string")]
+    {
+        s.write(
+            "main.nixlike",
+            &format!("derivation {{\n  name = \"a\";\n  system = \"x\";\n  builder = \"/b\";\n  {attribute}\n}}\n"),
+        );
+        let err = failed(&eval(&s, &["--strict", "main.nixlike"], None));
+        assert!(err.contains(message), "{err}");
+        assert!(err.contains("main.nixlike:5:3"), "{err}");
+    }
 }
 
 #[test]
