@@ -66,7 +66,7 @@ fn fetch_url(ev: &mut Evaluator, arg: &Thunk, span: Span, builtin: &'static str)
 pub fn fetch_git(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     const FIELDS: &[&str] = &["url", "rev", "ref", "name", "submodules", "shallow", "allRefs"];
     let mut fields = Fields::read(ev, &args[0], span, "fetchGit", FIELDS)?;
-    let url = fields.take("url").ok_or_else(|| error("'url' argument required", span))?;
+    let url = fields.take("url").ok_or_else(|| error("input attribute 'url' is missing", span))?;
     let rev = fields.take("rev");
     if let Some(rev) = &rev {
         if !(rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit())) {
@@ -169,7 +169,13 @@ impl Fields {
         for attr in set.entries() {
             let key = attr.name.as_str();
             let Some(&name) = allowed.iter().find(|&&a| a == key) else {
-                return Err(error(format!("unsupported argument '{key}' to '{builtin}'"), span));
+                // Nix words it differently for git, which takes flake-input attributes.
+                let message = if builtin == "fetchGit" {
+                    format!("unsupported Git input attribute '{key}'")
+                } else {
+                    format!("unsupported argument '{key}' to '{builtin}'")
+                };
+                return Err(error(message, span));
             };
             let value = ev.force(&attr.value)?;
             match name {
@@ -371,7 +377,7 @@ mod tests {
                 r#"builtins.fetchTarball { url = "file:///f"; foo = 1; }"#,
                 "unsupported argument 'foo' to 'fetchTarball'",
             ),
-            (r#"builtins.fetchGit { url = /r; narHash = ""; }"#, "unsupported argument 'narHash' to 'fetchGit'"),
+            (r#"builtins.fetchGit { url = /r; narHash = ""; }"#, "unsupported Git input attribute 'narHash'"),
             (r#"builtins.fetchurl { }"#, "'url' argument required"),
             (r#"builtins.fetchurl 1"#, "value is an integer while a string was expected"),
             (r#"builtins.fetchGit { url = /r; shallow = "yes"; }"#, "while a Boolean was expected"),

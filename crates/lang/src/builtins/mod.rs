@@ -132,6 +132,8 @@ const UNPREFIXED: &[&str] = &[
     "baseNameOf",
     "derivationStrict",
     "dirOf",
+    "fetchGit",
+    "fetchTarball",
     "fromTOML",
     "import",
     "isNull",
