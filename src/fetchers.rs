@@ -33,16 +33,9 @@ impl mini_lang::Fetcher for CliFetcher {
         }
         let file_dirs = crate::settings::allowed_file_dirs()?;
         let (url, name, unpack) = (&request.url, &request.name, request.unpack);
-        let fetched = mini_build::fetchers::fetch_to_store(
-            store,
-            &file_dirs,
-            url,
-            name,
-            unpack,
-            request.sha256.as_ref(),
-            &mut std::io::sink(),
-        )
-        .map_err(|e| e.0)?;
+        let fetch = mini_build::fetchers::UrlFetch { url, name, unpack, expected: request.sha256.as_ref() };
+        let fetched =
+            mini_build::fetchers::fetch_to_store(store, &file_dirs, &fetch, &mut std::io::sink()).map_err(|e| e.0)?;
         let result = UrlFetched { path: fetched.path, sha256: fetched.sha256 };
         if request.sha256.is_none() {
             let builtin = if unpack { "fetchTarball" } else { "fetchurl" };

@@ -42,30 +42,34 @@ pub struct Fetched {
 pub fn fetch_to_store(
     store: &Store,
     file_dirs: &[PathBuf],
-    url: &str,
-    name: &str,
-    unpack: bool,
-    expected: Option<&[u8; 32]>,
+    request: &UrlFetch,
     log: &mut dyn Write,
 ) -> Result<Fetched, FetchError> {
+    let name = request.name;
     validate_name(name).map_err(|e| FetchError(format!("cannot name the fetched path '{name}': {e}")))?;
     let staging = store.staging_dir().map_err(|e| FetchError(e.to_string()))?;
-    let result = fetch_staged(store, file_dirs, url, name, unpack, expected, &staging, log);
+    let result = fetch_staged(store, file_dirs, request, &staging, log);
     discard_tree(&staging);
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What to fetch: a URL, the store name of the result, whether it is a
+/// tarball to unpack (its one top-level directory), and its pinned SHA-256.
+pub struct UrlFetch<'a> {
+    pub url: &'a str,
+    pub name: &'a str,
+    pub unpack: bool,
+    pub expected: Option<&'a [u8; 32]>,
+}
+
 fn fetch_staged(
     store: &Store,
     file_dirs: &[PathBuf],
-    url: &str,
-    name: &str,
-    unpack: bool,
-    expected: Option<&[u8; 32]>,
+    request: &UrlFetch,
     staging: &Path,
     log: &mut dyn Write,
 ) -> Result<Fetched, FetchError> {
+    let UrlFetch { url, name, unpack, expected } = *request;
     let download = staging.join("download");
     fetch_url(url, file_dirs, &download, log)?;
     let (content, mode) = if unpack {
@@ -167,12 +171,23 @@ mod tests {
         fs::write(s.0.join("hello.txt"), b"hello\n").unwrap();
         let url = format!("file://{}/hello.txt", s.0.display());
         let dirs = [s.0.clone()];
-        let first = fetch_to_store(&store, &dirs, &url, "hello.txt", false, None, &mut Vec::new()).unwrap();
+        let first = fetch_to_store(
+            &store,
+            &dirs,
+            &UrlFetch { url: &url, name: "hello.txt", unpack: false, expected: None },
+            &mut Vec::new(),
+        )
+        .unwrap();
         let added = store.add_fixed(&s.0.join("hello.txt"), "hello.txt", HashMode::Flat, Sha256::new()).unwrap();
         assert_eq!(first.path, added.path, "the path `mini store add-fixed` gives");
         assert!(first.copied && !added.copied);
-        let again =
-            fetch_to_store(&store, &dirs, &url, "hello.txt", false, Some(&first.sha256), &mut Vec::new()).unwrap();
+        let again = fetch_to_store(
+            &store,
+            &dirs,
+            &UrlFetch { url: &url, name: "hello.txt", unpack: false, expected: Some(&first.sha256) },
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!((again.path, again.copied), (first.path, false));
     }
 
@@ -183,13 +198,25 @@ mod tests {
         let archive = tarball(&s.0, &[("pkg-1.0/a", b"a"), ("pkg-1.0/sub/b", b"b")]);
         let url = format!("file://{}", archive.display());
         let dirs = [s.0.clone()];
-        let err = fetch_to_store(&store, &dirs, &url, "source", true, Some(&[0; 32]), &mut Vec::new()).unwrap_err();
+        let err = fetch_to_store(
+            &store,
+            &dirs,
+            &UrlFetch { url: &url, name: "source", unpack: true, expected: Some(&[0; 32]) },
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.0.contains("specified: sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), "{}", err.0);
         assert!(err.0.contains("got:       sha256-"), "{}", err.0);
         assert!(store.all_valid().unwrap().is_empty());
         assert_eq!(fs::read_dir(s.0.join("store/tmp")).unwrap().count(), 0, "staging is removed");
 
-        let fetched = fetch_to_store(&store, &dirs, &url, "source", true, None, &mut Vec::new()).unwrap();
+        let fetched = fetch_to_store(
+            &store,
+            &dirs,
+            &UrlFetch { url: &url, name: "source", unpack: true, expected: None },
+            &mut Vec::new(),
+        )
+        .unwrap();
         let stored = store.physical_path(&fetched.path);
         assert_eq!(fs::read(stored.join("sub/b")).unwrap(), b"b", "the top-level directory is stripped");
     }
@@ -200,8 +227,13 @@ mod tests {
         let store = Store::open(&s.0.join("store")).unwrap();
         let archive = tarball(&s.0, &[("a", b"a"), ("b", b"b")]);
         let url = format!("file://{}", archive.display());
-        let err = fetch_to_store(&store, std::slice::from_ref(&s.0), &url, "source", true, None, &mut Vec::new())
-            .unwrap_err();
+        let err = fetch_to_store(
+            &store,
+            std::slice::from_ref(&s.0),
+            &UrlFetch { url: &url, name: "source", unpack: true, expected: None },
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(err.0.contains("contains an unexpected number of top-level files (2)"), "{}", err.0);
     }
 }
