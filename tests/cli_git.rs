@@ -46,20 +46,27 @@ fn sha256_of(path: &Path) -> String {
     text(&out.stdout).split_whitespace().next().expect("a digest").to_string()
 }
 
+/// `repo/` with the flake and `msg.txt` committed as `A` (remote `origin`
+/// at `remote`): the repository and the commit.
+fn first_commit(s: &Scratch, remote: &str) -> (PathBuf, String) {
+    let repo = s.0.join("repo");
+    s.write("repo/flake.nixlike", FLAKE);
+    s.write("repo/msg.txt", "first\n");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["remote", "add", "origin", remote]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "A"]);
+    let a = git(&repo, &["rev-parse", "HEAD"]);
+    (repo, a)
+}
+
 #[test]
 fn old_commits_rebuild_identically_and_the_work_tree_never_counts() {
     let s = Scratch::new("git-time-travel");
     if !have_git() || !have_busybox(&s) {
         return;
     }
-    let repo = s.0.join("repo");
-    s.write("repo/flake.nixlike", FLAKE);
-    s.write("repo/msg.txt", "first\n");
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["remote", "add", "origin", "git@git.example:acme/svc.git"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "A"]);
-    let a = git(&repo, &["rev-parse", "HEAD"]);
+    let (repo, a) = first_commit(&s, "git@git.example:acme/svc.git");
     git(&repo, &["tag", "v1"]);
     let url = format!("git+file://{}", repo.display());
     let at = |rev: &str| format!("{url}?rev={rev}#docker");
@@ -158,14 +165,7 @@ fn a_clean_tree_is_its_commit_byte_for_byte() {
     if !have_git() || !have_busybox(&s) {
         return;
     }
-    let repo = s.0.join("repo");
-    s.write("repo/flake.nixlike", FLAKE);
-    s.write("repo/msg.txt", "first\n");
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["remote", "add", "origin", "https://git.example/acme/svc.git"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "A"]);
-    let a = git(&repo, &["rev-parse", "HEAD"]);
+    let (repo, a) = first_commit(&s, "https://git.example/acme/svc.git");
     s.write("repo/untracked.txt", "untracked files leave a tree clean");
 
     let store1 = s.0.join("store1");
