@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
-use common::clients::have_git;
+use common::clients::{git_dated, have_git};
 use common::{failed, ok, text, Scratch};
 
 /// `mini --store STORE ARGS` in `dir`, allowed to read `file://` URLs below `dir`.
@@ -196,18 +196,7 @@ fn pure_mode_refuses_what_is_not_pinned() {
 
 /// Runs git in `dir` with no user configuration, commits dated `date`; its stdout.
 fn git(dir: &Path, date: &str, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .output()
-        .expect("run git");
-    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
-    text(&out.stdout).trim().to_string()
+    git_dated(dir, Some(date), args)
 }
 
 /// A repository with two commits on `main` (2020-01-01 and a day later)
