@@ -9,7 +9,6 @@
 //! uncommitted changes is refused rather than taken: mini fetches commits.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
@@ -125,14 +124,7 @@ fn refuse_dirty(repo: &Path) -> Result<(), String> {
 
 /// Runs `git -C repo ARGS`; its trimmed output, or why it failed.
 fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run git: {e}"))?;
+    let out = crate::git::git_in(repo).args(args).output().map_err(|e| format!("cannot run git: {e}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
         return Err(format!("git {} failed in '{}': {stderr}", args.join(" "), repo.display()));

@@ -230,14 +230,23 @@ fn remember(store: &Store, sha: &str, path: &StorePath) -> Result<(), FlakeError
     std::fs::rename(&temp, &file).map_err(io("writing", &file))
 }
 
+/// `git -C repo`, kept from running what the repository's own configuration
+/// names: repositories are untrusted, and `core.fsmonitor` is a program
+/// `git status` would run. Without the optional locks a read never writes.
+pub(crate) fn git_in(repo: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C"])
+        .arg(repo)
+        .env("GIT_OPTIONAL_LOCKS", "0")
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// `git rev-parse --verify SPEC^{commit}`: the full commit hash.
 fn rev_parse(repo: &Path, spec: &str) -> Result<String, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(repo)
+    let out = git_in(repo)
         .args(["rev-parse", "--verify", "--quiet"])
         .arg(format!("{spec}^{{commit}}"))
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run git: {e}"))?;
     let sha = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -264,11 +273,8 @@ fn import(store: &Store, repo: &Path, sha: &str) -> Result<StorePath, FlakeError
 /// Unpacks `git archive` of commit `sha` into the empty directory `dest`.
 fn unpack_revision(repo: &Path, sha: &str, dest: &Path) -> Result<(), FlakeError> {
     let bad = |message: String| FlakeError::BadFlake { dir: repo.to_path_buf(), message };
-    let mut child = Command::new("git")
-        .arg("-C")
-        .arg(repo)
+    let mut child = git_in(repo)
         .args(["archive", "--format=tar", sha])
-        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -26,7 +26,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 use mini_lang::eval::SourceFilter;
@@ -231,11 +230,8 @@ fn git_tracked(dir: &Path) -> Result<Option<GitSources>, FlakeError> {
         ),
     };
     // Without --full-name, paths are relative to `dir`, and only those below it are listed.
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let output = crate::git::git_in(dir)
         .args(["ls-files", "-z", "--cached"])
-        .env("GIT_OPTIONAL_LOCKS", "0")
         .output()
         .map_err(|e| git_error(format!("cannot run git: {e}")))?;
     if !output.status.success() {

@@ -9,7 +9,6 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use crate::git::is_full_hash;
 use crate::FlakeError;
@@ -69,12 +68,8 @@ pub(crate) fn inspect(dir: &Path) -> Result<Option<WorkTree>, FlakeError> {
     let Some(top) = dir.ancestors().find(|d| d.join(".git").exists()) else {
         return Ok(None);
     };
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(top)
+    let output = crate::git::git_in(top)
         .args(["status", "--porcelain=v2", "-z", "--branch", "--untracked-files=all"])
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| status_error(dir, format!("cannot run git: {e}")))?;
     if !output.status.success() {
