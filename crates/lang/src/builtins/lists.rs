@@ -142,19 +142,26 @@ pub fn gen_list(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Va
 /// fail or be inconsistent without harming anything. Like Nix, it forces
 /// every element first; the comparator then reads the values from one
 /// contiguous array, and merging moves indices rather than thunks, which
-/// keeps a large sort in cache.
+/// keeps a large sort in cache. With `builtins.lessThan` itself as the
+/// comparator (the common `sort lessThan`), values are compared directly,
+/// as Nix does, instead of through a call per comparison.
 pub fn sort(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let f = function(ev, &args[0], span)?;
     let items = list(ev, &args[1], span)?;
     let values = items.iter().map(|t| ev.force(t)).collect::<EvalResult<Vec<Value>>>()?;
     let mut order: Vec<u32> = (0..items.len() as u32).collect();
     let mut buf = order.clone();
-    let mut right_first = |i: u32, j: u32| {
-        let (left, right) = (values[i as usize].clone(), values[j as usize].clone());
-        let less = call2(ev, &f, right.into(), left.into(), span)?;
-        expect_bool(less, span)
-    };
-    merge_sort(&mut right_first, &mut order, &mut buf)?;
+    if matches!(&f, Value::PrimOp(op) if op.name == "lessThan") {
+        let mut right_first = |i: u32, j: u32| ev.less_than(&values[j as usize], &values[i as usize], span);
+        merge_sort(&mut right_first, &mut order, &mut buf)?;
+    } else {
+        let mut right_first = |i: u32, j: u32| {
+            let (left, right) = (values[i as usize].clone(), values[j as usize].clone());
+            let less = call2(ev, &f, right.into(), left.into(), span)?;
+            expect_bool(less, span)
+        };
+        merge_sort(&mut right_first, &mut order, &mut buf)?;
+    }
     Ok(Value::list(order.into_iter().map(|i| items[i as usize].clone()).collect()))
 }
 

@@ -38,14 +38,26 @@ impl Evaluator {
         Ok(f)
     }
 
-    /// `f a b`: a two-argument lambda gets both at once, in one frame.
+    /// `f a b`: a two-argument lambda gets both at once, in one frame, and
+    /// a built-in that these arguments complete is called directly (no
+    /// partial application is made in between: `sort lessThan` calls its
+    /// comparator millions of times).
     pub fn call2(&mut self, f: Value, a: Thunk, b: Thunk, span: Span) -> EvalResult<Value> {
-        if let Value::Lambda(c) = &f {
-            if let (ParamInfo::Idents(2), true) = (&c.lambda.param, c.applied.is_empty()) {
+        match &f {
+            Value::Lambda(c) if matches!(c.lambda.param, ParamInfo::Idents(2)) && c.applied.is_empty() => {
                 self.check_stack(Some(span))?;
                 let frame = Env::new(Some(c.env.clone()), Slots::Two(a, b));
                 return self.enter(c.lambda, &frame, span);
             }
+            Value::PrimOp(op) if op.arity == 2 => {
+                self.check_stack(Some(span))?;
+                return (op.func)(self, &[a, b], span);
+            }
+            Value::PrimOpApp(app) if app.args.len() == 1 && app.op.arity == 3 => {
+                self.check_stack(Some(span))?;
+                return (app.op.func)(self, &[app.args[0].clone(), a, b], span);
+            }
+            _ => {}
         }
         let g = self.call(f, a, span)?;
         self.call(g, b, span)
@@ -58,15 +70,21 @@ impl Evaluator {
             Value::Lambda(closure) => self.apply_closure(&closure, arg, span),
             Value::PrimOp(op) if op.arity == 1 => (op.func)(self, &[arg], span),
             Value::PrimOp(op) => Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op, args: vec![arg] }))),
+            // The last argument: the arguments go on the stack, not in a vector.
+            Value::PrimOpApp(app) if app.args.len() + 1 == app.op.arity => match &app.args[..] {
+                [x] => (app.op.func)(self, &[x.clone(), arg], span),
+                [x, y] => (app.op.func)(self, &[x.clone(), y.clone(), arg], span),
+                _ => {
+                    let mut args = app.args.clone();
+                    args.push(arg);
+                    (app.op.func)(self, &args, span)
+                }
+            },
             Value::PrimOpApp(app) => {
-                let mut args = Vec::with_capacity(app.args.len() + 1);
+                let mut args = Vec::with_capacity(app.op.arity);
                 args.extend_from_slice(&app.args);
                 args.push(arg);
-                if args.len() == app.op.arity {
-                    (app.op.func)(self, &args, span)
-                } else {
-                    Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op: app.op, args })))
-                }
+                Ok(Value::PrimOpApp(Rc::new(PrimOpApp { op: app.op, args })))
             }
             Value::Attrs(attrs) => match attrs.get_str("__functor") {
                 Some(functor) => {
