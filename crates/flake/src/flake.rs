@@ -20,7 +20,6 @@
 //! built from one, or from a clean working tree, which is its commit) and
 //! the content of its locked inputs — never a time or a local path.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -28,7 +27,7 @@ use std::rc::Rc;
 use mini_lang::builtins::store_path_value;
 use mini_lang::compile::ParamInfo;
 use mini_lang::string::ContextElem;
-use mini_lang::value::{Attrs, Lazy, Symbol, Thunk};
+use mini_lang::value::{Attrs, Lazy, LazyCell, Symbol, Thunk};
 use mini_lang::{EvalError, Evaluator, Value};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
@@ -462,7 +461,7 @@ impl<'e> FlakeSession<'e> {
             },
             _ => given.iter().map(|s| s.to_string()).collect(),
         };
-        let result = Rc::new(RefCell::new(Lazy::Blackhole));
+        let result = Rc::new(LazyCell::new(Lazy::Blackhole));
         let meta = match (&flake.revision, &flake.dirty_rev) {
             (Some(rev), _) => Some([("rev", rev.clone()), ("shortRev", rev[..7].to_string())]),
             (None, Some(head)) => {
@@ -476,7 +475,7 @@ impl<'e> FlakeSession<'e> {
                 let meta = meta.map(|(name, value)| (Symbol::intern(name), Thunk::from(Value::string(value.as_str()))));
                 let update = self.update_function()?;
                 let meta = Thunk::from(Value::attrs(Attrs::from_unsorted(meta.into())));
-                Thunk::Lazy(Rc::new(RefCell::new(Lazy::Apply2(Box::new((update, Thunk::Lazy(result.clone()), meta))))))
+                Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply2(Box::new((update, Thunk::Lazy(result.clone()), meta))))))
             }
         };
         let mut args = Vec::new();
@@ -493,7 +492,7 @@ impl<'e> FlakeSession<'e> {
             args.push((Symbol::intern(&name), value));
         }
         let args = Value::attrs(Attrs::from_unsorted(args));
-        *result.borrow_mut() = Lazy::Apply(function.into(), args.into());
+        result.set(Lazy::Apply(function.into(), args.into()));
         self.ev.force(&Thunk::Lazy(result)).map_err(|e| self.eval_error(&e))
     }
 

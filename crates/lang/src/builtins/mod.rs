@@ -24,7 +24,7 @@ use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::source::Span;
 use crate::string::NixStr;
-use crate::value::{Attrs, Lazy, PrimOp, PrimOpFn, Symbol, Thunk, Value};
+use crate::value::{Attrs, Lazy, LazyCell, PrimOp, PrimOpFn, Symbol, Thunk, Value};
 
 /// Every primop: name, arity, implementation.
 const PRIMOPS: &[(&str, usize, PrimOpFn)] = &[
@@ -184,10 +184,10 @@ pub fn globals() -> HashMap<Symbol, Value> {
         }
     }
     // `builtins.builtins` is `builtins` itself.
-    let own = Rc::new(std::cell::RefCell::new(Lazy::Blackhole));
+    let own = Rc::new(LazyCell::new(Lazy::Blackhole));
     builtins.push((Symbol::intern("builtins"), Thunk::Lazy(own.clone())));
     let set = Value::attrs(Attrs::from_unsorted(builtins));
-    *own.borrow_mut() = Lazy::Done(set.clone());
+    own.set(Lazy::Done(set.clone()));
     globals.insert(Symbol::intern("builtins"), set);
     globals
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use crate::fetch::Fetcher;
 use crate::source::{SourceMap, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
-use crate::value::{Attr, Attrs, Closure, Env, Lazy, Slots, Symbol, Thunk, Value};
+use crate::value::{Attr, Attrs, Closure, Env, Lazy, LazyCell, Slots, Symbol, Thunk, Value};
 use mini_store::derivation::ModuloHash;
 use mini_store::store::Store;
 use mini_store::store::TextFile;
@@ -233,7 +232,7 @@ impl Evaluator {
         let set = Value::attrs(old.update(&Attrs::from_unsorted(vec![(Symbol::intern(name), value.into())])));
         // `builtins.builtins` is the set itself.
         if let Some(Thunk::Lazy(own)) = old.get_str("builtins") {
-            *own.borrow_mut() = Lazy::Done(set.clone());
+            own.set(Lazy::Done(set.clone()));
         }
         self.globals.insert(Symbol::intern("builtins"), set);
     }
@@ -304,18 +303,16 @@ impl Evaluator {
     pub fn force(&mut self, thunk: &Thunk) -> EvalResult<Value> {
         match thunk {
             Thunk::Ready(v) => Ok(v.clone()),
-            Thunk::Lazy(cell) => {
-                if let Lazy::Done(v) = &*cell.borrow() {
-                    return Ok(v.clone());
-                }
-                self.force_lazy(cell)
-            }
+            Thunk::Lazy(cell) => match cell.done() {
+                Some(v) => Ok(v),
+                None => self.force_lazy(cell),
+            },
         }
     }
 
     #[inline(never)]
-    fn force_lazy(&mut self, cell: &std::cell::RefCell<Lazy>) -> EvalResult<Value> {
-        let state = std::mem::replace(&mut *cell.borrow_mut(), Lazy::Blackhole);
+    fn force_lazy(&mut self, cell: &LazyCell) -> EvalResult<Value> {
+        let state = cell.replace(Lazy::Blackhole);
         let result = match &state {
             Lazy::Pending(expr, env) => self.eval(expr, env),
             Lazy::Apply(f, a) => self.force(f).and_then(|f| self.call(f, a.clone(), Span::default())),
@@ -330,13 +327,13 @@ impl Evaluator {
         };
         match result {
             Ok(v) => {
-                *cell.borrow_mut() = Lazy::Done(v.clone());
+                cell.set(Lazy::Done(v.clone()));
                 Ok(v)
             }
             Err(e) => {
                 // Like Nix, a failed thunk can be forced again (and fail again).
                 if !matches!(state, Lazy::Blackhole) {
-                    *cell.borrow_mut() = state;
+                    cell.set(state);
                 }
                 Err(e)
             }
@@ -570,7 +567,7 @@ impl Evaluator {
                 if def.inherited { self.thunk(&def.value, env) } else { self.frame_thunk(&def.value, &frame, &slots) };
             // `__overrides` replaces slots after the fact, so each must be a cell.
             let t = match t {
-                Thunk::Ready(v) if set.overrides.is_some() => Thunk::Lazy(Rc::new(RefCell::new(Lazy::Done(v)))),
+                Thunk::Ready(v) if set.overrides.is_some() => Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Done(v)))),
                 t => t,
             };
             slots.push(t);
@@ -599,17 +596,14 @@ impl Evaluator {
             let Thunk::Lazy(cell) = frame.slot(i as u32) else { unreachable!("override slots are cells") };
             let replacement = match &attr.value {
                 Thunk::Ready(v) => Lazy::Done(v.clone()),
-                Thunk::Lazy(other) => match &*other.borrow() {
-                    Lazy::Pending(expr, env) => Lazy::Pending(expr, env.clone()),
-                    Lazy::Apply(f, a) => Lazy::Apply(f.clone(), a.clone()),
-                    Lazy::Apply2(args) => Lazy::Apply2(args.clone()),
-                    Lazy::Done(v) => Lazy::Done(v.clone()),
+                Thunk::Lazy(other) => match other.copy_state() {
                     Lazy::Blackhole => {
                         return Err(EvalError::at(ErrorKind::InfiniteRecursion, "infinite recursion encountered", span))
                     }
+                    state => state,
                 },
             };
-            *cell.borrow_mut() = replacement;
+            cell.set(replacement);
         }
         let built = self.build_set(set, env, frame)?;
         match built {
