@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use indexmap::IndexMap;
+use rustc_hash::FxHashSet;
 
 use super::{attrs_of, call1, call2, expect_bool, function, int, list, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
@@ -249,8 +250,7 @@ pub fn generic_closure(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalRe
     let operator = required("operator")?;
     let mut work: std::collections::VecDeque<Thunk> = list(ev, &start, span)?.iter().cloned().collect();
     let operator = function(ev, &operator, span)?;
-    // Distinct keys seen so far, kept sorted by `<` for binary search.
-    let mut done: Vec<Value> = Vec::new();
+    let mut seen = SeenKeys::Ints(FxHashSet::default());
     let mut out = Vec::new();
     while let Some(item) = work.pop_front() {
         let attrs = super::attrs(ev, &item, span)?;
@@ -258,27 +258,71 @@ pub fn generic_closure(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalRe
             Some(k) => ev.force(&k.clone())?,
             None => return Err(EvalError::at(ErrorKind::Eval, "attribute 'key' required", span)),
         };
-        let (mut lo, mut hi) = (0, done.len());
-        let mut found = false;
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if ev.less_than(&key, &done[mid], span)? {
-                hi = mid;
-            } else if ev.less_than(&done[mid], &key, span)? {
-                lo = mid + 1;
-            } else {
-                found = true;
-                break;
-            }
-        }
-        if found {
+        if !seen.insert(ev, key, span)? {
             continue;
         }
-        done.insert(lo, key);
         out.push(item.clone());
         let next = call1(ev, &operator, item, span)?;
         let next = ev.expect_list(next, span)?;
         work.extend(next.iter().cloned());
     }
     Ok(Value::list(out))
+}
+
+/// The keys `genericClosure` has seen. Keys are told apart by `<`, as in
+/// Nix; integers and strings (nearly all keys) are equal under `<` exactly
+/// when they are equal, so they go in a hash set. Any other key (or a mix
+/// of the two) moves them all to a vector sorted by `<`, searched and
+/// grown through the language's comparison, which also reports keys that
+/// cannot be compared.
+enum SeenKeys {
+    Ints(FxHashSet<i64>),
+    Strings(FxHashSet<Box<[u8]>>),
+    Sorted(Vec<Value>),
+}
+
+impl SeenKeys {
+    /// Adds `key`; false if an equal key was there already.
+    fn insert(&mut self, ev: &mut Evaluator, key: Value, span: Span) -> EvalResult<bool> {
+        match (&mut *self, &key) {
+            (SeenKeys::Ints(ints), Value::Int(n)) => return Ok(ints.insert(*n)),
+            (SeenKeys::Ints(ints), Value::String(s)) if ints.is_empty() => {
+                *self = SeenKeys::Strings(FxHashSet::default());
+                return self.insert(ev, Value::String(s.clone()), span);
+            }
+            (SeenKeys::Strings(strings), Value::String(s)) => return Ok(strings.insert(s.as_bytes().into())),
+            _ => {}
+        }
+        let sorted = match self {
+            SeenKeys::Sorted(sorted) => sorted,
+            SeenKeys::Ints(ints) => {
+                let mut keys: Vec<i64> = ints.drain().collect();
+                keys.sort_unstable();
+                *self = SeenKeys::Sorted(keys.into_iter().map(Value::Int).collect());
+                let SeenKeys::Sorted(sorted) = self else { unreachable!("just set") };
+                sorted
+            }
+            SeenKeys::Strings(strings) => {
+                let mut keys: Vec<Box<[u8]>> = strings.drain().collect();
+                keys.sort_unstable();
+                let values = keys.iter().map(|k| Value::string(String::from_utf8_lossy(k).as_ref())).collect();
+                *self = SeenKeys::Sorted(values);
+                let SeenKeys::Sorted(sorted) = self else { unreachable!("just set") };
+                sorted
+            }
+        };
+        let (mut lo, mut hi) = (0, sorted.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if ev.less_than(&key, &sorted[mid], span)? {
+                hi = mid;
+            } else if ev.less_than(&sorted[mid], &key, span)? {
+                lo = mid + 1;
+            } else {
+                return Ok(false);
+            }
+        }
+        sorted.insert(lo, key);
+        Ok(true)
+    }
 }
