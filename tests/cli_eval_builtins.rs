@@ -143,3 +143,14 @@ fn positions_of_text_given_on_the_command_line_name_it_string() {
     // Nix 2.8 names such text by the text itself; mini says «string», as its messages do.
     assert_eq!(ok(&out), "[ \"«string»\" 50 ]");
 }
+
+#[test]
+fn a_missing_attribute_is_reported_where_the_selection_starts() {
+    let s = Scratch::new("select-position");
+    // Columns as Nix 2.8 gives them: the start of `s`, `(s)`, whatever the path.
+    for (expr, column) in [("s.a", 25), ("(s).a", 25), ("s.x.y", 25), ("s.${\"a\"}", 25), ("s.x.y or s.q.r", 34)] {
+        s.write("main.nixlike", &format!("let s = {{ x = {{}}; }}; in {expr}\n"));
+        let err = failed(&eval(&s, &["main.nixlike"], None));
+        assert!(err.contains(&format!("main.nixlike:1:{column}:")), "{expr}: {err}");
+    }
+}

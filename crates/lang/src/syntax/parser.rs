@@ -368,6 +368,7 @@ impl<'a> Parser<'a> {
     }
 
     fn select_expr(&mut self) -> PResult<Ast> {
+        let start = self.pos;
         let expr = self.simple_expr()?;
         if *self.peek() == Token::OrKw {
             // `f or`: `f` applied to a variable named `or`, which Nix keeps
@@ -380,9 +381,10 @@ impl<'a> Parser<'a> {
         if *self.peek() != Token::Dot {
             return Ok(expr);
         }
-        let span = self.span_here();
         self.bump();
         let path = self.attr_path()?;
+        // Nix places a selection (and its errors) where the selected expression starts.
+        let span = self.span_from(start);
         let default = if self.eat(&Token::OrKw) { Some(Box::new(self.select_expr()?)) } else { None };
         Ok(Ast::Select { expr: Box::new(expr), path, default, span })
     }
