@@ -298,3 +298,43 @@ fn the_same_inputs_give_the_same_paths_in_two_stores() {
     assert_eq!(one, two);
     assert!(one.contains("/mini/store/"), "{one}");
 }
+
+/// What is fetched can be read in the same evaluation, as in Nix:
+/// `import (fetchTarball …)`, `readFile (fetchurl …)`. Values name the
+/// store's logical directory; mini reads its real one. In pure evaluation
+/// only a store path this evaluation fetched (its string's context names
+/// it) may be read, and a link in it that leads out of the store is refused.
+#[test]
+fn fetched_paths_can_be_imported_and_read() {
+    let s = Scratch::new("fetchers-read-back");
+    // The store is outside the directory pure evaluation may read.
+    let store = s.0.join("store");
+    let work = s.0.join("work");
+    s.write("t/lib-1.0/default.nix", "{ answer = 42; text = builtins.readFile ./data.txt; }\n");
+    s.write("t/lib-1.0/data.txt", "from the tarball\n");
+    std::os::unix::fs::symlink("/etc/hostname", s.0.join("t/lib-1.0/leak")).expect("symlink");
+    std::fs::create_dir_all(&work).expect("create work");
+    let archive = work.join("lib.tar.gz");
+    let status = Command::new("tar").arg("czf").arg(&archive).arg("-C").arg(s.0.join("t")).arg("lib-1.0").status();
+    assert!(status.expect("run tar").success());
+    let url = format!("file://{}", archive.display());
+    let unpinned = mini(&store, &work, &["eval", "--expr", &format!("builtins.fetchTarball \"{url}\"")]);
+    let hash = pinning_hash(&text(&unpinned.stderr));
+    let fetched = format!("builtins.fetchTarball {{ url = \"{url}\"; sha256 = \"{hash}\"; }}");
+
+    let expr = format!("let lib = import ({fetched}); in [ lib.answer lib.text ]");
+    assert_eq!(eval(&store, &work, &expr), "[ 42 \"from the tarball\\n\" ]");
+    let pure = mini(&store, &work, &["eval", "--pure", "--strict", "--expr", &expr]);
+    assert_eq!(ok(&pure), "[ 42 \"from the tarball\\n\" ]");
+    let read = format!("builtins.readFile (builtins.fetchurl {{ url = \"file://{}\"; }})", archive.display());
+    assert!(eval(&store, &work, &format!("builtins.stringLength ({read})")).parse::<usize>().unwrap() > 0);
+
+    // Pure: a link out of the fetched tree, or a store path named without
+    // context, is not read.
+    let leak = format!("builtins.readFile \"${{{fetched}}}/leak\"");
+    let err = failed(&mini(&store, &work, &["eval", "--pure", "--expr", &leak]));
+    assert!(err.contains("is forbidden in pure evaluation mode"), "{err}");
+    let bare = format!("builtins.readFile (builtins.unsafeDiscardStringContext \"${{{fetched}}}/data.txt\")");
+    let err = failed(&mini(&store, &work, &["eval", "--pure", "--expr", &bare]));
+    assert!(err.contains("is forbidden in pure evaluation mode"), "{err}");
+}

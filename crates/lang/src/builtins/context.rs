@@ -110,7 +110,9 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
     let source = match set.get_str("path") {
         Some(t) => {
             let v = ev.force(&t.clone())?;
-            PathBuf::from(&*ev.coerce_to_string(&v, span, false, false)?)
+            let text = ev.coerce_to_string(&v, span, false, false)?;
+            ev.allow_named_store_path(&text);
+            PathBuf::from(text.as_str())
         }
         None => return Err(EvalError::at(ErrorKind::MissingAttribute, "attribute 'path' missing", span)),
     };
@@ -144,7 +146,9 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
 pub fn filter_source(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let filter = super::function(ev, &args[0], span)?;
     let v = ev.force(&args[1])?;
-    let source = PathBuf::from(&*ev.coerce_to_string(&v, span, false, false)?);
+    let text = ev.coerce_to_string(&v, span, false, false)?;
+    ev.allow_named_store_path(&text);
+    let source = PathBuf::from(text.as_str());
     let stored = add_path(ev, &source, None, Some(filter), span)?;
     Ok(store_path_value(&stored))
 }
@@ -158,6 +162,7 @@ fn add_path(
     filter: Option<Value>,
     span: Span,
 ) -> EvalResult<StorePath> {
+    let source = &ev.on_disk(source);
     ev.check_access(source, Some(span))?;
     let name = name.unwrap_or_else(|| source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     match filter {

@@ -147,7 +147,8 @@ pub(super) fn path_arg(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<
     if !s.starts_with('/') {
         return Err(EvalError::at(ErrorKind::Eval, format!("string '{s}' doesn't represent an absolute path"), span));
     }
-    let path = PathBuf::from(&*s);
+    ev.allow_named_store_path(&s);
+    let path = ev.on_disk(std::path::Path::new(s.as_str()));
     ev.check_access(&path, Some(span))?;
     Ok(path)
 }

@@ -12,6 +12,8 @@ use super::Evaluator;
 use crate::compile::canonicalize_lexically;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::Span;
+use crate::string::{ContextElem, NixStr};
+use mini_store::store_path::StorePath;
 
 impl Evaluator {
     /// Restricts filesystem reads to `dirs` and what is below them.
@@ -29,6 +31,36 @@ impl Evaluator {
         }
         self.allowed_paths = Some(allowed);
         Ok(())
+    }
+
+    /// Where `path` is on disk. Values name store paths by the store's
+    /// logical directory (`/mini/store/…`), which exists only inside builds;
+    /// reading one (`import (fetchTarball …)`, `readFile` of a `toFile`)
+    /// reads the store's real directory.
+    pub(crate) fn on_disk(&self, path: &Path) -> PathBuf {
+        if let (Some(root), Ok(rest)) = (&self.store_root, path.strip_prefix(mini_store::store_path::STORE_DIR)) {
+            if rest.components().next().is_some() {
+                return root.join("store").join(rest);
+            }
+        }
+        path.to_path_buf()
+    }
+
+    /// In restricted evaluation, lets files under the store path `text`
+    /// names be read, if `text`'s context holds that path: this evaluation
+    /// made or fetched it (a hash-pinned input, say), so what it holds is
+    /// fixed. A link in it is still resolved before every check.
+    pub(crate) fn allow_named_store_path(&mut self, text: &NixStr) {
+        let (Some(root), Some(allowed)) = (&self.store_root, &self.allowed_paths) else { return };
+        let Ok((path, _)) = StorePath::parse_prefix(text.as_str()) else { return };
+        let named = path.to_string();
+        if !text.context().iter().any(|c| matches!(c, ContextElem::Path(p) if *p == named)) {
+            return;
+        }
+        let Ok(dir) = std::fs::canonicalize(root.join("store").join(path.base_name())) else { return };
+        if !allowed.contains(&dir) {
+            self.allowed_paths.get_or_insert_with(Vec::new).push(dir);
+        }
     }
 
     /// Fails unless reading `path` is allowed in this evaluation.

@@ -53,7 +53,7 @@ impl Evaluator {
     /// Copies a path into the store (once per session) and returns its
     /// store path, as interpolating `./src` into a string does.
     pub(crate) fn copy_to_store(&mut self, path: &str, span: Span) -> EvalResult<StorePath> {
-        let path = PathBuf::from(path);
+        let path = self.on_disk(Path::new(path));
         self.check_access(&path, Some(span))?;
         if let Some(p) = self.copied_paths.get(&path) {
             return Ok(p.clone());
