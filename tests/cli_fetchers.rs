@@ -302,15 +302,18 @@ fn the_same_inputs_give_the_same_paths_in_two_stores() {
 /// What is fetched can be read in the same evaluation, as in Nix:
 /// `import (fetchTarball …)`, `readFile (fetchurl …)`. Values name the
 /// store's logical directory; mini reads its real one. In pure evaluation
-/// only a store path this evaluation fetched (its string's context names
-/// it) may be read, and a link in it that leads out of the store is refused.
+/// only a store path this evaluation fetched or made may be read, and a
+/// link in it that leads out of the store is refused.
 #[test]
 fn fetched_paths_can_be_imported_and_read() {
     let s = Scratch::new("fetchers-read-back");
     // The store is outside the directory pure evaluation may read.
     let store = s.0.join("store");
     let work = s.0.join("work");
-    s.write("t/lib-1.0/default.nix", "{ answer = 42; text = builtins.readFile ./data.txt; }\n");
+    s.write(
+        "t/lib-1.0/default.nix",
+        "{ answer = 42; text = builtins.readFile ./data.txt; here = toString ./.; file = __curPos.file; }\n",
+    );
     s.write("t/lib-1.0/data.txt", "from the tarball\n");
     std::os::unix::fs::symlink("/etc/hostname", s.0.join("t/lib-1.0/leak")).expect("symlink");
     std::fs::create_dir_all(&work).expect("create work");
@@ -329,12 +332,24 @@ fn fetched_paths_can_be_imported_and_read() {
     let read = format!("builtins.readFile (builtins.fetchurl {{ url = \"file://{}\"; }})", archive.display());
     assert!(eval(&store, &work, &format!("builtins.stringLength ({read})")).parse::<usize>().unwrap() > 0);
 
-    // Pure: a link out of the fetched tree, or a store path named without
-    // context, is not read.
+    // Values name the store by its logical directory, wherever it is.
+    let here = eval(&store, &work, &format!("let lib = import ({fetched}); in [ lib.here lib.file ]"));
+    let fetched_path = ok(&mini(&store, &work, &["eval", "--expr", &fetched]));
+    let fetched_path = fetched_path.trim_matches('"');
+    assert_eq!(here, format!("[ \"{fetched_path}\" \"{fetched_path}/default.nix\" ]"));
+    assert!(fetched_path.starts_with("/mini/store/"), "{fetched_path}");
+
+    // Pure: a link out of the fetched tree, or a store path this evaluation
+    // did not fetch or make (even given context by hand), is not read.
     let leak = format!("builtins.readFile \"${{{fetched}}}/leak\"");
     let err = failed(&mini(&store, &work, &["eval", "--pure", "--expr", &leak]));
     assert!(err.contains("is forbidden in pure evaluation mode"), "{err}");
-    let bare = format!("builtins.readFile (builtins.unsafeDiscardStringContext \"${{{fetched}}}/data.txt\")");
+    let bare = format!("builtins.readFile \"{fetched_path}/data.txt\"");
     let err = failed(&mini(&store, &work, &["eval", "--pure", "--expr", &bare]));
+    assert!(err.contains("is forbidden in pure evaluation mode"), "{err}");
+    let forged = format!(
+        "builtins.readFile (builtins.appendContext \"{fetched_path}/data.txt\" {{ \"{fetched_path}\" = {{ path = true; }}; }})"
+    );
+    let err = failed(&mini(&store, &work, &["eval", "--pure", "--expr", &forged]));
     assert!(err.contains("is forbidden in pure evaluation mode"), "{err}");
 }

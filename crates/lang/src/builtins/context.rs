@@ -89,7 +89,7 @@ pub fn to_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Val
     }
     let store = ev.store(span)?;
     let path = store.add_text(&name, &text, &references).map_err(|e| store_error(e, span))?;
-    Ok(store_path_value(&path))
+    Ok(ev.made_store_path(&path))
 }
 
 /// `builtins.path { path; name ? baseNameOf path; filter ? null; }`: copies
@@ -110,9 +110,7 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
     let source = match set.get_str("path") {
         Some(t) => {
             let v = ev.force(&t.clone())?;
-            let text = ev.coerce_to_string(&v, span, false, false)?;
-            ev.allow_named_store_path(&text);
-            PathBuf::from(text.as_str())
+            PathBuf::from(ev.coerce_to_string(&v, span, false, false)?.as_str())
         }
         None => return Err(EvalError::at(ErrorKind::MissingAttribute, "attribute 'path' missing", span)),
     };
@@ -139,18 +137,16 @@ pub fn path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value>
         let expected = string(ev, &t.clone(), span)?;
         check_sha256(ev, &stored, &source, &expected, span)?;
     }
-    Ok(store_path_value(&stored))
+    Ok(ev.made_store_path(&stored))
 }
 
 /// `filterSource filter path`: `builtins.path { inherit path filter; }`.
 pub fn filter_source(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let filter = super::function(ev, &args[0], span)?;
     let v = ev.force(&args[1])?;
-    let text = ev.coerce_to_string(&v, span, false, false)?;
-    ev.allow_named_store_path(&text);
-    let source = PathBuf::from(text.as_str());
+    let source = PathBuf::from(ev.coerce_to_string(&v, span, false, false)?.as_str());
     let stored = add_path(ev, &source, None, Some(filter), span)?;
-    Ok(store_path_value(&stored))
+    Ok(ev.made_store_path(&stored))
 }
 
 /// Copies `source` into the store as `name` (default: its base name),
@@ -162,9 +158,11 @@ fn add_path(
     filter: Option<Value>,
     span: Span,
 ) -> EvalResult<StorePath> {
-    let source = &ev.on_disk(source);
     ev.check_access(source, Some(span))?;
-    let name = name.unwrap_or_else(|| source.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    let logical = source;
+    let source = &ev.on_disk(logical);
+    let name =
+        name.unwrap_or_else(|| logical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     match filter {
         None => ev.add_source(source, &name, span),
         Some(filter) => {
@@ -172,7 +170,8 @@ fn add_path(
             let store = ev.store(span)?;
             let staging = store.staging_dir().map_err(|e| store_error(e, span))?;
             let copy = staging.join("filtered");
-            let result = copy_filtered(ev, &filter, sources.as_ref(), source, &copy, Path::new(""), span)
+            let walk = Filtering { filter: &filter, sources: sources.as_ref(), root: logical };
+            let result = copy_filtered(ev, &walk, source, &copy, Path::new(""), span)
                 .and_then(|()| store.add_path(&copy, &name).map_err(|e| store_error(e, span)));
             let _ = std::fs::remove_dir_all(&staging);
             result
@@ -311,12 +310,19 @@ pub fn store_path(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<
     Ok(Value::String(NixStr::with_context(text.as_str(), context)))
 }
 
-/// Copies `from` (`below` the copied root) to `to`, asking `filter` about
-/// every entry below the root that is a source (`sources` keeps it).
+/// What a filtered copy asks: `filter`, about every entry that is a source
+/// (`sources` keeps it), named below `root` as the recipe names the copied
+/// path (a store path by its logical name, not where the store is).
+struct Filtering<'a> {
+    filter: &'a Value,
+    sources: Option<&'a ScopedFilter>,
+    root: &'a Path,
+}
+
+/// Copies `from` (`below` the copied root) to `to`, through `walk`.
 fn copy_filtered(
     ev: &mut Evaluator,
-    filter: &Value,
-    sources: Option<&ScopedFilter>,
+    walk: &Filtering,
     from: &Path,
     to: &Path,
     below: &Path,
@@ -334,11 +340,11 @@ fn copy_filtered(
         "unknown"
     };
     if below != Path::new("") {
-        if sources.is_some_and(|sources| !sources.keeps(below, meta.is_dir())) {
+        if walk.sources.is_some_and(|sources| !sources.keeps(below, meta.is_dir())) {
             return Ok(());
         }
-        let path_arg = Value::string(from.to_string_lossy().into_owned());
-        let keep = super::call2(ev, filter, path_arg.into(), Value::string(kind).into(), span)?;
+        let path_arg = Value::string(walk.root.join(below).to_string_lossy().into_owned());
+        let keep = super::call2(ev, walk.filter, path_arg.into(), Value::string(kind).into(), span)?;
         if !super::expect_bool(keep, span)? {
             return Ok(());
         }
@@ -352,7 +358,7 @@ fn copy_filtered(
             .map_err(io)?;
         names.sort();
         for n in names {
-            copy_filtered(ev, filter, sources, &from.join(&n), &to.join(&n), &below.join(&n), span)?;
+            copy_filtered(ev, walk, &from.join(&n), &to.join(&n), &below.join(&n), span)?;
         }
     } else if meta.file_type().is_symlink() {
         std::os::unix::fs::symlink(std::fs::read_link(from).map_err(io)?, to).map_err(io)?;

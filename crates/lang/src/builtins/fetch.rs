@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use mini_store::derivation::{fixed_output_path, parse_hash, FixedHash, HashMode};
 
-use super::{attrs_of, store_path_value};
+use super::attrs_of;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator};
 use crate::fetch::{Fetcher, GitRequest, UrlRequest};
@@ -50,13 +50,13 @@ fn fetch_url(ev: &mut Evaluator, arg: &Thunk, span: Span, builtin: &'static str)
         let fixed = FixedHash { algo: "sha256".into(), mode, digest: digest.to_vec() };
         let path = fixed_output_path(&fixed, &name).map_err(|e| store_error(e, span))?;
         if store.hold(&path).map_err(|e| store_error(e, span))? {
-            return Ok(store_path_value(&path));
+            return Ok(ev.made_store_path(&path));
         }
     }
     let fetcher = fetcher(ev, builtin, span)?;
     let request = UrlRequest { url, name, unpack, sha256 };
     let fetched = fetcher.fetch_url(&store, &request).map_err(|message| EvalError::at(ErrorKind::Io, message, span))?;
-    Ok(store_path_value(&fetched.path))
+    Ok(ev.made_store_path(&fetched.path))
 }
 
 /// `fetchGit url` or `fetchGit { url; rev ?; ref ?; name ? "source";
@@ -102,7 +102,7 @@ pub fn fetch_git(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<V
         ("lastModified", Value::Int(fetched.last_modified)),
         ("lastModifiedDate", Value::string(crate::fetch::utc_date_time(fetched.last_modified))),
         ("narHash", Value::string(fetched.nar_hash)),
-        ("outPath", store_path_value(&fetched.path)),
+        ("outPath", ev.made_store_path(&fetched.path)),
         ("rev", Value::string(fetched.rev.as_str())),
         ("revCount", Value::Int(fetched.rev_count as i64)),
         ("shortRev", Value::string(&fetched.rev[..7.min(fetched.rev.len())])),

@@ -147,8 +147,7 @@ pub(super) fn path_arg(ev: &mut Evaluator, t: &Thunk, span: Span) -> EvalResult<
     if !s.starts_with('/') {
         return Err(EvalError::at(ErrorKind::Eval, format!("string '{s}' doesn't represent an absolute path"), span));
     }
-    ev.allow_named_store_path(&s);
-    let path = ev.on_disk(std::path::Path::new(s.as_str()));
+    let path = PathBuf::from(s.as_str());
     ev.check_access(&path, Some(span))?;
     Ok(path)
 }
@@ -164,18 +163,18 @@ pub fn import(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Valu
 
 pub fn read_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let path = path_arg(ev, &args[0], span)?;
-    let bytes = std::fs::read(&path).map_err(|e| io_error("opening file", &path, &e, span))?;
+    let bytes = std::fs::read(ev.on_disk(&path)).map_err(|e| io_error("opening file", &path, &e, span))?;
     Ok(Value::string(String::from_utf8_lossy(&bytes).into_owned()))
 }
 
 pub fn path_exists(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let path = path_arg(ev, &args[0], span)?;
-    Ok(Value::Bool(std::fs::symlink_metadata(&path).is_ok()))
+    Ok(Value::Bool(std::fs::symlink_metadata(ev.on_disk(&path)).is_ok()))
 }
 
 pub fn read_dir(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let path = path_arg(ev, &args[0], span)?;
-    let entries = std::fs::read_dir(&path).map_err(|e| io_error("reading directory", &path, &e, span))?;
+    let entries = std::fs::read_dir(ev.on_disk(&path)).map_err(|e| io_error("reading directory", &path, &e, span))?;
     let mut out = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| io_error("reading directory", &path, &e, span))?;
@@ -244,15 +243,17 @@ pub fn find_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<V
             }
         };
         let Some(rest) = rest else { continue };
-        let candidate = if rest.is_empty() { PathBuf::from(&path) } else { PathBuf::from(&path).join(rest) };
-        if std::fs::symlink_metadata(&candidate).is_ok() {
-            let canonical = crate::compile::canonicalize_lexically(&candidate);
+        // Appended as text, as Nix does: an absolute rest stays below the entry.
+        let candidate = if rest.is_empty() { path.clone() } else { format!("{path}/{rest}") };
+        let canonical = crate::compile::canonicalize_lexically(std::path::Path::new(&candidate));
+        if std::fs::symlink_metadata(ev.on_disk(std::path::Path::new(&canonical))).is_ok() {
             ev.check_access(std::path::Path::new(&canonical), Some(span))?;
             return Ok(Value::Path(canonical.into()));
         }
     }
+    // Thrown, as in Nix, so `(builtins.tryEval <name>).success` can probe.
     Err(EvalError::at(
-        ErrorKind::Eval,
+        ErrorKind::Throw,
         format!("file '{name}' was not found in the Nix search path (add it using $NIX_PATH or -I)"),
         span,
     ))

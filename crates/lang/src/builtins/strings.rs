@@ -139,7 +139,7 @@ pub fn hash_string(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult
 pub fn hash_file(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
     let algo = string(ev, &args[0], span)?;
     let path = super::misc::path_arg(ev, &args[1], span)?;
-    let bytes = std::fs::read(&path).map_err(|e| {
+    let bytes = std::fs::read(ev.on_disk(&path)).map_err(|e| {
         EvalError::at(
             ErrorKind::Io,
             format!("opening file '{}': {}", path.display(), crate::eval::io_message(&e)),

@@ -12,7 +12,7 @@ use super::Evaluator;
 use crate::compile::canonicalize_lexically;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::source::Span;
-use crate::string::{ContextElem, NixStr};
+use crate::value::Value;
 use mini_store::store_path::StorePath;
 
 impl Evaluator {
@@ -46,20 +46,28 @@ impl Evaluator {
         path.to_path_buf()
     }
 
-    /// In restricted evaluation, lets files under the store path `text`
-    /// names be read, if `text`'s context holds that path: this evaluation
-    /// made or fetched it (a hash-pinned input, say), so what it holds is
-    /// fixed. A link in it is still resolved before every check.
-    pub(crate) fn allow_named_store_path(&mut self, text: &NixStr) {
-        let (Some(root), Some(allowed)) = (&self.store_root, &self.allowed_paths) else { return };
-        let Ok((path, _)) = StorePath::parse_prefix(text.as_str()) else { return };
-        let named = path.to_string();
-        if !text.context().iter().any(|c| matches!(c, ContextElem::Path(p) if *p == named)) {
-            return;
-        }
-        let Ok(dir) = std::fs::canonicalize(root.join("store").join(path.base_name())) else { return };
-        if !allowed.contains(&dir) {
-            self.allowed_paths.get_or_insert_with(Vec::new).push(dir);
+    /// Records a store path this evaluation made or fetched and returns it
+    /// as a string value that depends on it. In restricted evaluation its
+    /// files may then be read: its contents are fixed by its hash. Only
+    /// these: a store path named any other way (say with `appendContext`)
+    /// grants nothing. A path that is itself a link is never allowed, and a
+    /// link inside one is resolved before every check, like any other.
+    pub(crate) fn made_store_path(&mut self, path: &StorePath) -> Value {
+        self.allow_made(path);
+        crate::builtins::store_path_value(path)
+    }
+
+    /// [`Evaluator::made_store_path`]'s half that allows reading `path`.
+    pub(crate) fn allow_made(&mut self, path: &StorePath) {
+        if let (Some(root), Some(allowed)) = (&self.store_root, &mut self.allowed_paths) {
+            let entry = root.join("store").join(path.base_name());
+            let is_link = std::fs::symlink_metadata(&entry).map_or(true, |m| m.file_type().is_symlink());
+            if let (false, Ok(store_dir)) = (is_link, std::fs::canonicalize(root.join("store"))) {
+                let dir = store_dir.join(path.base_name());
+                if !allowed.contains(&dir) {
+                    allowed.push(dir);
+                }
+            }
         }
     }
 
@@ -68,7 +76,7 @@ impl Evaluator {
         let Some(allowed) = &self.allowed_paths else {
             return Ok(());
         };
-        let resolved = resolve_physically(path);
+        let resolved = resolve_physically(&self.on_disk(path));
         if allowed.iter().any(|dir| resolved.starts_with(dir)) {
             return Ok(());
         }

@@ -203,18 +203,30 @@ impl Evaluator {
         Ok(Box::leak(Box::new(expr)))
     }
 
+    /// The file `import path` reads (`path`, or its `default.nixlike` or
+    /// `default.nix`), named as the recipe names it (a store path by its
+    /// logical name, so nothing of where the store is reaches values), and
+    /// where it is on disk.
+    fn locate_source(&mut self, path: &Path, span: Option<Span>) -> EvalResult<(PathBuf, PathBuf)> {
+        self.check_access(path, span)?;
+        let disk = self.on_disk(path);
+        let disk_file = resolve_import(&disk);
+        let file = match disk_file.strip_prefix(&disk) {
+            Ok(rest) if !rest.as_os_str().is_empty() => path.join(rest),
+            _ => path.to_path_buf(),
+        };
+        if file != path {
+            self.check_access(&file, span)?;
+        }
+        Ok((file, disk_file))
+    }
+
     /// `scopedImport scope path`: the file evaluated with `scope`'s
     /// attributes as variables that shadow even the builtins. Unlike
     /// `import`, the result is not cached (another scope gives another value).
     pub fn scoped_import(&mut self, path: &Path, scope: &Attrs, span: Span) -> EvalResult<Value> {
-        self.check_access(path, Some(span))?;
-        let file = resolve_import(path);
-        if file != path {
-            self.check_access(&file, Some(span))?;
-        }
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            EvalError::at(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
-        })?;
+        let (file, disk_file) = self.locate_source(path, Some(span))?;
+        let text = read_text(&file, &disk_file, Some(span))?;
         let names: Vec<Symbol> = scope.entries().iter().map(|a| a.name).collect();
         let values: Vec<Thunk> = scope.entries().iter().map(|a| a.value.clone()).collect();
         let base_dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
@@ -269,17 +281,11 @@ impl Evaluator {
 
     /// `import`: each file is parsed and evaluated once per session.
     pub fn import(&mut self, path: &Path, span: Option<Span>) -> EvalResult<Value> {
-        self.check_access(path, span)?;
-        let file = resolve_import(path);
-        if file != path {
-            self.check_access(&file, span)?;
-        }
+        let (file, disk_file) = self.locate_source(path, span)?;
         if let Some(v) = self.imports.get(&file) {
             return Ok(v.clone());
         }
-        let text = std::fs::read_to_string(&file).map_err(|e| {
-            EvalError::new(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
-        })?;
+        let text = read_text(&file, &disk_file, span)?;
         let expr = self.compile_source(file.display().to_string(), Some(file.clone()), &text)?;
         let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
         self.imports.insert(file, value.clone());
@@ -563,12 +569,15 @@ impl Evaluator {
         let frame = Env::recursive(env.clone());
         let mut slots = Vec::with_capacity(set.statics.len());
         for (_, def) in &set.statics {
-            let t =
-                if def.inherited { self.thunk(&def.value, env) } else { self.frame_thunk(&def.value, &frame, &slots) };
-            // `__overrides` replaces slots after the fact, so each must be a cell.
-            let t = match t {
-                Thunk::Ready(v) if set.overrides.is_some() => Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Done(v)))),
-                t => t,
+            let scope = if def.inherited { env } else { &frame };
+            let t = if set.overrides.is_some() {
+                // `__overrides` rewrites slots after the fact: each must be
+                // a cell of its own, shared with no outer variable or sibling.
+                Thunk::pending(&def.value, scope.clone())
+            } else if def.inherited {
+                self.thunk(&def.value, env)
+            } else {
+                self.frame_thunk(&def.value, &frame, &slots)
             };
             slots.push(t);
         }
@@ -735,6 +744,13 @@ pub(crate) fn store_error(e: impl std::fmt::Display, span: Span) -> Box<EvalErro
 }
 
 /// `import ./dir` loads `dir/default.nixlike`, falling back to `default.nix`.
+/// The text of source `file` (so named in messages), read at `disk_file`.
+fn read_text(file: &Path, disk_file: &Path, span: Option<Span>) -> EvalResult<String> {
+    std::fs::read_to_string(disk_file).map_err(|e| {
+        EvalError::new(ErrorKind::Io, format!("cannot read '{}': {}", file.display(), io_message(&e)), span)
+    })
+}
+
 fn resolve_import(path: &Path) -> PathBuf {
     if path.is_dir() {
         let nixlike = path.join("default.nixlike");

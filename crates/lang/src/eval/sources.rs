@@ -53,13 +53,14 @@ impl Evaluator {
     /// Copies a path into the store (once per session) and returns its
     /// store path, as interpolating `./src` into a string does.
     pub(crate) fn copy_to_store(&mut self, path: &str, span: Span) -> EvalResult<StorePath> {
-        let path = self.on_disk(Path::new(path));
+        let path = PathBuf::from(path);
         self.check_access(&path, Some(span))?;
         if let Some(p) = self.copied_paths.get(&path) {
             return Ok(p.clone());
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stored = self.add_source(&path, &name, span)?;
+        let stored = self.add_source(&self.on_disk(&path), &name, span)?;
+        self.allow_made(&stored);
         self.copied_paths.insert(path, stored.clone());
         Ok(stored)
     }
