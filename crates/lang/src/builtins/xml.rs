@@ -98,9 +98,11 @@ impl XmlWriter {
                 let mut tag_attrs = Vec::new();
                 let mut repeated = false;
                 if element == "derivation" {
+                    // As in Nix, only a derivation with a drvPath not yet
+                    // written is written in full.
                     let drv_path = text_of(ev, "drvPath")?;
+                    repeated = drv_path.as_ref().is_none_or(|d| d.is_empty() || !self.drvs_seen.insert(d.clone()));
                     if let Some(d) = &drv_path {
-                        repeated = !self.drvs_seen.insert(d.clone());
                         tag_attrs.push(("drvPath", d.clone()));
                     }
                     if let Some(o) = text_of(ev, "outPath")? {
