@@ -255,7 +255,8 @@ fn unknown_revisions_and_non_repositories_are_named() {
 }
 
 /// A repository's own configuration may name programs git runs: here
-/// `core.fsmonitor`, which `git status` would start. mini reads untrusted
+/// `core.fsmonitor`, which `git status` would start, and a filter driver
+/// that `.gitattributes` gives every file. mini reads untrusted
 /// trees (the flake's own, `fetchGit`'s) without running any of them.
 #[test]
 fn a_repositorys_configured_programs_never_run() {
@@ -265,13 +266,19 @@ fn a_repositorys_configured_programs_never_run() {
     }
     let repo = s.0.join("repo");
     s.write("repo/flake.nixlike", "{ answer = 42; }\n");
+    // Every file goes through the filter driver `evil` (clean on status and
+    // add, smudge on archive), a program the repository's config names.
+    s.write("repo/.gitattributes", "* filter=evil\n");
     git(&repo, &["init", "-q"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-qm", "A"]);
     let marker = s.0.join("ran");
-    let hook = s.write("hook.sh", &format!("#!/bin/sh\ntouch {}\n", marker.display()));
+    let hook = s.write("hook.sh", &format!("#!/bin/sh\ntouch {}\ncat\n", marker.display()));
     std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     git(&repo, &["config", "core.fsmonitor", &hook.display().to_string()]);
+    for key in ["clean", "smudge"] {
+        git(&repo, &["config", &format!("filter.evil.{key}"), &hook.display().to_string()]);
+    }
     s.write("repo/untracked.txt", "makes git status look at the work tree");
 
     let out = mini_at(&s.0.join("store"), &repo, &["eval", ".#answer"]);
@@ -279,5 +286,5 @@ fn a_repositorys_configured_programs_never_run() {
     let fetch = format!("(builtins.fetchGit {}).revCount", repo.display());
     let out = mini_at(&s.0.join("store"), &s.0, &["eval", "--expr", &fetch]);
     assert_eq!(ok(&out), "1");
-    assert!(!marker.exists(), "git ran the repository's core.fsmonitor program");
+    assert!(!marker.exists(), "git ran a program the repository's configuration names");
 }

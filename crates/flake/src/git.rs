@@ -231,15 +231,52 @@ fn remember(store: &Store, sha: &str, path: &StorePath) -> Result<(), FlakeError
 }
 
 /// `git -C repo`, kept from running what the repository's own configuration
-/// names: repositories are untrusted, and `core.fsmonitor` is a program
-/// `git status` would run. Without the optional locks a read never writes.
+/// names: repositories are untrusted. `core.fsmonitor` is a program `git
+/// status` would run, and a filter driver's `clean`/`smudge`/`process`
+/// programs run on `status` and `archive` for the paths `.gitattributes`
+/// assigns them; every configured filter is emptied (git then passes the
+/// bytes through as stored). Without the optional locks a read never writes.
 pub(crate) fn git_in(repo: &Path) -> Command {
     let mut cmd = Command::new("git");
-    cmd.args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-C"])
-        .arg(repo)
-        .env("GIT_OPTIONAL_LOCKS", "0")
-        .stdin(Stdio::null());
+    cmd.args(["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null"]);
+    for name in configured_filters(repo) {
+        for key in ["clean", "smudge", "process"] {
+            cmd.arg("-c").arg(format!("filter.{name}.{key}="));
+        }
+        cmd.arg("-c").arg(format!("filter.{name}.required=false"));
+    }
+    cmd.arg("-C").arg(repo).env("GIT_OPTIONAL_LOCKS", "0").stdin(Stdio::null());
     cmd
+}
+
+/// The filter drivers git's configuration for `repo` names (reading
+/// configuration runs nothing).
+fn configured_filters(repo: &Path) -> Vec<String> {
+    let out = Command::new("git")
+        .args(["-c", "core.fsmonitor=false", "-C"])
+        .arg(repo)
+        .args(["config", "--null", "--get-regexp", r"^filter\."])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    let mut names: Vec<String> = filter_names(&out.stdout);
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The driver names in `git config --null --get-regexp` output: each entry
+/// is `filter.<name>.<key>`, a newline, the value and a NUL.
+fn filter_names(output: &[u8]) -> Vec<String> {
+    output
+        .split(|&b| b == 0)
+        .filter_map(|entry| {
+            let key = String::from_utf8_lossy(entry.split(|&b| b == b'\n').next()?).into_owned();
+            let name = key.strip_prefix("filter.")?.rsplit_once('.')?.0;
+            (!name.is_empty()).then(|| name.to_string())
+        })
+        .collect()
 }
 
 /// `git rev-parse --verify SPEC^{commit}`: the full commit hash.
@@ -346,6 +383,14 @@ fn extract(stream: impl Read, dest: &Path) -> Result<(), ExtractError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn filter_names_come_from_every_configured_driver_key() {
+        let output = b"filter.lfs.smudge\ngit-lfs smudge -- %f\0filter.lfs.clean\nx\0filter.a b.c.process\ny\0";
+        assert_eq!(filter_names(output), ["lfs", "lfs", "a b.c"]);
+        assert!(filter_names(b"").is_empty());
+    }
+
     use super::*;
     use mini_store::testing::{snapshot, Rng, Scratch};
 
