@@ -312,6 +312,9 @@ fn main() -> ExitCode {
 
 fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
     if let Some(attribute) = args.file.as_deref().and_then(flake_cmd::installable) {
+        if !args.include.is_empty() {
+            return fail("-I does not apply to a flake attribute: flakes are evaluated purely, with no search path");
+        }
         return flake_cmd::eval(&store_root, attribute, args.strict, args.json);
     }
     run_evaluation(store_root, move |ev| {

@@ -69,6 +69,9 @@ fn angle_brackets_search_dash_i_then_nix_path() {
     // Pure evaluation has no search path.
     let err = failed(&eval(&s, &["--pure", "-I", &include, "--expr", "<lib>"], None));
     assert!(err.contains("cannot look up '<lib>' in pure evaluation mode"), "{err}");
+    // Nor have flakes: -I with a flake attribute is an error, not ignored.
+    let err = failed(&eval(&s, &["-I", &include, "./flake#x"], None));
+    assert!(err.contains("-I does not apply to a flake attribute"), "{err}");
 }
 
 #[test]
