@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 
 mod common;
 use common::clients::{git, have_git};
-use common::{have_busybox, mini_at, ok, text, Scratch};
+use common::{have_busybox, ok, text, Scratch};
 
 const FLAKE: &str = r#"{ pkgs, ... }: {
   docker = pkgs.dockerTools.buildLayeredImage {
@@ -254,37 +254,3 @@ fn unknown_revisions_and_non_repositories_are_named() {
     assert!(text(&out.stderr).contains("not the top level of a git repository"), "{}", text(&out.stderr));
 }
 
-/// A repository's own configuration may name programs git runs: here
-/// `core.fsmonitor`, which `git status` would start, and a filter driver
-/// that `.gitattributes` gives every file. mini reads untrusted
-/// trees (the flake's own, `fetchGit`'s) without running any of them.
-#[test]
-fn a_repositorys_configured_programs_never_run() {
-    let s = Scratch::new("git-fsmonitor");
-    if !have_git() {
-        return;
-    }
-    let repo = s.0.join("repo");
-    s.write("repo/flake.nixlike", "{ answer = 42; }\n");
-    // Every file goes through the filter driver `evil` (clean on status and
-    // add, smudge on archive), a program the repository's config names.
-    s.write("repo/.gitattributes", "* filter=evil\n");
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-qm", "A"]);
-    let marker = s.0.join("ran");
-    let hook = s.write("hook.sh", &format!("#!/bin/sh\ntouch {}\ncat\n", marker.display()));
-    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    git(&repo, &["config", "core.fsmonitor", &hook.display().to_string()]);
-    for key in ["clean", "smudge"] {
-        git(&repo, &["config", &format!("filter.evil.{key}"), &hook.display().to_string()]);
-    }
-    s.write("repo/untracked.txt", "makes git status look at the work tree");
-
-    let out = mini_at(&s.0.join("store"), &repo, &["eval", ".#answer"]);
-    assert_eq!(ok(&out), "42");
-    let fetch = format!("(builtins.fetchGit {}).revCount", repo.display());
-    let out = mini_at(&s.0.join("store"), &s.0, &["eval", "--expr", &fetch]);
-    assert_eq!(ok(&out), "1");
-    assert!(!marker.exists(), "git ran a program the repository's configuration names");
-}

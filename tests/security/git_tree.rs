@@ -122,3 +122,44 @@ fn a_flake_input_cannot_write_through_its_own_symlinks() {
         }
     }
 }
+
+/// A repository's own configuration names programs git would run: a
+/// `core.fsmonitor` (`git status` starts it) and a filter driver that
+/// `.gitattributes` gives every file (`git status` runs its `clean`, `git
+/// archive` its `smudge`). mini runs git on a flake's own tree, on
+/// `git+file:` inputs and for `fetchGit`; none of them may start either.
+#[test]
+fn a_repositorys_configuration_never_runs_a_program() {
+    if !have_git() {
+        return;
+    }
+    for who in users() {
+        let a = Attempt::new("git-config", who);
+        let victim = a.victim();
+        let repo = a.path("repo");
+        std::fs::create_dir_all(&repo).expect("create the repository");
+        std::fs::write(repo.join("flake.nixlike"), "{ answer = 42; }\n").expect("write the flake");
+        std::fs::write(repo.join(".gitattributes"), "* filter=evil\n").expect("write .gitattributes");
+        git(&repo, &["init", "-q"]);
+        git(&repo, &["add", "."]);
+        git(&repo, &["commit", "-qm", "A"]);
+        let hook = a.path("hook.sh");
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch {}/pwned\ncat\n", victim.display())).expect("write the hook");
+        std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let hook = hook.display().to_string();
+        for key in ["core.fsmonitor", "filter.evil.clean", "filter.evil.smudge"] {
+            git(&repo, &["config", key, &hook]);
+        }
+        std::fs::write(repo.join("untracked.txt"), "makes git status look at the work tree\n").expect("write");
+
+        let label = format!("{who:?}");
+        let out = a.mini_in(&repo, &["eval", ".#answer"]);
+        assert_eq!(text(&out.stdout).trim(), "42", "{label}: {}", text(&out.stderr));
+        let fetch = format!("(builtins.fetchGit {}).revCount", repo.display());
+        let out = a.mini(&["eval", "--expr", &fetch]);
+        assert_eq!(text(&out.stdout).trim(), "1", "{label}: {}", text(&out.stderr));
+        let out = a.mini(&["eval", &format!("git+file://{}#answer", repo.display())]);
+        assert_eq!(text(&out.stdout).trim(), "42", "{label}: {}", text(&out.stderr));
+        assert_eq!(listing(&victim), ["keep.txt"], "{label}: git ran a program the repository's configuration names");
+    }
+}
