@@ -253,4 +253,3 @@ fn unknown_revisions_and_non_repositories_are_named() {
     let out = mini(&store, &s.0, &["build", &format!("git+file:{}#x", plain.display()), "--no-link"], None);
     assert!(text(&out.stderr).contains("not the top level of a git repository"), "{}", text(&out.stderr));
 }
-
