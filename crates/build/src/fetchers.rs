@@ -10,7 +10,6 @@
 //! hashed there and compared with the expected hash *before* anything is
 //! registered, so a mismatch leaves no path behind.
 
-use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -92,7 +91,7 @@ fn fetch_staged(
     }
     let fixed = FixedHash { algo: "sha256".into(), mode, digest: sha256.to_vec() };
     let path = fixed_output_path(&fixed, name).map_err(|e| FetchError(e.to_string()))?;
-    let copied = install(store, &path, &content).map_err(|e| FetchError(e.to_string()))?;
+    let copied = store.install_fixed(&path, &content).map_err(|e| FetchError(e.to_string()))?;
     Ok(Fetched { path, sha256, copied })
 }
 
@@ -128,20 +127,6 @@ fn hash_content(content: &Path, mode: HashMode) -> Result<[u8; 32], FetchError> 
     hashed.map_err(|e| FetchError(format!("cannot hash '{}': {e}", content.display())))?;
     let bytes = digest.finish();
     bytes.try_into().map_err(|_| FetchError("SHA-256 gave a digest that is not 32 bytes".into()))
-}
-
-/// Moves `staged` into place as `path` unless it is valid already (held
-/// either way); whether it did.
-fn install(store: &Store, path: &StorePath, staged: &Path) -> Result<bool, mini_store::store::StoreError> {
-    if store.hold(path)? {
-        return Ok(false);
-    }
-    let _lock = store.lock(path)?;
-    if store.is_valid(path) {
-        return Ok(false);
-    }
-    store.install(path, staged, BTreeSet::new(), None)?;
-    Ok(true)
 }
 
 #[cfg(test)]

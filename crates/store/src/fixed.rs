@@ -81,10 +81,10 @@ impl Store {
         result
     }
 
-    /// Installs `staged` as `path` unless it is valid already; whether it did.
-    fn install_fixed(&self, path: &StorePath, staged: &Path) -> Result<bool, StoreError> {
-        self.add_temp_root(path)?;
-        if self.is_valid(path) {
+    /// Installs `staged` (a fixed output, which references nothing) as
+    /// `path` unless it is valid already, holding it either way; whether it did.
+    pub fn install_fixed(&self, path: &StorePath, staged: &Path) -> Result<bool, StoreError> {
+        if self.hold(path)? {
             return Ok(false);
         }
         let _lock = self.lock(path)?;
