@@ -190,15 +190,15 @@ fn check_sha256(ev: &mut Evaluator, stored: &StorePath, source: &Path, expected:
         .map_err(|e| EvalError::at(ErrorKind::Io, format!("hashing '{stored}': {e}"), span))?;
     let got: [u8; 32] = sha2::Digest::finalize(hasher).into();
     if got[..] != want[..] {
-        let sri = |h: &[u8]| format!("sha256:{}", mini_store::base32::encode(h));
+        let nix32 = |h: &[u8]| format!("sha256:{}", mini_store::base32::encode(h));
         return Err(EvalError::at(
             ErrorKind::Eval,
             format!(
                 "store path mismatch in (possibly filtered) path added from '{}': the recipe pins {}, the path \
                  has {}; if the new contents are intended, update the recipe's sha256",
                 source.display(),
-                sri(&want),
-                sri(&got)
+                nix32(&want),
+                nix32(&got)
             ),
             span,
         ));

@@ -256,6 +256,6 @@ pub(crate) fn call2(ev: &mut Evaluator, f: &Value, a: Thunk, b: Thunk, span: Spa
     ev.call2(f.clone(), a, b, span)
 }
 
-pub fn attrs_of(entries: Vec<(&str, Value)>) -> Value {
+pub(crate) fn attrs_of(entries: Vec<(&str, Value)>) -> Value {
     Value::attrs(Attrs::from_unsorted(entries.into_iter().map(|(k, v)| (Symbol::intern(k), v.into())).collect()))
 }
