@@ -10,7 +10,9 @@ pub mod archive;
 pub mod base32;
 pub mod derivation;
 pub mod elf;
+pub mod encoding;
 pub mod fixed;
+pub mod hash_io;
 pub mod references;
 pub mod store;
 pub mod store_path;
@@ -18,3 +20,7 @@ pub mod teardown;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree_writer;
+
+/// Where store paths live as builds, values and images see them: one
+/// definition, whatever physical directory the store is in.
+pub use store_path::STORE_DIR;

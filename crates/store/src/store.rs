@@ -45,6 +45,10 @@ pub enum StoreError {
     Path(#[from] StorePathError),
     #[error("the metadata of {path} is unreadable: {message}")]
     BadRecord { path: String, message: String },
+    #[error("{path} is not a valid store path; evaluate the recipe again to write it")]
+    NotValid { path: StorePath },
+    #[error("the derivation {path} is unusable: {source}")]
+    BadDerivation { path: StorePath, source: crate::derivation::DerivationError },
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -79,6 +83,8 @@ pub enum Problem {
     BadRecord(String),
 }
 
+static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// A store rooted at a physical directory.
 pub struct Store {
     root: PathBuf,
@@ -102,6 +108,7 @@ impl Store {
     /// Opens (creating if needed) the store at `root`, and removes what a
     /// killed process may have left half-made.
     pub fn open(root: &Path) -> Result<Store> {
+        OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // Absolute, because out-links and sandboxes point into it from
         // elsewhere.
         let root = std::path::absolute(root).map_err(io_err("resolving", root))?;
@@ -118,9 +125,34 @@ impl Store {
         &self.root
     }
 
+    /// The physical directory holding the store paths themselves (what
+    /// builds and images see as [`crate::STORE_DIR`]). The one place that
+    /// knows the folder layout under [`Store::root`].
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// How many times this process has opened a store: one per command,
+    /// which `MINI_COUNT_STORE_OPENS=1` makes the CLI report.
+    pub fn opens() -> usize {
+        OPENS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The derivation stored at `drv_path`, which must be valid and still
+    /// give its own store path (a `.drv` edited in place is refused).
+    pub fn read_derivation(&self, drv_path: &StorePath) -> Result<crate::derivation::Derivation> {
+        if !self.is_valid(drv_path) {
+            return Err(StoreError::NotValid { path: drv_path.clone() });
+        }
+        let file = self.physical_path(drv_path);
+        let text = fs::read_to_string(&file).map_err(io_err("reading", &file))?;
+        crate::derivation::Derivation::from_stored(drv_path, &text)
+            .map_err(|source| StoreError::BadDerivation { path: drv_path.clone(), source })
+    }
+
     /// Where the files of `path` physically are.
     pub fn physical_path(&self, path: &StorePath) -> PathBuf {
-        self.root.join("store").join(path.base_name())
+        self.store_dir().join(path.base_name())
     }
 
     fn record_path(&self, path: &StorePath) -> PathBuf {

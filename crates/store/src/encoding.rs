@@ -1,0 +1,83 @@
+//! The text encodings of digests, in one place: lower-case hex (records,
+//! OCI digests, `builtins.hashString`), and SRI (`<algo>-<base64>`, how
+//! recipes and hash-mismatch errors write fixed-output hashes). Nix's
+//! base-32 lives next door in [`crate::base32`]. Pure: bytes in, text out.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+/// Hex of either case read back; `None` for an odd length or a non-hex digit.
+pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16);
+    text.as_bytes().chunks(2).map(|pair| Some((digit(pair[0])? << 4 | digit(pair[1])?) as u8)).collect()
+}
+
+/// Standard base64 with padding, as SRI hashes and registry credentials use.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    STANDARD.encode(bytes)
+}
+
+/// [`base64_encode`] read back; `None` for anything that is not standard
+/// base64 with its padding.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    STANDARD.decode(text).ok()
+}
+
+/// A hash in SRI notation, `<algo>-<base64>`, which [`sri_decode`] and
+/// `mini_store::derivation::parse_hash` read back.
+pub fn sri(algo: &str, digest: &[u8]) -> String {
+    format!("{algo}-{}", base64_encode(digest))
+}
+
+/// An SRI hash split into its algorithm and digest; `None` if `text` is
+/// not `<algo>-<base64>`.
+pub fn sri_decode(text: &str) -> Option<(&str, Vec<u8>)> {
+    let (algo, encoded) = text.split_once('-')?;
+    Some((algo, base64_decode(encoded)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trips_and_refuses_junk() {
+        assert_eq!(hex(&[0x00, 0x9f, 0xff]), "009fff");
+        assert_eq!(hex_decode("009FfF"), Some(vec![0x00, 0x9f, 0xff]));
+        assert_eq!(hex_decode("0"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (plain, encoded) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
+        {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+            assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
+        }
+        assert_eq!(base64_decode("Zg"), None, "padding is required");
+    }
+
+    #[test]
+    fn sri_round_trips() {
+        let text = sri("sha256", &[1, 2, 3]);
+        assert_eq!(text, "sha256-AQID");
+        assert_eq!(sri_decode(&text), Some(("sha256", vec![1, 2, 3])));
+        assert_eq!(sri_decode("sha256"), None);
+    }
+}
