@@ -19,7 +19,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Hex of either case read back; `None` for an odd length or a non-hex digit.
 pub fn hex_decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     let digit = |c: u8| (c as char).to_digit(16);
