@@ -9,11 +9,12 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::fail;
+use crate::{failure, Failure, Outcome};
 use std::time::Duration;
 
 use clap::Args;
 use mini_build::{BuildOptions, Builder, Substituter};
+use mini_cache::config::Config;
 use mini_cache::substitute::BinaryCaches;
 use mini_flake::{ResolveOptions, Target};
 use mini_store::store::Store;
@@ -93,53 +94,47 @@ pub struct RunArgs {
     args: Vec<OsString>,
 }
 
-fn open_store(root: &Path) -> Result<Store, ExitCode> {
-    Store::open(root).map_err(fail)
-}
-
-/// The binary caches of the config file, with `urls` and `keys` first.
-fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Result<Option<BinaryCaches>, ExitCode> {
-    let (more_urls, more_keys) = crate::cache_cmd::configured_caches().map_err(|e| fail(&e))?;
-    urls.extend(more_urls);
-    keys.extend(more_keys);
-    if urls.is_empty() {
-        return Ok(None);
-    }
-    BinaryCaches::new(&urls, &keys).map(Some).map_err(fail)
-}
-
 /// Resolves installables and builds them, substituting from the
 /// configured binary caches; the targets and, on success, nothing else to
 /// report.
+/// The store is opened here, once, and handed back with the targets.
 pub(crate) fn realise(
     store_root: &Path,
     installables: &[String],
     options: BuildOptions,
     check: bool,
     print_logs: bool,
-) -> Result<(Store, Vec<Target>), ExitCode> {
-    let caches = binary_caches(Vec::new(), Vec::new())?;
-    let resolve = ResolveOptions::default();
-    realise_with(store_root, installables, &resolve, options, check, print_logs, caches.as_ref())
+) -> Result<(Store, Vec<Target>), Failure> {
+    let config = Config::load()?;
+    let caches = config.binary_caches(Vec::new(), Vec::new())?;
+    let store = Store::open(store_root)?;
+    let request = Realise { installables, resolve: &ResolveOptions::default(), check, print_logs };
+    let targets = realise_with(&store, &config, &request, options, caches.as_ref())?;
+    Ok((store, targets))
+}
+
+/// What [`realise_with`] is asked for, besides the build options.
+struct Realise<'a> {
+    installables: &'a [String],
+    resolve: &'a ResolveOptions,
+    check: bool,
+    print_logs: bool,
 }
 
 /// [`realise`] with these binary caches.
 fn realise_with(
-    store_root: &Path,
-    installables: &[String],
-    resolve: &ResolveOptions,
+    store: &Store,
+    config: &Config,
+    request: &Realise,
     mut options: BuildOptions,
-    check: bool,
-    print_logs: bool,
     caches: Option<&BinaryCaches>,
-) -> Result<(Store, Vec<Target>), ExitCode> {
-    let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(fail)?;
+) -> Result<Vec<Target>, Failure> {
+    let resolved = mini_flake::resolve_with(store.root(), request.installables, request.resolve)?;
     crate::lock_cmd::report_updates(&resolved.lock_updates);
     for line in &resolved.diagnostics {
         eprintln!("{line}");
     }
     let targets = resolved.targets;
-    let store = open_store(store_root)?;
     let drvs: Vec<StorePath> = targets
         .iter()
         .filter_map(|t| match t {
@@ -150,22 +145,22 @@ fn realise_with(
     for target in &targets {
         if let Target::Opaque(path) = target {
             if !store.is_valid(path) {
-                return Err(fail(format!("{path} is not a valid store path")));
+                return Err(failure(format!("{path} is not a valid store path")));
             }
         }
     }
-    let progress = Progress::new(print_logs);
-    let file_dirs = crate::settings::allowed_file_dirs().map_err(|e| fail(&e))?;
-    options.impure_env = crate::settings::impure_env().map_err(|e| fail(&e))?;
-    let mut builder = Builder::new(&store, options, &progress)
+    let progress = Progress::new(request.print_logs);
+    let file_dirs = config.allowed_file_dirs()?;
+    options.impure_env = config.impure_env()?;
+    let mut builder = Builder::new(store, options, &progress)
         .with_builtin(mini_build::builtins::fetchurl(file_dirs))
         .with_builtin(Box::new(mini_image::builder::ImageBuilder));
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);
     }
-    let report = builder.realise(&drvs, check);
+    let report = builder.realise(&drvs, request.check);
     progress.finish();
-    let report = report.map_err(fail)?;
+    let report = report?;
     if !report.failed.is_empty() {
         // Each failure was shown as it happened.
         let mut message = format!("{} derivation(s) failed", report.failed.len());
@@ -174,12 +169,12 @@ fn realise_with(
             let verb = if count == 1 { "was" } else { "were" };
             message.push_str(&format!("; {count} {verb} not built because of that"));
         }
-        return Err(fail(&message));
+        return Err(failure(message));
     }
-    Ok((store, targets))
+    Ok(targets)
 }
 
-pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
+pub fn build(store_root: &Path, args: BuildArgs) -> Outcome {
     let mut options = BuildOptions::default();
     if let Some(jobs) = args.jobs {
         options.jobs = jobs.max(1);
@@ -191,24 +186,17 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
     if let Some(size) = args.tmpfs_size {
         options.tmpfs_size = size;
     }
-    let caches = match binary_caches(args.substituters, args.trusted_public_keys) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
+    let config = Config::load()?;
+    let caches = config.binary_caches(args.substituters, args.trusted_public_keys)?;
+    let store = Store::open(store_root)?;
     let resolve = ResolveOptions { update_lock: args.update_lock };
-    let realised = realise_with(
-        store_root,
-        &args.installables,
-        &resolve,
-        options,
-        args.check,
-        args.print_build_logs,
-        caches.as_ref(),
-    );
-    let (store, targets) = match realised {
-        Ok(done) => done,
-        Err(code) => return code,
+    let request = Realise {
+        installables: &args.installables,
+        resolve: &resolve,
+        check: args.check,
+        print_logs: args.print_build_logs,
     };
+    let targets = realise_with(&store, &config, &request, options, caches.as_ref())?;
     let mut json = Vec::new();
     for (i, target) in targets.iter().enumerate() {
         let (outputs, drv) = match target {
@@ -224,9 +212,7 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
                 if name != "out" {
                     link.push(format!("-{name}"));
                 }
-                if let Err(e) = store.add_root(Path::new(&link), path) {
-                    return fail(e);
-                }
+                store.add_root(Path::new(&link), path)?;
             }
         }
         if args.print_out_paths {
@@ -246,76 +232,53 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
     if args.json {
         println!("{}", serde_json::Value::Array(json));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
-    let targets = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    let store = match open_store(store_root) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+pub fn log(store_root: &Path, args: LogArgs) -> Outcome {
+    let store = Store::open(store_root)?;
+    let targets = mini_flake::resolve(store.root(), std::slice::from_ref(&args.installable))?;
     let drv = match targets.first() {
         Some(Target::Derivation { drv_path, .. }) => drv_path.clone(),
         Some(Target::Opaque(path)) => match store.query(path) {
             Ok(Some(info)) if info.deriver.is_some() => info.deriver.unwrap_or_else(|| path.clone()),
-            _ => return fail(format!("{path} was not built by mini, so it has no log")),
+            _ => return Err(failure(format!("{path} was not built by mini, so it has no log"))),
         },
-        None => return fail("nothing to show"),
+        None => return Err(failure("nothing to show")),
     };
     let path = mini_build::schedule::log_path(&store, &drv);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            use std::io::Write;
-            let _ = std::io::stdout().write_all(&bytes);
-            ExitCode::SUCCESS
-        }
-        Err(_) => fail(format!("{drv} has no build log; it has not been built here")),
-    }
+    let bytes =
+        std::fs::read(&path).map_err(|_| failure(format!("{drv} has no build log; it has not been built here")))?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&bytes);
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn run(store_root: &Path, args: RunArgs) -> ExitCode {
+pub fn run(store_root: &Path, args: RunArgs) -> Outcome {
     let (store, targets) =
-        match realise(store_root, std::slice::from_ref(&args.installable), BuildOptions::default(), false, false) {
-            Ok(done) => done,
-            Err(code) => return code,
-        };
+        realise(store_root, std::slice::from_ref(&args.installable), BuildOptions::default(), false, false)?;
     let (out, name, main_program) = match targets.first() {
         Some(Target::Derivation { drv_path, outputs }) => {
             let Some(out) = outputs.get("out").or_else(|| outputs.values().next()) else {
-                return fail("the derivation has no outputs");
+                return Err(failure("the derivation has no outputs"));
             };
-            let drv = mini_build::dag::read_derivation(&store, drv_path).ok();
+            let drv = store.read_derivation(drv_path).ok();
             let main = drv.as_ref().and_then(|d| d.env.get("mainProgram").cloned());
             let name = drv.map(|d| d.name).unwrap_or_default();
             (out.clone(), name, main)
         }
         Some(Target::Opaque(path)) => (path.clone(), path.name().to_string(), None),
-        None => return fail("nothing to run"),
+        None => return Err(failure("nothing to run")),
     };
-    let program = match main_program_of(&store.physical_path(&out), &name, main_program) {
-        Ok(p) => p,
-        Err(e) => return fail(format!("cannot tell what to run in {out}: {e}")),
-    };
-    let scratch = match store.staging_dir() {
-        Ok(dir) => dir,
-        Err(e) => return fail(e),
-    };
+    let program = main_program_of(&store.physical_path(&out), &name, main_program)
+        .map_err(|e| failure(format!("cannot tell what to run in {out}: {e}")))?;
+    let scratch = store.staging_dir()?;
     let program_path = format!("{out}/bin/{program}");
-    let mut command =
-        match mini_build::store_view::run_command(&store.root().join("store"), &scratch, &program_path, &args.args) {
-            Ok(c) => c,
-            Err(e) => return fail(e),
-        };
+    let mut command = mini_build::store_view::run_command(&store.store_dir(), &scratch, &program_path, &args.args)?;
     let status = command.status();
     mini_store::store::discard_tree(&scratch);
-    match status {
-        Ok(s) => ExitCode::from(s.code().map_or(1, |c| c as u8)),
-        Err(e) => fail(format!("cannot run {program_path}: {e}")),
-    }
+    let status = status.map_err(|e| failure(format!("cannot run {program_path}: {e}")))?;
+    Ok(ExitCode::from(status.code().map_or(1, |c| c as u8)))
 }
 
 /// The program `mini run` runs in `out/bin`: `mainProgram` if the
@@ -331,7 +294,7 @@ fn main_program_of(out: &Path, name: &str, main_program: Option<String>) -> Resu
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    let unversioned = strip_version(name);
+    let (unversioned, _) = mini_store::store_path::parse_drv_name(name);
     if entries.iter().any(|e| e == unversioned) {
         return Ok(unversioned.to_string());
     }
@@ -358,26 +321,5 @@ fn parse_size(text: &str) -> Result<u64, String> {
     match number.checked_shl(shift).filter(|n| n >> shift == number && *n > 0) {
         Some(bytes) => Ok(bytes),
         None => Err(format!("'{text}' is not a usable size: it must be above zero and below 16 EiB")),
-    }
-}
-
-/// `hello-2.1` → `hello`: the name up to the first `-` followed by a digit,
-/// as Nix splits package names.
-fn strip_version(name: &str) -> &str {
-    let bytes = name.as_bytes();
-    (0..bytes.len())
-        .find(|&i| bytes[i] == b'-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
-        .map_or(name, |i| &name[..i])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_version;
-
-    #[test]
-    fn versions_are_stripped_as_nix_does() {
-        assert_eq!(strip_version("hello-2.1"), "hello");
-        assert_eq!(strip_version("quotes-server"), "quotes-server");
-        assert_eq!(strip_version("a-b-0.1-c"), "a-b");
     }
 }

@@ -1,17 +1,16 @@
 //! `mini key` and `mini copy`, and where `mini build` finds its binary
 //! caches: signing keys and uploads come from `mini-cache`; this module
-//! parses arguments, reads the config file and reports.
+//! parses arguments and reports.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::fail;
+use crate::{failure, Outcome};
 
 use clap::{Args, Subcommand};
 use mini_build::BuildOptions;
 use mini_cache::key::SecretKey;
 use mini_cache::remote::Remote;
-use mini_cache::substitute::BinaryCaches;
 use mini_flake::Target;
 use mini_store::store_path::StorePath;
 
@@ -49,28 +48,21 @@ pub struct CopyArgs {
     installables: Vec<String>,
 }
 
-pub fn key(command: KeyCommand) -> ExitCode {
+pub fn key(command: KeyCommand) -> Outcome {
     let KeyCommand::Generate(args) = command;
-    let key = match SecretKey::generate(&args.name) {
-        Ok(k) => k,
-        Err(e) => return fail(e),
-    };
+    let key = SecretKey::generate(&args.name)?;
     let secret = args.out.join(format!("{}.secret", args.name));
     let public = args.out.join(format!("{}.public", args.name));
     if secret.exists() {
-        return fail(format!("{} exists; remove it first to replace the key", secret.display()));
+        return Err(failure(format!("{} exists; remove it first to replace the key", secret.display())));
     }
     let written = create_private_dir(&args.out)
         .and_then(|()| write_private(&secret, &key.render()))
         .and_then(|()| std::fs::write(&public, key.public().render()));
-    match written {
-        Ok(()) => {
-            println!("{}", secret.display());
-            println!("{}", public.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(format!("cannot write the key files: {e}")),
-    }
+    written.map_err(|e| failure(format!("cannot write the key files: {e}")))?;
+    println!("{}", secret.display());
+    println!("{}", public.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Creates `dir` (and missing parents) only its owner can enter, whatever
@@ -94,27 +86,20 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     file.write_all(text.as_bytes())
 }
 
-pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
+pub fn copy(store_root: &Path, args: CopyArgs) -> Outcome {
     let key = match &args.secret_key {
         Some(file) => match std::fs::read_to_string(file)
             .map_err(|e| e.to_string())
             .and_then(|t| SecretKey::parse(&t).map_err(|e| e.to_string()))
         {
             Ok(k) => Some(k),
-            Err(e) => return fail(format!("cannot read the secret key {}: {e}", file.display())),
+            Err(e) => return Err(failure(format!("cannot read the secret key {}: {e}", file.display()))),
         },
         None => None,
     };
-    let remote = match Remote::parse(&args.to) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
+    let remote = Remote::parse(&args.to)?;
     let (store, targets) =
-        match build_cmd::realise(store_root, &args.installables, BuildOptions::default(), false, args.print_build_logs)
-        {
-            Ok(done) => done,
-            Err(code) => return code,
-        };
+        build_cmd::realise(store_root, &args.installables, BuildOptions::default(), false, args.print_build_logs)?;
     let roots: Vec<StorePath> = targets
         .iter()
         .flat_map(|t| match t {
@@ -123,42 +108,7 @@ pub fn copy(store_root: &Path, args: CopyArgs) -> ExitCode {
         })
         .collect();
     let mut on_copy = |path: &StorePath| eprintln!("copying '{path}' to {}", args.to);
-    match mini_cache::copy::copy_closure(&store, &remote, key.as_ref(), &roots, &mut on_copy) {
-        Ok(report) => {
-            eprintln!("copied {} path(s); {} were already there", report.copied.len(), report.present.len());
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
-    }
-}
-
-/// The binary caches `urls`, then those of the config file, trusting
-/// `keys` and the config file's keys; `None` if there are none.
-pub(crate) fn binary_caches(mut urls: Vec<String>, mut keys: Vec<String>) -> Result<Option<BinaryCaches>, String> {
-    let (more_urls, more_keys) = configured_caches()?;
-    urls.extend(more_urls);
-    keys.extend(more_keys);
-    if urls.is_empty() {
-        return Ok(None);
-    }
-    BinaryCaches::new(&urls, &keys).map(Some).map_err(|e| e.to_string())
-}
-
-/// Binary caches and trusted keys from the config file:
-/// `$XDG_CONFIG_HOME/mini/config.json`, else `~/.config/mini/config.json`,
-/// holding `{"substituters": [URL...], "trustedPublicKeys": [KEY...]}`.
-pub(crate) fn configured_caches() -> Result<(Vec<String>, Vec<String>), String> {
-    let Some((file, json)) = crate::settings::read_config()? else { return Ok(Default::default()) };
-    let bad = |what: &str| format!("{}: {what}", file.display());
-    let strings = |key: &str| -> Result<Vec<String>, String> {
-        match json.get(key) {
-            None => Ok(Vec::new()),
-            Some(serde_json::Value::Array(items)) => items
-                .iter()
-                .map(|i| i.as_str().map(str::to_string).ok_or_else(|| bad(&format!("'{key}' must hold strings"))))
-                .collect(),
-            Some(_) => Err(bad(&format!("'{key}' must be a list of strings"))),
-        }
-    };
-    Ok((strings("substituters")?, strings("trustedPublicKeys")?))
+    let report = mini_cache::copy::copy_closure(&store, &remote, key.as_ref(), &roots, &mut on_copy)?;
+    eprintln!("copied {} path(s); {} were already there", report.copied.len(), report.present.len());
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,10 +7,9 @@
 //!
 //! User namespaces are probed, not guessed from sysctls: `unshare` needs a
 //! single-threaded process, so `mini` runs itself again with the hidden
-//! first argument [`PROBE_ARG`], handled before argument parsing, which does
-//! what the sandbox does first (a new user and mount namespace, the caller
-//! mapped to root, a mount change) and exits 0 or 1. The sysctls only
-//! explain a failure.
+//! first argument `mini_build::store_view::PROBE_ARG`, handled before
+//! argument parsing, which enters a new user and mount namespace as `mini
+//! run` does and exits 0 or 1. The sysctls only explain a failure.
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -19,15 +18,14 @@ use std::process::{Command, ExitCode};
 
 use clap::Args;
 
+use crate::Outcome;
+
 #[derive(Args)]
 pub struct DoctorArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     json: bool,
 }
-
-/// The first argument that makes `mini` the user namespace probe.
-pub const PROBE_ARG: &str = "__mini-probe-userns";
 
 /// One check's outcome.
 #[derive(Debug)]
@@ -51,18 +49,7 @@ const OPTIONAL_TOOLS: &[(&str, &str, &str)] = &[
     ("git", "lists the sources of a flake in a git work tree", "git"),
 ];
 
-/// `mini __mini-probe-userns`: enters a user namespace, or says why not.
-pub fn probe_main() -> ExitCode {
-    match enter_user_namespace() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("{message}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
+pub fn doctor(store_root: &Path, args: DoctorArgs) -> Outcome {
     let mut checks = vec![
         user_namespaces(),
         busybox(),
@@ -78,11 +65,7 @@ pub fn doctor(store_root: &Path, args: DoctorArgs) -> ExitCode {
     if failed > 0 && !args.json {
         eprintln!("error: {failed} required check(s) failed; mini cannot build until they are fixed");
     }
-    if failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Whether per-build resource limits through cgroup v2 (`pids.max`,
@@ -140,7 +123,7 @@ fn render_json(checks: &[Check]) -> serde_json::Value {
 
 fn user_namespaces() -> Check {
     let probe = std::env::current_exe()
-        .and_then(|exe| Command::new(exe).arg(PROBE_ARG).output())
+        .and_then(|exe| Command::new(exe).arg(mini_build::store_view::PROBE_ARG).output())
         .map_err(|e| format!("cannot run the probe: {e}"))
         .and_then(|out| match out.status.success() {
             true => Ok(()),
@@ -180,42 +163,6 @@ fn userns_fix(sysctl: impl Fn(&str) -> Option<String>) -> String {
     "inside a container, allow user namespaces (e.g. docker run --security-opt seccomp=unconfined \
      --security-opt apparmor=unconfined)"
         .into()
-}
-
-/// What the sandbox does first, in this process: a new user and mount
-/// namespace, the caller mapped to root there, and `/` made private, which
-/// only works when the namespace really grants its capabilities (AppArmor
-/// can forbid that while allowing the `unshare`).
-fn enter_user_namespace() -> Result<(), String> {
-    // SAFETY: these calls take no pointers; `mini` is single-threaded here
-    // (`main` calls this before anything else), as `unshare` of a user
-    // namespace requires.
-    let (uid, gid, unshared) =
-        unsafe { (libc::geteuid(), libc::getegid(), libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS)) };
-    if unshared != 0 {
-        return Err(format!("unshare(CLONE_NEWUSER | CLONE_NEWNS): {}", std::io::Error::last_os_error()));
-    }
-    for (file, text) in [
-        ("/proc/self/setgroups", "deny".to_string()),
-        ("/proc/self/uid_map", format!("0 {uid} 1")),
-        ("/proc/self/gid_map", format!("0 {gid} 1")),
-    ] {
-        std::fs::write(file, text).map_err(|e| format!("writing {file} in the new namespace: {e}"))?;
-    }
-    // SAFETY: the path is a NUL-terminated literal; the other pointers may be null for MS_PRIVATE.
-    let mounted = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if mounted != 0 {
-        return Err(format!("making / private in the new mount namespace: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
 }
 
 fn busybox() -> Check {

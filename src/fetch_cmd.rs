@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::fail;
+use crate::{failure, Outcome};
 
 use clap::Args;
 use mini_build::pypi::{Pip, Request, WheelTags};
@@ -32,22 +32,16 @@ pub struct FetchArgs {
     platform: Option<String>,
 }
 
-pub fn fetch(store_root: &Path, args: FetchArgs) -> ExitCode {
-    let store = match Store::open(store_root) {
-        Ok(store) => store,
-        Err(e) => return fail(e),
-    };
-    let staging = match store.staging_dir() {
-        Ok(dir) => dir,
-        Err(e) => return fail(e),
-    };
-    let code = fetch_into(&store, &staging, args).unwrap_or_else(fail);
+pub fn fetch(store_root: &Path, args: FetchArgs) -> Outcome {
+    let store = Store::open(store_root)?;
+    let staging = store.staging_dir()?;
+    let fetched = fetch_into(&store, &staging, args);
     discard_tree(&staging);
-    code
+    fetched
 }
 
 /// Downloads into `staging`, adds the file and prints what a recipe needs.
-fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Result<ExitCode, String> {
+fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Outcome {
     // Progress, like a build's log, goes to stderr: stdout is the hash alone.
     let mut log = std::io::stderr();
     let (file, default_name) = match args.source.strip_prefix("pypi:") {
@@ -60,9 +54,9 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Result<ExitCode
         }
         None => {
             if args.platform.is_some() {
-                return Err("--platform is for pypi:NAME==VERSION downloads only".into());
+                return Err(failure("--platform is for pypi:NAME==VERSION downloads only"));
             }
-            let file_dirs = crate::settings::allowed_file_dirs()?;
+            let file_dirs = mini_cache::config::Config::load()?.allowed_file_dirs()?;
             let file = staging.join("download");
             mini_build::builtins::fetch_url(&args.source, &file_dirs, &file, &mut log).map_err(|e| e.to_string())?;
             // As fetchurl's `baseNameOf url`.

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use mini_cache::config::Config;
 use mini_lang::fetch::{GitFetched, GitRequest, UrlFetched, UrlRequest};
 use mini_store::store::Store;
 
@@ -31,7 +32,7 @@ impl mini_lang::Fetcher for CliFetcher {
                 return Ok(done.clone());
             }
         }
-        let file_dirs = crate::settings::allowed_file_dirs()?;
+        let file_dirs = Config::load().and_then(|c| c.allowed_file_dirs()).map_err(|e| e.to_string())?;
         let (url, name, unpack) = (&request.url, &request.name, request.unpack);
         let fetch = mini_build::fetchers::UrlFetch { url, name, unpack, expected: request.sha256.as_ref() };
         let fetched =

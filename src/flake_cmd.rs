@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 use mini_lang::{print, Evaluator, Value};
 
-use crate::fail;
+use crate::{failure, Outcome};
 
 #[derive(Subcommand)]
 pub enum FlakeCommand {
@@ -29,20 +29,16 @@ pub struct ShowArgs {
     all_systems: bool,
 }
 
-pub fn run(store_root: &Path, command: FlakeCommand) -> ExitCode {
+pub fn run(store_root: &Path, command: FlakeCommand) -> Outcome {
     match command {
         FlakeCommand::Show(args) => {
             let options = mini_flake::ShowOptions { all_systems: args.all_systems };
-            match mini_flake::show(store_root, &args.flake, &options) {
-                Ok(shown) => {
-                    for line in &shown.diagnostics {
-                        eprintln!("{line}");
-                    }
-                    let _ = std::io::stdout().write_all(shown.text.as_bytes());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+            let shown = mini_flake::show(store_root, &args.flake, &options)?;
+            for line in &shown.diagnostics {
+                eprintln!("{line}");
             }
+            let _ = std::io::stdout().write_all(shown.text.as_bytes());
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
@@ -57,7 +53,7 @@ pub fn installable(file: &Path) -> Option<&str> {
 
 /// `mini eval DIR#ATTR`: the attribute's value, printed as `mini eval`
 /// prints (`--strict`: deeply; `--json`: as JSON).
-pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> ExitCode {
+pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> Outcome {
     let (root, text) = (store_root.to_path_buf(), text.to_string());
     let outcome = mini_lang::with_evaluator(move |ev| {
         // Lazy printing shows which values are still thunks; keep them all.
@@ -68,17 +64,17 @@ pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> ExitCode
         }
         printed(ev, &evaluated.value, strict, json).map_err(|e| e.render(&ev.sources))
     });
-    match outcome {
-        Ok(Ok(text)) => {
+    match outcome.map_err(|e| failure(format!("the evaluation thread failed: {e}")))? {
+        Ok(text) => {
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
-        Ok(Err(rendered)) => {
+        // Already rendered with its source positions.
+        Err(rendered) => {
             let _ = std::io::stderr().write_all(rendered.as_bytes());
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
-        Err(e) => fail(format!("the evaluation thread failed: {e}")),
     }
 }
 

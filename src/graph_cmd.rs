@@ -16,7 +16,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
-use crate::fail;
+use crate::{failure, Outcome};
 use clap::{Args, ValueEnum};
 use mini_flake::Target;
 use mini_store::store::Store;
@@ -58,44 +58,34 @@ struct Graph {
     edges: BTreeSet<(StorePath, StorePath)>,
 }
 
-pub fn graph(store_root: &Path, args: GraphArgs) -> ExitCode {
-    let target = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
-        Ok(mut targets) if targets.len() == 1 => targets.remove(0),
-        Ok(_) => return fail("the installable resolved to no single target"),
-        Err(e) => return fail(e),
-    };
-    let store = match Store::open(store_root) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+pub fn graph(store_root: &Path, args: GraphArgs) -> Outcome {
+    let store = Store::open(store_root)?;
+    let mut targets = mini_flake::resolve(store.root(), std::slice::from_ref(&args.installable))?;
+    if targets.len() != 1 {
+        return Err(failure("the installable resolved to no single target"));
+    }
+    let target = targets.remove(0);
     let graph = if args.runtime {
         runtime_graph(&store, &args.installable, target)
     } else {
         build_graph(&store, &args.installable, target)
     };
-    let dot = match graph {
-        Ok(g) => to_dot(&g),
-        Err(message) => return fail(message),
-    };
+    let dot = to_dot(&graph.map_err(failure)?);
     let bytes = match args.format {
         Format::Dot => dot.into_bytes(),
-        Format::Svg => match render_svg(&dot) {
-            Ok(svg) => svg,
-            Err(message) => return fail(message),
-        },
+        Format::Svg => render_svg(&dot).map_err(failure)?,
     };
     match &args.output {
-        Some(file) => match std::fs::write(file, &bytes) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(format!("writing '{}': {e}", file.display())),
-        },
+        Some(file) => {
+            std::fs::write(file, &bytes).map_err(|e| failure(format!("writing '{}': {e}", file.display())))?
+        }
         None => {
             // A closed stdout (`| head`) is not worth a panic.
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The derivation graph under the target's `.drv`, input sources included.
@@ -114,7 +104,7 @@ fn build_graph(store: &Store, installable: &str, target: Target) -> Result<Graph
         if graph.nodes.contains_key(&drv_path) {
             continue;
         }
-        let drv = mini_build::dag::read_derivation(store, &drv_path).map_err(|e| e.to_string())?;
+        let drv = store.read_derivation(&drv_path).map_err(|e| e.to_string())?;
         for src in &drv.input_srcs {
             graph.nodes.entry(src.clone()).or_insert_with(|| (Kind::Source, src.name().to_string()));
             graph.edges.insert((src.clone(), drv_path.clone()));

@@ -17,7 +17,7 @@ use mini_image::ImageError;
 use mini_store::store::Store;
 use mini_store::store_path::{StorePath, STORE_DIR};
 
-use crate::build_cmd;
+use crate::{build_cmd, failure, Failure, Outcome};
 
 #[derive(Subcommand)]
 pub enum ImageCommand {
@@ -82,7 +82,7 @@ pub struct InspectArgs {
     print_build_logs: bool,
 }
 
-pub fn run(store_root: &Path, command: ImageCommand) -> ExitCode {
+pub fn run(store_root: &Path, command: ImageCommand) -> Outcome {
     match command {
         ImageCommand::Inspect(args) => inspect(store_root, args),
         ImageCommand::Stream(args) => {
@@ -148,14 +148,14 @@ fn stored_deriver(store_root: &Path, path: &Path) -> Option<String> {
     deriver_of(&Store::open(store_root).ok()?, &stored)
 }
 
-fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
+fn inspect(store_root: &Path, args: InspectArgs) -> Outcome {
     if args.diff && args.images.len() != 2 {
         eprintln!(
             "error: --diff compares exactly two images, A B; {} given: {}",
             args.images.len(),
             args.images.join(" ")
         );
-        return ExitCode::from(2);
+        return Ok(ExitCode::from(2));
     }
     let mut installables = Vec::new();
     let places: Vec<(&String, Where)> = args
@@ -173,11 +173,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
     let mut outputs: Vec<Vec<(String, PathBuf, Option<String>)>> = Vec::new();
     if !installables.is_empty() {
         let options = BuildOptions::default();
-        let (store, targets) =
-            match build_cmd::realise(store_root, &installables, options, false, args.print_build_logs) {
-                Ok(done) => done,
-                Err(code) => return code,
-            };
+        let (store, targets) = build_cmd::realise(store_root, &installables, options, false, args.print_build_logs)?;
         for target in targets {
             let (paths, drv): (Vec<_>, _) = match target {
                 Target::Derivation { outputs, drv_path } => (outputs.into_values().collect(), Some(drv_path)),
@@ -198,31 +194,19 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
             Where::Built(i) => outputs.get(i).cloned().unwrap_or_default(),
         };
         for (label, path, derivation) in sources {
-            let path = match image_location(store_root, &path) {
-                Ok(path) => path,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
+            let path = image_location(store_root, &path).map_err(failure)?;
+            let images = inspect::inspect(&path).map_err(|e| match e {
+                // Built images are named by their store path, not where the store keeps it.
+                ImageError::NotAnImage { message, .. } => {
+                    ImageError::NotAnImage { path: PathBuf::from(&label), message }
                 }
-            };
-            match inspect::inspect(&path) {
-                Ok(images) => summaries.extend(images.into_iter().map(|mut image| {
-                    image.source.clone_from(&label);
-                    image.derivation.clone_from(&derivation);
-                    image
-                })),
-                Err(e) => {
-                    // Built images are named by their store path, not where the store keeps it.
-                    let e = match e {
-                        ImageError::NotAnImage { message, .. } => {
-                            ImageError::NotAnImage { path: PathBuf::from(&label), message }
-                        }
-                        other => other,
-                    };
-                    eprintln!("error: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
+                other => other,
+            })?;
+            summaries.extend(images.into_iter().map(|mut image| {
+                image.source.clone_from(&label);
+                image.derivation.clone_from(&derivation);
+                image
+            }));
         }
     }
     let text = if args.diff {
@@ -233,7 +217,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
                 summaries.len()
             );
             eprintln!("hint: name one image each: an OCI layout or archive with several images cannot be compared");
-            return ExitCode::from(2);
+            return Ok(ExitCode::from(2));
         };
         let diff = inspect::compare(a, b);
         if args.json {
@@ -249,7 +233,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> ExitCode {
     // A closed stdout (`| head`) is not worth a panic.
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush());
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An image named on the command line.
@@ -261,7 +245,7 @@ pub(crate) struct Found {
 }
 
 /// The one image `arg` names, built first if it is an installable.
-pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool) -> Result<Found, ExitCode> {
+pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool) -> Result<Found, Failure> {
     let (path, built) = if is_installable(arg) {
         let installables = [arg.to_string()];
         let (store, targets) =
@@ -276,24 +260,24 @@ pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool
         match <[StorePath; 1]>::try_from(paths) {
             Ok([one]) => (store.physical_path(&one), Some((store, one))),
             Err(paths) => {
-                return Err(crate::fail(format!("'{arg}' has {} outputs; name one image at a time", paths.len())));
+                return Err(failure(format!("'{arg}' has {} outputs; name one image at a time", paths.len())));
             }
         }
     } else {
         (PathBuf::from(arg), None)
     };
-    let location = image_location(store_root, &path).map_err(crate::fail)?;
+    let location = image_location(store_root, &path).map_err(failure)?;
     Ok(Found { location, built })
 }
 
 /// Reads the streamed image at `location`.
-fn open_stream(store: &Store, arg: &str, location: &Path) -> Result<stream::StreamImage, ExitCode> {
+fn open_stream(store: &Store, arg: &str, location: &Path) -> Result<stream::StreamImage, Failure> {
     if !stream::is_stream_image(location) {
-        return Err(crate::fail(format!(
+        return Err(failure(format!(
             "'{arg}' is not a streamed image (dockerTools.streamLayeredImage's output); an image file or OCI layout is used as it is: `docker load < {arg}`, `skopeo copy docker-archive:{arg} …`, `mini push {arg} docker://…`"
         )));
     }
-    stream::open(location, store).map_err(|e| crate::fail(e.to_string()))
+    Ok(stream::open(location, store)?)
 }
 
 /// A streamed image as the registry crate pushes it: each layer made from
@@ -314,54 +298,31 @@ pub(crate) fn registry_image(image: &stream::StreamImage) -> mini_registry::sour
 }
 
 /// `mini image copy` (and `stream`, to `docker-archive:-`).
-fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, print_build_logs: bool) -> ExitCode {
-    let destination = match Destination::parse(destination) {
-        Ok(d) => d,
-        Err(e) => return crate::fail(e.to_string()),
-    };
+fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, print_build_logs: bool) -> Outcome {
+    let destination = Destination::parse(destination)?;
     if matches!(destination, Destination::DockerArchive { file: None, .. }) && std::io::stdout().is_terminal() {
-        return crate::fail("standard output is a terminal: pipe the image into `docker load`, or give a file");
+        return Err(failure("standard output is a terminal: pipe the image into `docker load`, or give a file"));
     }
-    let found = match realise_image(store_root, arg, print_build_logs) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+    let found = realise_image(store_root, arg, print_build_logs)?;
     let store = match found.built {
         Some((store, _)) => store,
-        None => match Store::open(store_root) {
-            Ok(store) => store,
-            Err(e) => return crate::fail(e.to_string()),
-        },
+        None => Store::open(store_root)?,
     };
-    let image = match open_stream(&store, arg, &found.location) {
-        Ok(image) => image,
-        Err(code) => return code,
-    };
+    let image = open_stream(&store, arg, &found.location)?;
     if let Destination::Registry(reference) = &destination {
-        let reference = match mini_registry::reference::Reference::parse(&format!("docker://{reference}")) {
-            Ok(r) => r,
-            Err(e) => return crate::fail(e.to_string()),
-        };
+        let reference = mini_registry::reference::Reference::parse(&format!("docker://{reference}"))?;
         let options = mini_registry::push::Options { compression: mini_registry::blobs::Compression::Gzip, insecure };
-        return match mini_registry::push::push_image(store_root, &registry_image(&image), &reference, options) {
-            Ok(report) => {
-                for blob in &report.blobs {
-                    eprintln!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
-                }
-                eprintln!("copied to docker://{reference}: {} bytes sent", report.bytes_sent());
-                ExitCode::SUCCESS
-            }
-            Err(e) => crate::fail(e.to_string()),
-        };
+        let report = mini_registry::push::push_image(store_root, &registry_image(&image), &reference, options)?;
+        for blob in &report.blobs {
+            eprintln!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
+        }
+        eprintln!("copied to docker://{reference}: {} bytes sent", report.bytes_sent());
+        return Ok(ExitCode::SUCCESS);
     }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    match copy::copy(&image, &destination, &mut out) {
-        Ok(copied) => {
-            let said = if copied.message.is_empty() { String::new() } else { format!(": {}", copied.message) };
-            eprintln!("{} layers written, {} already there{said}", copied.written, copied.skipped);
-            ExitCode::SUCCESS
-        }
-        Err(e) => crate::fail(e.to_string()),
-    }
+    let copied = copy::copy(&image, &destination, &mut out)?;
+    let said = if copied.message.is_empty() { String::new() } else { format!(": {}", copied.message) };
+    eprintln!("{} layers written, {} already there{said}", copied.written, copied.skipped);
+    Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,8 @@ use std::process::ExitCode;
 use clap::Args;
 use mini_flake::{LockReport, LockUpdate};
 
+use crate::Outcome;
+
 #[derive(Args)]
 pub struct LockArgs {
     /// The flake's directory (a working tree, not a git revision).
@@ -19,19 +21,13 @@ pub struct LockArgs {
     update: Option<Vec<String>>,
 }
 
-pub fn lock(store_root: &Path, args: LockArgs) -> ExitCode {
+pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
     let update = match args.update {
         None => LockUpdate::Missing,
         Some(names) if names.is_empty() => LockUpdate::All,
         Some(names) => LockUpdate::Only(names),
     };
-    let report = match mini_flake::lock(store_root, &args.flake, update) {
-        Ok(report) => report,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let report = mini_flake::lock(store_root, &args.flake, update)?;
     report_updates(std::slice::from_ref(&report));
     if report.lock.inputs.is_empty() {
         println!("{}: the flake declares no inputs", report.file.display());
@@ -43,7 +39,7 @@ pub fn lock(store_root: &Path, args: LockArgs) -> ExitCode {
         };
         println!("{name}: {} {pin} {}", locked.declared.url, locked.nar_hash);
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Says on stderr what is wrong with the inputs pinned, how each lock

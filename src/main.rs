@@ -20,7 +20,6 @@ mod lock_cmd;
 mod progress;
 mod push_cmd;
 mod sbom_cmd;
-mod settings;
 mod store_cmd;
 use mini_lang::{print, Evaluator, Value};
 
@@ -250,11 +249,31 @@ struct EvalArgs {
     file: Option<PathBuf>,
 }
 
-/// Reports a failure the one way every command does: `error: MESSAGE` on
-/// stderr, exit status 1.
-pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
+/// Why a command failed: any error's message, reported once by [`main`]
+/// as `error: MESSAGE` on stderr with exit status 1. Commands return
+/// [`Outcome`] and use `?` on every crate's typed error.
+pub(crate) struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+/// What a command ends with: its exit status, or the failure to report.
+pub(crate) type Outcome = Result<ExitCode, Failure>;
+
+/// A failure with this message, for `return Err(failure(...))`.
+pub(crate) fn failure(message: impl std::fmt::Display) -> Failure {
+    Failure(message.to_string())
+}
+
+/// Reports a command's outcome: its status, or `error: MESSAGE` and 1.
+fn report(outcome: Outcome) -> ExitCode {
+    outcome.unwrap_or_else(|Failure(message)| {
+        eprintln!("error: {message}");
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {
@@ -264,7 +283,7 @@ fn main() -> ExitCode {
     let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     match raw.get(1).and_then(|a| a.to_str()) {
         Some(mini_build::store_view::RUN_HELPER_ARG) => mini_build::store_view::helper_main(&raw[2..]),
-        Some(doctor::PROBE_ARG) => return doctor::probe_main(),
+        Some(mini_build::store_view::PROBE_ARG) => mini_build::store_view::probe_main(),
         _ => {}
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
@@ -272,7 +291,7 @@ fn main() -> ExitCode {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let store_root = cli.store.unwrap_or_else(mini_store::store::Store::default_root);
     fetchers::install();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Eval(args) => eval(args, store_root),
         Command::Store(command) => store_cmd::run(&store_root, command),
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
@@ -287,7 +306,7 @@ fn main() -> ExitCode {
                 println!("# ==> prelude/{name}.nixlike <==");
                 print!("{source}");
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Command::Log(args) => build_cmd::log(&store_root, args),
         Command::Run(args) => build_cmd::run(&store_root, args),
@@ -305,15 +324,21 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut command(), "mini", &mut script);
             // A closed stdout is not worth a panic.
             let _ = std::io::stdout().write_all(&script);
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
+    };
+    if std::env::var_os("MINI_COUNT_STORE_OPENS").is_some() {
+        eprintln!("mini: the store was opened {} time(s)", mini_store::store::Store::opens());
     }
+    report(outcome)
 }
 
-fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
+fn eval(args: EvalArgs, store_root: PathBuf) -> Outcome {
     if let Some(attribute) = args.file.as_deref().and_then(flake_cmd::installable) {
         if !args.include.is_empty() {
-            return fail("-I does not apply to a flake attribute: flakes are evaluated purely, with no search path");
+            return Err(failure(
+                "-I does not apply to a flake attribute: flakes are evaluated purely, with no search path",
+            ));
         }
         return flake_cmd::eval(&store_root, attribute, args.strict, args.json);
     }
@@ -339,7 +364,7 @@ fn eval(args: EvalArgs, store_root: PathBuf) -> ExitCode {
 fn run_evaluation(
     store_root: PathBuf,
     body: impl FnOnce(&mut Evaluator) -> mini_lang::EvalResult<String> + Send + 'static,
-) -> ExitCode {
+) -> Outcome {
     let outcome = mini_lang::with_evaluator(move |ev| {
         ev.store_root = Some(store_root);
         let code = match body(ev) {
@@ -356,13 +381,8 @@ fn run_evaluation(
         };
         std::process::exit(code)
     });
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    outcome?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String> {
@@ -381,7 +401,7 @@ fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String
     Ok(format!("{}\n", print::print_value(&value)))
 }
 
-fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> ExitCode {
+fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> Outcome {
     run_evaluation(store_root, move |ev| {
         let paths = drv_paths(ev, &args)?;
         Ok(paths.iter().map(|p| format!("{p}\n")).collect())

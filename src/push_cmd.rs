@@ -18,7 +18,7 @@ use mini_registry::referrer::{self, Artifact, Subject};
 use mini_store::store::Store;
 
 use crate::sbom_cmd::{self, SbomFormat};
-use crate::{fail, image_cmd};
+use crate::{failure, image_cmd, Outcome};
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -53,15 +53,9 @@ enum LayerCompression {
     Zstd,
 }
 
-pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
-    let reference = match Reference::parse(&args.destination) {
-        Ok(reference) => reference,
-        Err(e) => return fail(e.to_string()),
-    };
-    let found = match image_cmd::realise_image(store_root, &args.image, args.print_build_logs) {
-        Ok(found) => found,
-        Err(code) => return code,
-    };
+pub fn push(store_root: &Path, args: PushArgs) -> Outcome {
+    let reference = Reference::parse(&args.destination)?;
+    let found = image_cmd::realise_image(store_root, &args.image, args.print_build_logs)?;
     // The SBOM's document and format, made before anything is sent.
     let mut sbom: Option<(String, SbomFormat)> = None;
     if let Some(format) = args.sbom {
@@ -72,10 +66,7 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
                 sbom_cmd::document(&store, std::slice::from_ref(&path), format, path.name())
             }),
         };
-        match document {
-            Ok(text) => sbom = Some((text, format)),
-            Err(message) => return fail(message),
-        }
+        sbom = Some((document.map_err(failure)?, format));
     }
     let image = found.location;
     let compression = match args.compression {
@@ -95,19 +86,15 @@ pub fn push(store_root: &Path, args: PushArgs) -> ExitCode {
     } else {
         push::push(store_root, &image, &reference, options).map_err(|e| e.to_string())
     };
-    match pushed {
-        Ok(report) => {
-            for blob in &report.blobs {
-                println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
-            }
-            println!("manifest {} {}", report.manifest_digest, report.manifest_size);
-            println!("pushed {reference}: {} bytes sent", report.bytes_sent());
-            match sbom {
-                Some((text, format)) => attach_sbom(&reference, options.insecure, &report, &text, format),
-                None => ExitCode::SUCCESS,
-            }
-        }
-        Err(e) => fail(e),
+    let report = pushed.map_err(failure)?;
+    for blob in &report.blobs {
+        println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
+    }
+    println!("manifest {} {}", report.manifest_digest, report.manifest_size);
+    println!("pushed {reference}: {} bytes sent", report.bytes_sent());
+    match sbom {
+        Some((text, format)) => attach_sbom(&reference, options.insecure, &report, &text, format),
+        None => Ok(ExitCode::SUCCESS),
     }
 }
 
@@ -118,7 +105,7 @@ fn attach_sbom(
     report: &push::Report,
     text: &str,
     format: SbomFormat,
-) -> ExitCode {
+) -> Outcome {
     let subject = Subject { digest: &report.manifest_digest, size: report.manifest_size };
     let artifact = Artifact {
         media_type: format.format().media_type(),
@@ -126,17 +113,14 @@ fn attach_sbom(
         tag_suffix: "sbom",
         bytes: text.as_bytes(),
     };
-    match referrer::attach(reference, insecure, subject, artifact) {
-        Ok(attached) => {
-            for blob in &attached.blobs {
-                println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
-            }
-            println!(
-                "sbom {} ({}) attached to {} as {}:{}",
-                attached.manifest_digest, artifact.media_type, report.manifest_digest, reference.repo, attached.tag
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(format!("the image was pushed, but its SBOM was not attached: {e}")),
+    let attached = referrer::attach(reference, insecure, subject, artifact)
+        .map_err(|e| failure(format!("the image was pushed, but its SBOM was not attached: {e}")))?;
+    for blob in &attached.blobs {
+        println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
     }
+    println!(
+        "sbom {} ({}) attached to {} as {}:{}",
+        attached.manifest_digest, artifact.media_type, report.manifest_digest, reference.repo, attached.tag
+    );
+    Ok(ExitCode::SUCCESS)
 }

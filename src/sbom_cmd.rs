@@ -15,7 +15,7 @@ use mini_sbom::Format;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
-use crate::{build_cmd, fail};
+use crate::{build_cmd, failure, Outcome};
 
 #[derive(Args)]
 pub struct SbomArgs {
@@ -60,18 +60,12 @@ impl SbomFormat {
     }
 }
 
-pub fn sbom(store_root: &Path, args: SbomArgs) -> ExitCode {
+pub fn sbom(store_root: &Path, args: SbomArgs) -> Outcome {
     let installables = [args.installable.clone()];
     let (store, targets) =
-        match build_cmd::realise(store_root, &installables, BuildOptions::default(), false, args.print_build_logs) {
-            Ok(done) => done,
-            Err(code) => return code,
-        };
+        build_cmd::realise(store_root, &installables, BuildOptions::default(), false, args.print_build_logs)?;
     let (roots, name) = roots_of(targets);
-    let text = match document(&store, &roots, args.format, &name) {
-        Ok(text) => text,
-        Err(message) => return fail(message),
-    };
+    let text = document(&store, &roots, args.format, &name).map_err(failure)?;
     match &args.output {
         Some(file) => {
             // Written beside and renamed: a failed write leaves no document
@@ -80,21 +74,18 @@ pub fn sbom(store_root: &Path, args: SbomArgs) -> ExitCode {
             tmp.push(format!(".tmp-{}", std::process::id()));
             let tmp = std::path::PathBuf::from(tmp);
             let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, file));
-            match written {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    fail(format!("writing '{}': {e}", file.display()))
-                }
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(failure(format!("writing '{}': {e}", file.display())));
             }
         }
         None => {
             // A closed stdout (`| head`) is not worth a panic.
             let mut stdout = std::io::stdout().lock();
             let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
-            ExitCode::SUCCESS
         }
     }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The SBOM of the closure of `roots`, named `name`, or why there is none.

@@ -8,13 +8,13 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::fail;
+use crate::{failure, Failure, Outcome};
 
 use clap::{Args, Subcommand};
 use mini_build::repair::{RepairReport, Repaired};
 use mini_build::{BuildOptions, Builder, Substituter};
 use mini_flake::{Installable, Target};
-use mini_store::derivation::{Derivation, HashMode};
+use mini_store::derivation::HashMode;
 use mini_store::store::{PathInfo, Problem, Store};
 use mini_store::store_path::StorePath;
 
@@ -123,82 +123,59 @@ pub struct PathInfoArgs {
     paths: Vec<String>,
 }
 
-pub fn run(root: &Path, command: StoreCommand) -> ExitCode {
-    let store = match Store::open(root) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+pub fn run(root: &Path, command: StoreCommand) -> Outcome {
+    let store = Store::open(root)?;
     match command {
         StoreCommand::Add { path, name } => {
             let name =
                 name.unwrap_or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
-            match store.add_path_reporting(&path, &name) {
-                Ok((p, copied)) => {
-                    if copied {
-                        eprintln!("copying '{}' to '{p}'", path.display());
-                    }
-                    println!("{p}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => fail(e),
+            let (p, copied) = store.add_path_reporting(&path, &name)?;
+            if copied {
+                eprintln!("copying '{}' to '{p}'", path.display());
             }
+            println!("{p}");
+            Ok(ExitCode::SUCCESS)
         }
         StoreCommand::AddFixed { path, name, recursive } => add_fixed(&store, &path, name, recursive),
         StoreCommand::Verify { check_contents, repair, substituters, trusted_public_keys, json } => {
             if repair {
-                if let Err(code) = repair_store(&store, substituters, trusted_public_keys) {
-                    return code;
-                }
+                repair_store(&store, substituters, trusted_public_keys)?;
             }
             verify(&store, check_contents || repair, json)
         }
         StoreCommand::AddRoot { link, path } => {
-            let path = match StorePath::parse_prefix(&path) {
-                Ok((p, _)) => p,
-                Err(e) => return fail(e),
-            };
+            let (path, _) = StorePath::parse_prefix(&path)?;
             // Held until the root is made, so a GC cannot take it before.
-            match store.hold(&path) {
-                Ok(true) => {}
-                Ok(false) => return fail(format!("path '{path}' is not valid in the store at {}", root.display())),
-                Err(e) => return fail(e),
+            if !store.hold(&path)? {
+                return Err(failure(format!("path '{path}' is not valid in the store at {}", root.display())));
             }
-            match store.add_root(&link, &path) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(e),
-            }
+            store.add_root(&link, &path)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
 /// `mini store add-fixed`: prints the store path; says on stderr whether it
 /// was copied, and the hash a recipe declares for it.
-fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) -> ExitCode {
+fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) -> Outcome {
     let Some(name) = name.or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned())) else {
-        return fail(format!("'{}' has no file name: give the store name with --name", path.display()));
+        return Err(failure(format!("'{}' has no file name: give the store name with --name", path.display())));
     };
     let mode = if recursive { HashMode::Recursive } else { HashMode::Flat };
-    match store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new()) {
-        Ok(added) => {
-            let hash = mini_build::output::sri(&added.hash.algo, &added.hash.digest);
-            if added.copied {
-                eprintln!("copying '{}' to '{}' ({hash})", path.display(), added.path);
-            } else {
-                eprintln!("'{}' is already in the store ({hash})", added.path);
-            }
-            println!("{}", added.path);
-            ExitCode::SUCCESS
-        }
-        Err(e) => fail(e),
+    let added = store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new())?;
+    let hash = mini_build::output::sri(&added.hash.algo, &added.hash.digest);
+    if added.copied {
+        eprintln!("copying '{}' to '{}' ({hash})", path.display(), added.path);
+    } else {
+        eprintln!("'{}' is already in the store ({hash})", added.path);
     }
+    println!("{}", added.path);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Reports the store's problems; fails if there are any.
-fn verify(store: &Store, check_contents: bool, json: bool) -> ExitCode {
-    let problems = match store.verify(check_contents) {
-        Ok(problems) => problems,
-        Err(e) => return fail(e),
-    };
+fn verify(store: &Store, check_contents: bool, json: bool) -> Outcome {
+    let problems = store.verify(check_contents)?;
     if json {
         let list: Vec<serde_json::Value> = problems
             .iter()
@@ -212,10 +189,10 @@ fn verify(store: &Store, check_contents: bool, json: bool) -> ExitCode {
             })
             .collect();
         println!("{}", serde_json::Value::Array(list));
-        return if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+        return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     if problems.is_empty() {
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     for p in &problems {
         match p {
@@ -227,17 +204,20 @@ fn verify(store: &Store, check_contents: bool, json: bool) -> ExitCode {
             Problem::BadRecord(what) => eprintln!("unreadable record: {what}"),
         }
     }
-    fail(format!("{} problem(s) in the store; `mini store verify --repair` puts back what it can", problems.len()))
+    Err(failure(format!(
+        "{} problem(s) in the store; `mini store verify --repair` puts back what it can",
+        problems.len()
+    )))
 }
 
 /// `verify --repair`: puts back what is broken and says what it did; the
 /// verification that follows decides the exit status.
-fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(), ExitCode> {
-    let problems = store.verify(true).map_err(fail)?;
+fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(), Failure> {
+    let problems = store.verify(true)?;
     if problems.is_empty() {
         return Ok(());
     }
-    let caches = crate::cache_cmd::binary_caches(urls, keys).map_err(fail)?;
+    let caches = mini_cache::config::Config::load()?.binary_caches(urls, keys)?;
     let substituter = caches.as_ref().map(|c| c as &dyn Substituter);
     let progress = crate::progress::Progress::new(false);
     let mut builder = Builder::new(store, BuildOptions::default(), &progress)
@@ -247,7 +227,7 @@ fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(
     }
     let report = mini_build::repair::repair(store, &builder, substituter, &problems);
     progress.finish();
-    let RepairReport { repaired, unrepaired } = report.map_err(fail)?;
+    let RepairReport { repaired, unrepaired } = report?;
     for done in &repaired {
         match done {
             Repaired::Rebuilt { path, drv } => eprintln!("repaired {path}: built again from {drv}"),
@@ -281,28 +261,16 @@ fn prune_push_blobs(store: &Store) -> u64 {
     freed
 }
 
-pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
-    let report = match Store::open(root).and_then(|s| s.gc(args.dry_run)) {
-        Ok(r) => r,
-        Err(e) => return fail(e),
-    };
+pub fn gc(root: &Path, args: GcArgs) -> Outcome {
+    let store = Store::open(root)?;
+    let report = store.gc(args.dry_run)?;
     // Cached image layers of deleted paths go with them, as do remembered
     // git revisions whose store copies were deleted.
-    if !args.dry_run {
-        if let Ok(store) = Store::open(root) {
-            mini_flake::prune_revision_cache(&store);
-        }
-    }
     let layer_bytes = if args.dry_run {
         0
     } else {
-        match Store::open(root)
-            .map_err(mini_image::ImageError::from)
-            .and_then(|s| mini_image::digests::DigestCache::prune(&s).map(|bytes| bytes + prune_push_blobs(&s)))
-        {
-            Ok(bytes) => bytes,
-            Err(e) => return fail(e),
-        }
+        mini_flake::prune_revision_cache(&store);
+        mini_image::digests::DigestCache::prune(&store)? + prune_push_blobs(&store)
     };
     if args.json {
         let deleted: Vec<String> = report.deleted.iter().map(|p| p.to_string()).collect();
@@ -313,7 +281,7 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
             "layerBytesFreed": layer_bytes,
         });
         println!("{json}");
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     let (verb, summary) = if args.dry_run { ("would delete", "would be") } else { ("deleted", "were") };
     for path in &report.deleted {
@@ -323,25 +291,19 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
     if layer_bytes > 0 {
         println!("{layer_bytes} bytes of cached image layers and push blobs freed");
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
-pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
-    let store = match Store::open(root) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
-    let targets = match mini_flake::resolve(root, &args.paths) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
+pub fn path_info(root: &Path, args: PathInfoArgs) -> Outcome {
+    let store = Store::open(root)?;
+    let targets = mini_flake::resolve(store.root(), &args.paths)?;
     let mut roots = Vec::new();
     for (text, target) in args.paths.iter().zip(targets) {
         match target {
             Target::Derivation { outputs, .. } if !names_store_path(text, root) => {
                 for path in outputs.into_values() {
                     if !store.is_valid(&path) {
-                        return fail(format!("'{text}' ({path}) is not built yet; run `mini build {text}`"));
+                        return Err(failure(format!("'{text}' ({path}) is not built yet; run `mini build {text}`")));
                     }
                     roots.push(path);
                 }
@@ -351,22 +313,16 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
                 roots.push(path)
             }
             Target::Derivation { drv_path: path, .. } | Target::Opaque(path) => {
-                return fail(format!("path '{path}' is not valid in the store at {}", root.display()))
+                return Err(failure(format!("path '{path}' is not valid in the store at {}", root.display())))
             }
         }
     }
     let shown = if args.recursive { store.closure(&roots) } else { store.infos(&roots) };
-    let shown = match shown {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    let shown = shown?;
     let mut json_items = Vec::new();
     for info in &shown {
         let closure_size = if args.closure_size {
-            match store.closure(std::slice::from_ref(&info.path)) {
-                Ok(c) => Some(c.iter().map(|i| i.nar_size).sum::<u64>()),
-                Err(e) => return fail(e),
-            }
+            Some(store.closure(std::slice::from_ref(&info.path))?.iter().map(|i| i.nar_size).sum::<u64>())
         } else {
             None
         };
@@ -382,7 +338,7 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
     if args.json {
         println!("[{}]", json_items.join(","));
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Whether an installable is a store path (rather than a flake attribute).
@@ -422,26 +378,24 @@ fn store_path_of(root: &Path, text: &str) -> Result<StorePath, String> {
     }
 }
 
-pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
-    let store = match Store::open(root) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+pub fn why_depends(root: &Path, args: WhyDependsArgs) -> Outcome {
+    let store = Store::open(root)?;
     let mut ends = Vec::new();
     for p in [&args.from, &args.to] {
-        match store_path_of(root, p) {
+        match store_path_of(store.root(), p) {
             Ok(path) if store.is_valid(&path) => ends.push(path),
             Ok(path) => {
-                return fail(format!("path '{path}' is not valid in the store at {}; build it first", root.display()))
+                return Err(failure(format!(
+                    "path '{path}' is not valid in the store at {}; build it first",
+                    root.display()
+                )))
             }
-            Err(e) => return fail(e),
+            Err(e) => return Err(failure(e)),
         }
     }
-    let chain = match store.why_depends(&ends[0], &ends[1]) {
-        Ok(Some(chain)) => chain,
-        Ok(None) => return fail(format!("'{}' does not depend on '{}'", ends[0], ends[1])),
-        Err(e) => return fail(e),
-    };
+    let chain = store
+        .why_depends(&ends[0], &ends[1])?
+        .ok_or_else(|| failure(format!("'{}' does not depend on '{}'", ends[0], ends[1])))?;
     let occurrences: Vec<Vec<mini_store::references::Occurrence>> = chain
         .windows(2)
         .map(|pair| {
@@ -471,7 +425,7 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
             })
             .collect();
         println!("{}", serde_json::Value::Array(links));
-        return ExitCode::SUCCESS;
+        return Ok(ExitCode::SUCCESS);
     }
     println!("{}", chain[0]);
     for (depth, (pair, found)) in chain.windows(2).zip(&occurrences).enumerate() {
@@ -481,26 +435,20 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
             println!("{indent}    {}: …{}…", file_name(occ), occ.context);
         }
     }
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `mini derivation show [-r] DRV|INSTALLABLE...`: `{ "<drv path>":
 /// <derivation>, … }`, each derivation in its canonical JSON, sorted by path.
-pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
+pub fn derivation(root: &Path, command: DerivationCommand) -> Outcome {
     let DerivationCommand::Show { recursive, paths } = command;
-    let targets = match mini_flake::resolve(root, &paths) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
-    let store = match Store::open(root) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    let store = Store::open(root)?;
+    let targets = mini_flake::resolve(store.root(), &paths)?;
     let mut todo = Vec::new();
     for target in targets {
         match target {
             Target::Derivation { drv_path, .. } => todo.push(drv_path),
-            Target::Opaque(path) => return fail(format!("'{path}' is not a derivation (a .drv path)")),
+            Target::Opaque(path) => return Err(failure(format!("'{path}' is not a derivation (a .drv path)"))),
         }
     }
     let mut shown = std::collections::BTreeMap::new();
@@ -508,21 +456,16 @@ pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
         if shown.contains_key(&drv) {
             continue;
         }
-        let file = store.physical_path(&drv);
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => return fail(format!("reading '{}': {e}", file.display())),
-        };
-        let parsed = match Derivation::from_stored(&drv, &text) {
-            Ok(d) => d,
-            Err(e) => return fail(format!("'{drv}' is not a valid derivation: {e}")),
-        };
+        // Read back through the one `.drv` reader, which checks it still
+        // gives its own path; its canonical JSON is then the file's text.
+        let parsed = store.read_derivation(&drv)?;
+        let json = parsed.to_json();
         if recursive {
             todo.extend(parsed.input_drvs.into_keys());
         }
-        shown.insert(drv, text);
+        shown.insert(drv, json);
     }
     let entries: Vec<String> = shown.iter().map(|(p, json)| format!("\"{p}\":{}", json.trim_end())).collect();
     println!("{{{}}}", entries.join(","));
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,23 @@ use crate::sandbox::STORE_DIR;
 /// First argument that turns the `mini` binary into the run helper.
 pub const RUN_HELPER_ARG: &str = "__mini-run";
 
+/// First argument that turns the `mini` binary into the namespace probe
+/// (`mini doctor`'s): enter the namespaces `mini run` and builds need, then
+/// exit 0, or say why not and exit 1.
+pub const PROBE_ARG: &str = "__mini-probe-userns";
+
+/// The probe's main; see [`PROBE_ARG`]. Never returns. Must run before the
+/// process starts a thread, as `unshare(CLONE_NEWUSER)` requires.
+pub fn probe_main() -> ! {
+    match enter_namespaces() {
+        Ok(()) => std::process::exit(0),
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(1)
+        }
+    }
+}
+
 /// The command that runs `program` with `args` in the store view;
 /// `scratch` is an empty directory to build the view's root in.
 pub fn run_command(
@@ -50,19 +67,25 @@ pub fn helper_main(args: &[OsString]) -> ! {
     std::process::exit(1)
 }
 
-fn enter_store_view(store_dir: &Path, scratch: &Path) -> std::result::Result<(), String> {
-    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
-    // SAFETY: getuid/getgid cannot fail; the helper is single-threaded, as
+/// Enters a new user namespace, as the same user and group, and a new
+/// mount namespace whose mounts are private to it.
+fn enter_namespaces() -> std::result::Result<(), String> {
+    // SAFETY: getuid/getgid cannot fail; callers are single-threaded, as
     // CLONE_NEWUSER requires.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } != 0 {
-        return Err(errno("unshare"));
+        return Err(errno("unshare(CLONE_NEWUSER | CLONE_NEWNS)"));
     }
     let write = |file: &str, text: String| fs::write(file, text).map_err(|e| format!("writing {file}: {e}"));
     write("/proc/self/setgroups", "deny".into())?;
     write("/proc/self/uid_map", format!("{uid} {uid} 1"))?;
     write("/proc/self/gid_map", format!("{gid} {gid} 1"))?;
-    mount(Path::new("none"), Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "")?;
+    mount(Path::new("none"), Path::new("/"), "", libc::MS_REC | libc::MS_PRIVATE, "")
+}
+
+fn enter_store_view(store_dir: &Path, scratch: &Path) -> std::result::Result<(), String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("the current directory: {e}"))?;
+    enter_namespaces()?;
 
     let root = scratch.to_path_buf();
     mount(Path::new("tmpfs"), &root, "tmpfs", 0, "mode=0755")?;

@@ -8,6 +8,7 @@
 //!
 //! This crate stands on `mini-store` and `mini-build`; neither knows it.
 
+pub mod config;
 pub mod copy;
 pub mod key;
 pub mod narinfo;
