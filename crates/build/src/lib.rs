@@ -19,6 +19,7 @@ pub mod dag;
 pub mod elf;
 pub mod error;
 pub mod fetchers;
+pub mod graph;
 mod mirrors;
 mod mounts;
 pub mod output;
