@@ -16,6 +16,7 @@
 pub mod builtins;
 pub mod constraints;
 pub mod dag;
+pub mod doctor;
 pub mod elf;
 pub mod error;
 pub mod fetchers;
