@@ -43,14 +43,6 @@ pub fn run(store_root: &Path, command: FlakeCommand) -> Outcome {
     }
 }
 
-/// The flake attribute `mini eval`'s argument names, if it names one
-/// (`DIR#ATTR`, `git+file:URL#ATTR`) rather than a file.
-pub fn installable(file: &Path) -> Option<&str> {
-    let text = file.to_str()?;
-    let attribute = text.starts_with("git+file:") || text.contains('#');
-    (attribute && !file.exists()).then_some(text)
-}
-
 /// `mini eval DIR#ATTR`: the attribute's value, printed as `mini eval`
 /// prints (`--strict`: deeply; `--json`: as JSON).
 pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> Outcome {

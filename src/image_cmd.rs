@@ -15,7 +15,7 @@ use mini_image::inspect::{self, ImageSummary};
 use mini_image::stream;
 use mini_image::ImageError;
 use mini_store::store::Store;
-use mini_store::store_path::{StorePath, STORE_DIR};
+use mini_store::store_path::StorePath;
 
 use crate::{build_cmd, failure, Failure, Outcome};
 
@@ -102,25 +102,6 @@ enum Where {
     Built(usize),
 }
 
-/// Files and directories are images, except a directory that is a flake
-/// and not an OCI layout; a `.drv` path, `DIR#ATTR` and store paths not on
-/// disk are installables. Anything else is left for reading to report.
-pub(crate) fn is_installable(arg: &str) -> bool {
-    let path = Path::new(arg);
-    if arg.starts_with(&format!("{STORE_DIR}/")) && arg.ends_with(".drv") || arg.starts_with("git+file:") {
-        return true;
-    }
-    match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => {
-            path.join("flake.nixlike").is_file()
-                && !path.join("index.json").exists()
-                && !path.join("oci-layout").exists()
-        }
-        Ok(_) => false,
-        Err(_) => arg.contains('#') || arg.starts_with(&format!("{STORE_DIR}/")),
-    }
-}
-
 /// Where to read the image at `path` (a user's path, or a built output's
 /// physical path): links are followed as usual until they reach the store
 /// at `store_root`, and from there only while they stay in it, so an
@@ -162,7 +143,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> Outcome {
         .images
         .iter()
         .map(|arg| {
-            if is_installable(arg) {
+            if mini_flake::names_installable_rather_than_image(arg) {
                 installables.push(arg.clone());
                 (arg, Where::Built(installables.len() - 1))
             } else {
@@ -246,7 +227,7 @@ pub(crate) struct Found {
 
 /// The one image `arg` names, built first if it is an installable.
 pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool) -> Result<Found, Failure> {
-    let (path, built) = if is_installable(arg) {
+    let (path, built) = if mini_flake::names_installable_rather_than_image(arg) {
         let installables = [arg.to_string()];
         let (store, targets) =
             build_cmd::realise(store_root, &installables, BuildOptions::default(), false, print_build_logs)?;

@@ -334,7 +334,7 @@ fn main() -> ExitCode {
 }
 
 fn eval(args: EvalArgs, store_root: PathBuf) -> Outcome {
-    if let Some(attribute) = args.file.as_deref().and_then(flake_cmd::installable) {
+    if let Some(attribute) = args.file.as_deref().and_then(mini_flake::flake_attribute_of) {
         if !args.include.is_empty() {
             return Err(failure(
                 "-I does not apply to a flake attribute: flakes are evaluated purely, with no search path",

@@ -134,6 +134,35 @@ pub(crate) fn show_attr_path(attr: &[String]) -> String {
     parts.join(".")
 }
 
+/// Whether a command-line argument that could also be an image on disk
+/// (`mini image`, `mini push`) names an installable: a `.drv` path,
+/// `git+file:`, `DIR#ATTR` and store paths that are not on disk are; a
+/// directory is one only if it holds a flake and is not an OCI layout;
+/// other files and directories are images. Anything else is left for
+/// reading to report.
+pub fn names_installable_rather_than_image(arg: &str) -> bool {
+    let path = Path::new(arg);
+    let in_store = arg.starts_with(&format!("{}/", mini_store::STORE_DIR));
+    if in_store && arg.ends_with(".drv") || arg.starts_with("git+file:") {
+        return true;
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => {
+            path.join(FLAKE_FILE).is_file() && !path.join("index.json").exists() && !path.join("oci-layout").exists()
+        }
+        Ok(_) => false,
+        Err(_) => arg.contains('#') || in_store,
+    }
+}
+
+/// The flake attribute `mini eval`'s argument names, if it names one
+/// (`DIR#ATTR`, `git+file:URL#ATTR`) rather than a file that exists.
+pub fn flake_attribute_of(file: &Path) -> Option<&str> {
+    let text = file.to_str()?;
+    let attribute = text.starts_with("git+file:") || text.contains('#');
+    (attribute && !file.exists()).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +247,26 @@ mod tests {
         assert!(matches!(git(&format!("{url}?depth=1")), Err(FlakeError::BadInstallable { .. })));
         assert!(matches!(git("git+file://host/x"), Err(FlakeError::BadInstallable { .. })));
         assert!(matches!(git("git+file:/no/such/dir"), Err(FlakeError::FlakeDir { .. })));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn images_on_disk_are_told_from_installables() {
+        let dir = scratch("image-or-installable");
+        let (flake, layout, file) = (dir.join("flake"), dir.join("layout"), dir.join("image.tar"));
+        std::fs::create_dir_all(&flake).unwrap();
+        std::fs::write(flake.join(FLAKE_FILE), "{ }").unwrap();
+        std::fs::create_dir_all(&layout).unwrap();
+        std::fs::write(layout.join(FLAKE_FILE), "{ }").unwrap();
+        std::fs::write(layout.join("oci-layout"), "{}").unwrap();
+        std::fs::write(&file, "").unwrap();
+        let is = |p: &Path| names_installable_rather_than_image(p.to_str().unwrap());
+        assert!(is(&flake) && !is(&layout) && !is(&file));
+        assert!(is(Path::new("./missing#docker")) && is(Path::new("git+file:.")));
+        assert!(names_installable_rather_than_image("/mini/store/00000000000000000000000000000000-x.drv"));
+        assert!(!is(&dir.join("missing.tar")));
+        assert_eq!(flake_attribute_of(Path::new("./missing#hello.name")), Some("./missing#hello.name"));
+        assert_eq!(flake_attribute_of(&file), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -30,7 +30,7 @@ pub use busybox::find as find_busybox;
 pub use error::FlakeError;
 pub use fetch_git::{fetch_git, GitFetchRequest, GitFetchedTree};
 pub use git::prune_revision_cache;
-pub use installable::{parse, Installable};
+pub use installable::{flake_attribute_of, names_installable_rather_than_image, parse, Installable};
 pub use prelude::PRELUDE;
 pub use relock::{LockChange, LockReport, LockUpdate};
 pub use resolve::{lock, resolve, resolve_in, resolve_with, ResolveOptions, Resolved, Target};
