@@ -29,7 +29,7 @@ pub struct ShowArgs {
     all_systems: bool,
 }
 
-pub fn run(store_root: &Path, command: FlakeCommand) -> Outcome {
+pub fn flake(store_root: &Path, command: FlakeCommand) -> Outcome {
     match command {
         FlakeCommand::Show(args) => {
             let options = mini_flake::ShowOptions { all_systems: args.all_systems };

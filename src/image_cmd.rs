@@ -82,7 +82,7 @@ pub struct InspectArgs {
     print_build_logs: bool,
 }
 
-pub fn run(store_root: &Path, command: ImageCommand) -> Outcome {
+pub fn image(store_root: &Path, command: ImageCommand) -> Outcome {
     match command {
         ImageCommand::Inspect(args) => inspect(store_root, args),
         ImageCommand::Stream(args) => {

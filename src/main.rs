@@ -293,7 +293,7 @@ fn main() -> ExitCode {
     fetchers::install();
     let outcome = match cli.command {
         Command::Eval(args) => eval(args, store_root),
-        Command::Store(command) => store_cmd::run(&store_root, command),
+        Command::Store(command) => store_cmd::store(&store_root, command),
         Command::PathInfo(args) => store_cmd::path_info(&store_root, args),
         Command::Gc(args) => store_cmd::gc(&store_root, args),
         Command::WhyDepends(args) => store_cmd::why_depends(&store_root, args),
@@ -310,10 +310,10 @@ fn main() -> ExitCode {
         }
         Command::Log(args) => build_cmd::log(&store_root, args),
         Command::Run(args) => build_cmd::run(&store_root, args),
-        Command::Image(command) => image_cmd::run(&store_root, command),
+        Command::Image(command) => image_cmd::image(&store_root, command),
         Command::Graph(args) => graph_cmd::graph(&store_root, args),
         Command::Lock(args) => lock_cmd::lock(&store_root, args),
-        Command::Flake(command) => flake_cmd::run(&store_root, command),
+        Command::Flake(command) => flake_cmd::flake(&store_root, command),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
         Command::Copy(args) => cache_cmd::copy(&store_root, args),
         Command::Key(command) => cache_cmd::key(command),

@@ -123,7 +123,7 @@ pub struct PathInfoArgs {
     paths: Vec<String>,
 }
 
-pub fn run(root: &Path, command: StoreCommand) -> Outcome {
+pub fn store(root: &Path, command: StoreCommand) -> Outcome {
     let store = Store::open(root)?;
     match command {
         StoreCommand::Add { path, name } => {

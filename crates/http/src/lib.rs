@@ -1,5 +1,7 @@
-//! The one place mini makes HTTP clients (for registries and binary
-//! caches), so every connection trusts the same certificate authorities:
+//! The one place mini makes HTTP clients (for `builtin:fetchurl` in
+//! mini-build, binary caches in mini-cache and registries in
+//! mini-registry), so every connection trusts the same certificate
+//! authorities:
 //!
 //! 1. the PEM bundle `SSL_CERT_FILE` names, if set (as curl, git and
 //!    OpenSSL honour it): the way to trust a private registry's own CA;
@@ -7,8 +9,10 @@
 //!    (Debian's, where `update-ca-certificates` adds local CAs);
 //! 3. else the Mozilla roots compiled into the binary.
 //!
-//! Nothing here touches a build: builds have no network except fixed-output
-//! ones, whose results are checked by hash whatever the transport.
+//! This crate moves bytes and never judges them: a fixed-output download is
+//! checked by hash in mini-build, a cache's by signature and hash in
+//! mini-cache, a registry's answers in mini-registry. Builds themselves have
+//! no network except fixed-output ones.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
