@@ -305,7 +305,7 @@ pub(crate) fn registry_image(image: &stream::StreamImage) -> mini_registry::sour
         .zip(&image.description.layers)
         .map(|(layer, described)| {
             let source = layer.source.clone();
-            let diff_id = format!("sha256:{}", mini_image::digests::hex(&described.tar.sha256));
+            let diff_id = format!("sha256:{}", mini_image::layer_cache::hex(&described.tar.sha256));
             let what = PathBuf::from(format!("the layer {diff_id}"));
             mini_registry::source::Layer::produced(diff_id, what, std::sync::Arc::new(move || source.reader()))
         })

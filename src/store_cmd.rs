@@ -267,7 +267,7 @@ fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(
 /// records) of layers the layer cache no longer holds: they would only be
 /// remade, by compressing again, if such a layer were pushed again.
 fn prune_push_blobs(store: &Store) -> u64 {
-    let live = mini_image::digests::DigestCache::live_diff_ids(store);
+    let live = mini_image::layer_cache::DigestCache::live_diff_ids(store);
     let Ok(entries) = std::fs::read_dir(store.root().join("push-blobs")) else { return 0 };
     let mut freed = 0;
     for entry in entries.flatten() {
@@ -298,7 +298,7 @@ pub fn gc(root: &Path, args: GcArgs) -> ExitCode {
     } else {
         match Store::open(root)
             .map_err(mini_image::ImageError::from)
-            .and_then(|s| mini_image::digests::DigestCache::prune(&s).map(|bytes| bytes + prune_push_blobs(&s)))
+            .and_then(|s| mini_image::layer_cache::DigestCache::prune(&s).map(|bytes| bytes + prune_push_blobs(&s)))
         {
             Ok(bytes) => bytes,
             Err(e) => return fail(e),

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::digests::hex;
+use crate::layer_cache::hex;
 use crate::spec::ImageSpec;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";

@@ -1,7 +1,7 @@
 //! Making layer bytes: a layer is described by how to write its tar
 //! ([`Source`]), and made only when an image is written, streamed or
 //! copied, straight from the store into wherever it goes. Nothing keeps
-//! the tars: their digests are cached (`digests`), their bytes are not.
+//! the tars: their digests are cached (`layer_cache`), their bytes are not.
 //!
 //! [`in_order`] makes several layers at once (one per core) and hands
 //! their bytes to one consumer in layer order, so a docker-archive can be
@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use mini_store::store_path::StorePath;
 
 use crate::compress::Compressor;
-use crate::digests::Digest;
 use crate::error::{ImageError, Result};
+use crate::layer_cache::Digest;
 use crate::tarball::{self, Counter, HashingWriter, LayerWriter};
 
 /// Writes a layer's tar entries (the writer ends the tar).

@@ -30,10 +30,10 @@ use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
 
-use crate::archive::Layer;
 use crate::confined;
-use crate::digests::{hex, parse_hex, Digest, DigestCache};
+use crate::docker_archive::Layer;
 use crate::error::{io_err, ImageError, Result};
+use crate::layer_cache::{hex, parse_hex, Digest, DigestCache};
 use crate::produce::{self, Source};
 
 pub const DESCRIPTION: &str = "image.json";

@@ -94,7 +94,7 @@ pub struct LayerWriter<W: Write> {
     tar: tar::Builder<W>,
     /// Store files' contents are written as zeros of the same length,
     /// without reading them: the tar has the layer's exact size, which a
-    /// writer needs before it writes the layer (see `archive`).
+    /// writer needs before it writes the layer (see `docker_archive`).
     sizing: bool,
     /// What file contents are copied through (see [`LayerWriter::file`]).
     buffer: Vec<u8>,

@@ -26,8 +26,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compressor;
-use crate::digests::{hex, temporary, Digest};
 use crate::error::{io_err, ImageError, Result};
+use crate::layer_cache::{hex, temporary, Digest};
 use crate::oci::{self, Descriptor};
 use crate::produce::{self, Made, Piece, Source};
 use crate::tarball;
