@@ -296,23 +296,6 @@ fn open_stream(store: &Store, arg: &str, location: &Path) -> Result<stream::Stre
     stream::open(location, store).map_err(|e| crate::fail(e.to_string()))
 }
 
-/// A streamed image as the registry crate pushes it: each layer made from
-/// the store when it is compressed for the registry.
-pub(crate) fn registry_image(image: &stream::StreamImage) -> mini_registry::source::Image {
-    let layers = image
-        .layers
-        .iter()
-        .zip(&image.description.layers)
-        .map(|(layer, described)| {
-            let source = layer.source.clone();
-            let diff_id = format!("sha256:{}", mini_image::layer_cache::hex(&described.tar.sha256));
-            let what = PathBuf::from(format!("the layer {diff_id}"));
-            mini_registry::source::Layer::produced(diff_id, what, std::sync::Arc::new(move || source.reader()))
-        })
-        .collect();
-    mini_registry::source::Image { config: image.config.clone().into_bytes(), layers }
-}
-
 /// `mini image copy` (and `stream`, to `docker-archive:-`).
 fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, print_build_logs: bool) -> ExitCode {
     let destination = match Destination::parse(destination) {
@@ -342,8 +325,8 @@ fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, prin
             Ok(r) => r,
             Err(e) => return crate::fail(e.to_string()),
         };
-        let options = mini_registry::push::Options { compression: mini_registry::blobs::Compression::Gzip, insecure };
-        return match mini_registry::push::push_image(store_root, &registry_image(&image), &reference, options) {
+        let options = mini_registry::push::Options { compression: mini_image::compress::Compressor::Gzip, insecure };
+        return match mini_registry::push::push_image(store_root, &image.located(), &reference, options) {
             Ok(report) => {
                 for blob in &report.blobs {
                     eprintln!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);

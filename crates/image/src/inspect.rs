@@ -13,6 +13,7 @@
 mod diff;
 mod docker;
 mod layer;
+mod located;
 mod oci;
 mod render;
 mod tar_stream;
@@ -28,9 +29,11 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::error::{io_err, ImageError, Result};
+use crate::oci::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 use layer::LayerScan;
 
 pub use diff::{compare, render_diff_json, render_diff_text, ImageDiff, LayerDiff, Presence};
+pub use located::{locate, LocatedImage, LocatedLayer};
 pub use render::{human as human_size, render_json, render_text};
 
 /// The largest JSON document (manifest, index, config) read into memory.
@@ -70,13 +73,6 @@ pub struct ImageSummary {
     /// store, or built from an installable); never read from the image.
     pub derivation: Option<String>,
 }
-
-/// The label mini gives an image built from a git revision: the commit.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// The label naming where that revision's source lives.
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-/// The prefix of the labels naming the flake's locked inputs.
-pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// Where an image came from, as far as it (and the caller) can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mini_store::store::Store;
@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use crate::confined;
 use crate::docker_archive::Layer;
 use crate::error::{io_err, ImageError, Result};
+use crate::inspect::{LocatedImage, LocatedLayer};
 use crate::layer_cache::{hex, parse_hex, Digest, DigestCache};
 use crate::produce::{self, Source};
 
@@ -169,6 +170,24 @@ pub struct StreamImage {
     pub description: Description,
     pub config: String,
     pub layers: Vec<Layer>,
+}
+
+impl StreamImage {
+    /// The image as a registry push reads it: each layer made from the
+    /// store when it is read.
+    pub fn located(&self) -> LocatedImage {
+        let layers = self
+            .layers
+            .iter()
+            .zip(&self.description.layers)
+            .map(|(layer, described)| {
+                let diff_id = format!("sha256:{}", hex(&described.tar.sha256));
+                let what = PathBuf::from(format!("the layer {diff_id}"));
+                LocatedLayer::made(diff_id, what, layer.source.clone())
+            })
+            .collect();
+        LocatedImage { config: self.config.clone().into_bytes(), layers }
+    }
 }
 
 /// Whether `dir` holds a stream image's description.

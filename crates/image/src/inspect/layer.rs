@@ -13,49 +13,13 @@ use mini_store::store_path::{StorePath, STORE_DIR};
 use sha2::{Digest, Sha256};
 
 use super::tar_stream::{read_full, Streamed, TarReader};
+use crate::compress::Compressor;
 
 /// How many distinct top-level names a layer's summary keeps; past that,
 /// entries are only counted, so a hostile layer cannot grow the summary.
 const MAX_NAMES: usize = 10_000;
 /// The longest top-level name kept (file names are at most 255 bytes).
 const MAX_NAME_BYTES: usize = 255;
-
-/// A layer's compression, as its first bytes tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub(crate) fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "tar",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    /// The OCI media type of a layer compressed this way.
-    pub(crate) fn media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
 
 /// What one pass over a layer blob found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +30,7 @@ pub(crate) struct LayerScan {
     pub diff_id: String,
     /// Bytes of the blob as stored.
     pub size: u64,
-    pub compression: Compression,
+    pub compression: Compressor,
     pub store_paths: BTreeSet<String>,
     pub other_entries: BTreeSet<String>,
     /// Entries whose top-level name was not kept (past [`MAX_NAMES`]).
@@ -107,14 +71,14 @@ pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
     let mut magic = [0u8; 4];
     let got = read_full(&mut stored, &mut magic).map_err(|e| format!("cannot read it: {e}"))?;
     let head = &magic[..got];
-    let compression = Compression::detect(head);
+    let compression = Compressor::detect(head);
     let (diff_id, contents) = {
         let mut joined = head.chain(&mut stored);
         match compression {
             // The stored bytes are the tar: one hash serves as both.
-            Compression::None => (None, list(&mut joined, compression)?),
-            Compression::Gzip => decode(MultiGzDecoder::new(joined), compression)?,
-            Compression::Zstd => {
+            Compressor::None => (None, list(&mut joined, compression)?),
+            Compressor::Gzip => decode(MultiGzDecoder::new(joined), compression)?,
+            Compressor::Zstd => {
                 let decoder =
                     zstd::Decoder::new(joined).map_err(|e| format!("cannot start zstd decompression: {e}"))?;
                 decode(decoder, compression)?
@@ -135,21 +99,21 @@ pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
 }
 
 /// Lists a compressed layer and hashes what it uncompresses to.
-fn decode(decoder: impl Read, compression: Compression) -> Result<(Option<String>, Contents), String> {
+fn decode(decoder: impl Read, compression: Compressor) -> Result<(Option<String>, Contents), String> {
     let mut plain = Hashing::new(decoder);
     let contents = list(&mut plain, compression)?;
     let (diff_id, _) = plain.finish().map_err(|e| format!("bad {} data: {e}", compression.name()))?;
     Ok((Some(diff_id), contents))
 }
 
-fn list(plain: &mut impl Read, compression: Compression) -> Result<Contents, String> {
+fn list(plain: &mut impl Read, compression: Compressor) -> Result<Contents, String> {
     let mut tar = TarReader::new(Streamed(plain));
     let mut contents = Contents::default();
     loop {
         match tar.next_entry() {
             Ok(Some(entry)) => contents.add(&entry.path),
             Ok(None) => return Ok(contents),
-            Err(e) if compression == Compression::None => return Err(format!("not a layer tar: {e}")),
+            Err(e) if compression == Compressor::None => return Err(format!("not a layer tar: {e}")),
             Err(e) => return Err(format!("not a layer tar (or bad {} data): {e}", compression.name())),
         }
     }
@@ -210,11 +174,9 @@ mod tests {
     fn scans_store_layers_in_every_compression() {
         let tar = layer_tar(&[&format!("mini/store/{BUSYBOX}/bin/sh"), &format!("mini/store/{BUSYBOX}/bin/ls")]);
         let diff_id = sha256_hex(&tar);
-        for (blob, compression) in [
-            (tar.clone(), Compression::None),
-            (gzip(&tar), Compression::Gzip),
-            (zstd_compress(&tar), Compression::Zstd),
-        ] {
+        for (blob, compression) in
+            [(tar.clone(), Compressor::None), (gzip(&tar), Compressor::Gzip), (zstd_compress(&tar), Compressor::Zstd)]
+        {
             let scan = scan_layer(&blob[..]).unwrap();
             assert_eq!(scan.compression, compression);
             assert_eq!(scan.digest, sha256_hex(&blob));

@@ -151,6 +151,12 @@ impl<S: Source> TarReader<S> {
         TarReader { source, remaining: 0, padding: 0, offset: 0, current: String::new() }
     }
 
+    /// Where the current entry's data starts in the stream; only
+    /// meaningful before any of it is read.
+    pub(crate) fn data_offset(&self) -> u64 {
+        self.offset.saturating_sub(self.remaining).saturating_sub(self.padding)
+    }
+
     /// The current entry's data.
     pub(crate) fn data(&mut self) -> EntryData<'_, S> {
         EntryData { reader: self }
