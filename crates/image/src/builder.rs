@@ -24,7 +24,7 @@ use crate::compress::Compressor;
 use crate::confined::{self, Node, Resolution, StoreView};
 use crate::docker_archive::{self, DockerArchive, Image, Layer};
 use crate::error::{io_err, ImageError, Result};
-use crate::layer_cache::{hex, DigestCache};
+use crate::layer_cache::DigestCache;
 use crate::layers;
 use crate::oci;
 use crate::produce::{self, Fill, Made, Source};
@@ -32,6 +32,7 @@ use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
 use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
 use mini_store::archive::FileHasher;
+use mini_store::encoding::hex;
 
 /// Where `sbom = true` (or `"cyclonedx"`) puts the image's SBOM, beside
 /// the packages' own as apko lays them out; and `sbom = "spdx"`.
@@ -302,7 +303,7 @@ fn plan_layers(
     custom: BTreeMap<Vec<u8>, Custom>,
     cache: &DigestCache,
 ) -> Result<(Vec<Layer>, Vec<String>)> {
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     if spec.layering == Layering::Single {
         let all: Vec<StorePath> = references.keys().cloned().collect();
         let names: Vec<String> = all.iter().map(StorePath::base_name).collect();
@@ -339,7 +340,7 @@ fn plan_layers(
 /// the image, and a `contents` path or an extra file's source that leaves
 /// it is an error.
 fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>) -> Result<BTreeMap<Vec<u8>, Custom>> {
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     let members = closure.iter().map(|p| OsString::from(p.base_name())).collect();
     let view = StoreView::open(&store_dir, Some(members)).map_err(io_err("reading", &store_dir))?;
     let mut entries: BTreeMap<Vec<u8>, Custom> = BTreeMap::new();

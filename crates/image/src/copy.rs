@@ -17,11 +17,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use mini_store::encoding::hex;
+
 use crate::compress::Compressor;
 use crate::daemon::Daemon;
 use crate::docker_archive::{self, DockerArchive, Image};
 use crate::error::{io_err, ImageError, Result};
-use crate::layer_cache::{hex, temporary};
+use crate::layer_cache::temporary;
 use crate::stream::StreamImage;
 
 /// Where an image is copied to.

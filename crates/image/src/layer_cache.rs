@@ -28,6 +28,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use mini_store::encoding::{hex, hex_decode};
 use mini_store::store::{GcReport, Store};
 use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
@@ -218,19 +219,9 @@ pub(crate) fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(bytes)
-}
-
+/// The SHA-256 whose hex is `text`.
 pub(crate) fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    hex_decode(text)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 //! sorted and there is no insignificant whitespace, so the same image
 //! always gives the same bytes and digests. Pure: no I/O.
 
+use mini_store::encoding::hex;
 use serde_json::{json, Map, Value};
 
-use crate::layer_cache::hex;
 use crate::spec::ImageSpec;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";

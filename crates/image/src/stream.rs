@@ -26,6 +26,7 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mini_store::encoding::hex;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
@@ -34,7 +35,7 @@ use crate::confined;
 use crate::docker_archive::Layer;
 use crate::error::{io_err, ImageError, Result};
 use crate::inspect::{LocatedImage, LocatedLayer};
-use crate::layer_cache::{hex, parse_hex, Digest, DigestCache};
+use crate::layer_cache::{parse_hex, Digest, DigestCache};
 use crate::produce::{self, Source};
 
 pub const DESCRIPTION: &str = "image.json";
@@ -213,7 +214,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     let description = Description::parse(&read(DESCRIPTION, MAX_DOCUMENT)?).map_err(bad)?;
     let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
     check_config(&config, &description).map_err(bad)?;
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     // A layer whose digest this store's own digest cache records for the
     // same paths is counted, not hashed again, when made (as the image
     // builder does); any other claim in the description (which any

@@ -17,11 +17,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use mini_store::hash_io::read_full;
 use serde_json::Value;
 
 use super::layer::{scan_layer, LayerScan};
 use super::located::{the_only, LocatedImage, LocatedLayer};
-use super::tar_stream::{read_full, Kind, Seekable, Source, Streamed, TarReader};
+use super::tar_stream::{Kind, Seekable, Source, Streamed, TarReader};
 use super::{
     is_sha256_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, Config,
     ImageSummary, ReadLayer, MAX_DOCUMENT,

@@ -8,11 +8,12 @@ use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
-use mini_store::derivation::hex;
+use mini_store::encoding::hex;
+use mini_store::hash_io::{read_full, HashingReader};
 use mini_store::store_path::{StorePath, STORE_DIR};
 use sha2::{Digest, Sha256};
 
-use super::tar_stream::{read_full, Streamed, TarReader};
+use super::tar_stream::{Streamed, TarReader};
 use crate::compress::Compressor;
 
 /// How many distinct top-level names a layer's summary keeps; past that,
@@ -37,37 +38,23 @@ pub(crate) struct LayerScan {
     pub unlisted: u64,
 }
 
-/// A reader that hashes and counts what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
+/// A reader hashing what passes through it.
+type Hashing<R> = HashingReader<R, Sha256>;
+
+fn hashing<R: Read>(inner: R) -> Hashing<R> {
+    HashingReader::new(inner, Sha256::new())
 }
 
-impl<R: Read> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing { inner, hasher: Sha256::new(), count: 0 }
-    }
-
-    /// Reads the rest of the input, then gives its hex digest and length.
-    fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((hex(&self.hasher.finalize()), self.count))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
+/// Reads the rest of the input, then gives its hex digest and length.
+fn finish(mut reader: Hashing<impl Read>) -> io::Result<(String, u64)> {
+    io::copy(&mut reader, &mut io::sink())?;
+    let (_, digest, count) = reader.into_parts();
+    Ok((hex(&digest.finalize()), count))
 }
 
 /// Scans a layer blob, reading it exactly once and to its end.
 pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
-    let mut stored = Hashing::new(BufReader::with_capacity(256 * 1024, blob));
+    let mut stored = hashing(BufReader::with_capacity(256 * 1024, blob));
     let mut magic = [0u8; 4];
     let got = read_full(&mut stored, &mut magic).map_err(|e| format!("cannot read it: {e}"))?;
     let head = &magic[..got];
@@ -85,7 +72,7 @@ pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
             }
         }
     };
-    let (digest, size) = stored.finish().map_err(|e| format!("cannot read it: {e}"))?;
+    let (digest, size) = finish(stored).map_err(|e| format!("cannot read it: {e}"))?;
     let diff_id = diff_id.unwrap_or_else(|| digest.clone());
     Ok(LayerScan {
         digest,
@@ -100,9 +87,9 @@ pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
 
 /// Lists a compressed layer and hashes what it uncompresses to.
 fn decode(decoder: impl Read, compression: Compressor) -> Result<(Option<String>, Contents), String> {
-    let mut plain = Hashing::new(decoder);
+    let mut plain = hashing(decoder);
     let contents = list(&mut plain, compression)?;
-    let (diff_id, _) = plain.finish().map_err(|e| format!("bad {} data: {e}", compression.name()))?;
+    let (diff_id, _) = finish(plain).map_err(|e| format!("bad {} data: {e}", compression.name()))?;
     Ok((Some(diff_id), contents))
 }
 

@@ -9,6 +9,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use mini_store::hash_io::read_full;
+
 const BLOCK: u64 = 512;
 /// The longest GNU long name or link target accepted.
 const MAX_LONG_NAME: u64 = 64 * 1024;
@@ -245,20 +247,6 @@ impl<S: Source> TarReader<S> {
         }
         Ok(bytes)
     }
-}
-
-/// Reads until `buf` is full or the input ends; how many bytes were read.
-pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// A NUL-terminated header field.
