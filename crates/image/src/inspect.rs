@@ -18,7 +18,7 @@ mod oci;
 mod render;
 mod tar_stream;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -345,10 +345,7 @@ mod tests {
     use super::*;
 
     fn message(path: &Path) -> String {
-        match inspect(path) {
-            Err(ImageError::NotAnImage { message, .. }) => message,
-            other => panic!("expected NotAnImage, got {other:?}"),
-        }
+        not_an_image_message(inspect(path))
     }
 
     #[test]
@@ -356,10 +353,7 @@ mod tests {
         let dir = TempDir::new("same");
         let image = sample_image();
         for gzipped in [false, true] {
-            let docker = dir.path().join(format!("image-{gzipped}.tar"));
-            std::fs::write(&docker, docker_archive(&image, gzipped)).unwrap();
-            let oci = dir.path().join(format!("oci-{gzipped}"));
-            write_oci_layout(&image, gzipped, &oci);
+            let (docker, oci) = both_formats(&dir, &image, gzipped);
             let [from_docker] = inspect(&docker).unwrap().try_into().unwrap();
             let [from_oci] = inspect(&oci).unwrap().try_into().unwrap();
             assert_eq!(from_docker.format, "docker-archive");

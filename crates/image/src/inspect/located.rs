@@ -132,13 +132,9 @@ pub(super) fn the_only<T>(mut list: Vec<T>, what: &str) -> std::result::Result<T
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::error::ImageError;
 
     fn message(path: &Path) -> String {
-        match locate(path) {
-            Err(ImageError::NotAnImage { message, .. }) => message,
-            other => panic!("expected NotAnImage, got {other:?}"),
-        }
+        not_an_image_message(locate(path))
     }
 
     fn layer_bytes(layer: &LocatedLayer) -> Vec<u8> {
@@ -152,10 +148,7 @@ mod tests {
         let dir = TempDir::new("locate");
         let image = sample_image();
         for gzipped in [false, true] {
-            let docker = dir.path().join(format!("image-{gzipped}.tar"));
-            std::fs::write(&docker, docker_archive(&image, gzipped)).unwrap();
-            let oci = dir.path().join(format!("oci-{gzipped}"));
-            write_oci_layout(&image, gzipped, &oci);
+            let (docker, oci) = both_formats(&dir, &image, gzipped);
             for located in [locate(&docker).unwrap(), locate(&oci).unwrap()] {
                 assert_eq!(located.layers.len(), image.layers.len());
                 for (layer, tar) in located.layers.iter().zip(&image.layers) {
@@ -189,18 +182,13 @@ mod tests {
         let dir = TempDir::new("locate-climb");
         let config = config_for(&[layer_tar(&["bin/sh"])], "/bin/sh");
         let manifest = serde_json::json!([{ "Config": "config.json", "Layers": ["a/layer.tar"] }]).to_string();
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in [("manifest.json", manifest.as_bytes()), ("config.json", &config[..])] {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, name, data).unwrap();
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_size(0);
-        b.append_link(&mut h, "a/layer.tar", "../../etc/passwd").unwrap();
+        let members: [(&str, &[u8]); 3] = [
+            ("manifest.json", manifest.as_bytes()),
+            ("config.json", &config),
+            ("a/layer.tar -> ../../etc/passwd", b""),
+        ];
         let path = dir.path().join("climb.tar");
-        std::fs::write(&path, b.into_inner().unwrap()).unwrap();
+        std::fs::write(&path, tar_of(&members)).unwrap();
         assert!(message(&path).contains("is a link out of the archive"), "{}", message(&path));
     }
 

@@ -289,15 +289,11 @@ fn tag_of(desc: &Descriptor) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ImageError;
     use crate::inspect::testing::*;
     use std::path::PathBuf;
 
     fn message(dir: &Path) -> String {
-        match read(dir) {
-            Err(ImageError::NotAnImage { message, .. }) => message,
-            other => panic!("expected NotAnImage, got {other:?}"),
-        }
+        not_an_image_message(read(dir))
     }
 
     fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {

@@ -150,33 +150,25 @@ fn copy_in_chunks(source: &mut dyn Read, sink: &mut impl Write) -> io::Result<()
 mod tests {
     use super::*;
     use crate::inspect::locate;
+    use crate::inspect::testing::{tar_of, TempDir};
 
     /// A docker-archive of one layer, `tar`.
     fn archive_of(dir: &Path, tar: &[u8]) -> PathBuf {
         let diff_id = hex(&Sha256::digest(tar));
         let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#);
         let manifest = r#"[{"Config":"config.json","Layers":["layer.tar"]}]"#;
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, data) in
-            [("manifest.json", manifest.as_bytes()), ("config.json", config.as_bytes()), ("layer.tar", tar)]
-        {
-            let mut h = tar::Header::new_ustar();
-            h.set_size(data.len() as u64);
-            b.append_data(&mut h, name, data).unwrap();
-        }
         let path = dir.join("image.tar");
-        fs::write(&path, b.into_inner().unwrap()).unwrap();
+        let members = [("manifest.json", manifest.as_bytes()), ("config.json", config.as_bytes()), ("layer.tar", tar)];
+        fs::write(&path, tar_of(&members)).unwrap();
         path
     }
 
     #[test]
     fn blobs_are_made_once_deterministically_and_pruned_with_their_layers() {
-        let dir = std::env::temp_dir().join(format!("mini-push-blobs-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let temp = TempDir::new("push-blobs");
         let tar = vec![7u8; 3 * CHUNK + 5];
-        let image = locate(&archive_of(&dir, &tar)).unwrap();
-        let cache = BlobCache::under(&dir);
+        let image = locate(&archive_of(temp.path(), &tar)).unwrap();
+        let cache = BlobCache::under(temp.path());
         let [gz] = cache.compressed(&image.layers, Compressor::Gzip).unwrap().try_into().unwrap();
         let mut expected = Compressor::Gzip.encoder(Vec::new()).unwrap();
         expected.write_all(&tar).unwrap();
@@ -190,19 +182,15 @@ mod tests {
         assert_eq!(cache.prune(&BTreeSet::from([hex_id])), 0);
         assert!(cache.prune(&BTreeSet::new()) > 0);
         assert!(!gz.path.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_layer_that_is_not_its_diff_id_is_refused() {
-        let dir = std::env::temp_dir().join(format!("mini-push-blobs-bad-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        let mut image = locate(&archive_of(&dir, b"layer")).unwrap();
+        let temp = TempDir::new("push-blobs-bad");
+        let mut image = locate(&archive_of(temp.path(), b"layer")).unwrap();
         image.layers[0].diff_id = format!("sha256:{}", "0".repeat(64));
-        let e = BlobCache::under(&dir).compressed(&image.layers, Compressor::Zstd).unwrap_err();
+        let e = BlobCache::under(temp.path()).compressed(&image.layers, Compressor::Zstd).unwrap_err();
         assert!(e.to_string().contains("but the config's diff_id is"), "{e}");
-        assert_eq!(fs::read_dir(dir.join("push-blobs")).unwrap().count(), 0, "nothing is left behind");
-        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(fs::read_dir(temp.path().join("push-blobs")).unwrap().count(), 0, "nothing is left behind");
     }
 }
