@@ -160,6 +160,15 @@ fn not_an_image(path: &Path, message: impl Into<String>) -> ImageError {
     ImageError::NotAnImage { path: path.to_path_buf(), message }
 }
 
+/// The message of an [`ImageError::NotAnImage`]; a panic on anything else.
+#[cfg(test)]
+fn not_an_image_message<T: std::fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(ImageError::NotAnImage { message, .. }) => message,
+        other => panic!("expected NotAnImage, got {other:?}"),
+    }
+}
+
 /// Text from an image with control characters escaped (`\u{1b}`).
 fn escape_controls(s: &str) -> Cow<'_, str> {
     if s.chars().any(char::is_control) {

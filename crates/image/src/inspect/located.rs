@@ -134,7 +134,7 @@ mod tests {
     use super::*;
 
     fn message(path: &Path) -> String {
-        not_an_image_message(locate(path))
+        super::super::not_an_image_message(locate(path))
     }
 
     fn layer_bytes(layer: &LocatedLayer) -> Vec<u8> {

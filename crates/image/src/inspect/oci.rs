@@ -293,7 +293,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn message(dir: &Path) -> String {
-        not_an_image_message(read(dir))
+        crate::inspect::not_an_image_message(read(dir))
     }
 
     fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {

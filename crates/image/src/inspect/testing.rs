@@ -101,14 +101,6 @@ pub fn both_formats(dir: &TempDir, image: &TestImage, gzipped: bool) -> (PathBuf
     (docker, oci)
 }
 
-/// The message of a [`ImageError::NotAnImage`]; a panic on anything else.
-pub fn not_an_image_message<T: std::fmt::Debug>(result: crate::Result<T>) -> String {
-    match result {
-        Err(crate::ImageError::NotAnImage { message, .. }) => message,
-        other => panic!("expected NotAnImage, got {other:?}"),
-    }
-}
-
 /// An image: uncompressed layer tars and the config listing them.
 pub struct TestImage {
     pub tag: String,
