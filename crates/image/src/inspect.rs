@@ -9,6 +9,10 @@
 //! until proven otherwise: archives are streamed (layers are never held in
 //! memory), every document read whole is capped, and anything malformed is
 //! [`ImageError::NotAnImage`], never a panic. Rendering (`render`) is pure.
+//!
+//! The same reading serves `mini push`: [`locate`] (`located`) finds one
+//! image's config and layer bytes without scanning the layers, so the
+//! registry crate never reads an image any other way.
 
 mod diff;
 mod docker;
