@@ -261,23 +261,6 @@ fn open_stream(store: &Store, arg: &str, location: &Path) -> Result<stream::Stre
     Ok(stream::open(location, store)?)
 }
 
-/// A streamed image as the registry crate pushes it: each layer made from
-/// the store when it is compressed for the registry.
-pub(crate) fn registry_image(image: &stream::StreamImage) -> mini_registry::source::Image {
-    let layers = image
-        .layers
-        .iter()
-        .zip(&image.description.layers)
-        .map(|(layer, described)| {
-            let source = layer.source.clone();
-            let diff_id = format!("sha256:{}", mini_image::digests::hex(&described.tar.sha256));
-            let what = PathBuf::from(format!("the layer {diff_id}"));
-            mini_registry::source::Layer::produced(diff_id, what, std::sync::Arc::new(move || source.reader()))
-        })
-        .collect();
-    mini_registry::source::Image { config: image.config.clone().into_bytes(), layers }
-}
-
 /// `mini image copy` (and `stream`, to `docker-archive:-`).
 fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, print_build_logs: bool) -> Outcome {
     let destination = Destination::parse(destination)?;
@@ -292,8 +275,8 @@ fn copy_to(store_root: &Path, arg: &str, destination: &str, insecure: bool, prin
     let image = open_stream(&store, arg, &found.location)?;
     if let Destination::Registry(reference) = &destination {
         let reference = mini_registry::reference::Reference::parse(&format!("docker://{reference}"))?;
-        let options = mini_registry::push::Options { compression: mini_registry::blobs::Compression::Gzip, insecure };
-        let report = mini_registry::push::push_image(store_root, &registry_image(&image), &reference, options)?;
+        let options = mini_registry::push::Options { compression: mini_image::compress::Compressor::Gzip, insecure };
+        let report = mini_registry::push::push_image(store_root, &image.located(), &reference, options)?;
         for blob in &report.blobs {
             eprintln!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
         }

@@ -10,8 +10,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Args, ValueEnum};
-use mini_registry::blobs::Compression;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use clap::Args;
+use mini_image::compress::Compressor;
 use mini_registry::push::{self, Options};
 use mini_registry::reference::Reference;
 use mini_registry::referrer::{self, Artifact, Subject};
@@ -34,8 +35,8 @@ pub struct PushArgs {
     #[arg(long)]
     insecure: bool,
     /// How layers are compressed for the registry.
-    #[arg(long, value_enum, default_value_t = LayerCompression::Gzip)]
-    compression: LayerCompression,
+    #[arg(long, default_value = "gzip", value_parser = layer_compression())]
+    compression: Compressor,
     /// Show the builders' output while building an installable.
     #[arg(short = 'L', long)]
     print_build_logs: bool,
@@ -47,10 +48,9 @@ pub struct PushArgs {
     sbom: Option<SbomFormat>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LayerCompression {
-    Gzip,
-    Zstd,
+/// `--compression`: the compressors a registry layer may use.
+fn layer_compression() -> impl TypedValueParser<Value = Compressor> {
+    PossibleValuesParser::new(["gzip", "zstd"]).map(|name| Compressor::parse(&name).unwrap_or(Compressor::Gzip))
 }
 
 pub fn push(store_root: &Path, args: PushArgs) -> Outcome {
@@ -69,19 +69,14 @@ pub fn push(store_root: &Path, args: PushArgs) -> Outcome {
         sbom = Some((document.map_err(failure)?, format));
     }
     let image = found.location;
-    let compression = match args.compression {
-        LayerCompression::Gzip => Compression::Gzip,
-        LayerCompression::Zstd => Compression::Zstd,
-    };
-    let options = Options { compression, insecure: args.insecure };
+    let options = Options { compression: args.compression, insecure: args.insecure };
     let pushed = if mini_image::stream::is_stream_image(&image) {
         // A streamed image: its layers are made from the store as they go.
         Store::open(store_root)
             .map_err(|e| e.to_string())
             .and_then(|store| mini_image::stream::open(&image, &store).map_err(|e| e.to_string()))
             .and_then(|stream| {
-                push::push_image(store_root, &image_cmd::registry_image(&stream), &reference, options)
-                    .map_err(|e| e.to_string())
+                push::push_image(store_root, &stream.located(), &reference, options).map_err(|e| e.to_string())
             })
     } else {
         push::push(store_root, &image, &reference, options).map_err(|e| e.to_string())

@@ -243,35 +243,15 @@ fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(
     Ok(())
 }
 
-/// `mini push`'s compressed blobs (`push-blobs/<diff_id>.<ext>` and their
-/// records) of layers the layer cache no longer holds: they would only be
-/// remade, by compressing again, if such a layer were pushed again.
-fn prune_push_blobs(store: &Store) -> u64 {
-    let live = mini_image::digests::DigestCache::live_diff_ids(store);
-    let Ok(entries) = std::fs::read_dir(store.root().join("push-blobs")) else { return 0 };
-    let mut freed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let diff_id = name.split('.').next().unwrap_or_default();
-        if !live.contains(diff_id) {
-            freed += entry.metadata().map(|m| m.len()).unwrap_or(0);
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-    freed
-}
-
 pub fn gc(root: &Path, args: GcArgs) -> Outcome {
     let store = Store::open(root)?;
-    let report = store.gc(args.dry_run)?;
     // Cached image layers of deleted paths go with them, as do remembered
     // git revisions whose store copies were deleted.
-    let layer_bytes = if args.dry_run {
-        0
-    } else {
+    let collected = mini_image::layer_cache::collect_garbage(&store, args.dry_run)?;
+    if !args.dry_run {
         mini_flake::prune_revision_cache(&store);
-        mini_image::digests::DigestCache::prune(&store)? + prune_push_blobs(&store)
-    };
+    }
+    let (report, layer_bytes) = (collected.store, collected.layer_bytes);
     if args.json {
         let deleted: Vec<String> = report.deleted.iter().map(|p| p.to_string()).collect();
         let json = serde_json::json!({

@@ -2,9 +2,9 @@
 //! `mini-build` through its `BuiltinBuilder` trait. It reads the image
 //! settings (`spec`), takes the runtime closure of everything the
 //! derivation refers to, splits it into layers (`layers`), takes each
-//! store-path layer's digest from the digest cache (`digests`), makes the customisation layer
+//! store-path layer's digest from the digest cache (`layer_cache`), makes the customisation layer
 //! (the `contents` links, `/tmp`, users, extra files), and writes the image
-//! (`archive`).
+//! (`docker_archive`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -20,11 +20,11 @@ use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use rayon::prelude::*;
 
-use crate::archive::{self, DockerArchive, Image, Layer};
 use crate::compress::Compressor;
 use crate::confined::{self, Node, Resolution, StoreView};
-use crate::digests::{hex, DigestCache};
+use crate::docker_archive::{self, DockerArchive, Image, Layer};
 use crate::error::{io_err, ImageError, Result};
+use crate::layer_cache::DigestCache;
 use crate::layers;
 use crate::oci;
 use crate::produce::{self, Fill, Made, Source};
@@ -32,6 +32,7 @@ use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
 use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
 use mini_store::archive::FileHasher;
+use mini_store::encoding::hex;
 
 /// Where `sbom = true` (or `"cyclonedx"`) puts the image's SBOM, beside
 /// the packages' own as apko lays them out; and `sbom = "spdx"`.
@@ -99,7 +100,7 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let image = Image { layers: &layers, config: &config, repo_tag: format!("{}:{tag}", spec.name), tag };
     let made: Vec<Made> = match spec.format {
         Format::Docker if spec.compressor == Compressor::None => {
-            let sizes = archive::layer_sizes(&layers)?;
+            let sizes = docker_archive::layer_sizes(&layers)?;
             let plan = DockerArchive::plan(&image, sizes, BTreeSet::new());
             let file = File::create(&out).map_err(io_err("creating", &out))?;
             let early = EarlySync::start(&file);
@@ -120,7 +121,7 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
         Format::Docker => {
             let scratch = store.staging_dir()?;
             let result = make_blob_files(&layers, spec.compressor, &scratch).and_then(|blobs| {
-                archive::write_docker_archive_files(&image, &blobs, spec.compressor, &out)?;
+                docker_archive::write_docker_archive_files(&image, &blobs, spec.compressor, &out)?;
                 Ok(blobs.into_iter().map(|(_, made)| made).collect())
             });
             mini_store::store::discard_tree(&scratch);
@@ -129,7 +130,7 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
         Format::Oci => {
             let known: Vec<_> =
                 layers.iter().map(|l| cache.get(&l.paths).compressed.get(spec.compressor.name()).copied()).collect();
-            archive::write_oci_layout(&image, &out, spec.compressor, &known)?.made
+            docker_archive::write_oci_layout(&image, &out, spec.compressor, &known)?.made
         }
         Format::Stream => write_stream(&image, &layers, &out)?,
     };
@@ -230,7 +231,7 @@ fn make_blob_files(layers: &[Layer], compressor: Compressor, scratch: &Path) -> 
             let path = scratch.join(format!("layer-{i}.{}", compressor.extension()));
             let file = File::create(&path).map_err(io_err("creating", &path))?;
             let made = layer.source.write(compressor, BufWriter::with_capacity(1 << 20, file))?;
-            archive::check(i, layer, &made)?;
+            docker_archive::check(i, layer, &made)?;
             Ok((path, made))
         })
         .collect()
@@ -302,7 +303,7 @@ fn plan_layers(
     custom: BTreeMap<Vec<u8>, Custom>,
     cache: &DigestCache,
 ) -> Result<(Vec<Layer>, Vec<String>)> {
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     if spec.layering == Layering::Single {
         let all: Vec<StorePath> = references.keys().cloned().collect();
         let names: Vec<String> = all.iter().map(StorePath::base_name).collect();
@@ -339,7 +340,7 @@ fn plan_layers(
 /// the image, and a `contents` path or an extra file's source that leaves
 /// it is an error.
 fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>) -> Result<BTreeMap<Vec<u8>, Custom>> {
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     let members = closure.iter().map(|p| OsString::from(p.base_name())).collect();
     let view = StoreView::open(&store_dir, Some(members)).map_err(io_err("reading", &store_dir))?;
     let mut entries: BTreeMap<Vec<u8>, Custom> = BTreeMap::new();

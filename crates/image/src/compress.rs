@@ -1,6 +1,8 @@
-//! Layer compression: which compressors an image may use, their media
-//! types, and a streaming encoder. Deterministic: gzip with no name and
-//! mtime 0, zstd at level 3, so the same tar always gives the same blob.
+//! Layer compression, the one place it is defined for images and for the
+//! registry: which compressors a layer may use, their media types, how a
+//! blob's first bytes tell its compression, and a streaming encoder.
+//! Deterministic: gzip with no name and mtime 0, zstd at level 3, so the
+//! same tar always gives the same blob.
 
 use std::io::{self, Write};
 
@@ -27,6 +29,18 @@ impl Compressor {
             Compressor::None => "none",
             Compressor::Gzip => "gzip",
             Compressor::Zstd => "zstd",
+        }
+    }
+
+    /// The compression of a blob whose first bytes are `head`, told by
+    /// magic bytes (never by names or media types).
+    pub fn detect(head: &[u8]) -> Compressor {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compressor::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compressor::Zstd
+        } else {
+            Compressor::None
         }
     }
 

@@ -17,11 +17,13 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::archive::{self, DockerArchive, Image};
+use mini_store::encoding::hex;
+
 use crate::compress::Compressor;
 use crate::daemon::Daemon;
-use crate::digests::{hex, temporary};
+use crate::docker_archive::{self, DockerArchive, Image};
 use crate::error::{io_err, ImageError, Result};
+use crate::layer_cache::temporary;
 use crate::stream::StreamImage;
 
 /// Where an image is copied to.
@@ -140,7 +142,7 @@ pub fn copy(stream: &StreamImage, destination: &Destination, stdout: &mut dyn Wr
         }
         Destination::Oci { dir, tag } => {
             let image = image(stream, &config, None, tag.clone());
-            let written = archive::write_oci_layout(&image, dir, Compressor::None, &[])?;
+            let written = docker_archive::write_oci_layout(&image, dir, Compressor::None, &[])?;
             Ok(Copied { written: written.written, skipped: total - written.written, message: String::new() })
         }
         Destination::DockerDaemon { repo_tag } => {

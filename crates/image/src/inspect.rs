@@ -9,15 +9,20 @@
 //! until proven otherwise: archives are streamed (layers are never held in
 //! memory), every document read whole is capped, and anything malformed is
 //! [`ImageError::NotAnImage`], never a panic. Rendering (`render`) is pure.
+//!
+//! The same reading serves `mini push`: [`locate`] (`located`) finds one
+//! image's config and layer bytes without scanning the layers, so the
+//! registry crate never reads an image any other way.
 
 mod diff;
 mod docker;
 mod layer;
+mod located;
 mod oci;
 mod render;
 mod tar_stream;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -28,9 +33,11 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::error::{io_err, ImageError, Result};
+use crate::oci::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 use layer::LayerScan;
 
 pub use diff::{compare, render_diff_json, render_diff_text, ImageDiff, LayerDiff, Presence};
+pub use located::{locate, LocatedImage, LocatedLayer};
 pub use render::{human as human_size, render_json, render_text};
 
 /// The largest JSON document (manifest, index, config) read into memory.
@@ -70,13 +77,6 @@ pub struct ImageSummary {
     /// store, or built from an installable); never read from the image.
     pub derivation: Option<String>,
 }
-
-/// The label mini gives an image built from a git revision: the commit.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// The label naming where that revision's source lives.
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-/// The prefix of the labels naming the flake's locked inputs.
-pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// Where an image came from, as far as it (and the caller) can tell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -164,6 +164,15 @@ fn not_an_image(path: &Path, message: impl Into<String>) -> ImageError {
     ImageError::NotAnImage { path: path.to_path_buf(), message }
 }
 
+/// The message of an [`ImageError::NotAnImage`]; a panic on anything else.
+#[cfg(test)]
+fn not_an_image_message<T: std::fmt::Debug>(result: Result<T>) -> String {
+    match result {
+        Err(ImageError::NotAnImage { message, .. }) => message,
+        other => panic!("expected NotAnImage, got {other:?}"),
+    }
+}
+
 /// Text from an image with control characters escaped (`\u{1b}`).
 fn escape_controls(s: &str) -> Cow<'_, str> {
     if s.chars().any(char::is_control) {
@@ -200,7 +209,7 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 fn sha256_of(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(&sha2::Sha256::digest(bytes))
+    mini_store::encoding::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// What the summary needs from a config document.
@@ -349,10 +358,7 @@ mod tests {
     use super::*;
 
     fn message(path: &Path) -> String {
-        match inspect(path) {
-            Err(ImageError::NotAnImage { message, .. }) => message,
-            other => panic!("expected NotAnImage, got {other:?}"),
-        }
+        not_an_image_message(inspect(path))
     }
 
     #[test]
@@ -360,10 +366,7 @@ mod tests {
         let dir = TempDir::new("same");
         let image = sample_image();
         for gzipped in [false, true] {
-            let docker = dir.path().join(format!("image-{gzipped}.tar"));
-            std::fs::write(&docker, docker_archive(&image, gzipped)).unwrap();
-            let oci = dir.path().join(format!("oci-{gzipped}"));
-            write_oci_layout(&image, gzipped, &oci);
+            let (docker, oci) = both_formats(&dir, &image, gzipped);
             let [from_docker] = inspect(&docker).unwrap().try_into().unwrap();
             let [from_oci] = inspect(&oci).unwrap().try_into().unwrap();
             assert_eq!(from_docker.format, "docker-archive");

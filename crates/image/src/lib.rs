@@ -3,22 +3,22 @@
 //! An image is a derivation with the builtin builder `builtin:image`
 //! (`builder`), written by the prelude's `dockerTools`. Its closure is
 //! split into layers by popularity (`layers`), each store path's layer is
-//! tarred once and kept (`cache`, `tarball`), and the image is assembled as
-//! a docker-archive or an OCI layout (`archive`) around deterministic JSON
+//! tarred once and its digests kept (`layer_cache`, `tarball`), and the image is assembled as
+//! a docker-archive or an OCI layout (`docker_archive`) around deterministic JSON
 //! (`oci`). `inspect` reads any image back.
 //!
 //! Stands on `mini-store`, and plugs into `mini-build` through its
 //! `BuiltinBuilder` trait.
 
-pub mod archive;
 pub mod builder;
 pub mod compress;
 pub mod confined;
 pub mod copy;
 pub mod daemon;
-pub mod digests;
+pub mod docker_archive;
 pub mod error;
 pub mod inspect;
+pub mod layer_cache;
 pub mod layers;
 pub mod oci;
 pub mod produce;

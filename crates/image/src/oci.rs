@@ -3,15 +3,28 @@
 //! sorted and there is no insignificant whitespace, so the same image
 //! always gives the same bytes and digests. Pure: no I/O.
 
+use mini_store::encoding::hex;
 use serde_json::{json, Map, Value};
 
-use crate::digests::hex;
 use crate::spec::ImageSpec;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+
+// The annotation and label names mini writes and reads, defined here once.
+
+/// The OCI annotation tagging an image in an index: its tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// containerd's (and `docker save`'s) full image name annotation.
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+/// The annotation naming the file an artifact layer is fetched to.
+pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+/// The label mini gives an image built from a git revision: the commit.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// The label naming where that revision's source lives.
+pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
+/// The prefix of the labels naming the flake's locked inputs.
+pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// A blob as manifests refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Making layer bytes: a layer is described by how to write its tar
 //! ([`Source`]), and made only when an image is written, streamed or
 //! copied, straight from the store into wherever it goes. Nothing keeps
-//! the tars: their digests are cached (`digests`), their bytes are not.
+//! the tars: their digests are cached (`layer_cache`), their bytes are not.
 //!
 //! [`in_order`] makes several layers at once (one per core) and hands
 //! their bytes to one consumer in layer order, so a docker-archive can be
@@ -18,12 +18,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 
+use mini_store::hash_io::HashingWriter;
 use mini_store::store_path::StorePath;
+use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compressor;
-use crate::digests::Digest;
 use crate::error::{ImageError, Result};
-use crate::tarball::{self, Counter, HashingWriter, LayerWriter};
+use crate::layer_cache::Digest;
+use crate::tarball::{self, Counter, LayerWriter};
 
 /// Writes a layer's tar entries (the writer ends the tar).
 pub type Fill = Arc<dyn Fn(&mut LayerWriter<&mut dyn Write>) -> Result<()> + Send + Sync>;
@@ -58,20 +60,20 @@ impl Source {
     pub fn write(&self, compressor: Compressor, out: impl Write) -> Result<Made> {
         if compressor == Compressor::None {
             // The blob is the tar: hashed once.
-            let mut tar = HashingWriter::new(out);
+            let mut tar = sha256_writer(out);
             self.write_tar(&mut tar)?;
-            let (mut out, sha256, size) = tar.finish();
+            let (mut out, sha256, size) = finish_sha256(tar);
             out.flush().map_err(write_error)?;
             let digest = Digest { sha256, size };
             return Ok(Made { tar: digest, blob: digest });
         }
-        let blob = HashingWriter::new(out);
+        let blob = sha256_writer(out);
         let encoder = compressor.encoder(blob).map_err(write_error)?;
-        let mut tar = HashingWriter::new(encoder);
+        let mut tar = sha256_writer(encoder);
         self.write_tar(&mut tar)?;
-        let (encoder, diff_id, tar_size) = tar.finish();
+        let (encoder, diff_id, tar_size) = finish_sha256(tar);
         let blob = encoder.finish().map_err(write_error)?;
-        let (mut out, blob_digest, blob_size) = blob.finish();
+        let (mut out, blob_digest, blob_size) = finish_sha256(blob);
         out.flush().map_err(write_error)?;
         Ok(Made {
             tar: Digest { sha256: diff_id, size: tar_size },
@@ -100,6 +102,16 @@ impl Source {
         std::thread::spawn(move || source.write(Compressor::None, io::BufWriter::with_capacity(CHUNK, writer)));
         Ok(Box::new(reader))
     }
+}
+
+fn sha256_writer<W: Write>(out: W) -> HashingWriter<W, Sha256> {
+    HashingWriter::new(out, Sha256::new())
+}
+
+/// The writer, the SHA-256 and the byte count of what went through.
+fn finish_sha256<W: Write>(writer: HashingWriter<W, Sha256>) -> (W, [u8; 32], u64) {
+    let (out, digest, size) = writer.into_parts();
+    (out, digest.finalize().into(), size)
 }
 
 /// The source of the layer holding `paths`, from the store at `store_dir`.
@@ -320,7 +332,6 @@ pub fn in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::Digest as _;
 
     #[test]
     fn layers_arrive_whole_and_in_order() {

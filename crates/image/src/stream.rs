@@ -23,17 +23,19 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mini_store::encoding::hex;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
 
-use crate::archive::Layer;
 use crate::confined;
-use crate::digests::{hex, parse_hex, Digest, DigestCache};
+use crate::docker_archive::Layer;
 use crate::error::{io_err, ImageError, Result};
+use crate::inspect::{LocatedImage, LocatedLayer};
+use crate::layer_cache::{parse_hex, Digest, DigestCache};
 use crate::produce::{self, Source};
 
 pub const DESCRIPTION: &str = "image.json";
@@ -171,6 +173,24 @@ pub struct StreamImage {
     pub layers: Vec<Layer>,
 }
 
+impl StreamImage {
+    /// The image as a registry push reads it: each layer made from the
+    /// store when it is read.
+    pub fn located(&self) -> LocatedImage {
+        let layers = self
+            .layers
+            .iter()
+            .zip(&self.description.layers)
+            .map(|(layer, described)| {
+                let diff_id = format!("sha256:{}", hex(&described.tar.sha256));
+                let what = PathBuf::from(format!("the layer {diff_id}"));
+                LocatedLayer::made(diff_id, what, layer.source.clone())
+            })
+            .collect();
+        LocatedImage { config: self.config.clone().into_bytes(), layers }
+    }
+}
+
 /// Whether `dir` holds a stream image's description.
 pub fn is_stream_image(dir: &Path) -> bool {
     dir.join(DESCRIPTION).is_file()
@@ -194,7 +214,7 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     let description = Description::parse(&read(DESCRIPTION, MAX_DOCUMENT)?).map_err(bad)?;
     let config = String::from_utf8(read(CONFIG, MAX_DOCUMENT)?).map_err(|_| bad(format!("{CONFIG} is not UTF-8")))?;
     check_config(&config, &description).map_err(bad)?;
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     // A layer whose digest this store's own digest cache records for the
     // same paths is counted, not hashed again, when made (as the image
     // builder does); any other claim in the description (which any

@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, FileType};
-use sha2::{Digest, Sha256};
 
 use crate::confined;
 use crate::error::{io_err, Result};
@@ -25,37 +24,6 @@ pub const MTIME: u64 = 1;
 
 /// The largest read of a file's contents.
 const COPY_LEN: usize = 256 * 1024;
-
-/// A writer that hashes and counts what passes through it.
-pub struct HashingWriter<W: Write> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), written: 0 }
-    }
-
-    /// The inner writer, the SHA-256 and the byte count of what was written.
-    pub fn finish(self) -> (W, [u8; 32], u64) {
-        (self.inner, self.hasher.finalize().into(), self.written)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// What an entry of the customisation layer is.
 #[derive(Debug, Clone)]
@@ -94,7 +62,7 @@ pub struct LayerWriter<W: Write> {
     tar: tar::Builder<W>,
     /// Store files' contents are written as zeros of the same length,
     /// without reading them: the tar has the layer's exact size, which a
-    /// writer needs before it writes the layer (see `archive`).
+    /// writer needs before it writes the layer (see `docker_archive`).
     sizing: bool,
     /// What file contents are copied through (see [`LayerWriter::file`]).
     buffer: Vec<u8>,
@@ -313,6 +281,8 @@ pub fn fill_store_layer<W: Write>(layer: &mut LayerWriter<W>, store_dir: &Path, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mini_store::hash_io::HashingWriter;
+    use sha2::{Digest, Sha256};
     use std::fs;
 
     fn entries(bytes: &[u8]) -> Vec<(String, u64, u32, u64, String)> {
@@ -347,8 +317,9 @@ mod tests {
         let long = "l".repeat(150);
         fs::write(path.join(&long), "long").unwrap();
         let (bytes, digest, size) = {
-            let w = write_store_layer(HashingWriter::new(Vec::new()), &dir, &["abc-tool".into()]).unwrap();
-            w.finish()
+            let w = write_store_layer(HashingWriter::new(Vec::new(), Sha256::new()), &dir, &["abc-tool".into()]);
+            let (bytes, digest, size) = w.unwrap().into_parts();
+            (bytes, <[u8; 32]>::from(digest.finalize()), size)
         };
         assert_eq!(size, bytes.len() as u64);
         assert_eq!(digest, <[u8; 32]>::from(Sha256::digest(&bytes)));

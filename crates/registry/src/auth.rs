@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use base64::Engine;
+use mini_store::encoding::{base64_decode, base64_encode};
 
 /// A user name and password. `Debug` leaves the password out.
 #[derive(Clone, PartialEq, Eq)]
@@ -24,7 +24,7 @@ impl Credentials {
     /// The `Authorization` header value for Basic authentication.
     pub fn basic_header(&self) -> String {
         let pair = format!("{}:{}", self.user, self.password);
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
+        format!("Basic {}", base64_encode(pair.as_bytes()))
     }
 }
 
@@ -46,7 +46,7 @@ pub fn from_docker_config(text: &[u8], host: &str) -> Option<Credentials> {
     let doc: serde_json::Value = serde_json::from_slice(text).ok()?;
     let auths = doc.get("auths")?;
     let entry = auths.get(host).or_else(|| auths.get(format!("https://{host}")))?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(entry.get("auth")?.as_str()?).ok()?;
+    let decoded = base64_decode(entry.get("auth")?.as_str()?)?;
     let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
     Some(Credentials { user: user.to_string(), password: password.to_string() })
 }

@@ -1,16 +1,13 @@
 //! The registry crate's errors; the CLI prints them as they are.
 
-use std::path::PathBuf;
-
 /// What can go wrong while pushing.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(transparent)]
     Tls(#[from] mini_http::HttpError),
-    #[error("cannot {action} '{}': {source}", path.display())]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("'{}' is not an image mini can push: {message}", path.display())]
-    NotAnImage { path: PathBuf, message: String },
+    /// Reading the image, or compressing its layers.
+    #[error(transparent)]
+    Image(#[from] mini_image::ImageError),
     #[error("'{0}' is not a registry reference (write docker://HOST[:PORT]/REPO[:TAG])")]
     BadReference(String),
     #[error(
@@ -29,9 +26,3 @@ pub enum RegistryError {
 }
 
 pub type Result<T> = std::result::Result<T, RegistryError>;
-
-/// A closure turning an I/O error on `path` into a [`RegistryError`].
-pub(crate) fn io_err(action: &'static str, path: &std::path::Path) -> impl FnOnce(std::io::Error) -> RegistryError {
-    let path = path.to_path_buf();
-    move |source| RegistryError::Io { action, path, source }
-}

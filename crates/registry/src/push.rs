@@ -9,19 +9,19 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
-use crate::blobs::{self, Compression};
+use mini_image::compress::Compressor;
+use mini_image::inspect::{self, LocatedImage};
+use mini_image::layer_cache::BlobCache;
+use mini_image::oci::{CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
+
 use crate::client::{Body, Client, Reply};
 use crate::reference::Reference;
-use crate::{auth, source, RegistryError, Result};
-
-/// The manifest media type mini pushes.
-pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
+use crate::{auth, RegistryError, Result};
 
 /// How to push.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    pub compression: Compression,
+    pub compression: Compressor,
     /// Plain HTTP instead of HTTPS.
     pub insecure: bool,
 }
@@ -76,16 +76,17 @@ pub(crate) enum Data<'a> {
 }
 
 /// Pushes the image at `image` (docker-archive or OCI layout) to
-/// `reference`. `state` is where compressed layers (`push-blobs/`) and the
-/// record of pushed digests (`push-cache.json`) are kept.
+/// `reference`. `state` (a store's root) is where compressed layers (the
+/// layer cache's [`BlobCache`]) and the record of pushed digests
+/// (`push-cache.json`) are kept.
 pub fn push(state: &Path, image: &Path, reference: &Reference, options: Options) -> Result<Report> {
-    push_image(state, &source::read(image)?, reference, options)
+    push_image(state, &inspect::locate(image)?, reference, options)
 }
 
-/// Pushes `image` (read from disk by `source::read`, or made of produced
-/// layers) to `reference`; see [`push`].
-pub fn push_image(state: &Path, image: &source::Image, reference: &Reference, options: Options) -> Result<Report> {
-    let layers = blobs::compressed(&state.join("push-blobs"), &image.layers, options.compression)?;
+/// Pushes `image` (located on disk by `inspect::locate`, or a streamed
+/// image's layers made from the store) to `reference`; see [`push`].
+pub fn push_image(state: &Path, image: &LocatedImage, reference: &Reference, options: Options) -> Result<Report> {
+    let layers = BlobCache::under(state).compressed(&image.layers, options.compression)?;
     let client = Client::new(&reference.host, options.insecure, auth::lookup(&reference.host))?;
     let ping = client.send("GET", &client.url("/v2/"), Body::Empty, &format!("reaching {}", reference.host))?;
     expect(&ping, &[200], &format!("reaching {}", reference.host))?;
@@ -115,8 +116,8 @@ pub fn push_image(state: &Path, image: &source::Image, reference: &Reference, op
 
     let manifest = json!({
         "schemaVersion": 2,
-        "mediaType": MANIFEST_TYPE,
-        "config": { "mediaType": CONFIG_TYPE, "digest": config_digest, "size": image.config.len() },
+        "mediaType": MANIFEST_MEDIA_TYPE,
+        "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest, "size": image.config.len() },
         "layers": layers.iter().map(|b| json!({
             "mediaType": options.compression.media_type(),
             "digest": b.digest,
@@ -126,7 +127,7 @@ pub fn push_image(state: &Path, image: &source::Image, reference: &Reference, op
     .to_string();
     let url = client.url(&format!("/v2/{}/manifests/{}", reference.repo, reference.tag));
     let what = format!("putting the manifest of {reference}");
-    let reply = client.send("PUT", &url, Body::Bytes(manifest.as_bytes(), MANIFEST_TYPE), &what)?;
+    let reply = client.send("PUT", &url, Body::Bytes(manifest.as_bytes(), MANIFEST_MEDIA_TYPE), &what)?;
     expect(&reply, &[201, 200], &what)?;
 
     for blob in &pushed {

@@ -8,10 +8,11 @@
 //! digest>.<suffix>`, the tag scheme clients such as cosign and oras look
 //! up when the API is missing.
 
+use mini_image::oci::{MANIFEST_MEDIA_TYPE as MANIFEST_TYPE, TITLE_ANNOTATION};
 use serde_json::json;
 
 use crate::client::{Body, Client};
-use crate::push::{expect, push_blob, Data, Pushed, MANIFEST_TYPE};
+use crate::push::{expect, push_blob, Data, Pushed};
 use crate::reference::Reference;
 use crate::{auth, RegistryError, Result};
 
@@ -25,7 +26,7 @@ const EMPTY: &[u8] = b"{}";
 pub struct Artifact<'a> {
     /// Its media type, which is also the manifest's `artifactType`.
     pub media_type: &'a str,
-    /// Its file name (`org.opencontainers.image.title`), for clients that
+    /// Its file name (the title annotation), for clients that
     /// fetch it to a file.
     pub file_name: &'a str,
     /// The tag suffix of the fallback tag: `sbom` gives `sha256-<hex>.sbom`.
@@ -91,7 +92,7 @@ fn manifest(subject: Subject<'_>, artifact: Artifact<'_>, artifact_digest: &str)
             "mediaType": artifact.media_type,
             "digest": artifact_digest,
             "size": artifact.bytes.len(),
-            "annotations": { "org.opencontainers.image.title": artifact.file_name },
+            "annotations": { TITLE_ANNOTATION: artifact.file_name },
         }],
         "subject": { "mediaType": MANIFEST_TYPE, "digest": subject.digest, "size": subject.size },
     })

@@ -12,23 +12,29 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::BufReader;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
+use mini_store::hash_io::read_full;
 use serde_json::Value;
 
-use super::layer::{scan_layer, Compression, LayerScan};
-use super::tar_stream::{read_full, Kind, Seekable, Source, Streamed, TarReader};
+use super::layer::{scan_layer, LayerScan};
+use super::located::{the_only, LocatedImage, LocatedLayer};
+use super::tar_stream::{Kind, Seekable, Source, Streamed, TarReader};
 use super::{
-    is_sha256_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, ImageSummary,
-    ReadLayer,
+    is_sha256_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, Config,
+    ImageSummary, ReadLayer, MAX_DOCUMENT,
 };
+use crate::compress::Compressor;
 use crate::error::{io_err, Result};
 
 /// How many links a member name is followed through.
 const MAX_LINKS: usize = 8;
 /// How many bytes of member names the index may hold.
 const MAX_INDEX: u64 = 64 * 1024 * 1024;
+const NO_MANIFEST: &str = "it holds no manifest.json (not a docker archive)";
 
 /// One image of `manifest.json`.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +49,9 @@ struct Member {
     ordinal: u64,
     kind: Kind,
     link: String,
+    /// Where its data starts in the (uncompressed) archive, and its size.
+    offset: u64,
+    size: u64,
 }
 
 /// Every member, by normalised name.
@@ -64,18 +73,18 @@ enum Read2 {
 pub(super) fn read(path: &Path) -> Result<Vec<ImageSummary>> {
     let bad = |message: String| not_an_image(path, message);
     let compression = outer_compression(path)?;
-    let (members, manifest) = index(path, compression)?;
-    let manifest = manifest.ok_or_else(|| bad("it holds no manifest.json (not a docker archive)".into()))?;
+    let (members, manifest) = index(path, open(path, compression)?)?;
+    let manifest = manifest.ok_or_else(|| bad(NO_MANIFEST.into()))?;
     let images = parse_manifest(&manifest).map_err(bad)?;
 
     let mut roles: HashMap<u64, Role> = HashMap::new();
     let mut resolved: Vec<(u64, Vec<u64>)> = Vec::new();
     for image in &images {
-        let config = resolve(&members, &image.config).map_err(|e| bad(format!("the config {e}")))?;
+        let config = resolve(&members, &image.config).map_err(|e| bad(format!("the config {e}")))?.ordinal;
         assign(&mut roles, config, Role::Config, &image.config).map_err(bad)?;
         let mut layers = Vec::new();
         for (i, name) in image.layers.iter().enumerate() {
-            let layer = resolve(&members, name).map_err(|e| bad(format!("layer {} {e}", i + 1)))?;
+            let layer = resolve(&members, name).map_err(|e| bad(format!("layer {} {e}", i + 1)))?.ordinal;
             assign(&mut roles, layer, Role::Layer, name).map_err(bad)?;
             layers.push(layer);
         }
@@ -90,13 +99,7 @@ pub(super) fn read(path: &Path) -> Result<Vec<ImageSummary>> {
         let Some(Read2::Config(config_bytes)) = found.get(&config_at) else {
             return Err(bad("the archive changed while it was being read".into()));
         };
-        if let Some(hex) = hex_name(&image.config) {
-            let actual = sha256_of(config_bytes);
-            if actual != hex {
-                return Err(bad(format!("the config '{}' hashes to sha256:{actual}, not to its name", image.config)));
-            }
-        }
-        let config = parse_config(config_bytes).map_err(|e| bad(format!("{e} ('{}')", image.config)))?;
+        let config = checked_config(&image.config, config_bytes).map_err(bad)?;
         let mut layers = Vec::new();
         for (i, (name, at)) in image.layers.iter().zip(&layer_ats).enumerate() {
             let Some(Read2::Layer(scan)) = found.get(at) else {
@@ -132,27 +135,28 @@ fn assign(roles: &mut HashMap<u64, Role>, at: u64, role: Role, name: &str) -> st
 }
 
 /// Whether the archive itself is compressed, from its first bytes.
-fn outer_compression(path: &Path) -> Result<Compression> {
+fn outer_compression(path: &Path) -> Result<Compressor> {
     let mut file = File::open(path).map_err(io_err("reading", path))?;
     let mut magic = [0u8; 4];
     let got = read_full(&mut file, &mut magic).map_err(io_err("reading", path))?;
-    Ok(Compression::detect(&magic[..got]))
+    Ok(Compressor::detect(&magic[..got]))
 }
 
 /// The archive's tar stream, seekable when it is not compressed.
-fn open(path: &Path, compression: Compression) -> Result<Box<dyn Source>> {
+fn open(path: &Path, compression: Compressor) -> Result<Box<dyn Source>> {
     let file = BufReader::with_capacity(64 * 1024, File::open(path).map_err(io_err("reading", path))?);
     Ok(match compression {
-        Compression::None => Box::new(Seekable::new(file).map_err(io_err("reading", path))?),
-        Compression::Gzip => Box::new(Streamed(MultiGzDecoder::new(file))),
-        Compression::Zstd => Box::new(Streamed(zstd::Decoder::with_buffer(file).map_err(io_err("reading", path))?)),
+        Compressor::None => Box::new(Seekable::new(file).map_err(io_err("reading", path))?),
+        Compressor::Gzip => Box::new(Streamed(MultiGzDecoder::new(file))),
+        Compressor::Zstd => Box::new(Streamed(zstd::Decoder::with_buffer(file).map_err(io_err("reading", path))?)),
     })
 }
 
-/// The first pass: every member by name, and the manifest's bytes.
-fn index(path: &Path, compression: Compression) -> Result<(Members, Option<Vec<u8>>)> {
+/// The first pass over the tar stream `source`: every member by name, and
+/// the manifest's bytes.
+fn index(path: &Path, source: impl Source) -> Result<(Members, Option<Vec<u8>>)> {
     let bad = |message: String| not_an_image(path, message);
-    let mut tar = TarReader::new(open(path, compression)?);
+    let mut tar = TarReader::new(source);
     let mut members = HashMap::new();
     let mut manifest = None;
     let (mut ordinal, mut indexed) = (0, 0);
@@ -162,19 +166,20 @@ fn index(path: &Path, compression: Compression) -> Result<(Members, Option<Vec<u
             return Err(bad(format!("its members' names take more than {MAX_INDEX} bytes")));
         }
         let name = normalize(&String::from_utf8_lossy(&entry.path));
+        let (offset, size) = (tar.data_offset(), entry.size);
         if name == "manifest.json" && entry.kind == Kind::File {
             manifest = Some(read_document(tar.data(), "manifest.json").map_err(bad)?);
         }
         let link = String::from_utf8_lossy(&entry.link).into_owned();
         // As in tar, a later member of the same name replaces an earlier one.
-        members.insert(name, Member { ordinal, kind: entry.kind, link });
+        members.insert(name, Member { ordinal, kind: entry.kind, link, offset, size });
         ordinal += 1;
     }
     Ok((members, manifest))
 }
 
 /// The second pass: reads each config and scans each layer once.
-fn second_pass(path: &Path, compression: Compression, roles: &HashMap<u64, Role>) -> Result<HashMap<u64, Read2>> {
+fn second_pass(path: &Path, compression: Compressor, roles: &HashMap<u64, Role>) -> Result<HashMap<u64, Read2>> {
     let bad = |message: String| not_an_image(path, message);
     let mut tar = TarReader::new(open(path, compression)?);
     let mut found = HashMap::new();
@@ -198,6 +203,57 @@ fn second_pass(path: &Path, compression: Compression, roles: &HashMap<u64, Role>
     Ok(found)
 }
 
+/// The config `bytes` of the member `name`, checked against the digest
+/// its name claims, if it claims one.
+fn checked_config(name: &str, bytes: &[u8]) -> std::result::Result<Config, String> {
+    if let Some(hex) = hex_name(name) {
+        let actual = sha256_of(bytes);
+        if actual != hex {
+            return Err(format!("the config '{name}' hashes to sha256:{actual}, not to its name"));
+        }
+    }
+    parse_config(bytes).map_err(|e| format!("{e} ('{name}')"))
+}
+
+/// Locates the one image of a plain docker-archive (see `located`): the
+/// file is opened once, indexed, and its config and layers found by the
+/// same name resolution as [`read`]'s.
+pub(super) fn locate(path: &Path) -> Result<LocatedImage> {
+    let bad = |message: String| not_an_image(path, message);
+    let file = Arc::new(File::open(path).map_err(io_err("reading", path))?);
+    let mut magic = [0u8; 4];
+    let got = read_full(&mut file.as_ref(), &mut magic).map_err(io_err("reading", path))?;
+    let compression = Compressor::detect(&magic[..got]);
+    if compression != Compressor::None {
+        return Err(bad(format!("the archive is {} compressed; decompress it first", compression.name())));
+    }
+    let tar = Seekable::new(BufReader::with_capacity(64 * 1024, file.as_ref())).map_err(io_err("reading", path))?;
+    let (members, manifest) = index(path, tar)?;
+    let manifest = manifest.ok_or_else(|| bad(NO_MANIFEST.into()))?;
+    let image = the_only(parse_manifest(&manifest).map_err(bad)?, "manifest.json").map_err(bad)?;
+    let config_member = resolve(&members, &image.config).map_err(|e| bad(format!("the config {e}")))?;
+    if config_member.size > MAX_DOCUMENT {
+        return Err(bad(format!("the config '{}' is larger than {MAX_DOCUMENT} bytes", image.config)));
+    }
+    let mut config = vec![0; config_member.size as usize];
+    file.read_exact_at(&mut config, config_member.offset).map_err(io_err("reading", path))?;
+    let diff_ids = checked_config(&image.config, &config).map_err(bad)?.diff_ids;
+    if image.layers.len() != diff_ids.len() {
+        return Err(bad(format!(
+            "it has {} layer(s) but its config lists {} diff_id(s)",
+            image.layers.len(),
+            diff_ids.len()
+        )));
+    }
+    let mut layers = Vec::with_capacity(diff_ids.len());
+    for (i, (name, diff_id)) in image.layers.iter().zip(diff_ids).enumerate() {
+        let member = resolve(&members, name).map_err(|e| bad(format!("layer {} {e}", i + 1)))?;
+        let diff_id = format!("sha256:{diff_id}");
+        layers.push(LocatedLayer::slice(diff_id, path.to_path_buf(), file.clone(), member.offset, member.size));
+    }
+    Ok(LocatedImage { config, layers })
+}
+
 /// `./a//b/` → `a/b`.
 fn normalize(name: &str) -> String {
     name.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/")
@@ -205,14 +261,14 @@ fn normalize(name: &str) -> String {
 
 /// The member a manifest name leads to, through symlinks and hard links;
 /// an error saying what is wrong with it otherwise.
-fn resolve(members: &Members, name: &str) -> std::result::Result<u64, String> {
+fn resolve<'m>(members: &'m Members, name: &str) -> std::result::Result<&'m Member, String> {
     let mut current = normalize(name);
     for _ in 0..MAX_LINKS {
         let Some(member) = members.get(&current) else {
             return Err(format!("'{name}' is listed in manifest.json but missing from the archive"));
         };
         current = match member.kind {
-            Kind::File => return Ok(member.ordinal),
+            Kind::File => return Ok(member),
             Kind::HardLink => normalize(&member.link),
             Kind::Symlink => {
                 let dir = current.rsplit_once('/').map_or("", |(dir, _)| dir);

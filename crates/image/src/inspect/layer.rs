@@ -8,54 +8,19 @@ use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
-use mini_store::derivation::hex;
+use mini_store::encoding::hex;
+use mini_store::hash_io::{read_full, HashingReader};
 use mini_store::store_path::{StorePath, STORE_DIR};
 use sha2::{Digest, Sha256};
 
-use super::tar_stream::{read_full, Streamed, TarReader};
+use super::tar_stream::{Streamed, TarReader};
+use crate::compress::Compressor;
 
 /// How many distinct top-level names a layer's summary keeps; past that,
 /// entries are only counted, so a hostile layer cannot grow the summary.
 const MAX_NAMES: usize = 10_000;
 /// The longest top-level name kept (file names are at most 255 bytes).
 const MAX_NAME_BYTES: usize = 255;
-
-/// A layer's compression, as its first bytes tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub(crate) fn detect(head: &[u8]) -> Compression {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Compression::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Compression::Zstd
-        } else {
-            Compression::None
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Compression::None => "tar",
-            Compression::Gzip => "gzip",
-            Compression::Zstd => "zstd",
-        }
-    }
-
-    /// The OCI media type of a layer compressed this way.
-    pub(crate) fn media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-}
 
 /// What one pass over a layer blob found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,62 +31,48 @@ pub(crate) struct LayerScan {
     pub diff_id: String,
     /// Bytes of the blob as stored.
     pub size: u64,
-    pub compression: Compression,
+    pub compression: Compressor,
     pub store_paths: BTreeSet<String>,
     pub other_entries: BTreeSet<String>,
     /// Entries whose top-level name was not kept (past [`MAX_NAMES`]).
     pub unlisted: u64,
 }
 
-/// A reader that hashes and counts what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
+/// A reader hashing what passes through it.
+type Hashing<R> = HashingReader<R, Sha256>;
+
+fn hashing<R: Read>(inner: R) -> Hashing<R> {
+    HashingReader::new(inner, Sha256::new())
 }
 
-impl<R: Read> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing { inner, hasher: Sha256::new(), count: 0 }
-    }
-
-    /// Reads the rest of the input, then gives its hex digest and length.
-    fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        Ok((hex(&self.hasher.finalize()), self.count))
-    }
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
+/// Reads the rest of the input, then gives its hex digest and length.
+fn finish(mut reader: Hashing<impl Read>) -> io::Result<(String, u64)> {
+    io::copy(&mut reader, &mut io::sink())?;
+    let (_, digest, count) = reader.into_parts();
+    Ok((hex(&digest.finalize()), count))
 }
 
 /// Scans a layer blob, reading it exactly once and to its end.
 pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
-    let mut stored = Hashing::new(BufReader::with_capacity(256 * 1024, blob));
+    let mut stored = hashing(BufReader::with_capacity(256 * 1024, blob));
     let mut magic = [0u8; 4];
     let got = read_full(&mut stored, &mut magic).map_err(|e| format!("cannot read it: {e}"))?;
     let head = &magic[..got];
-    let compression = Compression::detect(head);
+    let compression = Compressor::detect(head);
     let (diff_id, contents) = {
         let mut joined = head.chain(&mut stored);
         match compression {
             // The stored bytes are the tar: one hash serves as both.
-            Compression::None => (None, list(&mut joined, compression)?),
-            Compression::Gzip => decode(MultiGzDecoder::new(joined), compression)?,
-            Compression::Zstd => {
+            Compressor::None => (None, list(&mut joined, compression)?),
+            Compressor::Gzip => decode(MultiGzDecoder::new(joined), compression)?,
+            Compressor::Zstd => {
                 let decoder =
                     zstd::Decoder::new(joined).map_err(|e| format!("cannot start zstd decompression: {e}"))?;
                 decode(decoder, compression)?
             }
         }
     };
-    let (digest, size) = stored.finish().map_err(|e| format!("cannot read it: {e}"))?;
+    let (digest, size) = finish(stored).map_err(|e| format!("cannot read it: {e}"))?;
     let diff_id = diff_id.unwrap_or_else(|| digest.clone());
     Ok(LayerScan {
         digest,
@@ -135,21 +86,21 @@ pub(crate) fn scan_layer(blob: impl Read) -> Result<LayerScan, String> {
 }
 
 /// Lists a compressed layer and hashes what it uncompresses to.
-fn decode(decoder: impl Read, compression: Compression) -> Result<(Option<String>, Contents), String> {
-    let mut plain = Hashing::new(decoder);
+fn decode(decoder: impl Read, compression: Compressor) -> Result<(Option<String>, Contents), String> {
+    let mut plain = hashing(decoder);
     let contents = list(&mut plain, compression)?;
-    let (diff_id, _) = plain.finish().map_err(|e| format!("bad {} data: {e}", compression.name()))?;
+    let (diff_id, _) = finish(plain).map_err(|e| format!("bad {} data: {e}", compression.name()))?;
     Ok((Some(diff_id), contents))
 }
 
-fn list(plain: &mut impl Read, compression: Compression) -> Result<Contents, String> {
+fn list(plain: &mut impl Read, compression: Compressor) -> Result<Contents, String> {
     let mut tar = TarReader::new(Streamed(plain));
     let mut contents = Contents::default();
     loop {
         match tar.next_entry() {
             Ok(Some(entry)) => contents.add(&entry.path),
             Ok(None) => return Ok(contents),
-            Err(e) if compression == Compression::None => return Err(format!("not a layer tar: {e}")),
+            Err(e) if compression == Compressor::None => return Err(format!("not a layer tar: {e}")),
             Err(e) => return Err(format!("not a layer tar (or bad {} data): {e}", compression.name())),
         }
     }
@@ -210,11 +161,9 @@ mod tests {
     fn scans_store_layers_in_every_compression() {
         let tar = layer_tar(&[&format!("mini/store/{BUSYBOX}/bin/sh"), &format!("mini/store/{BUSYBOX}/bin/ls")]);
         let diff_id = sha256_hex(&tar);
-        for (blob, compression) in [
-            (tar.clone(), Compression::None),
-            (gzip(&tar), Compression::Gzip),
-            (zstd_compress(&tar), Compression::Zstd),
-        ] {
+        for (blob, compression) in
+            [(tar.clone(), Compressor::None), (gzip(&tar), Compressor::Gzip), (zstd_compress(&tar), Compressor::Zstd)]
+        {
             let scan = scan_layer(&blob[..]).unwrap();
             assert_eq!(scan.compression, compression);
             assert_eq!(scan.digest, sha256_hex(&blob));

@@ -14,22 +14,22 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use super::layer::{scan_layer, LayerScan};
+use super::located::{the_only, LocatedImage, LocatedLayer};
 use super::{
     digest_hex, not_an_image, parse_config, parse_json, read_document, sha256_of, summarize, Budget, ImageSummary,
     ReadLayer,
 };
 use crate::confined;
 use crate::error::{io_err, Result};
+use crate::oci::{CONTAINERD_NAME, REF_NAME};
 
 /// How deep image indexes may nest.
 const MAX_DEPTH: usize = 4;
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// containerd's (and `docker save`'s) full image name annotation.
-const FULL_NAME: &str = "io.containerd.image.name";
 
 /// A content descriptor: what a blob is, its digest and its size.
 struct Descriptor {
@@ -50,6 +50,52 @@ struct Layout<'a> {
 }
 
 pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
+    let bad = |message: String| not_an_image(dir, message);
+    let (index, blobs) = open_layout(dir)?;
+    let mut reader = Layout { dir, blobs, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
+    reader.index(&index, "index.json", &[], 0).map_err(bad)?;
+    if reader.images.is_empty() {
+        return Err(bad("index.json lists no images".into()));
+    }
+    Ok(reader.images)
+}
+
+/// Locates the one image of a layout whose `index.json` lists exactly one
+/// manifest (see `located`): its manifest and config read and checked,
+/// each layer's blob opened once, without following a link.
+pub(super) fn locate(dir: &Path) -> Result<LocatedImage> {
+    let bad = |message: String| not_an_image(dir, message);
+    let (index, blobs) = open_layout(dir)?;
+    let layout = Layout { dir, blobs, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
+    let located = || -> std::result::Result<LocatedImage, String> {
+        let manifests = index.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
+        let entry = descriptor(&the_only(manifests, "index.json")?, "index.json's manifest")?;
+        let manifest = parse_json(&layout.blob(&entry, "the manifest")?, "the manifest")?;
+        let config_desc = descriptor(manifest.get("config").unwrap_or(&Value::Null), "the manifest's config")?;
+        let config = layout.blob(&config_desc, "the config")?;
+        let diff_ids = parse_config(&config)?.diff_ids;
+        let Some(descs) = manifest.get("layers").and_then(Value::as_array) else {
+            return Err("the manifest has no \"layers\" list".into());
+        };
+        if descs.len() != diff_ids.len() {
+            return Err(format!("it has {} layer(s) but its config lists {} diff_id(s)", descs.len(), diff_ids.len()));
+        }
+        let mut layers = Vec::with_capacity(descs.len());
+        for (i, (d, diff_id)) in descs.iter().zip(diff_ids).enumerate() {
+            let name = format!("layer {}", i + 1);
+            let desc = descriptor(d, &name)?;
+            let (file, size) = layout.open_layer(&desc).map_err(|e| format!("{name} (sha256:{}): {e}", desc.hex))?;
+            let what = dir.join("blobs/sha256").join(&desc.hex);
+            layers.push(LocatedLayer::slice(format!("sha256:{diff_id}"), what, Arc::new(file), 0, size));
+        }
+        Ok(LocatedImage { config, layers })
+    };
+    located().map_err(bad)
+}
+
+/// Opens a layout: its parsed `index.json` (its `oci-layout` marker
+/// checked, if it has one) and its `blobs/sha256` directory, if any.
+fn open_layout(dir: &Path) -> Result<(Value, Option<OwnedFd>)> {
     let bad = |message: String| not_an_image(dir, message);
     let root =
         rustix::fs::open(dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
@@ -79,12 +125,7 @@ pub(super) fn read(dir: &Path) -> Result<Vec<ImageSummary>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => return Err(bad(cannot_open("blobs/sha256", &e))),
     };
-    let mut reader = Layout { dir, blobs, scanned: HashMap::new(), images: Vec::new(), budget: Budget::default() };
-    reader.index(&index, "index.json", &[], 0).map_err(bad)?;
-    if reader.images.is_empty() {
-        return Err(bad("index.json lists no images".into()));
-    }
-    Ok(reader.images)
+    Ok((index, blobs))
 }
 
 /// Opens the regular file `name` in `dir` without following a link.
@@ -196,7 +237,8 @@ impl Layout<'_> {
         Ok(bytes)
     }
 
-    fn scan(&self, desc: &Descriptor) -> std::result::Result<LayerScan, String> {
+    /// Opens a layer's blob, checking its size against the descriptor's.
+    fn open_layer(&self, desc: &Descriptor) -> std::result::Result<(File, u64), String> {
         let file = self.open_blob(desc).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => "the blob is missing from blobs/sha256".to_string(),
             _ => cannot_open("the blob", &e),
@@ -205,6 +247,11 @@ impl Layout<'_> {
         if let Some(size) = desc.size.filter(|&s| s != len) {
             return Err(format!("the blob is {len} bytes, not the {size} its descriptor says"));
         }
+        Ok((file, len))
+    }
+
+    fn scan(&self, desc: &Descriptor) -> std::result::Result<LayerScan, String> {
+        let (file, _) = self.open_layer(desc)?;
         let scan = scan_layer(file)?;
         if scan.digest != desc.hex {
             return Err(format!("the blob hashes to sha256:{}", scan.digest));
@@ -232,7 +279,7 @@ fn descriptor(v: &Value, what: &str) -> std::result::Result<Descriptor, String> 
 
 /// The name a descriptor tags its image with, full name first.
 fn tag_of(desc: &Descriptor) -> Vec<String> {
-    [FULL_NAME, REF_NAME]
+    [CONTAINERD_NAME, REF_NAME]
         .iter()
         .find_map(|key| desc.annotations.get(*key).and_then(Value::as_str))
         .map(|name| vec![name.to_string()])
@@ -242,15 +289,11 @@ fn tag_of(desc: &Descriptor) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ImageError;
     use crate::inspect::testing::*;
     use std::path::PathBuf;
 
     fn message(dir: &Path) -> String {
-        match read(dir) {
-            Err(ImageError::NotAnImage { message, .. }) => message,
-            other => panic!("expected NotAnImage, got {other:?}"),
-        }
+        crate::inspect::not_an_image_message(read(dir))
     }
 
     fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {

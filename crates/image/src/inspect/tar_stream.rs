@@ -9,6 +9,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use mini_store::hash_io::read_full;
+
 const BLOCK: u64 = 512;
 /// The longest GNU long name or link target accepted.
 const MAX_LONG_NAME: u64 = 64 * 1024;
@@ -151,6 +153,12 @@ impl<S: Source> TarReader<S> {
         TarReader { source, remaining: 0, padding: 0, offset: 0, current: String::new() }
     }
 
+    /// Where the current entry's data starts in the stream; only
+    /// meaningful before any of it is read.
+    pub(crate) fn data_offset(&self) -> u64 {
+        self.offset.saturating_sub(self.remaining).saturating_sub(self.padding)
+    }
+
     /// The current entry's data.
     pub(crate) fn data(&mut self) -> EntryData<'_, S> {
         EntryData { reader: self }
@@ -239,20 +247,6 @@ impl<S: Source> TarReader<S> {
         }
         Ok(bytes)
     }
-}
-
-/// Reads until `buf` is full or the input ends; how many bytes were read.
-pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// A NUL-terminated header field.

@@ -32,7 +32,7 @@ impl Drop for TempDir {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(&Sha256::digest(bytes))
+    mini_store::encoding::hex(&Sha256::digest(bytes))
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -71,17 +71,34 @@ pub fn layer_tar(entries: &[&str]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// A tar of named members, in the order given.
+/// A tar of named members, in the order given; a member named
+/// `link -> target` is a symlink.
 pub fn tar_of(members: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in members {
         let mut h = tar::Header::new_gnu();
+        if let Some((link, target)) = name.split_once(" -> ") {
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            b.append_link(&mut h, link, target).unwrap();
+            continue;
+        }
         h.set_mode(0o444);
         h.set_size(data.len() as u64);
         h.set_entry_type(tar::EntryType::Regular);
         b.append_data(&mut h, name, *data).unwrap();
     }
     b.into_inner().unwrap()
+}
+
+/// `image` written in `dir` both ways, its layers `gzipped` or not: the
+/// docker-archive's path and the OCI layout's.
+pub fn both_formats(dir: &TempDir, image: &TestImage, gzipped: bool) -> (PathBuf, PathBuf) {
+    let docker = dir.path().join(format!("image-{gzipped}.tar"));
+    std::fs::write(&docker, docker_archive(image, gzipped)).unwrap();
+    let oci = dir.path().join(format!("oci-{gzipped}"));
+    write_oci_layout(image, gzipped, &oci);
+    (docker, oci)
 }
 
 /// An image: uncompressed layer tars and the config listing them.

@@ -20,14 +20,15 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use mini_store::encoding::hex;
 use mini_store::store_path::StorePath;
 use rayon::prelude::*;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compressor;
-use crate::digests::{hex, temporary, Digest};
 use crate::error::{io_err, ImageError, Result};
+use crate::layer_cache::{temporary, Digest};
 use crate::oci::{self, Descriptor};
 use crate::produce::{self, Made, Piece, Source};
 use crate::tarball;

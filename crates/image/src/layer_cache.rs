@@ -13,13 +13,23 @@
 //! compressor. A record is written to a temporary name and renamed into
 //! place, so it is whole or absent. The cache holds nothing that cannot be
 //! remade, so it is not synced to disk.
+//!
+//! The compressed blobs `mini push` sends are kept too (`blobs`), by
+//! diff_id. Pruning ([`DigestCache::prune`], which [`collect_garbage`] runs
+//! after a store garbage collection) keeps the records of layers whose
+//! store paths are all still valid, and the blobs of those layers only.
+
+mod blobs;
+
+pub use blobs::{Blob, BlobCache};
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use mini_store::store::Store;
+use mini_store::encoding::{hex, hex_decode};
+use mini_store::store::{GcReport, Store};
 use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
 
@@ -122,9 +132,15 @@ impl DigestCache {
     }
 
     /// Removes the records of store paths that are no longer valid (after
-    /// a garbage collection), and every older layout (the v2 layout kept
-    /// whole layer tars); returns the bytes freed.
+    /// a garbage collection), every older layout (the v2 layout kept whole
+    /// layer tars), and the push blobs of layers no longer recorded;
+    /// returns the bytes freed.
     pub fn prune(store: &Store) -> Result<u64> {
+        let freed = Self::prune_records(store)?;
+        Ok(freed + BlobCache::under(store.root()).prune(&Self::live_diff_ids(store)))
+    }
+
+    fn prune_records(store: &Store) -> Result<u64> {
         let dir = cache_dir(store);
         let mut freed = 0;
         if let Ok(versions) = fs::read_dir(store.root().join("layers")) {
@@ -155,10 +171,9 @@ impl DigestCache {
         Ok(freed)
     }
 
-    /// The diff_ids (hex) of the layers the cache knows, after a prune:
-    /// what other caches keyed by layer (such as `mini push`'s compressed
-    /// blobs) may keep.
-    pub fn live_diff_ids(store: &Store) -> std::collections::BTreeSet<String> {
+    /// The diff_ids (hex) of the layers the cache knows: the push blobs it
+    /// keeps.
+    fn live_diff_ids(store: &Store) -> std::collections::BTreeSet<String> {
         let Ok(entries) = fs::read_dir(cache_dir(store)) else { return Default::default() };
         entries
             .flatten()
@@ -167,6 +182,23 @@ impl DigestCache {
             .filter_map(|v| v.get("sha256").and_then(|h| h.as_str()).map(str::to_string))
             .collect()
     }
+}
+
+/// What [`collect_garbage`] freed.
+#[derive(Debug)]
+pub struct Collected {
+    /// The store paths deleted (or, in a dry run, that would be).
+    pub store: GcReport,
+    /// Bytes of layer records and push blobs freed (none in a dry run).
+    pub layer_bytes: u64,
+}
+
+/// Collects the store's garbage, then (unless `dry_run`) prunes the layer
+/// cache of the layers of the paths that went, and their push blobs.
+pub fn collect_garbage(store: &Store, dry_run: bool) -> Result<Collected> {
+    let report = store.gc(dry_run)?;
+    let layer_bytes = if dry_run { 0 } else { DigestCache::prune(store)? };
+    Ok(Collected { store: report, layer_bytes })
 }
 
 fn tree_size(path: &Path) -> u64 {
@@ -187,19 +219,9 @@ pub(crate) fn temporary(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(bytes)
-}
-
+/// The SHA-256 whose hex is `text`.
 pub(crate) fn parse_hex(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    hex_decode(text)?.try_into().ok()
 }
 
 #[cfg(test)]
