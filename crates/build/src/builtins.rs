@@ -57,7 +57,7 @@ pub struct BuiltinJob<'a> {
     pub references: BTreeMap<String, BTreeSet<StorePath>>,
     /// The archive hash and size of an output that is one regular file,
     /// when the builder computed them from the bytes as it wrote them
-    /// (`mini_store::archive::FileHasher`); other outputs are hashed after
+    /// (`mini_store::nar::FileHasher`); other outputs are hashed after
     /// the build as usual.
     pub archive_hashes: BTreeMap<String, (blake3::Hash, u64)>,
 }

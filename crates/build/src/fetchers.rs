@@ -13,9 +13,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mini_store::archive;
 use mini_store::derivation::{fixed_output_path, FixedHash, HashMode};
 use mini_store::fixed::ContentDigest;
+use mini_store::nar;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::{validate_name, StorePath};
 
@@ -122,7 +122,7 @@ fn hash_content(content: &Path, mode: HashMode) -> Result<[u8; 32], FetchError> 
     let mut digest = Sha256::new();
     let hashed = match mode {
         HashMode::Flat => std::fs::File::open(content).and_then(|mut file| std::io::copy(&mut file, &mut digest)),
-        HashMode::Recursive => archive::dump_path(content, &mut digest).map_err(std::io::Error::other),
+        HashMode::Recursive => nar::dump_path(content, &mut digest).map_err(std::io::Error::other),
     };
     hashed.map_err(|e| FetchError(format!("cannot hash '{}': {e}", content.display())))?;
     let bytes = digest.finish();

@@ -17,8 +17,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use mini_store::archive;
 use mini_store::derivation::{FixedHash, HashMode};
+use mini_store::nar;
 use mini_store::store::StoreError;
 use sha2::Digest;
 
@@ -223,10 +223,10 @@ pub fn hash_fixed(path: &Path, fixed: &FixedHash) -> Result<Vec<u8>> {
         HashMode::Recursive => {
             if let Hasher::Blake3(_) = hasher {
                 // The store's hasher reads a large tree on all cores, to the same digest.
-                let (hash, _) = archive::hash_path(path).map_err(StoreError::from)?;
+                let (hash, _) = nar::hash_path(path).map_err(StoreError::from)?;
                 return Ok(hash.as_bytes().to_vec());
             }
-            archive::dump_path(path, &mut hasher).map_err(StoreError::from)?;
+            nar::dump_path(path, &mut hasher).map_err(StoreError::from)?;
         }
     }
     Ok(hasher.finish())
@@ -496,7 +496,7 @@ mod tests {
         fs::write(tree.join("sub/f"), "data").unwrap();
         symlink("sub/f", tree.join("l")).unwrap();
         let mut archive_bytes = Vec::new();
-        archive::dump_path(&tree, &mut archive_bytes).unwrap();
+        nar::dump_path(&tree, &mut archive_bytes).unwrap();
         let sha_tree = hash_fixed(&tree, &fixed("sha256", HashMode::Recursive, vec![])).unwrap();
         assert_eq!(sha_tree, sha2::Sha256::digest(&archive_bytes).to_vec());
         let blake_tree = hash_fixed(&tree, &fixed("blake3", HashMode::Recursive, vec![])).unwrap();

@@ -774,7 +774,7 @@ impl<'a> Builder<'a> {
                 message: format!("cannot check {path}: it was never built"),
             });
         };
-        let hash = |tree: &Path| mini_store::archive::hash_path(tree).map(|(hash, size)| (*hash.as_bytes(), size));
+        let hash = |tree: &Path| mini_store::nar::hash_path(tree).map(|(hash, size)| (*hash.as_bytes(), size));
         let valid = self.store.physical_path(path);
         let Ok(in_store) = hash(&valid) else {
             return Err(BuildError::ModifiedOutput { path: path.to_string(), files: vec![path.to_string()] });

@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, Seek, Write};
 
-use mini_store::archive;
+use mini_store::nar;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 
@@ -118,7 +118,7 @@ fn compress(source: &std::path::Path, dest: &std::path::Path) -> Result<([u8; 32
     let file_side = Hashing { inner: io::BufWriter::new(file), hasher: blake3::Hasher::new(), len: 0 };
     let encoder = xz2::write::XzEncoder::new(file_side, XZ_LEVEL);
     let mut nar_side = Hashing { inner: encoder, hasher: blake3::Hasher::new(), len: 0 };
-    archive::dump_path(source, &mut nar_side)?;
+    nar::dump_path(source, &mut nar_side)?;
     let finished = nar_side.inner.finish().map_err(|e| io_error("compressing", dest, e))?;
     let mut file = finished.inner.into_inner().map_err(|e| io_error("writing", dest, e.into_error()))?;
     file.flush().and_then(|()| file.rewind()).map_err(|e| io_error("writing", dest, e))?;

@@ -7,7 +7,7 @@
 //! The download and the archive are read through limits at the narinfo's
 //! `FileSize` and `NarSize`, so a cache that lies about them (an xz bomb)
 //! is refused as soon as it passes the declared size, not after filling
-//! the disk; the archive is unpacked with `archive::restore`, which never
+//! the disk; the archive is unpacked with `nar::restore`, which never
 //! writes through a link.
 
 use std::collections::HashMap;
@@ -15,7 +15,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Mutex;
 
-use mini_store::archive;
+use mini_store::nar;
 use mini_store::store::{discard_tree, nar_hash_text, Store};
 use mini_store::store_path::StorePath;
 
@@ -222,7 +222,7 @@ fn unpack(
     };
     let mut nar_side = Hashing::new(Limited::new(decoded, info.nar_size));
     // The archive's hash and size count any bytes after its end (which make the size wrong).
-    let nar = archive::restore(&mut nar_side, dest)
+    let nar = nar::restore(&mut nar_side, dest)
         .map_err(|e| e.to_string())
         .and_then(|()| nar_side.finish().map_err(|e| e.to_string()));
     let nar_exceeded = nar_side.inner.exceeded;
@@ -283,7 +283,7 @@ mod tests {
     use std::io::Write;
     use std::rc::Rc;
 
-    use mini_store::archive::Node;
+    use mini_store::nar::Node;
 
     use super::*;
 
@@ -307,7 +307,7 @@ mod tests {
     /// The archive of `node`, and a narinfo that tells the truth about it compressed as `compression`.
     fn cached(node: &Node, compression: &str) -> (NarInfo, Vec<u8>) {
         let mut nar = Vec::new();
-        archive::encode(node, &mut nar).unwrap();
+        nar::encode(node, &mut nar).unwrap();
         let file = if compression == "xz" { xz(&nar) } else { nar.clone() };
         let info = NarInfo {
             store_path: mini_store::store_path::StorePath::parse("/mini/store/00000000000000000000000000000000-x")

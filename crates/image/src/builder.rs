@@ -31,7 +31,7 @@ use crate::produce::{self, Fill, Made, Source};
 use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
 use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
-use mini_store::archive::FileHasher;
+use mini_store::nar::FileHasher;
 
 /// Where `sbom = true` (or `"cyclonedx"`) puts the image's SBOM, beside
 /// the packages' own as apko lays them out; and `sbom = "spdx"`.

@@ -360,8 +360,8 @@ impl Derivation {
 /// which is how the store hashes every text it adds.
 pub fn text_file_digest(text: &str) -> blake3::Hash {
     let mut hasher = blake3::Hasher::new();
-    let file = crate::archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
-    crate::archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
+    let file = crate::nar::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
+    crate::nar::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
     hasher.finalize()
 }
 

@@ -15,8 +15,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::archive;
 use crate::derivation::{fixed_output_path, FixedHash, HashMode};
+use crate::nar;
 use crate::store::{discard_tree, Store, StoreError};
 use crate::store_path::{validate_name, StorePath};
 
@@ -141,12 +141,12 @@ fn stage_tree<D: ContentDigest>(source: &Path, dest: &Path, digest: D) -> Result
     let (dumped, restored) = std::thread::scope(|scope| {
         let dumper = scope.spawn(|| {
             let mut tee = Tee { out: writer, digest };
-            let result = archive::dump_path(&source, &mut tee);
+            let result = nar::dump_path(&source, &mut tee);
             let Tee { out, digest } = tee;
             drop(out);
             result.map(|_| digest.finish())
         });
-        let restored = archive::restore(&mut reader, dest);
+        let restored = nar::restore(&mut reader, dest);
         // A failed restore stops reading: the dumper must not wait on a full pipe.
         drop(reader);
         (dumper.join(), restored)
@@ -226,7 +226,7 @@ mod tests {
 
         let added = store.add_fixed(&tree, "tree", HashMode::Recursive, blake3::Hasher::new()).unwrap();
         let mut archive = Vec::new();
-        archive::dump_path(&tree, &mut archive).unwrap();
+        nar::dump_path(&tree, &mut archive).unwrap();
         assert_eq!(added.hash, fixed(HashMode::Recursive, blake3::hash(&archive).as_bytes().to_vec()));
         let stored = store.physical_path(&added.path);
         assert_eq!(fs::read_link(stored.join("out")).unwrap(), s.0.join("secret"));

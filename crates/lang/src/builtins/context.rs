@@ -186,7 +186,7 @@ fn check_sha256(ev: &mut Evaluator, stored: &StorePath, source: &Path, expected:
         .map_err(|e| EvalError::at(ErrorKind::Eval, e.to_string(), span))?;
     let store = ev.store(span)?;
     let mut hasher = sha2::Sha256::default();
-    mini_store::archive::dump_path(&store.physical_path(stored), &mut hasher)
+    mini_store::nar::dump_path(&store.physical_path(stored), &mut hasher)
         .map_err(|e| EvalError::at(ErrorKind::Io, format!("hashing '{stored}': {e}"), span))?;
     let got: [u8; 32] = sha2::Digest::finalize(hasher).into();
     if got[..] != want[..] {
