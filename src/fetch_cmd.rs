@@ -76,7 +76,7 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Result<ExitCode
         .map_err(|e| format!("{e}; give the store name with --name"))?;
     eprintln!("path: {}", added.path);
     eprintln!("file: {name}");
-    println!("{}", mini_build::output::sri(&added.hash.algo, &added.hash.digest));
+    println!("{}", mini_store::encoding::sri(&added.hash.algo, &added.hash.digest));
     Ok(ExitCode::SUCCESS)
 }
 

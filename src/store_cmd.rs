@@ -180,7 +180,7 @@ fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) 
     let mode = if recursive { HashMode::Recursive } else { HashMode::Flat };
     match store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new()) {
         Ok(added) => {
-            let hash = mini_build::output::sri(&added.hash.algo, &added.hash.digest);
+            let hash = mini_store::encoding::sri(&added.hash.algo, &added.hash.digest);
             if added.copied {
                 eprintln!("copying '{}' to '{}' ({hash})", path.display(), added.path);
             } else {

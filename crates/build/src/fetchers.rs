@@ -20,8 +20,8 @@ use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::{validate_name, StorePath};
 
 use crate::builtins::{fetch_url, FetchError, Sha256};
-use crate::output::sri;
 use crate::unpack;
+use mini_store::encoding::sri;
 
 /// A fetch's result in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,6 +18,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt
 use std::path::{Path, PathBuf};
 
 use mini_store::derivation::{FixedHash, HashMode};
+use mini_store::encoding::sri;
 use mini_store::nar;
 use mini_store::store::StoreError;
 use sha2::Digest;
@@ -277,30 +278,6 @@ pub fn verify_fixed(drv_name: &str, path: &Path, fixed: &FixedHash) -> Result<()
     })
 }
 
-/// A hash in SRI notation, `<algo>-<base64>`, which
-/// `mini_store::derivation::parse_hash` reads back.
-pub fn sri(algo: &str, digest: &[u8]) -> String {
-    format!("{algo}-{}", base64(digest))
-}
-
-/// Standard base64 with padding. Twenty lines here instead of a dependency,
-/// as the store's SRI decoder is.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | ((b as u32) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// Where the trees at `a` and `b` differ: relative paths (sorted; `.` for
 /// the roots themselves) whose type, contents, executable bit or symlink
 /// target differ, or that exist on one side only (a missing directory is
@@ -526,16 +503,6 @@ mod tests {
         let text = sri("blake3", b3.as_bytes());
         assert!(text.starts_with("blake3-"), "{text}");
         assert_eq!(parse_hash("blake3", &text).unwrap(), b3.as_bytes());
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let cases =
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]

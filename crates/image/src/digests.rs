@@ -188,7 +188,7 @@ pub(crate) fn temporary(path: &Path) -> PathBuf {
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(bytes)
+    mini_store::encoding::hex(bytes)
 }
 
 pub(crate) fn parse_hex(text: &str) -> Option<[u8; 32]> {

@@ -200,7 +200,7 @@ fn is_sha256_hex(s: &str) -> bool {
 }
 
 fn sha256_of(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(&sha2::Sha256::digest(bytes))
+    mini_store::encoding::hex(&sha2::Sha256::digest(bytes))
 }
 
 /// What the summary needs from a config document.

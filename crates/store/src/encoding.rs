@@ -3,8 +3,20 @@
 //! recipes and hash-mismatch errors write fixed-output hashes). Nix's
 //! base-32 lives next door in [`crate::base32`]. Pure: bytes in, text out.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
+
+/// How [`sri_decode`] reads the digest: the standard alphabet, with its
+/// padding optional (the caller strips it) and unused low bits of the last
+/// character ignored, as recipes have always been allowed to write it.
+const SRI_DIGEST: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -44,10 +56,11 @@ pub fn sri(algo: &str, digest: &[u8]) -> String {
 }
 
 /// An SRI hash split into its algorithm and digest; `None` if `text` is
-/// not `<algo>-<base64>`.
+/// not `<algo>-<base64>`. Lenient where recipes are: the base64 may carry
+/// its padding, none, or more than it needs.
 pub fn sri_decode(text: &str) -> Option<(&str, Vec<u8>)> {
     let (algo, encoded) = text.split_once('-')?;
-    Some((algo, base64_decode(encoded)?))
+    Some((algo, SRI_DIGEST.decode(encoded.trim_end_matches('=')).ok()?))
 }
 
 #[cfg(test)]
@@ -70,6 +83,7 @@ mod tests {
             assert_eq!(base64_encode(plain.as_bytes()), encoded);
             assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
         }
+        assert_eq!(base64_encode(&[0xff, 0xfe, 0xfd]), "//79");
         assert_eq!(base64_decode("Zg"), None, "padding is required");
     }
 
@@ -79,5 +93,19 @@ mod tests {
         assert_eq!(text, "sha256-AQID");
         assert_eq!(sri_decode(&text), Some(("sha256", vec![1, 2, 3])));
         assert_eq!(sri_decode("sha256"), None);
+    }
+
+    #[test]
+    fn sri_digests_may_leave_out_their_padding() {
+        let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        let digest = sri_decode(&format!("sha256-{empty}=")).unwrap().1;
+        assert_eq!(digest.len(), 32);
+        for padding in ["", "==", "==="] {
+            assert_eq!(sri_decode(&format!("sha256-{empty}{padding}")).unwrap().1, digest, "'{padding}'");
+        }
+        // The last character's two unused bits are ignored, not refused.
+        assert_eq!(sri_decode("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFX").unwrap().1, digest);
+        assert_eq!(sri_decode("sha256-AA=A"), None);
+        assert_eq!(sri_decode("sha256-A*"), None);
     }
 }

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::derivation::hex;
+use crate::encoding::hex;
 use crate::nar::{self, NarError, PathFilter};
 use crate::store_path::{PathKind, StorePath, StorePathError};
 

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::{self, BufReader, Read};
 
 use flate2::read::MultiGzDecoder;
-use mini_store::derivation::hex;
+use mini_store::encoding::hex;
 use mini_store::store_path::{StorePath, STORE_DIR};
 use sha2::{Digest, Sha256};
 

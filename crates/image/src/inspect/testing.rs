@@ -32,7 +32,7 @@ impl Drop for TempDir {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    mini_store::derivation::hex(&Sha256::digest(bytes))
+    mini_store::encoding::hex(&Sha256::digest(bytes))
 }
 
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
