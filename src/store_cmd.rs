@@ -392,7 +392,7 @@ fn names_store_path(text: &str, root: &Path) -> bool {
 
 fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
     let refs: BTreeSet<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
-    let hash = mini_store::store::nar_hash_text(&info.nar_hash);
+    let hash = mini_store::encoding::nar_hash_text(&info.nar_hash);
     let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
     let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
     format!(

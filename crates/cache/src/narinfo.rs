@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use mini_store::store::{nar_hash_text, parse_nar_hash};
+use mini_store::encoding::{nar_hash_text, parse_nar_hash};
 use mini_store::store_path::StorePath;
 
 use crate::{CacheError, Result, STORE_DIR};

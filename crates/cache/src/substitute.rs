@@ -15,8 +15,9 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Mutex;
 
+use mini_store::encoding::nar_hash_text;
 use mini_store::nar;
-use mini_store::store::{discard_tree, nar_hash_text, Store};
+use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 
 use crate::key::PublicKey;

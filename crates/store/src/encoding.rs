@@ -1,5 +1,6 @@
 //! The text encodings of digests, in one place: lower-case hex (records,
-//! OCI digests, `builtins.hashString`), and SRI (`<algo>-<base64>`, how
+//! OCI digests, `builtins.hashString`), a NAR hash as `blake3:<hex>`
+//! (records, narinfos, lock files), and SRI (`<algo>-<base64>`, how
 //! recipes and hash-mismatch errors write fixed-output hashes). Nix's
 //! base-32 lives next door in [`crate::base32`]. Pure: bytes in, text out.
 
@@ -63,6 +64,18 @@ pub fn sri_decode(text: &str) -> Option<(&str, Vec<u8>)> {
     Some((algo, SRI_DIGEST.decode(encoded.trim_end_matches('=')).ok()?))
 }
 
+/// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
+/// how records, `path-info`, narinfos and lock files write it.
+pub fn nar_hash_text(hash: &[u8; 32]) -> String {
+    format!("blake3:{}", hex(hash))
+}
+
+/// [`nar_hash_text`] read back (either case of hex digits); `None` for
+/// anything else.
+pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(text.strip_prefix("blake3:")?).ok().map(|hash| *hash.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +86,15 @@ mod tests {
         assert_eq!(hex_decode("009FfF"), Some(vec![0x00, 0x9f, 0xff]));
         assert_eq!(hex_decode("0"), None);
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn nar_hash_text_round_trips() {
+        let text = nar_hash_text(&[0xab; 32]);
+        assert_eq!(text, format!("blake3:{}", "ab".repeat(32)));
+        assert_eq!(parse_nar_hash(&text.to_uppercase().replace("BLAKE3", "blake3")), Some([0xab; 32]));
+        assert_eq!(parse_nar_hash(&text[..text.len() - 2]), None);
+        assert_eq!(parse_nar_hash(&format!("sha256:{}", "ab".repeat(32))), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::encoding::hex;
+use crate::encoding::{nar_hash_text, parse_nar_hash};
 use crate::nar::{self, NarError, PathFilter};
 use crate::store_path::{PathKind, StorePath, StorePathError};
 
@@ -880,18 +880,6 @@ fn normalise_tree(path: &Path) -> Result<()> {
 /// see [`crate::teardown`]. Cleanup that fails leaves junk, never wrong data.
 pub fn discard_tree(path: &Path) {
     let _ = crate::teardown::remove_tree(path);
-}
-
-/// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
-/// how records, `path-info`, narinfos and lock files write it.
-pub fn nar_hash_text(hash: &[u8; 32]) -> String {
-    format!("blake3:{}", hex(hash))
-}
-
-/// [`nar_hash_text`] read back (either case of hex digits); `None` for
-/// anything else.
-pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
-    blake3::Hash::from_hex(text.strip_prefix("blake3:")?).ok().map(|hash| *hash.as_bytes())
 }
 
 fn render_record(info: &PathInfo) -> String {
