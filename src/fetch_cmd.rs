@@ -72,7 +72,7 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Result<ExitCode
     };
     let name = args.name.unwrap_or(default_name);
     let added = store
-        .add_fixed(&file, &name, HashMode::Flat, mini_build::builtins::Sha256::new())
+        .add_fixed(&file, &name, HashMode::Flat, mini_store::fixed::Sha256::default())
         .map_err(|e| format!("{e}; give the store name with --name"))?;
     eprintln!("path: {}", added.path);
     eprintln!("file: {name}");

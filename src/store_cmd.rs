@@ -178,7 +178,7 @@ fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) 
         return fail(format!("'{}' has no file name: give the store name with --name", path.display()));
     };
     let mode = if recursive { HashMode::Recursive } else { HashMode::Flat };
-    match store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new()) {
+    match store.add_fixed(path, &name, mode, mini_store::fixed::Sha256::default()) {
         Ok(added) => {
             let hash = mini_store::encoding::sri(&added.hash.algo, &added.hash.digest);
             if added.copied {

@@ -329,8 +329,8 @@ pub(crate) fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
     let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
-        let n = mini_store::references::read_full(&mut fa, &mut ba)?;
-        let m = mini_store::references::read_full(&mut fb, &mut bb)?;
+        let n = mini_store::hash_io::read_full(&mut fa, &mut ba)?;
+        let m = mini_store::hash_io::read_full(&mut fb, &mut bb)?;
         if n != m || ba[..n] != bb[..m] {
             return Ok(false);
         }

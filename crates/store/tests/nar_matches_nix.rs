@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mini_store::nar;
+use sha2::Digest;
 
 /// A scratch directory for this test, removed when dropped.
 struct Scratch(PathBuf);
@@ -70,5 +71,6 @@ fn dump_is_byte_for_byte_nix_store_dump() {
         nar::dump_path(&root, &mut ours).unwrap();
         assert!(ours == expected, "{}: mini's archive differs from nix-store --dump", root.display());
         assert_eq!(nar::hash_path(&root).unwrap(), (blake3::hash(&expected), expected.len() as u64));
+        assert_eq!(nar::sha256(&root).unwrap(), <[u8; 32]>::from(sha2::Sha256::digest(&expected)));
     }
 }

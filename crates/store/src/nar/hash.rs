@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use blake3::hazmat::{left_subtree_len, merge_subtrees_non_root, merge_subtrees_root, ChainingValue, HasherExt, Mode};
 
-use super::disk::{io_error, read_error, walk_path, PathFilter, PieceSink, KEEP_ALL};
+use super::disk::{dump_path, io_error, read_error, walk_path, PathFilter, PieceSink, KEEP_ALL};
 use super::writer::{magic_token, push_regular_end, push_regular_start, ByteSink};
 use super::NarError;
 
@@ -120,6 +120,14 @@ pub fn hash_path_filtered(path: &Path, filter: PathFilter) -> Result<(blake3::Ha
     Ok((hash_pieces(&pieces, LEAF_LEN)?, pieces.len))
 }
 
+/// The SHA-256 of the archive of the tree at `path`: Nix's `narHash`, as
+/// `fetchTarball` reports it and `builtins.path` checks it.
+pub fn sha256(path: &Path) -> Result<[u8; 32], NarError> {
+    let mut digest = sha2::Sha256::default();
+    dump_path(path, &mut digest)?;
+    Ok(sha2::Digest::finalize(digest).into())
+}
+
 /// Hashes the whole archive, splitting it into leaves of at most `leaf_len` bytes.
 fn hash_pieces(pieces: &PieceList, leaf_len: u64) -> Result<blake3::Hash, NarError> {
     if pieces.len <= leaf_len {
@@ -209,9 +217,19 @@ mod tests {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
+    use sha2::Digest;
+
     use super::super::fixtures::*;
     use super::super::{restore, validate};
     use super::*;
+
+    #[test]
+    fn sha256_is_of_the_archive() {
+        let scratch = Scratch::new("sha256");
+        let path = scratch.join("file");
+        write_file(&path, b"hello", 0o644);
+        assert_eq!(sha256(&path).unwrap(), <[u8; 32]>::from(sha2::Sha256::digest(golden_file())));
+    }
 
     #[test]
     fn a_file_hashed_as_written_hashes_as_read_back() {

@@ -43,7 +43,7 @@ pub mod writer;
 mod fixtures;
 
 pub use disk::{dump_path, dump_path_filtered, restore, PathFilter, KEEP_ALL};
-pub use hash::{hash_path, hash_path_filtered, FileHasher};
+pub use hash::{hash_path, hash_path_filtered, sha256, FileHasher};
 pub use reader::validate;
 pub use writer::{encode, Node};
 
