@@ -30,7 +30,8 @@ use crate::dag::{self, BuildPlan, Job};
 use crate::elf;
 use crate::error::{io_err, BuildError, Result};
 use crate::output;
-use crate::sandbox::{self, SandboxSpec, STORE_DIR};
+use crate::sandbox::{self, SandboxSpec};
+use mini_store::STORE_DIR;
 
 /// `SOURCE_DATE_EPOCH` in every build: 1980-01-01, as nixpkgs sets it (the
 /// earliest time a zip file can hold).
@@ -510,7 +511,7 @@ impl<'a> Builder<'a> {
             args: job.drv.args.clone(),
             env: env.into_iter().collect(),
             work_dir,
-            store_dir: self.store.root().join("store"),
+            store_dir: self.store.store_dir(),
             inputs: inputs.iter().map(StorePath::base_name).collect(),
             network: job.drv.fixed_output().is_some(),
             tmpfs_size: self.options.tmpfs_size,

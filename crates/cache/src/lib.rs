@@ -43,6 +43,3 @@ pub enum CacheError {
 }
 
 pub type Result<T> = std::result::Result<T, CacheError>;
-
-/// Where a binary cache keeps paths named `/mini/store/...`.
-pub const STORE_DIR: &str = "/mini/store";

@@ -380,7 +380,7 @@ impl Store {
         if is_dir {
             fs::set_permissions(&target, fs::Permissions::from_mode(0o555)).map_err(io_err("sealing", &target))?;
         }
-        sync_dir(&self.root.join("store"))?;
+        sync_dir(&self.store_dir())?;
         let info = PathInfo {
             path: path.clone(),
             references,
@@ -490,7 +490,7 @@ impl Store {
         }
         // Roots another user's process made unreadable: leave every entry.
         let Ok(in_use) = self.live_temp_roots() else { return Ok(()) };
-        let store = self.root.join("store");
+        let store = self.store_dir();
         for entry in fs::read_dir(&store).map_err(io_err("reading", &store))?.flatten() {
             let Ok(path) = StorePath::parse_base_name(&entry.file_name().to_string_lossy()) else { continue };
             if self.is_valid(&path) || in_use.contains(&path) {
@@ -675,7 +675,7 @@ impl Store {
     pub fn roots(&self) -> Result<BTreeSet<StorePath>> {
         let mut roots = BTreeSet::new();
         let gcroots = self.root.join("gcroots");
-        let store_dir = self.root.join("store");
+        let store_dir = self.store_dir();
         for entry in fs::read_dir(&gcroots).map_err(io_err("reading", &gcroots))?.flatten() {
             let target = fs::read_link(entry.path()).and_then(fs::read_link).ok();
             let path = target
