@@ -288,7 +288,7 @@ pub fn run(store_root: &Path, args: RunArgs) -> ExitCode {
             let Some(out) = outputs.get("out").or_else(|| outputs.values().next()) else {
                 return fail("the derivation has no outputs");
             };
-            let drv = mini_build::dag::read_derivation(&store, drv_path).ok();
+            let drv = store.read_derivation(drv_path).ok();
             let main = drv.as_ref().and_then(|d| d.env.get("mainProgram").cloned());
             let name = drv.map(|d| d.name).unwrap_or_default();
             (out.clone(), name, main)

@@ -114,7 +114,7 @@ fn build_graph(store: &Store, installable: &str, target: Target) -> Result<Graph
         if graph.nodes.contains_key(&drv_path) {
             continue;
         }
-        let drv = mini_build::dag::read_derivation(store, &drv_path).map_err(|e| e.to_string())?;
+        let drv = store.read_derivation(&drv_path).map_err(|e| e.to_string())?;
         for src in &drv.input_srcs {
             graph.nodes.entry(src.clone()).or_insert_with(|| (Kind::Source, src.name().to_string()));
             graph.edges.insert((src.clone(), drv_path.clone()));

@@ -434,7 +434,7 @@ impl<'a> Builder<'a> {
     fn input_roots(&self, drv: &Derivation) -> Result<Vec<StorePath>> {
         let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &drv.input_drvs {
-            let input_drv = dag::read_derivation(self.store, input)?;
+            let input_drv = self.store.read_derivation(input)?;
             for name in wanted {
                 match input_drv.outputs.get(name).and_then(|o| o.path.clone()) {
                     Some(path) => roots.push(path),
@@ -915,7 +915,7 @@ mod tests {
         assert!(report.failed.is_empty() && report.not_attempted.is_empty(), "{report:?}");
         assert_eq!(report.built.len(), 6, "the four others, broken and top: {report:?}");
         assert!(inputs.iter().all(|drv| {
-            let out = crate::dag::read_derivation(&store, drv).unwrap().outputs["out"].path.clone().unwrap();
+            let out = store.read_derivation(drv).unwrap().outputs["out"].path.clone().unwrap();
             store.is_valid(&out)
         }));
         // The first plan left broken's inputs out; they came as more work.
@@ -953,7 +953,7 @@ mod tests {
         let builder = Builder::new(&store, BuildOptions::default(), &Silent).with_builtin(Box::new(Named));
         assert!(builder.realise(std::slice::from_ref(&drv), false).unwrap().failed.is_empty());
         assert!(builder.realise(std::slice::from_ref(&drv), true).unwrap().failed.is_empty(), "deterministic");
-        let out = crate::dag::read_derivation(&store, &drv).unwrap().outputs["out"].path.clone().unwrap();
+        let out = store.read_derivation(&drv).unwrap().outputs["out"].path.clone().unwrap();
         let data = store.physical_path(&out).join("data");
         fs::set_permissions(&data, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&data, "evil").unwrap();
@@ -1002,7 +1002,7 @@ mod tests {
             env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         };
         fn modulo(store: &Store, drv: &StorePath) -> mini_store::derivation::ModuloHash {
-            dag::read_derivation(store, drv).unwrap().hash_modulo(&mut |p| modulo(store, p))
+            store.read_derivation(drv).unwrap().hash_modulo(&mut |p| modulo(store, p))
         }
         let hash = drv.hash_modulo(&mut |p| modulo(store, p));
         drv.fill_output_paths(hash).unwrap();

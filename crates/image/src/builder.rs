@@ -279,7 +279,7 @@ fn write_stream(image: &Image, layers: &[Layer], out: &Path) -> Result<Vec<Made>
 fn image_roots(job: &BuiltinJob<'_>) -> Result<Vec<StorePath>> {
     let mut roots: BTreeSet<StorePath> = job.drv.input_srcs.clone();
     for (input, outputs) in &job.drv.input_drvs {
-        let drv = mini_build::dag::read_derivation(job.store, input).map_err(|e| bad("inputs", e.to_string()))?;
+        let drv = job.store.read_derivation(input).map_err(|e| bad("inputs", e.to_string()))?;
         for name in outputs {
             if let Some(path) = drv.outputs.get(name).and_then(|o| o.path.clone()) {
                 roots.insert(path);
