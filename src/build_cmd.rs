@@ -158,7 +158,7 @@ fn realise_with(
     let file_dirs = crate::settings::allowed_file_dirs().map_err(|e| fail(&e))?;
     options.impure_env = crate::settings::impure_env().map_err(|e| fail(&e))?;
     let mut builder = Builder::new(&store, options, &progress)
-        .with_builtin(mini_build::builtins::fetchurl(file_dirs))
+        .with_builtin(mini_build::builtin_builders::fetchurl(file_dirs))
         .with_builtin(Box::new(mini_image::builder::ImageBuilder));
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);

@@ -19,7 +19,7 @@ use mini_store::nar;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::{validate_name, StorePath};
 
-use crate::builtins::{fetch_url, FetchError};
+use crate::builtin_builders::{fetch_url, FetchError};
 use crate::unpack;
 use mini_store::encoding::sri;
 

@@ -225,7 +225,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::builtins::{BuiltinBuilder, BuiltinJob};
+    use crate::builtin_builders::{BuiltinBuilder, BuiltinJob};
     use crate::error::io_err;
     use crate::schedule::{BuildOptions, Silent};
     use crate::testing::{add_drv, Scratch};

@@ -24,7 +24,7 @@ use mini_store::store_path::StorePath;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 
-use crate::builtins::{BuiltinBuilder, BuiltinJob, Declared};
+use crate::builtin_builders::{BuiltinBuilder, BuiltinJob, Declared};
 use crate::constraints::{self, Constraint};
 use crate::dag::{self, BuildPlan, Job};
 use crate::elf;
@@ -188,7 +188,7 @@ struct Progress {
 
 impl<'a> Builder<'a> {
     pub fn new(store: &'a Store, options: BuildOptions, observer: &'a dyn Observer) -> Builder<'a> {
-        Builder { store, options, builtins: crate::builtins::standard(), observer, substituter: None }
+        Builder { store, options, builtins: crate::builtin_builders::standard(), observer, substituter: None }
     }
 
     /// Asks `substituter` for missing outputs before building them.

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mini_build::builtins::{BuiltinBuilder, BuiltinJob};
+use mini_build::builtin_builders::{BuiltinBuilder, BuiltinJob};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use rayon::prelude::*;
