@@ -1,6 +1,7 @@
 //! Hashing a tree on disk: its archive's BLAKE3 digest and size, computed
 //! in parallel and without writing the archive out ([`hash_path`]), or from
-//! a single file's bytes as they are written ([`FileHasher`]).
+//! a single file's bytes as they are written ([`FileHasher`]); and the
+//! archive's SHA-256, Nix's `narHash` ([`sha256`]).
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
