@@ -153,7 +153,7 @@ fn realise_with(
     let file_dirs = config.allowed_file_dirs()?;
     options.impure_env = config.impure_env()?;
     let mut builder = Builder::new(store, options, &progress)
-        .with_builtin(mini_build::builtins::fetchurl(file_dirs))
+        .with_builtin(mini_build::builtin_builders::fetchurl(file_dirs))
         .with_builtin(Box::new(mini_image::builder::ImageBuilder));
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);

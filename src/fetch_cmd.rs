@@ -1,7 +1,7 @@
 //! `mini fetch` (as `nix-prefetch-url`): downloads a URL, or a wheel with
 //! the host's pip, adds it to the store as a flat SHA-256 fixed output and
 //! prints the SRI hash to paste into a recipe. The downloads are the fetch
-//! builtins' own (`mini_build::builtins::fetch_url`,
+//! builtins' own (`mini_build::builtin_builders::fetch_url`,
 //! `mini_build::pypi::download`), so the file is the one a build fetches,
 //! at the path that build would give it.
 
@@ -58,7 +58,8 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Outcome {
             }
             let file_dirs = mini_cache::config::Config::load()?.allowed_file_dirs()?;
             let file = staging.join("download");
-            mini_build::builtins::fetch_url(&args.source, &file_dirs, &file, &mut log).map_err(|e| e.to_string())?;
+            mini_build::builtin_builders::fetch_url(&args.source, &file_dirs, &file, &mut log)
+                .map_err(|e| e.to_string())?;
             // As fetchurl's `baseNameOf url`.
             let name = args.source.rsplit('/').next().unwrap_or_default().to_string();
             (file, name)
@@ -66,10 +67,10 @@ fn fetch_into(store: &Store, staging: &Path, args: FetchArgs) -> Outcome {
     };
     let name = args.name.unwrap_or(default_name);
     let added = store
-        .add_fixed(&file, &name, HashMode::Flat, mini_build::builtins::Sha256::new())
+        .add_fixed(&file, &name, HashMode::Flat, mini_store::fixed::Sha256::default())
         .map_err(|e| format!("{e}; give the store name with --name"))?;
     eprintln!("path: {}", added.path);
     eprintln!("file: {name}");
-    println!("{}", mini_build::output::sri(&added.hash.algo, &added.hash.digest));
+    println!("{}", mini_store::encoding::sri(&added.hash.algo, &added.hash.digest));
     Ok(ExitCode::SUCCESS)
 }

@@ -40,7 +40,7 @@ impl mini_lang::Fetcher for CliFetcher {
         let result = UrlFetched { path: fetched.path, sha256: fetched.sha256 };
         if request.sha256.is_none() {
             let builtin = if unpack { "fetchTarball" } else { "fetchurl" };
-            let hash = mini_build::output::sri("sha256", &fetched.sha256);
+            let hash = mini_store::encoding::sri("sha256", &fetched.sha256);
             eprintln!("note: {builtin} of '{url}' is not pinned; add sha256 = \"{hash}\"; to pin it");
             self.unpinned.lock().map_err(|_| "a fetch panicked")?.insert(key, result.clone());
         }

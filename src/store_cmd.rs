@@ -162,8 +162,8 @@ fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) 
         return Err(failure(format!("'{}' has no file name: give the store name with --name", path.display())));
     };
     let mode = if recursive { HashMode::Recursive } else { HashMode::Flat };
-    let added = store.add_fixed(path, &name, mode, mini_build::builtins::Sha256::new())?;
-    let hash = mini_build::output::sri(&added.hash.algo, &added.hash.digest);
+    let added = store.add_fixed(path, &name, mode, mini_store::fixed::Sha256::default())?;
+    let hash = mini_store::encoding::sri(&added.hash.algo, &added.hash.digest);
     if added.copied {
         eprintln!("copying '{}' to '{}' ({hash})", path.display(), added.path);
     } else {
@@ -328,7 +328,7 @@ fn names_store_path(text: &str, root: &Path) -> bool {
 
 fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
     let refs: BTreeSet<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
-    let hash = mini_store::store::nar_hash_text(&info.nar_hash);
+    let hash = mini_store::encoding::nar_hash_text(&info.nar_hash);
     let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
     let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
     format!(

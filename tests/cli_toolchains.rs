@@ -355,7 +355,7 @@ fn the_go_service_image_answers_http_in_docker_and_holds_no_toolchain() {
     assert!(text(&copied.stderr).contains("0 layers written, 2 already there"), "{}", text(&copied.stderr));
     let stream = tc.physical(&build(&tc.store, &dir, "stream"));
     let config = std::fs::read(stream.join("config.json")).expect("the stream image's config");
-    let config_digest = format!("sha256:{}", mini_store::derivation::hex(&sha2::Sha256::digest(&config)));
+    let config_digest = format!("sha256:{}", mini_store::encoding::hex(&sha2::Sha256::digest(&config)));
     assert_eq!(id_before.trim(), config_digest);
     assert_eq!(docker.docker_ok(&["image", "inspect", "-f", "{{.Id}}", "site:latest"]).trim(), config_digest);
 

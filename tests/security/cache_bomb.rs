@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 
 use mini_cache::key::SecretKey;
 use mini_cache::narinfo::{self, NarInfo};
-use mini_store::archive::{self, Node};
+use mini_store::nar::{self, Node};
 use mini_store::store_path::StorePath;
 
 use crate::{ok, text, users, Attempt, Who};
@@ -113,7 +113,7 @@ fn bytes_below(dir: &Path) -> u64 {
 /// The archive of one file of `len` zero bytes.
 fn zeros(len: usize) -> Vec<u8> {
     let mut nar = Vec::new();
-    archive::encode(&Node::Regular { executable: false, contents: vec![0; len] }, &mut nar).expect("encode");
+    nar::encode(&Node::Regular { executable: false, contents: vec![0; len] }, &mut nar).expect("encode");
     nar
 }
 

@@ -41,17 +41,6 @@ pub struct BuildPlan {
     pub found_valid: BTreeSet<StorePath>,
 }
 
-/// Reads a `.drv` file from the store, refusing one modified on disk.
-pub fn read_derivation(store: &Store, drv_path: &StorePath) -> Result<Derivation> {
-    let bad = |message: String| BuildError::BadDerivation { drv: drv_path.to_string(), message };
-    if !store.is_valid(drv_path) {
-        return Err(bad("it is not a valid store path".into()));
-    }
-    let file = store.physical_path(drv_path);
-    let text = std::fs::read_to_string(&file).map_err(|e| bad(e.to_string()))?;
-    Derivation::from_stored(drv_path, &text).map_err(|e| bad(e.to_string()))
-}
-
 /// Whether every output of `drv` is valid.
 pub fn outputs_valid(store: &Store, drv: &Derivation) -> bool {
     drv.outputs.values().all(|o| o.path.as_ref().is_some_and(|p| store.is_valid(p)))
@@ -110,7 +99,7 @@ pub fn plan_with(
         if index.contains_key(&drv_path) {
             continue;
         }
-        let drv = read_derivation(store, &drv_path)?;
+        let drv = store.read_derivation(&drv_path)?;
         found_valid.insert(drv_path.clone());
         let is_check = check && wanted.contains(&drv_path);
         if outputs_valid(store, &drv) && !is_check {
@@ -240,8 +229,8 @@ mod tests {
         let a = add_drv(&store, "a", &[]);
         let b = add_drv(&store, "b", &[&a]);
         // a is built: its output stands in the store, found by the plan.
-        let a_out = read_derivation(&store, &a).unwrap().outputs["out"].path.clone().unwrap();
-        let b_out = read_derivation(&store, &b).unwrap().outputs["out"].path.clone().unwrap();
+        let a_out = store.read_derivation(&a).unwrap().outputs["out"].path.clone().unwrap();
+        let b_out = store.read_derivation(&b).unwrap().outputs["out"].path.clone().unwrap();
         let staged = store.staging_dir().unwrap();
         std::fs::write(staged.join("f"), "a").unwrap();
         let _lock = store.lock(&a_out).unwrap();

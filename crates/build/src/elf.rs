@@ -117,7 +117,7 @@ pub fn unrunnable_inputs(store: &Store, roots: &[StorePath]) -> Vec<Unrunnable> 
 /// they stay in the store: a store path may hold a link to any host file,
 /// which mini never reads on a builder's word.
 fn open_in_store(store: &Store, logical: &str) -> Option<File> {
-    let store_dir = store.root().join("store");
+    let store_dir = store.store_dir();
     let mut todo: Vec<String> = components(logical.strip_prefix(STORE_DIR)?)?;
     todo.reverse();
     let mut resolved: Vec<String> = Vec::new();

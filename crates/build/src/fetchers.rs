@@ -13,15 +13,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use mini_store::archive;
 use mini_store::derivation::{fixed_output_path, FixedHash, HashMode};
-use mini_store::fixed::ContentDigest;
+use mini_store::fixed::Sha256;
+use mini_store::nar;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::{validate_name, StorePath};
 
-use crate::builtins::{fetch_url, FetchError, Sha256};
-use crate::output::sri;
+use crate::builtin_builders::{fetch_url, FetchError};
 use crate::unpack;
+use mini_store::encoding::sri;
 
 /// A fetch's result in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,14 +119,16 @@ pub fn nar_hash(dir: &Path) -> Result<String, FetchError> {
 
 /// SHA-256 of a file's bytes (flat) or of a tree's canonical archive.
 fn hash_content(content: &Path, mode: HashMode) -> Result<[u8; 32], FetchError> {
-    let mut digest = Sha256::new();
-    let hashed = match mode {
-        HashMode::Flat => std::fs::File::open(content).and_then(|mut file| std::io::copy(&mut file, &mut digest)),
-        HashMode::Recursive => archive::dump_path(content, &mut digest).map_err(std::io::Error::other),
-    };
-    hashed.map_err(|e| FetchError(format!("cannot hash '{}': {e}", content.display())))?;
-    let bytes = digest.finish();
-    bytes.try_into().map_err(|_| FetchError("SHA-256 gave a digest that is not 32 bytes".into()))
+    let failed = |e: &dyn std::fmt::Display| FetchError(format!("cannot hash '{}': {e}", content.display()));
+    match mode {
+        HashMode::Flat => {
+            let mut digest = Sha256::default();
+            let mut file = std::fs::File::open(content).map_err(|e| failed(&e))?;
+            std::io::copy(&mut file, &mut digest).map_err(|e| failed(&e))?;
+            Ok(sha2::Digest::finalize(digest).into())
+        }
+        HashMode::Recursive => nar::sha256(content).map_err(|e| failed(&e)),
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +165,7 @@ mod tests {
             &mut Vec::new(),
         )
         .unwrap();
-        let added = store.add_fixed(&s.0.join("hello.txt"), "hello.txt", HashMode::Flat, Sha256::new()).unwrap();
+        let added = store.add_fixed(&s.0.join("hello.txt"), "hello.txt", HashMode::Flat, Sha256::default()).unwrap();
         assert_eq!(first.path, added.path, "the path `mini store add-fixed` gives");
         assert!(first.copied && !added.copied);
         let again = fetch_to_store(

@@ -2,7 +2,7 @@
 //! derivations and their inputs form a DAG (`dag`), which the scheduler
 //! (`schedule`) runs on parallel workers, each derivation in a Linux
 //! namespace sandbox (`sandbox`) that sees only its declared inputs, or in
-//! process for builtin builders (`builtins`). Finished outputs are
+//! process for builtin builders (`builtin_builders`). Finished outputs are
 //! canonicalised and checked (`output`, and `constraints` for what they may
 //! refer to) before the store registers them.
 //! A failed build names the inputs' programs that need a loader outside
@@ -13,7 +13,7 @@
 //! This crate stands on `mini-store` alone: it reads derivations from the
 //! store and knows nothing of the language that wrote them.
 
-pub mod builtins;
+pub mod builtin_builders;
 pub mod constraints;
 pub mod dag;
 pub mod doctor;

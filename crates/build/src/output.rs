@@ -17,8 +17,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use mini_store::archive;
 use mini_store::derivation::{FixedHash, HashMode};
+use mini_store::encoding::sri;
+use mini_store::nar;
 use mini_store::store::StoreError;
 use sha2::Digest;
 
@@ -223,10 +224,10 @@ pub fn hash_fixed(path: &Path, fixed: &FixedHash) -> Result<Vec<u8>> {
         HashMode::Recursive => {
             if let Hasher::Blake3(_) = hasher {
                 // The store's hasher reads a large tree on all cores, to the same digest.
-                let (hash, _) = archive::hash_path(path).map_err(StoreError::from)?;
+                let (hash, _) = nar::hash_path(path).map_err(StoreError::from)?;
                 return Ok(hash.as_bytes().to_vec());
             }
-            archive::dump_path(path, &mut hasher).map_err(StoreError::from)?;
+            nar::dump_path(path, &mut hasher).map_err(StoreError::from)?;
         }
     }
     Ok(hasher.finish())
@@ -275,30 +276,6 @@ pub fn verify_fixed(drv_name: &str, path: &Path, fixed: &FixedHash) -> Result<()
         specified: sri(&fixed.algo, &fixed.digest),
         got: sri(&fixed.algo, &got),
     })
-}
-
-/// A hash in SRI notation, `<algo>-<base64>`, which
-/// `mini_store::derivation::parse_hash` reads back.
-pub fn sri(algo: &str, digest: &[u8]) -> String {
-    format!("{algo}-{}", base64(digest))
-}
-
-/// Standard base64 with padding. Twenty lines here instead of a dependency,
-/// as the store's SRI decoder is.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | ((b as u32) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Where the trees at `a` and `b` differ: relative paths (sorted; `.` for
@@ -352,8 +329,8 @@ pub(crate) fn same_contents(a: &Path, b: &Path) -> io::Result<bool> {
     let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
     loop {
-        let n = mini_store::references::read_full(&mut fa, &mut ba)?;
-        let m = mini_store::references::read_full(&mut fb, &mut bb)?;
+        let n = mini_store::hash_io::read_full(&mut fa, &mut ba)?;
+        let m = mini_store::hash_io::read_full(&mut fb, &mut bb)?;
         if n != m || ba[..n] != bb[..m] {
             return Ok(false);
         }
@@ -496,7 +473,7 @@ mod tests {
         fs::write(tree.join("sub/f"), "data").unwrap();
         symlink("sub/f", tree.join("l")).unwrap();
         let mut archive_bytes = Vec::new();
-        archive::dump_path(&tree, &mut archive_bytes).unwrap();
+        nar::dump_path(&tree, &mut archive_bytes).unwrap();
         let sha_tree = hash_fixed(&tree, &fixed("sha256", HashMode::Recursive, vec![])).unwrap();
         assert_eq!(sha_tree, sha2::Sha256::digest(&archive_bytes).to_vec());
         let blake_tree = hash_fixed(&tree, &fixed("blake3", HashMode::Recursive, vec![])).unwrap();
@@ -526,16 +503,6 @@ mod tests {
         let text = sri("blake3", b3.as_bytes());
         assert!(text.starts_with("blake3-"), "{text}");
         assert_eq!(parse_hash("blake3", &text).unwrap(), b3.as_bytes());
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let cases =
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")];
-        for (plain, encoded) in cases {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-        assert_eq!(base64(&[0xff, 0xfe, 0xfd]), "//79");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::process::{Command, Stdio};
 
 use mini_store::store::discard_tree;
 
-use crate::builtins::{BuiltinBuilder, BuiltinJob, FetchError};
+use crate::builtin_builders::{BuiltinBuilder, BuiltinJob, FetchError};
 use crate::error::{io_err, Result};
 
 /// The environment variable naming the pip command to run.

@@ -15,7 +15,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use mini_store::store::{PathInfo, Problem, Store};
 use mini_store::store_path::StorePath;
 
-use crate::dag;
 use crate::error::Result;
 use crate::schedule::{Builder, Substituter};
 
@@ -198,7 +197,7 @@ struct Producers {
 impl Producers {
     fn of(&mut self, store: &Store, path: &StorePath) -> Result<Option<StorePath>> {
         let makes = |drv: &StorePath| {
-            dag::read_derivation(store, drv).is_ok_and(|d| d.outputs.values().any(|o| o.path.as_ref() == Some(path)))
+            store.read_derivation(drv).is_ok_and(|d| d.outputs.values().any(|o| o.path.as_ref() == Some(path)))
         };
         if let Some(deriver) = store.query(path)?.and_then(|info| info.deriver) {
             if makes(&deriver) {
@@ -208,7 +207,7 @@ impl Producers {
         if self.index.is_none() {
             let mut index = BTreeMap::new();
             for drv in store.all_valid()?.into_iter().filter(is_drv) {
-                if let Ok(d) = dag::read_derivation(store, &drv) {
+                if let Ok(d) = store.read_derivation(&drv) {
                     for output in d.outputs.into_values().filter_map(|o| o.path) {
                         index.insert(output, drv.clone());
                     }
@@ -226,7 +225,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::builtins::{BuiltinBuilder, BuiltinJob};
+    use crate::builtin_builders::{BuiltinBuilder, BuiltinJob};
     use crate::error::io_err;
     use crate::schedule::{BuildOptions, Silent};
     use crate::testing::{add_drv, Scratch};
@@ -242,7 +241,7 @@ mod tests {
         fn build(&self, job: &mut BuiltinJob<'_>) -> Result<()> {
             let mut text = job.drv.name.clone();
             for input in job.drv.input_drvs.keys() {
-                let drv = dag::read_derivation(job.store, input)?;
+                let drv = job.store.read_derivation(input)?;
                 text.extend(drv.outputs.values().filter_map(|o| o.path.as_ref()).map(|p| format!(" {p}")));
             }
             let out = &job.outputs["out"];
@@ -251,7 +250,7 @@ mod tests {
     }
 
     fn out_of(store: &Store, drv: &StorePath) -> StorePath {
-        dag::read_derivation(store, drv).unwrap().outputs["out"].path.clone().unwrap()
+        store.read_derivation(drv).unwrap().outputs["out"].path.clone().unwrap()
     }
 
     /// A store with `dep` and `app` (which refers to `dep`) built.

@@ -57,9 +57,6 @@ pub const BUILD_GID: u32 = 100;
 /// host should own files under it.
 pub const ROOT_BUILD_ID: u32 = 0x6d69_0000;
 
-/// Where, inside the sandbox, the store is.
-pub const STORE_DIR: &str = "/mini/store";
-
 /// The size of `/tmp` and `/dev/shm` when nothing says otherwise: builds
 /// keep their large temporary files in `/build` (`TMPDIR`), on disk.
 pub const DEFAULT_TMPFS_SIZE: u64 = 1 << 30;

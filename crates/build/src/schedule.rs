@@ -24,13 +24,14 @@ use mini_store::store_path::StorePath;
 use petgraph::graph::NodeIndex;
 use petgraph::Direction;
 
-use crate::builtins::{BuiltinBuilder, BuiltinJob, Declared};
+use crate::builtin_builders::{BuiltinBuilder, BuiltinJob, Declared};
 use crate::constraints::{self, Constraint};
 use crate::dag::{self, BuildPlan, Job};
 use crate::elf;
 use crate::error::{io_err, BuildError, Result};
 use crate::output;
-use crate::sandbox::{self, SandboxSpec, STORE_DIR};
+use crate::sandbox::{self, SandboxSpec};
+use mini_store::STORE_DIR;
 
 /// `SOURCE_DATE_EPOCH` in every build: 1980-01-01, as nixpkgs sets it (the
 /// earliest time a zip file can hold).
@@ -187,7 +188,7 @@ struct Progress {
 
 impl<'a> Builder<'a> {
     pub fn new(store: &'a Store, options: BuildOptions, observer: &'a dyn Observer) -> Builder<'a> {
-        Builder { store, options, builtins: crate::builtins::standard(), observer, substituter: None }
+        Builder { store, options, builtins: crate::builtin_builders::standard(), observer, substituter: None }
     }
 
     /// Asks `substituter` for missing outputs before building them.
@@ -433,7 +434,7 @@ impl<'a> Builder<'a> {
     fn input_roots(&self, drv: &Derivation) -> Result<Vec<StorePath>> {
         let mut roots: Vec<StorePath> = drv.input_srcs.iter().cloned().collect();
         for (input, wanted) in &drv.input_drvs {
-            let input_drv = dag::read_derivation(self.store, input)?;
+            let input_drv = self.store.read_derivation(input)?;
             for name in wanted {
                 match input_drv.outputs.get(name).and_then(|o| o.path.clone()) {
                     Some(path) => roots.push(path),
@@ -510,7 +511,7 @@ impl<'a> Builder<'a> {
             args: job.drv.args.clone(),
             env: env.into_iter().collect(),
             work_dir,
-            store_dir: self.store.root().join("store"),
+            store_dir: self.store.store_dir(),
             inputs: inputs.iter().map(StorePath::base_name).collect(),
             network: job.drv.fixed_output().is_some(),
             tmpfs_size: self.options.tmpfs_size,
@@ -774,7 +775,7 @@ impl<'a> Builder<'a> {
                 message: format!("cannot check {path}: it was never built"),
             });
         };
-        let hash = |tree: &Path| mini_store::archive::hash_path(tree).map(|(hash, size)| (*hash.as_bytes(), size));
+        let hash = |tree: &Path| mini_store::nar::hash_path(tree).map(|(hash, size)| (*hash.as_bytes(), size));
         let valid = self.store.physical_path(path);
         let Ok(in_store) = hash(&valid) else {
             return Err(BuildError::ModifiedOutput { path: path.to_string(), files: vec![path.to_string()] });
@@ -914,7 +915,7 @@ mod tests {
         assert!(report.failed.is_empty() && report.not_attempted.is_empty(), "{report:?}");
         assert_eq!(report.built.len(), 6, "the four others, broken and top: {report:?}");
         assert!(inputs.iter().all(|drv| {
-            let out = crate::dag::read_derivation(&store, drv).unwrap().outputs["out"].path.clone().unwrap();
+            let out = store.read_derivation(drv).unwrap().outputs["out"].path.clone().unwrap();
             store.is_valid(&out)
         }));
         // The first plan left broken's inputs out; they came as more work.
@@ -952,7 +953,7 @@ mod tests {
         let builder = Builder::new(&store, BuildOptions::default(), &Silent).with_builtin(Box::new(Named));
         assert!(builder.realise(std::slice::from_ref(&drv), false).unwrap().failed.is_empty());
         assert!(builder.realise(std::slice::from_ref(&drv), true).unwrap().failed.is_empty(), "deterministic");
-        let out = crate::dag::read_derivation(&store, &drv).unwrap().outputs["out"].path.clone().unwrap();
+        let out = store.read_derivation(&drv).unwrap().outputs["out"].path.clone().unwrap();
         let data = store.physical_path(&out).join("data");
         fs::set_permissions(&data, fs::Permissions::from_mode(0o644)).unwrap();
         fs::write(&data, "evil").unwrap();
@@ -1001,7 +1002,7 @@ mod tests {
             env: env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         };
         fn modulo(store: &Store, drv: &StorePath) -> mini_store::derivation::ModuloHash {
-            dag::read_derivation(store, drv).unwrap().hash_modulo(&mut |p| modulo(store, p))
+            store.read_derivation(drv).unwrap().hash_modulo(&mut |p| modulo(store, p))
         }
         let hash = drv.hash_modulo(&mut |p| modulo(store, p));
         drv.fill_output_paths(hash).unwrap();

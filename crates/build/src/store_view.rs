@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{io_err, Result};
 use crate::mounts::{bind, enter_root, errno, mount};
-use crate::sandbox::STORE_DIR;
+use mini_store::STORE_DIR;
 
 /// First argument that turns the `mini` binary into the run helper.
 pub const RUN_HELPER_ARG: &str = "__mini-run";

@@ -52,5 +52,5 @@ pub(crate) fn add_drv(store: &Store, name: &str, builder: &str, inputs: &[&Store
 }
 
 fn modulo_of(store: &Store, drv_path: &StorePath) -> mini_store::derivation::ModuloHash {
-    crate::dag::read_derivation(store, drv_path).unwrap().hash_modulo(&mut |p| modulo_of(store, p))
+    store.read_derivation(drv_path).unwrap().hash_modulo(&mut |p| modulo_of(store, p))
 }

@@ -6,7 +6,8 @@
 use std::fs::File;
 use std::io::{self, Seek, Write};
 
-use mini_store::archive;
+use mini_store::hash_io::HashingWriter;
+use mini_store::nar;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 
@@ -24,26 +25,6 @@ pub struct CopyReport {
     pub copied: Vec<StorePath>,
     /// Paths the cache already had.
     pub present: Vec<StorePath>,
-}
-
-/// Hashes and counts what passes through to `inner`.
-struct Hashing<W> {
-    inner: W,
-    hasher: blake3::Hasher,
-    len: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Copies the closure of `roots` from `store` to `remote`, signing with
@@ -115,12 +96,14 @@ fn io_error(action: &'static str, path: &std::path::Path, source: io::Error) -> 
 /// then the compressed file's.
 fn compress(source: &std::path::Path, dest: &std::path::Path) -> Result<([u8; 32], u64, [u8; 32], u64)> {
     let file = File::create(dest).map_err(|e| io_error("creating", dest, e))?;
-    let file_side = Hashing { inner: io::BufWriter::new(file), hasher: blake3::Hasher::new(), len: 0 };
+    let file_side = HashingWriter::new(io::BufWriter::new(file), blake3::Hasher::new());
     let encoder = xz2::write::XzEncoder::new(file_side, XZ_LEVEL);
-    let mut nar_side = Hashing { inner: encoder, hasher: blake3::Hasher::new(), len: 0 };
-    archive::dump_path(source, &mut nar_side)?;
-    let finished = nar_side.inner.finish().map_err(|e| io_error("compressing", dest, e))?;
-    let mut file = finished.inner.into_inner().map_err(|e| io_error("writing", dest, e.into_error()))?;
+    let mut nar_side = HashingWriter::new(encoder, blake3::Hasher::new());
+    nar::dump_path(source, &mut nar_side)?;
+    let (encoder, nar_hasher, nar_size) = nar_side.into_parts();
+    let finished = encoder.finish().map_err(|e| io_error("compressing", dest, e))?;
+    let (buffered, file_hasher, file_size) = finished.into_parts();
+    let mut file = buffered.into_inner().map_err(|e| io_error("writing", dest, e.into_error()))?;
     file.flush().and_then(|()| file.rewind()).map_err(|e| io_error("writing", dest, e))?;
-    Ok((*nar_side.hasher.finalize().as_bytes(), nar_side.len, *finished.hasher.finalize().as_bytes(), finished.len))
+    Ok((*nar_hasher.finalize().as_bytes(), nar_size, *file_hasher.finalize().as_bytes(), file_size))
 }

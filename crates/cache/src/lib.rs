@@ -40,10 +40,7 @@ pub enum CacheError {
     #[error(transparent)]
     Store(#[from] mini_store::store::StoreError),
     #[error(transparent)]
-    Archive(#[from] mini_store::archive::ArchiveError),
+    Nar(#[from] mini_store::nar::NarError),
 }
 
 pub type Result<T> = std::result::Result<T, CacheError>;
-
-/// Where a binary cache keeps paths named `/mini/store/...`.
-pub const STORE_DIR: &str = "/mini/store";

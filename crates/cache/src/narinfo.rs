@@ -5,10 +5,11 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use mini_store::store::{nar_hash_text, parse_nar_hash};
+use mini_store::encoding::{nar_hash_text, parse_nar_hash};
 use mini_store::store_path::StorePath;
+use mini_store::STORE_DIR;
 
-use crate::{CacheError, Result, STORE_DIR};
+use crate::{CacheError, Result};
 
 /// What a cache says about one store path.
 #[derive(Debug, Clone, PartialEq, Eq)]

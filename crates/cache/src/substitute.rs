@@ -7,7 +7,7 @@
 //! The download and the archive are read through limits at the narinfo's
 //! `FileSize` and `NarSize`, so a cache that lies about them (an xz bomb)
 //! is refused as soon as it passes the declared size, not after filling
-//! the disk; the archive is unpacked with `archive::restore`, which never
+//! the disk; the archive is unpacked with `nar::restore`, which never
 //! writes through a link.
 
 use std::collections::HashMap;
@@ -15,8 +15,10 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Mutex;
 
-use mini_store::archive;
-use mini_store::store::{discard_tree, nar_hash_text, Store};
+use mini_store::encoding::nar_hash_text;
+use mini_store::hash_io::HashingReader;
+use mini_store::nar;
+use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 
 use crate::key::PublicKey;
@@ -76,32 +78,10 @@ impl<R: Read> Read for Limited<R> {
     }
 }
 
-/// Hashes and counts what is read through it.
-struct Hashing<R> {
-    inner: R,
-    hasher: blake3::Hasher,
-    len: u64,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-}
-
-impl<R: Read> Hashing<R> {
-    fn new(inner: R) -> Self {
-        Hashing { inner, hasher: blake3::Hasher::new(), len: 0 }
-    }
-
-    /// Reads what is left, then the hash and length of everything read.
-    fn finish(&mut self) -> io::Result<([u8; 32], u64)> {
-        io::copy(self, &mut io::sink())?;
-        Ok((*self.hasher.finalize().as_bytes(), self.len))
-    }
+/// Reads what is left through `side`, then the hash and length of everything read.
+fn finish<R: Read>(side: &mut HashingReader<R, blake3::Hasher>) -> io::Result<([u8; 32], u64)> {
+    io::copy(side, &mut io::sink())?;
+    Ok((*side.digest().finalize().as_bytes(), side.read_bytes()))
 }
 
 impl BinaryCaches {
@@ -214,22 +194,22 @@ fn unpack(
     compressed: impl Read,
     dest: &Path,
 ) -> std::result::Result<(), String> {
-    let mut file_side = Hashing::new(Limited::new(compressed, info.file_size));
+    let mut file_side = HashingReader::new(Limited::new(compressed, info.file_size), blake3::Hasher::new());
     let decoded: Box<dyn Read + '_> = match info.compression.as_str() {
         "xz" => Box::new(xz2::read::XzDecoder::new(&mut file_side)),
         "none" => Box::new(&mut file_side),
         other => return Err(format!("{url} uses compression '{other}', which mini does not read")),
     };
-    let mut nar_side = Hashing::new(Limited::new(decoded, info.nar_size));
+    let mut nar_side = HashingReader::new(Limited::new(decoded, info.nar_size), blake3::Hasher::new());
     // The archive's hash and size count any bytes after its end (which make the size wrong).
-    let nar = archive::restore(&mut nar_side, dest)
+    let nar = nar::restore(&mut nar_side, dest)
         .map_err(|e| e.to_string())
-        .and_then(|()| nar_side.finish().map_err(|e| e.to_string()));
-    let nar_exceeded = nar_side.inner.exceeded;
+        .and_then(|()| finish(&mut nar_side).map_err(|e| e.to_string()));
+    let nar_exceeded = nar_side.get_ref().exceeded;
     drop(nar_side);
     // The rest of the file (at most its FileSize) is read even when the
     // archive was bad: a wrong file hash explains a bad archive best.
-    let file = if nar_exceeded { None } else { Some(file_side.finish().map_err(|e| e.to_string())) };
+    let file = if nar_exceeded { None } else { Some(finish(&mut file_side).map_err(|e| e.to_string())) };
 
     let oversized = |what: &str, thing: &str, declared: u64| {
         format!(
@@ -241,7 +221,7 @@ fn unpack(
         format!("{url} is corrupt or was tampered with: its {what} is {got}, but {narinfo_url} says {expected}")
     };
     let checked = match (nar, file) {
-        _ if file_side.inner.exceeded => Err(oversized("FileSize", "downloaded file", info.file_size)),
+        _ if file_side.get_ref().exceeded => Err(oversized("FileSize", "downloaded file", info.file_size)),
         (_, None) => Err(oversized("NarSize", "unpacked archive", info.nar_size)),
         (_, Some(Err(e))) => Err(format!("cannot download {url}: {e}")),
         (_, Some(Ok((_, file_size)))) if file_size != info.file_size => {
@@ -283,7 +263,7 @@ mod tests {
     use std::io::Write;
     use std::rc::Rc;
 
-    use mini_store::archive::Node;
+    use mini_store::nar::Node;
 
     use super::*;
 
@@ -307,7 +287,7 @@ mod tests {
     /// The archive of `node`, and a narinfo that tells the truth about it compressed as `compression`.
     fn cached(node: &Node, compression: &str) -> (NarInfo, Vec<u8>) {
         let mut nar = Vec::new();
-        archive::encode(node, &mut nar).unwrap();
+        nar::encode(node, &mut nar).unwrap();
         let file = if compression == "xz" { xz(&nar) } else { nar.clone() };
         let info = NarInfo {
             store_path: mini_store::store_path::StorePath::parse("/mini/store/00000000000000000000000000000000-x")

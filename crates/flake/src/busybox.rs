@@ -16,8 +16,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use mini_store::archive::{self, Node};
 use mini_store::elf::{self, Loader};
+use mini_store::nar::{self, Node};
 use mini_store::store::Store;
 use mini_store::store_path::{PathKind, StorePath};
 
@@ -38,7 +38,7 @@ pub(crate) fn import(store: &Store) -> Result<StorePath, FlakeError> {
         std::fs::read(&binary).map_err(|source| FlakeError::Io { action: "reading", path: binary.clone(), source })?;
     let tree = tree(contents, &applets);
     let mut hasher = blake3::Hasher::new();
-    archive::encode(&tree, &mut hasher).map_err(mini_store::store::StoreError::from)?;
+    nar::encode(&tree, &mut hasher).map_err(mini_store::store::StoreError::from)?;
     let kind = PathKind::Source { references: &[] };
     let path = StorePath::compute(&kind, "blake3", hasher.finalize().as_bytes(), NAME)
         .map_err(mini_store::store::StoreError::from)?;
@@ -185,13 +185,13 @@ mod tests {
     fn the_tree_written_out_hashes_as_the_tree_in_memory() {
         let node = tree(b"#!/bin/sh\n".to_vec(), &["sh".to_string(), "[".to_string()]);
         let mut hasher = blake3::Hasher::new();
-        archive::encode(&node, &mut hasher).unwrap();
+        nar::encode(&node, &mut hasher).unwrap();
         let dir = std::env::temp_dir().join(format!("mini-busybox-tree-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         write_tree(&node, &dir.join(NAME)).unwrap();
         assert_eq!(std::fs::read_link(dir.join("busybox/bin/sh")).unwrap(), Path::new("busybox"));
-        assert_eq!(archive::hash_path(&dir.join(NAME)).unwrap().0, hasher.finalize());
+        assert_eq!(nar::hash_path(&dir.join(NAME)).unwrap().0, hasher.finalize());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -19,7 +19,8 @@
 use std::path::{Path, PathBuf};
 
 use mini_lang::compile::canonicalize_lexically;
-use mini_store::store::{nar_hash_text, parse_nar_hash, Store};
+use mini_store::encoding::{nar_hash_text, parse_nar_hash};
+use mini_store::store::Store;
 use mini_store::store_path::{PathKind, StorePath};
 
 use crate::git::{self, GitUrl};

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use mini_store::store::parse_nar_hash;
+use mini_store::encoding::parse_nar_hash;
 
 use crate::git::is_full_hash;
 
@@ -174,7 +174,7 @@ fn parse_entry(entry: &Value) -> Result<LockedInput, String> {
 
 #[cfg(test)]
 mod tests {
-    use mini_store::store::nar_hash_text;
+    use mini_store::encoding::nar_hash_text;
 
     use super::*;
 

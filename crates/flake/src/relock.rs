@@ -188,7 +188,7 @@ impl LockChange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mini_store::store::nar_hash_text;
+    use mini_store::encoding::nar_hash_text;
 
     #[test]
     fn changes_read_as_sentences() {

@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mini_build::builtins::{BuiltinBuilder, BuiltinJob};
+use mini_build::builtin_builders::{BuiltinBuilder, BuiltinJob};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 use rayon::prelude::*;
@@ -31,8 +31,8 @@ use crate::produce::{self, Fill, Made, Source};
 use crate::spec::{ExtraContents, Format, ImageSpec, Layering};
 use crate::stream;
 use crate::tarball::{self, Custom, LayerWriter, Owner};
-use mini_store::archive::FileHasher;
 use mini_store::encoding::hex;
+use mini_store::nar::FileHasher;
 
 /// Where `sbom = true` (or `"cyclonedx"`) puts the image's SBOM, beside
 /// the packages' own as apko lays them out; and `sbom = "spdx"`.
@@ -280,7 +280,7 @@ fn write_stream(image: &Image, layers: &[Layer], out: &Path) -> Result<Vec<Made>
 fn image_roots(job: &BuiltinJob<'_>) -> Result<Vec<StorePath>> {
     let mut roots: BTreeSet<StorePath> = job.drv.input_srcs.clone();
     for (input, outputs) in &job.drv.input_drvs {
-        let drv = mini_build::dag::read_derivation(job.store, input).map_err(|e| bad("inputs", e.to_string()))?;
+        let drv = job.store.read_derivation(input).map_err(|e| bad("inputs", e.to_string()))?;
         for name in outputs {
             if let Some(path) = drv.outputs.get(name).and_then(|o| o.path.clone()) {
                 roots.insert(path);

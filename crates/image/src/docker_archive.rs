@@ -10,7 +10,7 @@
 //! the layers' digests decide), then `manifest.json`. Every member's size
 //! is known before it is written, so the archive's size is too, and a
 //! caller can hash the archive from the bytes as they go out
-//! ([`mini_store::archive::FileHasher`]) instead of reading it back.
+//! ([`mini_store::nar::FileHasher`]) instead of reading it back.
 //!
 //! An OCI layout gets only the blobs it lacks; its `index.json` keeps the
 //! other tags it holds.

@@ -23,7 +23,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
-use mini_store::derivation::{hex, Derivation, HashMode};
+use mini_store::derivation::{Derivation, HashMode};
+use mini_store::encoding::hex;
 use mini_store::store::{PathInfo, Store};
 use mini_store::store_path::{parse_drv_name, StorePath};
 

@@ -11,6 +11,7 @@ use std::fmt::Write;
 
 use thiserror::Error;
 
+use crate::encoding::{hex, hex_decode, sri_decode};
 use crate::store_path::{PathKind, StorePath, StorePathError};
 
 /// A declared content hash of a fixed-output derivation.
@@ -89,13 +90,10 @@ pub fn parse_hash(algo: &str, text: &str) -> Result<Vec<u8>, DerivationError> {
         other => return Err(DerivationError::UnknownAlgo(other.to_string())),
     };
     let bad = || DerivationError::BadHash { algo: algo.to_string(), text: text.to_string(), len };
-    let bytes = if let Some(b64) = text.strip_prefix(&format!("{algo}-")) {
-        decode_base64(b64).ok_or_else(bad)?
+    let bytes = if text.starts_with(&format!("{algo}-")) {
+        sri_decode(text).ok_or_else(bad)?.1
     } else if text.len() == 2 * len {
-        (0..len)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<_, _>>()
-            .map_err(|_| bad())?
+        hex_decode(text).ok_or_else(bad)?
     } else if text.len() == crate::base32::encoded_len(len) {
         crate::base32::decode(text, len).map_err(|_| bad())?
     } else {
@@ -105,23 +103,6 @@ pub fn parse_hash(algo: &str, text: &str) -> Result<Vec<u8>, DerivationError> {
         return Err(bad());
     }
     Ok(bytes)
-}
-
-/// Standard base64 with padding, as SRI hashes use.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let text = text.trim_end_matches('=');
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        acc = (acc << 6) | ALPHABET.iter().position(|&a| a == c)? as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Some(out)
 }
 
 /// The digest that names a derivation's outputs (Nix's `hashDerivationModulo`).
@@ -360,8 +341,8 @@ impl Derivation {
 /// which is how the store hashes every text it adds.
 pub fn text_file_digest(text: &str) -> blake3::Hash {
     let mut hasher = blake3::Hasher::new();
-    let file = crate::archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
-    crate::archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
+    let file = crate::nar::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
+    crate::nar::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
     hasher.finalize()
 }
 
@@ -373,17 +354,6 @@ pub fn fixed_output_path(fixed: &FixedHash, name: &str) -> Result<StorePath, Sto
     };
     let algo = format!("{}:{}", fixed.mode.as_str(), fixed.algo);
     StorePath::compute(&kind, &algo, &fixed.digest, name)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[(b >> 4) as usize] as char);
-        out.push(DIGITS[(b & 15) as usize] as char);
-    }
-    out
 }
 
 fn json_list<'a>(out: &mut String, items: impl Iterator<Item = &'a str>) {
@@ -550,6 +520,8 @@ mod tests {
         let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let bytes = parse_hash("sha256", hex).unwrap();
         assert_eq!(parse_hash("sha256", "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=").unwrap(), bytes);
+        assert_eq!(parse_hash("sha256", "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU").unwrap(), bytes);
+        assert_eq!(parse_hash("sha256", &hex.to_uppercase()).unwrap(), bytes);
         assert_eq!(parse_hash("sha256", "0mdqa9w1p6cmli6976v4wi0sw9r4p5prkj7lzfd1877wk11c9c73").unwrap(), bytes);
         assert!(matches!(parse_hash("md5", hex), Err(DerivationError::UnknownAlgo(_))));
         assert!(matches!(parse_hash("sha256", "abc"), Err(DerivationError::BadHash { .. })));

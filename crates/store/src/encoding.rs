@@ -1,10 +1,23 @@
 //! The text encodings of digests, in one place: lower-case hex (records,
-//! OCI digests, `builtins.hashString`), and SRI (`<algo>-<base64>`, how
+//! OCI digests, `builtins.hashString`), a NAR hash as `blake3:<hex>`
+//! (records, narinfos, lock files), and SRI (`<algo>-<base64>`, how
 //! recipes and hash-mismatch errors write fixed-output hashes). Nix's
 //! base-32 lives next door in [`crate::base32`]. Pure: bytes in, text out.
 
-use base64::engine::general_purpose::STANDARD;
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
+
+/// How [`sri_decode`] reads the digest: the standard alphabet, with its
+/// padding optional (the caller strips it) and unused low bits of the last
+/// character ignored, as recipes have always been allowed to write it.
+const SRI_DIGEST: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(true),
+);
 
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
@@ -44,10 +57,23 @@ pub fn sri(algo: &str, digest: &[u8]) -> String {
 }
 
 /// An SRI hash split into its algorithm and digest; `None` if `text` is
-/// not `<algo>-<base64>`.
+/// not `<algo>-<base64>`. Lenient where recipes are: the base64 may carry
+/// its padding, none, or more than it needs.
 pub fn sri_decode(text: &str) -> Option<(&str, Vec<u8>)> {
     let (algo, encoded) = text.split_once('-')?;
-    Some((algo, base64_decode(encoded)?))
+    Some((algo, SRI_DIGEST.decode(encoded.trim_end_matches('=')).ok()?))
+}
+
+/// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
+/// how records, `path-info`, narinfos and lock files write it.
+pub fn nar_hash_text(hash: &[u8; 32]) -> String {
+    format!("blake3:{}", hex(hash))
+}
+
+/// [`nar_hash_text`] read back (either case of hex digits); `None` for
+/// anything else.
+pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
+    blake3::Hash::from_hex(text.strip_prefix("blake3:")?).ok().map(|hash| *hash.as_bytes())
 }
 
 #[cfg(test)]
@@ -63,6 +89,15 @@ mod tests {
     }
 
     #[test]
+    fn nar_hash_text_round_trips() {
+        let text = nar_hash_text(&[0xab; 32]);
+        assert_eq!(text, format!("blake3:{}", "ab".repeat(32)));
+        assert_eq!(parse_nar_hash(&text.to_uppercase().replace("BLAKE3", "blake3")), Some([0xab; 32]));
+        assert_eq!(parse_nar_hash(&text[..text.len() - 2]), None);
+        assert_eq!(parse_nar_hash(&format!("sha256:{}", "ab".repeat(32))), None);
+    }
+
+    #[test]
     fn base64_matches_rfc_4648_vectors() {
         for (plain, encoded) in
             [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE=")]
@@ -70,6 +105,7 @@ mod tests {
             assert_eq!(base64_encode(plain.as_bytes()), encoded);
             assert_eq!(base64_decode(encoded).as_deref(), Some(plain.as_bytes()));
         }
+        assert_eq!(base64_encode(&[0xff, 0xfe, 0xfd]), "//79");
         assert_eq!(base64_decode("Zg"), None, "padding is required");
     }
 
@@ -79,5 +115,19 @@ mod tests {
         assert_eq!(text, "sha256-AQID");
         assert_eq!(sri_decode(&text), Some(("sha256", vec![1, 2, 3])));
         assert_eq!(sri_decode("sha256"), None);
+    }
+
+    #[test]
+    fn sri_digests_may_leave_out_their_padding() {
+        let empty = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU";
+        let digest = sri_decode(&format!("sha256-{empty}=")).unwrap().1;
+        assert_eq!(digest.len(), 32);
+        for padding in ["", "==", "==="] {
+            assert_eq!(sri_decode(&format!("sha256-{empty}{padding}")).unwrap().1, digest, "'{padding}'");
+        }
+        // The last character's two unused bits are ignored, not refused.
+        assert_eq!(sri_decode("sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFX").unwrap().1, digest);
+        assert_eq!(sri_decode("sha256-AA=A"), None);
+        assert_eq!(sri_decode("sha256-A*"), None);
     }
 }

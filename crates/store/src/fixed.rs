@@ -15,8 +15,9 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::archive;
 use crate::derivation::{fixed_output_path, FixedHash, HashMode};
+use crate::hash_io::HashingWriter;
+use crate::nar;
 use crate::store::{discard_tree, Store, StoreError};
 use crate::store_path::{validate_name, StorePath};
 
@@ -27,6 +28,20 @@ pub trait ContentDigest: Write + Send {
     fn algo(&self) -> &'static str;
     /// The digest of everything written.
     fn finish(self) -> Vec<u8>;
+}
+
+/// SHA-256, which fixed outputs fetched from the network are usually named
+/// by; re-exported so that callers need no `sha2` of their own.
+pub use sha2::Sha256;
+
+impl ContentDigest for Sha256 {
+    fn algo(&self) -> &'static str {
+        "sha256"
+    }
+
+    fn finish(self) -> Vec<u8> {
+        sha2::Digest::finalize(self).to_vec()
+    }
 }
 
 impl ContentDigest for blake3::Hasher {
@@ -140,13 +155,13 @@ fn stage_tree<D: ContentDigest>(source: &Path, dest: &Path, digest: D) -> Result
     let (mut reader, writer) = io::pipe().map_err(io_err("creating a pipe for", &source))?;
     let (dumped, restored) = std::thread::scope(|scope| {
         let dumper = scope.spawn(|| {
-            let mut tee = Tee { out: writer, digest };
-            let result = archive::dump_path(&source, &mut tee);
-            let Tee { out, digest } = tee;
+            let mut tee = HashingWriter::new(writer, digest);
+            let result = nar::dump_path(&source, &mut tee);
+            let (out, digest, _) = tee.into_parts();
             drop(out);
             result.map(|_| digest.finish())
         });
-        let restored = archive::restore(&mut reader, dest);
+        let restored = nar::restore(&mut reader, dest);
         // A failed restore stops reading: the dumper must not wait on a full pipe.
         drop(reader);
         (dumper.join(), restored)
@@ -155,24 +170,6 @@ fn stage_tree<D: ContentDigest>(source: &Path, dest: &Path, digest: D) -> Result
     let digest = dumped?;
     restored?;
     Ok(digest)
-}
-
-/// Writes to `out` and feeds `digest` the same bytes.
-struct Tee<W: Write, D: ContentDigest> {
-    out: W,
-    digest: D,
-}
-
-impl<W: Write, D: ContentDigest> Write for Tee<W, D> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.digest.write_all(&buf[..n])?;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
 }
 
 #[cfg(test)]
@@ -226,7 +223,7 @@ mod tests {
 
         let added = store.add_fixed(&tree, "tree", HashMode::Recursive, blake3::Hasher::new()).unwrap();
         let mut archive = Vec::new();
-        archive::dump_path(&tree, &mut archive).unwrap();
+        nar::dump_path(&tree, &mut archive).unwrap();
         assert_eq!(added.hash, fixed(HashMode::Recursive, blake3::hash(&archive).as_bytes().to_vec()));
         let stored = store.physical_path(&added.path);
         assert_eq!(fs::read_link(stored.join("out")).unwrap(), s.0.join("secret"));

@@ -63,6 +63,15 @@ impl<R: Read, D: Write> HashingReader<R, D> {
         self.read
     }
 
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The digest of the bytes read so far.
+    pub fn digest(&self) -> &D {
+        &self.digest
+    }
+
     /// The reader, the digest and the byte count.
     pub fn into_parts(self) -> (R, D, u64) {
         (self.inner, self.digest, self.read)

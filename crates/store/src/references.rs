@@ -10,6 +10,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::base32::is_base32_char;
+use crate::hash_io::read_full;
 use crate::store_path::{StorePath, HASH_CHARS};
 
 /// Finds which `candidates` occur in `bytes`. A hash is 32 base-32
@@ -72,20 +73,6 @@ pub fn scan_references(path: &Path, candidates: &[StorePath]) -> io::Result<BTre
 
 /// How much of a file is scanned at a time.
 const SCAN_CHUNK: usize = 1 << 20;
-
-/// Reads until `buf` is full or the file ends; how many bytes it read.
-pub fn read_full(file: &mut fs::File, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
-}
 
 /// One place a hash appears: the file (relative to the scanned root, `""`
 /// for the root itself), the byte offset, and the text around it.

@@ -31,8 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
-use crate::archive::{self, ArchiveError, PathFilter};
-use crate::derivation::hex;
+use crate::encoding::{nar_hash_text, parse_nar_hash};
+use crate::nar::{self, NarError, PathFilter};
 use crate::store_path::{PathKind, StorePath, StorePathError};
 
 #[derive(Debug, Error)]
@@ -40,7 +40,7 @@ pub enum StoreError {
     #[error("{action} '{}': {source}", path.display())]
     Io { action: &'static str, path: PathBuf, source: io::Error },
     #[error(transparent)]
-    Archive(#[from] ArchiveError),
+    Nar(#[from] NarError),
     #[error(transparent)]
     Path(#[from] StorePathError),
     #[error("the metadata of {path} is unreadable: {message}")]
@@ -183,14 +183,14 @@ impl Store {
     /// [`Store::add_path`], also saying whether this call did the copying
     /// (false when the path was already valid, or another process made it).
     pub fn add_path_reporting(&self, source: &Path, name: &str) -> Result<(StorePath, bool)> {
-        self.add_path_filtered(source, name, archive::KEEP_ALL)
+        self.add_path_filtered(source, name, nar::KEEP_ALL)
     }
 
     /// [`Store::add_path_reporting`] of only the entries of `source` that
     /// `filter` keeps: the path is the one adding a copy of `source` without
     /// the others would give.
     pub fn add_path_filtered(&self, source: &Path, name: &str, filter: PathFilter) -> Result<(StorePath, bool)> {
-        let (hash, _) = archive::hash_path_filtered(source, filter)?;
+        let (hash, _) = nar::hash_path_filtered(source, filter)?;
         let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
         self.add_temp_root(&path)?;
         if self.is_valid(&path) {
@@ -210,7 +210,7 @@ impl Store {
         let staged = self.staging_dir()?;
         let file = staged.join("file");
         write_synced(&file, text.as_bytes())?;
-        let (hash, _) = archive::hash_path(&file)?;
+        let (hash, _) = nar::hash_path(&file)?;
         let refs: Vec<StorePath> = references.iter().cloned().collect();
         let path = StorePath::compute(&PathKind::Text { references: &refs }, "blake3", hash.as_bytes(), name)?;
         self.add_temp_root(&path)?;
@@ -305,7 +305,7 @@ impl Store {
     /// consumed either way.
     pub fn add_staged_source(&self, staged: &Path, name: &str) -> Result<StorePath> {
         normalise_tree(staged)?;
-        let (hash, size) = archive::hash_path(staged)?;
+        let (hash, size) = nar::hash_path(staged)?;
         let path = StorePath::compute(&PathKind::Source { references: &[] }, "blake3", hash.as_bytes(), name)?;
         self.add_temp_root(&path)?;
         if !self.is_valid(&path) {
@@ -329,13 +329,13 @@ impl Store {
         deriver: Option<StorePath>,
     ) -> Result<PathInfo> {
         normalise_tree(staged)?;
-        let hashed = archive::hash_path(staged)?;
+        let hashed = nar::hash_path(staged)?;
         self.install_normalised(path, staged, hashed, references, deriver)
     }
 
     /// [`Store::install`] of a single regular file whose archive hash and
     /// size its writer computed from the bytes as it wrote them
-    /// ([`archive::FileHasher`]), so that a large output is not read again.
+    /// ([`nar::FileHasher`]), so that a large output is not read again.
     /// The file's type and length are checked against them.
     pub fn install_hashed(
         &self,
@@ -348,7 +348,7 @@ impl Store {
         normalise_tree(staged)?;
         let meta = fs::symlink_metadata(staged).map_err(io_err("reading", staged))?;
         let executable = meta.permissions().mode() & 0o111 != 0;
-        if !meta.is_file() || archive::FileHasher::archive_len(executable, meta.len()) != size {
+        if !meta.is_file() || nar::FileHasher::archive_len(executable, meta.len()) != size {
             return Err(io_err("registering", staged)(io::Error::other("the file is not what its writer hashed")));
         }
         self.install_normalised(path, staged, (hash, size), references, deriver)
@@ -380,7 +380,7 @@ impl Store {
         if is_dir {
             fs::set_permissions(&target, fs::Permissions::from_mode(0o555)).map_err(io_err("sealing", &target))?;
         }
-        sync_dir(&self.root.join("store"))?;
+        sync_dir(&self.store_dir())?;
         let info = PathInfo {
             path: path.clone(),
             references,
@@ -448,11 +448,11 @@ impl Store {
         let (mut reader, mut writer) = io::pipe().map_err(io_err("creating a pipe for", source))?;
         let (dumped, restored) = std::thread::scope(|scope| {
             let dumper = scope.spawn(move || {
-                let result = archive::dump_path_filtered(source, filter, &mut writer);
+                let result = nar::dump_path_filtered(source, filter, &mut writer);
                 drop(writer);
                 result
             });
-            let restored = archive::restore(&mut reader, &dest);
+            let restored = nar::restore(&mut reader, &dest);
             // A failed restore stops reading: the dumper must not wait on a full pipe.
             drop(reader);
             (dumper.join(), restored)
@@ -490,7 +490,7 @@ impl Store {
         }
         // Roots another user's process made unreadable: leave every entry.
         let Ok(in_use) = self.live_temp_roots() else { return Ok(()) };
-        let store = self.root.join("store");
+        let store = self.store_dir();
         for entry in fs::read_dir(&store).map_err(io_err("reading", &store))?.flatten() {
             let Ok(path) = StorePath::parse_base_name(&entry.file_name().to_string_lossy()) else { continue };
             if self.is_valid(&path) || in_use.contains(&path) {
@@ -597,7 +597,7 @@ impl Store {
             if fs::symlink_metadata(&physical).is_err() {
                 problems.push(Problem::Missing(info.path.clone()));
             } else if check_contents {
-                match archive::hash_path(&physical) {
+                match nar::hash_path(&physical) {
                     Ok((hash, size)) if *hash.as_bytes() == info.nar_hash && size == info.nar_size => {}
                     _ => problems.push(Problem::Modified(info.path.clone())),
                 }
@@ -675,7 +675,7 @@ impl Store {
     pub fn roots(&self) -> Result<BTreeSet<StorePath>> {
         let mut roots = BTreeSet::new();
         let gcroots = self.root.join("gcroots");
-        let store_dir = self.root.join("store");
+        let store_dir = self.store_dir();
         for entry in fs::read_dir(&gcroots).map_err(io_err("reading", &gcroots))?.flatten() {
             let target = fs::read_link(entry.path()).and_then(fs::read_link).ok();
             let path = target
@@ -768,8 +768,8 @@ fn now_secs() -> u64 {
 /// The archive digest and size of one regular file holding `text`.
 fn text_archive_digest(text: &str) -> ([u8; 32], u64) {
     let mut hasher = blake3::Hasher::new();
-    let file = archive::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
-    let size = archive::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
+    let file = nar::Node::Regular { executable: false, contents: text.as_bytes().to_vec() };
+    let size = nar::encode(&file, &mut hasher).expect("hashing into memory cannot fail");
     (*hasher.finalize().as_bytes(), size)
 }
 
@@ -882,18 +882,6 @@ pub fn discard_tree(path: &Path) {
     let _ = crate::teardown::remove_tree(path);
 }
 
-/// A path's archive hash as text, `blake3:<64 lower-case hex digits>`:
-/// how records, `path-info`, narinfos and lock files write it.
-pub fn nar_hash_text(hash: &[u8; 32]) -> String {
-    format!("blake3:{}", hex(hash))
-}
-
-/// [`nar_hash_text`] read back (either case of hex digits); `None` for
-/// anything else.
-pub fn parse_nar_hash(text: &str) -> Option<[u8; 32]> {
-    blake3::Hash::from_hex(text.strip_prefix("blake3:")?).ok().map(|hash| *hash.as_bytes())
-}
-
 fn render_record(info: &PathInfo) -> String {
     let refs: Vec<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
     let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
@@ -981,7 +969,7 @@ mod tests {
         let info = store.query(&p1).unwrap().unwrap();
         assert_eq!(info.path, p1);
         assert!(info.references.is_empty());
-        let (hash, size) = archive::hash_path(&store.physical_path(&p1)).unwrap();
+        let (hash, size) = nar::hash_path(&store.physical_path(&p1)).unwrap();
         assert_eq!((*hash.as_bytes(), size), (info.nar_hash, info.nar_size));
     }
 

@@ -164,7 +164,7 @@ fn fingerprint(kind: &PathKind, algo: &str, inner: &[u8], name: &str) -> String 
             kind_text.push_str(&r);
         }
     }
-    let hex = crate::derivation::hex(inner);
+    let hex = crate::encoding::hex(inner);
     format!("{kind_text}:{algo}:{hex}:{STORE_DIR}:{name}")
 }
 

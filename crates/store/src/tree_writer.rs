@@ -29,7 +29,7 @@ use rustix::io::Errno;
 use thiserror::Error;
 
 /// The most directories that may be nested inside one another below the root.
-pub const MAX_DEPTH: usize = crate::archive::MAX_DEPTH;
+pub const MAX_DEPTH: usize = crate::nar::MAX_DEPTH;
 
 /// Why an entry could not be written.
 #[derive(Debug, Error)]
@@ -330,7 +330,7 @@ fn explain_root(path: &Path, errno: Errno) -> io::Error {
 
 /// Shows untrusted path bytes in a message: escaped, and cut short if long.
 fn show_path(bytes: &[u8]) -> String {
-    crate::archive::show(bytes)
+    crate::nar::show(bytes)
 }
 
 #[cfg(test)]

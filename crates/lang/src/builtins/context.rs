@@ -185,10 +185,8 @@ fn check_sha256(ev: &mut Evaluator, stored: &StorePath, source: &Path, expected:
     let want = mini_store::derivation::parse_hash("sha256", expected)
         .map_err(|e| EvalError::at(ErrorKind::Eval, e.to_string(), span))?;
     let store = ev.store(span)?;
-    let mut hasher = sha2::Sha256::default();
-    mini_store::archive::dump_path(&store.physical_path(stored), &mut hasher)
+    let got = mini_store::nar::sha256(&store.physical_path(stored))
         .map_err(|e| EvalError::at(ErrorKind::Io, format!("hashing '{stored}': {e}"), span))?;
-    let got: [u8; 32] = sha2::Digest::finalize(hasher).into();
     if got[..] != want[..] {
         let nix32 = |h: &[u8]| format!("sha256:{}", mini_store::base32::encode(h));
         return Err(EvalError::at(

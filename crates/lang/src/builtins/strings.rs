@@ -157,7 +157,7 @@ fn hex_digest(algo: &str, bytes: &[u8], span: Span) -> EvalResult<Value> {
         "sha512" => Sha512::digest(bytes).to_vec(),
         other => return Err(EvalError::at(ErrorKind::Eval, format!("unknown hash algorithm '{other}'"), span)),
     };
-    Ok(Value::string(mini_store::derivation::hex(&digest)))
+    Ok(Value::string(mini_store::encoding::hex(&digest)))
 }
 
 /// `toPath s`: `s` made canonical, still a string (as in Nix, despite the name).

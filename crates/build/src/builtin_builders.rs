@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mini_store::derivation::Derivation;
-use mini_store::fixed::ContentDigest;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 use mini_store::tree_writer::{Dir, TreeError};
@@ -57,7 +56,7 @@ pub struct BuiltinJob<'a> {
     pub references: BTreeMap<String, BTreeSet<StorePath>>,
     /// The archive hash and size of an output that is one regular file,
     /// when the builder computed them from the bytes as it wrote them
-    /// (`mini_store::archive::FileHasher`); other outputs are hashed after
+    /// (`mini_store::nar::FileHasher`); other outputs are hashed after
     /// the build as usual.
     pub archive_hashes: BTreeMap<String, (blake3::Hash, u64)>,
 }
@@ -101,43 +100,6 @@ pub fn standard() -> Vec<Box<dyn BuiltinBuilder>> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct FetchError(pub String);
-
-/// The SHA-256 digest fixed outputs are named by, for
-/// [`Store::add_fixed`](mini_store::store::Store::add_fixed).
-pub struct Sha256(sha2::Sha256);
-
-impl Sha256 {
-    pub fn new() -> Sha256 {
-        Sha256(sha2::Digest::new())
-    }
-}
-
-impl Default for Sha256 {
-    fn default() -> Self {
-        Sha256::new()
-    }
-}
-
-impl Write for Sha256 {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        sha2::Digest::update(&mut self.0, buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ContentDigest for Sha256 {
-    fn algo(&self) -> &'static str {
-        "sha256"
-    }
-
-    fn finish(self) -> Vec<u8> {
-        sha2::Digest::finalize(self.0).to_vec()
-    }
-}
 
 /// `builtin:fetchurl`, reading `file://` URLs only below `file_dirs`
 /// (none: no local file at all).
