@@ -133,13 +133,13 @@ fn realise_with(
     print_logs: bool,
     caches: Option<&BinaryCaches>,
 ) -> Result<(Store, Vec<Target>), ExitCode> {
-    let resolved = mini_flake::resolve_with(store_root, installables, resolve).map_err(fail)?;
+    let store = open_store(store_root)?;
+    let resolved = mini_flake::resolve_with(&store, installables, resolve).map_err(fail)?;
     crate::lock_cmd::report_updates(&resolved.lock_updates);
     for line in &resolved.diagnostics {
         eprintln!("{line}");
     }
     let targets = resolved.targets;
-    let store = open_store(store_root)?;
     let drvs: Vec<StorePath> = targets
         .iter()
         .filter_map(|t| match t {
@@ -250,13 +250,13 @@ pub fn build(store_root: &Path, args: BuildArgs) -> ExitCode {
 }
 
 pub fn log(store_root: &Path, args: LogArgs) -> ExitCode {
-    let targets = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
     let store = match open_store(store_root) {
         Ok(s) => s,
         Err(code) => return code,
+    };
+    let targets = match mini_flake::resolve(&store, std::slice::from_ref(&args.installable)) {
+        Ok(t) => t,
+        Err(e) => return fail(e),
     };
     let drv = match targets.first() {
         Some(Target::Derivation { drv_path, .. }) => drv_path.clone(),

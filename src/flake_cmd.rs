@@ -8,7 +8,9 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
+use mini_flake::FlakeError;
 use mini_lang::{print, Evaluator, Value};
+use mini_store::store::Store;
 
 use crate::fail;
 
@@ -33,7 +35,10 @@ pub fn run(store_root: &Path, command: FlakeCommand) -> ExitCode {
     match command {
         FlakeCommand::Show(args) => {
             let options = mini_flake::ShowOptions { all_systems: args.all_systems };
-            match mini_flake::show(store_root, &args.flake, &options) {
+            match Store::open(store_root)
+                .map_err(FlakeError::from)
+                .and_then(|store| mini_flake::show(&store, &args.flake, &options))
+            {
                 Ok(shown) => {
                     for line in &shown.diagnostics {
                         eprintln!("{line}");
@@ -58,11 +63,15 @@ pub fn installable(file: &Path) -> Option<&str> {
 /// `mini eval DIR#ATTR`: the attribute's value, printed as `mini eval`
 /// prints (`--strict`: deeply; `--json`: as JSON).
 pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> ExitCode {
-    let (root, text) = (store_root.to_path_buf(), text.to_string());
+    let store = match Store::open(store_root) {
+        Ok(store) => store,
+        Err(e) => return fail(e),
+    };
+    let text = text.to_string();
     let outcome = mini_lang::with_evaluator(move |ev| {
         // Lazy printing shows which values are still thunks; keep them all.
         ev.speculate = strict || json;
-        let evaluated = mini_flake::eval_attribute(ev, &root, &text).map_err(|e| format!("error: {e}\n"))?;
+        let evaluated = mini_flake::eval_attribute(ev, &store, &text).map_err(|e| format!("error: {e}\n"))?;
         for line in &evaluated.diagnostics {
             eprintln!("{line}");
         }

@@ -59,13 +59,13 @@ struct Graph {
 }
 
 pub fn graph(store_root: &Path, args: GraphArgs) -> ExitCode {
-    let target = match mini_flake::resolve(store_root, std::slice::from_ref(&args.installable)) {
-        Ok(mut targets) if targets.len() == 1 => targets.remove(0),
-        Ok(_) => return fail("the installable resolved to no single target"),
-        Err(e) => return fail(e),
-    };
     let store = match Store::open(store_root) {
         Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let target = match mini_flake::resolve(&store, std::slice::from_ref(&args.installable)) {
+        Ok(mut targets) if targets.len() == 1 => targets.remove(0),
+        Ok(_) => return fail("the installable resolved to no single target"),
         Err(e) => return fail(e),
     };
     let graph = if args.runtime {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
-use mini_flake::{LockReport, LockUpdate};
+use mini_flake::{FlakeError, LockReport, LockUpdate};
+use mini_store::store::Store;
 
 #[derive(Args)]
 pub struct LockArgs {
@@ -25,7 +26,10 @@ pub fn lock(store_root: &Path, args: LockArgs) -> ExitCode {
         Some(names) if names.is_empty() => LockUpdate::All,
         Some(names) => LockUpdate::Only(names),
     };
-    let report = match mini_flake::lock(store_root, &args.flake, update) {
+    let report = match Store::open(store_root)
+        .map_err(FlakeError::from)
+        .and_then(|store| mini_flake::lock(&store, &args.flake, update))
+    {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");

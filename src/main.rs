@@ -340,8 +340,12 @@ fn run_evaluation(
     store_root: PathBuf,
     body: impl FnOnce(&mut Evaluator) -> mini_lang::EvalResult<String> + Send + 'static,
 ) -> ExitCode {
+    let store = match mini_store::store::Store::open(&store_root) {
+        Ok(store) => store,
+        Err(e) => return fail(e),
+    };
     let outcome = mini_lang::with_evaluator(move |ev| {
-        ev.store_root = Some(store_root);
+        ev.set_store(store);
         let code = match body(ev) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();

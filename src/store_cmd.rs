@@ -331,7 +331,7 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let targets = match mini_flake::resolve(root, &args.paths) {
+    let targets = match mini_flake::resolve(&store, &args.paths) {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
@@ -407,11 +407,11 @@ fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
 /// step where in the files the next path's hash appears.
 /// A store path given as itself (or a path inside it), a link into the
 /// store such as `result`, or an installable (its `out` output).
-fn store_path_of(root: &Path, text: &str) -> Result<StorePath, String> {
+fn store_path_of(store: &Store, text: &str) -> Result<StorePath, String> {
     if let Ok((path, _)) = StorePath::parse_prefix(text) {
         return Ok(path);
     }
-    match mini_flake::resolve(root, &[text.to_string()]).map_err(|e| e.to_string())?.into_iter().next() {
+    match mini_flake::resolve(store, &[text.to_string()]).map_err(|e| e.to_string())?.into_iter().next() {
         Some(Target::Opaque(path)) => Ok(path),
         Some(Target::Derivation { outputs, .. }) => outputs
             .get("out")
@@ -429,7 +429,7 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
     };
     let mut ends = Vec::new();
     for p in [&args.from, &args.to] {
-        match store_path_of(root, p) {
+        match store_path_of(&store, p) {
             Ok(path) if store.is_valid(&path) => ends.push(path),
             Ok(path) => {
                 return fail(format!("path '{path}' is not valid in the store at {}; build it first", root.display()))
@@ -488,12 +488,12 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> ExitCode {
 /// <derivation>, … }`, each derivation in its canonical JSON, sorted by path.
 pub fn derivation(root: &Path, command: DerivationCommand) -> ExitCode {
     let DerivationCommand::Show { recursive, paths } = command;
-    let targets = match mini_flake::resolve(root, &paths) {
-        Ok(t) => t,
-        Err(e) => return fail(e),
-    };
     let store = match Store::open(root) {
         Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let targets = match mini_flake::resolve(&store, &paths) {
+        Ok(t) => t,
         Err(e) => return fail(e),
     };
     let mut todo = Vec::new();

@@ -84,7 +84,7 @@ pub(crate) struct FlakeSession<'e> {
 impl<'e> FlakeSession<'e> {
     /// Makes `ev` pure and writing derivations to `store`.
     pub fn new(ev: &'e mut Evaluator, store: &'e Store) -> FlakeSession<'e> {
-        ev.store_root = Some(store.root().to_path_buf());
+        ev.set_store(store.clone());
         ev.pure = true;
         ev.write_derivations = true;
         FlakeSession {

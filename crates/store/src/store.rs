@@ -85,7 +85,9 @@ pub enum Problem {
 
 static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A store rooted at a physical directory.
+/// A store rooted at a physical directory. Cloning copies the handle;
+/// it does not open the store again.
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
 }

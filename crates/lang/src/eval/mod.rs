@@ -44,10 +44,10 @@ pub struct Evaluator {
     pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
     /// Reused by string interpolation, so building a string allocates once.
     interpolation_buffer: String,
-    /// Where the store lives, for the things evaluation puts in it
-    /// (interpolated paths, `toFile`, `builtins.path`). `None`: no store.
-    pub store_root: Option<PathBuf>,
-    store: Option<Rc<Store>>,
+    /// The store, for the things evaluation puts in it (interpolated
+    /// paths, `toFile`, `builtins.path`, derivations), given by the caller
+    /// with [`Evaluator::set_store`]. `None`: no store.
+    store: Option<Store>,
     /// Paths already copied to the store in this session.
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
     /// What copied paths keep, by directory; see [`Evaluator::add_source_filter`].
@@ -102,7 +102,6 @@ impl Evaluator {
             imports: HashMap::new(),
             regex_cache: HashMap::new(),
             interpolation_buffer: String::new(),
-            store_root: None,
             store: None,
             copied_paths: HashMap::new(),
             source_filters: Vec::new(),
@@ -147,17 +146,18 @@ impl Evaluator {
         self.set_builtin("derivation", "derivation", value);
     }
 
-    /// The store, opened on first use.
-    pub(crate) fn store(&mut self, span: Span) -> EvalResult<Rc<Store>> {
-        if let Some(store) = &self.store {
-            return Ok(store.clone());
+    /// Gives evaluation the store to put things in (and read store paths
+    /// from). The evaluator never opens a store itself.
+    pub fn set_store(&mut self, store: Store) {
+        self.store = Some(store);
+    }
+
+    /// The store handle evaluation was given.
+    pub(crate) fn store(&self, span: Span) -> EvalResult<Store> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span)),
         }
-        let Some(root) = &self.store_root else {
-            return Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span));
-        };
-        let store = Rc::new(Store::open(root).map_err(|e| store_error(e, span))?);
-        self.store = Some(store.clone());
-        Ok(store)
     }
 
     #[inline]

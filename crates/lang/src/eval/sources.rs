@@ -171,7 +171,7 @@ mod tests {
         std::os::unix::fs::symlink(&src, dir.join("link")).unwrap();
 
         let mut ev = Evaluator::new();
-        ev.store_root = Some(dir.join("store"));
+        ev.set_store(mini_store::store::Store::open(&dir.join("store")).unwrap());
         let whole = ev.add_source(&src, "src", Span::default()).unwrap();
         ev.add_source_filter(Rc::new(SkipFilter(root)));
         let filtered = ev.add_source(&src, "src", Span::default()).unwrap();
