@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use mini_flake::FlakeError;
-use mini_lang::{print, Evaluator, Value};
+use mini_lang::{print_value, Evaluator, Value};
 use mini_store::store::Store;
 
 use crate::fail;
@@ -94,10 +94,10 @@ pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> ExitCode
 fn printed(ev: &mut Evaluator, value: &Value, strict: bool, json: bool) -> mini_lang::EvalResult<String> {
     let span = Default::default();
     if json {
-        return mini_lang::builtins::to_json(ev, value, span);
+        return mini_lang::to_json(ev, value, span);
     }
     if strict {
         ev.deep_force(value, span)?;
     }
-    Ok(format!("{}\n", print::print_value(value)))
+    Ok(format!("{}\n", print_value(value)))
 }

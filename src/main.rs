@@ -22,7 +22,7 @@ mod push_cmd;
 mod sbom_cmd;
 mod settings;
 mod store_cmd;
-use mini_lang::{print, Evaluator, Value};
+use mini_lang::{print_value, Evaluator, Value};
 
 #[global_allocator]
 static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
@@ -377,12 +377,12 @@ fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String
     };
     let span = Default::default();
     if args.json {
-        return mini_lang::builtins::to_json(ev, &value, span);
+        return mini_lang::to_json(ev, &value, span);
     }
     if args.strict {
         ev.deep_force(&value, span)?;
     }
-    Ok(format!("{}\n", print::print_value(&value)))
+    Ok(format!("{}\n", print_value(&value)))
 }
 
 fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> ExitCode {
@@ -392,49 +392,15 @@ fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> ExitCode {
     })
 }
 
-/// The `.drv` paths of the derivations a file or expression evaluates to:
-/// the value itself, or the derivations among a list's elements or a set's
-/// attributes, as `nix-instantiate` finds them. Writes them all.
+/// The `.drv` paths of the derivations a file or expression evaluates to,
+/// as `nix-instantiate` finds them. Writes them all.
 fn drv_paths(ev: &mut Evaluator, args: &InstantiateArgs) -> mini_lang::EvalResult<Vec<String>> {
     let value = match (&args.expr, &args.file) {
         (Some(expr), _) => ev.eval_text(expr)?,
         (None, Some(file)) => ev.eval_file(file)?,
         (None, None) => unreachable!("clap requires a file or --expr"),
     };
-    let candidates: Vec<Value> = match &value {
-        Value::List(items) => items.iter().map(|t| ev.force(t)).collect::<Result<_, _>>()?,
-        Value::Attrs(attrs) if !is_derivation(ev, &value)? => {
-            let mut out = Vec::new();
-            for (_, t) in attrs.sorted_by_name() {
-                out.push(ev.force(t)?);
-            }
-            out
-        }
-        _ => vec![value.clone()],
-    };
-    let mut paths = Vec::new();
-    for v in candidates {
-        if let Value::Attrs(attrs) = &v {
-            if is_derivation(ev, &v)? {
-                if let Some(t) = attrs.get_str("drvPath") {
-                    let drv = ev.force(&t.clone())?;
-                    paths.push(ev.coerce_to_string(&drv, Default::default(), false, false)?.to_string());
-                }
-            }
-        }
-    }
-    ev.flush_derivations()?;
-    Ok(paths)
-}
-
-fn is_derivation(ev: &mut Evaluator, v: &Value) -> mini_lang::EvalResult<bool> {
-    match v {
-        Value::Attrs(attrs) => match attrs.get_str("type") {
-            Some(t) => Ok(matches!(ev.force(&t.clone())?, Value::String(s) if s.as_str() == "derivation")),
-            None => Ok(false),
-        },
-        _ => Ok(false),
-    }
+    ev.derivation_paths(&value)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod busybox;
 mod error;
 mod fetch_git;
 mod flake;
+mod flake_sources;
 mod git;
 mod ignore;
 mod inputs;
@@ -23,7 +24,6 @@ mod prelude;
 mod relock;
 mod resolve;
 mod show;
-mod sources;
 mod worktree;
 
 pub use busybox::find as find_busybox;
@@ -75,7 +75,7 @@ mod tests {
             let mut ev = Evaluator::new();
             let path = dir.join("proj").join(file);
             restrict_pure_eval(&mut ev, Some(&path)).unwrap();
-            ev.eval_file(&path).map(|v| mini_lang::print::print_value(&v)).map_err(|e| e.message)
+            ev.eval_file(&path).map(|v| mini_lang::print_value(&v)).map_err(|e| e.message)
         };
         assert_eq!(eval("ok.nixlike").unwrap(), "\"d\"");
         assert!(eval("bad.nixlike").unwrap_err().contains("forbidden in pure evaluation mode"));

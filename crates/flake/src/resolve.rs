@@ -182,7 +182,7 @@ impl Named {
     /// The untracked files below the flake, but mini's own.
     fn untracked(&self) -> Vec<PathBuf> {
         let working = self.location.shown();
-        self.tree.untracked.iter().filter(|f| !crate::sources::is_mini_own(&working, f)).cloned().collect()
+        self.tree.untracked.iter().filter(|f| !crate::flake_sources::is_mini_own(&working, f)).cloned().collect()
     }
 }
 

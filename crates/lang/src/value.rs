@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::compile::{Expr, LambdaInfo};
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
-use crate::source::{Pos, Span};
+use crate::source_map::{Pos, Span};
 use crate::string::NixStr;
 
 /// An interned attribute or variable name.
@@ -88,6 +88,11 @@ impl Value {
 
     pub fn list(items: Vec<Thunk>) -> Value {
         Value::List(Rc::new(items))
+    }
+
+    /// A set of these names and values (for a duplicate name, the first wins).
+    pub fn attr_set<S: AsRef<str>>(entries: impl IntoIterator<Item = (S, Thunk)>) -> Value {
+        Value::attrs(Attrs::from_unsorted(entries.into_iter().map(|(n, t)| (Symbol::intern(n.as_ref()), t)).collect()))
     }
 
     pub fn attrs(attrs: Attrs) -> Value {

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use super::Evaluator;
 use crate::compile::canonicalize_lexically;
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::value::Value;
 use mini_store::store_path::StorePath;
 
@@ -54,7 +54,7 @@ impl Evaluator {
     /// link inside one is resolved before every check, like any other.
     pub(crate) fn made_store_path(&mut self, path: &StorePath) -> Value {
         self.allow_made(path);
-        crate::builtins::store_path_value(path)
+        crate::primops::store_path_value(path)
     }
 
     /// [`Evaluator::made_store_path`]'s half that allows reading `path`.

@@ -15,7 +15,7 @@ use super::attrs_of;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator};
 use crate::fetch::{Fetcher, GitRequest, UrlRequest};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::value::{Thunk, Value};
 
 pub fn fetchurl(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {

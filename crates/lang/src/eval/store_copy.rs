@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use super::{store_error, Evaluator};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
+use crate::source_map::Span;
 use mini_store::store_path::StorePath;
 
 /// Which entries below a directory are sources.
