@@ -460,8 +460,7 @@ impl<'e> FlakeSession<'e> {
             None => result.result(),
             Some(meta) => {
                 let meta = meta.map(|(name, value)| (name, Thunk::from(Value::string(value.as_str()))));
-                let update = self.update_function()?;
-                Thunk::apply2(update, result.result(), Value::attr_set(meta).into())
+                result.result_updated(self.ev, Value::attr_set(meta)).map_err(|e| self.eval_error(&e))?
             }
         };
         let mut args = Vec::new();
@@ -478,11 +477,6 @@ impl<'e> FlakeSession<'e> {
             args.push((name, value));
         }
         result.apply(self.ev, function, Value::attr_set(args)).map_err(|e| self.eval_error(&e))
-    }
-
-    /// `a: b: a // b`, for adding a revision to `self`.
-    fn update_function(&mut self) -> Result<Thunk, FlakeError> {
-        Ok(self.ev.eval_source("«self»", "a: b: a // b").map_err(|e| self.eval_error(&e))?.into())
     }
 
     /// The prelude with these image labels, busybox imported into the

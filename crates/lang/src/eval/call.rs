@@ -245,9 +245,51 @@ impl Fixpoint {
         Thunk::Lazy(self.0.clone())
     }
 
+    /// The result to be updated with the set `extra` (`result // extra`),
+    /// lazily: to put in the argument instead of [`Fixpoint::result`].
+    pub fn result_updated(&self, ev: &mut Evaluator, extra: Value) -> EvalResult<Thunk> {
+        // Named for what it makes, should an error point into it.
+        let update = ev.eval_source("«self»", "a: b: a // b")?;
+        Ok(Thunk::apply2(update.into(), self.result(), extra.into()))
+    }
+
     /// Ties the knot: applies `function` to `argument` and evaluates it.
     pub fn apply(self, ev: &mut Evaluator, function: Value, argument: Value) -> EvalResult<Value> {
         self.0.set(Lazy::Apply(function.into(), argument.into()));
         ev.force(&Thunk::Lazy(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_takes_the_offered_names_its_pattern_lists() {
+        let mut ev = Evaluator::new();
+        let offered = ["pkgs", "system", "self"];
+        let mut accepted = |text: &str| ev.eval_text(text).unwrap().accepted_arguments(&offered);
+        assert_eq!(accepted("{ pkgs, self }: 1"), Ok(vec!["pkgs", "self"]));
+        assert_eq!(accepted("{ pkgs, ... }: 1"), Ok(offered.to_vec()));
+        assert_eq!(accepted("args: 1"), Ok(offered.to_vec()));
+        assert_eq!(accepted("{ pkgs, lib ? 1 }: 1"), Ok(vec!["pkgs"]));
+        assert_eq!(accepted("{ pkgs, nixpkgs }: 1"), Err("nixpkgs".to_string()));
+    }
+
+    #[test]
+    fn a_fixpoint_gives_a_function_its_own_result() {
+        let mut ev = Evaluator::new();
+        let function = ev.eval_text("{ self }: { a = 1; b = self.a + self.rev; }").unwrap();
+        let knot = Fixpoint::new();
+        let this = knot.result_updated(&mut ev, Value::attr_set([("rev", Value::Int(2).into())])).unwrap();
+        let result = knot.apply(&mut ev, function, Value::attr_set([("self", this)])).unwrap();
+        let Value::Attrs(attrs) = result else { panic!("not a set") };
+        assert!(matches!(ev.force(attrs.get_str("b").unwrap()), Ok(Value::Int(3))));
+
+        let strict = ev.eval_text("{ self }: self.a").unwrap();
+        let knot = Fixpoint::new();
+        let this = knot.result();
+        let Err(err) = knot.apply(&mut ev, strict, Value::attr_set([("self", this)])) else { panic!("it ended") };
+        assert!(err.message.contains("infinite recursion"), "{}", err.message);
     }
 }
