@@ -7,8 +7,9 @@
 //! git revision, and flakes may take other flakes as inputs, pinned by
 //! `mini.lock`.
 //!
-//! This crate stands on `mini-lang` (evaluation) and `mini-store` (the
-//! store); it knows nothing about builds or images.
+//! This crate stands on `mini-lang` (evaluation, through its public API)
+//! and `mini-store` (the store, whose handle the caller gives it: nothing
+//! here opens a store); it knows nothing about builds or images.
 
 mod busybox;
 mod error;

@@ -212,15 +212,15 @@ impl LazyCell {
 }
 
 impl Thunk {
-    pub fn pending(expr: &'static Expr, env: Rc<Env>) -> Thunk {
+    pub(crate) fn pending(expr: &'static Expr, env: Rc<Env>) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Pending(expr, env))))
     }
 
-    pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
+    pub(crate) fn apply(f: Thunk, arg: Thunk) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply(f, arg))))
     }
 
-    pub fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
+    pub(crate) fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply2(Box::new((f, a, b))))))
     }
 
