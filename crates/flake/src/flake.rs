@@ -423,10 +423,10 @@ impl<'e> FlakeSession<'e> {
     }
 
     /// Calls a flake function with the arguments it accepts: `pkgs`,
-    /// `system`, `self` (the result itself: a cell that applies the
-    /// function to a set that holds the cell; for a flake at a git
-    /// revision, with `rev` and `shortRev` added, and for a dirty working
-    /// tree `dirtyRev` and `dirtyShortRev`, as in Nix) and `inputs` by name.
+    /// `system`, `self` (the result itself, a [`Fixpoint`]; for a flake at
+    /// a git revision, with `rev` and `shortRev` added, and for a dirty
+    /// working tree `dirtyRev` and `dirtyShortRev`, as in Nix) and
+    /// `inputs` by name.
     fn call_flake_function(
         &mut self,
         flake: &FlakeLocation,
@@ -436,8 +436,8 @@ impl<'e> FlakeSession<'e> {
     ) -> Result<Value, FlakeError> {
         let mut given: Vec<&str> = FLAKE_ARGUMENTS.to_vec();
         given.extend(inputs.iter().map(|(name, _)| name.as_str()));
-        let accepted: Vec<String> = match function.accepted_arguments(&given) {
-            Ok(accepted) => accepted.into_iter().map(str::to_string).collect(),
+        let accepted = match function.accepted_arguments(&given) {
+            Ok(accepted) => accepted,
             Err(name) => {
                 return Err(FlakeError::BadFlake {
                     dir: flake.shown(),
@@ -465,7 +465,7 @@ impl<'e> FlakeSession<'e> {
         };
         let mut args = Vec::new();
         for name in accepted {
-            let value = match name.as_str() {
+            let value = match name {
                 "pkgs" => self.pkgs(labels)?.into(),
                 "system" => Value::string(self.system.as_str()).into(),
                 "self" => this.clone(),
