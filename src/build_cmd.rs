@@ -94,23 +94,20 @@ pub struct RunArgs {
     args: Vec<OsString>,
 }
 
-/// Resolves installables and builds them, substituting from the
-/// configured binary caches; the targets and, on success, nothing else to
-/// report.
-/// The store is opened here, once, and handed back with the targets.
+/// Resolves installables and builds them in `store`, substituting from
+/// the configured binary caches; the targets and, on success, nothing else
+/// to report.
 pub(crate) fn realise(
-    store_root: &Path,
+    store: &Store,
     installables: &[String],
     options: BuildOptions,
     check: bool,
     print_logs: bool,
-) -> Result<(Store, Vec<Target>), Failure> {
+) -> Result<Vec<Target>, Failure> {
     let config = Config::load()?;
     let caches = config.binary_caches(Vec::new(), Vec::new())?;
-    let store = Store::open(store_root)?;
     let request = Realise { installables, resolve: &ResolveOptions::default(), check, print_logs };
-    let targets = realise_with(&store, &config, &request, options, caches.as_ref())?;
-    Ok((store, targets))
+    realise_with(store, &config, &request, options, caches.as_ref())
 }
 
 /// What [`realise_with`] is asked for, besides the build options.
@@ -129,7 +126,7 @@ fn realise_with(
     mut options: BuildOptions,
     caches: Option<&BinaryCaches>,
 ) -> Result<Vec<Target>, Failure> {
-    let resolved = mini_flake::resolve_with(store.root(), request.installables, request.resolve)?;
+    let resolved = mini_flake::resolve_with(store, request.installables, request.resolve)?;
     crate::lock_cmd::report_updates(&resolved.lock_updates);
     for line in &resolved.diagnostics {
         eprintln!("{line}");
@@ -237,7 +234,7 @@ pub fn build(store_root: &Path, args: BuildArgs) -> Outcome {
 
 pub fn log(store_root: &Path, args: LogArgs) -> Outcome {
     let store = Store::open(store_root)?;
-    let targets = mini_flake::resolve(store.root(), std::slice::from_ref(&args.installable))?;
+    let targets = mini_flake::resolve(&store, std::slice::from_ref(&args.installable))?;
     let drv = match targets.first() {
         Some(Target::Derivation { drv_path, .. }) => drv_path.clone(),
         Some(Target::Opaque(path)) => match store.query(path) {
@@ -255,8 +252,8 @@ pub fn log(store_root: &Path, args: LogArgs) -> Outcome {
 }
 
 pub fn run(store_root: &Path, args: RunArgs) -> Outcome {
-    let (store, targets) =
-        realise(store_root, std::slice::from_ref(&args.installable), BuildOptions::default(), false, false)?;
+    let store = Store::open(store_root)?;
+    let targets = realise(&store, std::slice::from_ref(&args.installable), BuildOptions::default(), false, false)?;
     let (out, name, main_program) = match targets.first() {
         Some(Target::Derivation { drv_path, outputs }) => {
             let Some(out) = outputs.get("out").or_else(|| outputs.values().next()) else {

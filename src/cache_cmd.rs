@@ -12,6 +12,7 @@ use mini_build::BuildOptions;
 use mini_cache::key::SecretKey;
 use mini_cache::remote::Remote;
 use mini_flake::Target;
+use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
 use crate::build_cmd;
@@ -98,8 +99,9 @@ pub fn copy(store_root: &Path, args: CopyArgs) -> Outcome {
         None => None,
     };
     let remote = Remote::parse(&args.to)?;
-    let (store, targets) =
-        build_cmd::realise(store_root, &args.installables, BuildOptions::default(), false, args.print_build_logs)?;
+    let store = Store::open(store_root)?;
+    let targets =
+        build_cmd::realise(&store, &args.installables, BuildOptions::default(), false, args.print_build_logs)?;
     let roots: Vec<StorePath> = targets
         .iter()
         .flat_map(|t| match t {

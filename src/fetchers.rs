@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use mini_cache::config::Config;
-use mini_lang::fetch::{GitFetched, GitRequest, UrlFetched, UrlRequest};
+use mini_lang::{GitFetched, GitRequest, UrlFetched, UrlRequest};
 use mini_store::store::Store;
 
 /// Installs the fetcher as every evaluator's default.
 pub fn install() {
-    mini_lang::fetch::set_default_fetcher(Arc::new(CliFetcher::default()));
+    mini_lang::set_default_fetcher(Arc::new(CliFetcher::default()));
 }
 
 #[derive(Default)]

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use mini_lang::{print, Evaluator, Value};
+use mini_lang::{print_value, Evaluator, Value};
+use mini_store::store::Store;
 
 use crate::{failure, Outcome};
 
@@ -33,7 +34,7 @@ pub fn flake(store_root: &Path, command: FlakeCommand) -> Outcome {
     match command {
         FlakeCommand::Show(args) => {
             let options = mini_flake::ShowOptions { all_systems: args.all_systems };
-            let shown = mini_flake::show(store_root, &args.flake, &options)?;
+            let shown = mini_flake::show(&Store::open(store_root)?, &args.flake, &options)?;
             for line in &shown.diagnostics {
                 eprintln!("{line}");
             }
@@ -46,11 +47,11 @@ pub fn flake(store_root: &Path, command: FlakeCommand) -> Outcome {
 /// `mini eval DIR#ATTR`: the attribute's value, printed as `mini eval`
 /// prints (`--strict`: deeply; `--json`: as JSON).
 pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> Outcome {
-    let (root, text) = (store_root.to_path_buf(), text.to_string());
+    let (store, text) = (Store::open(store_root)?, text.to_string());
     let outcome = mini_lang::with_evaluator(move |ev| {
         // Lazy printing shows which values are still thunks; keep them all.
         ev.speculate = strict || json;
-        let evaluated = mini_flake::eval_attribute(ev, &root, &text).map_err(|e| format!("error: {e}\n"))?;
+        let evaluated = mini_flake::eval_attribute(ev, &store, &text).map_err(|e| format!("error: {e}\n"))?;
         for line in &evaluated.diagnostics {
             eprintln!("{line}");
         }
@@ -73,10 +74,10 @@ pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> Outcome 
 fn printed(ev: &mut Evaluator, value: &Value, strict: bool, json: bool) -> mini_lang::EvalResult<String> {
     let span = Default::default();
     if json {
-        return mini_lang::builtins::to_json(ev, value, span);
+        return mini_lang::to_json(ev, value, span);
     }
     if strict {
         ev.deep_force(value, span)?;
     }
-    Ok(format!("{}\n", print::print_value(value)))
+    Ok(format!("{}\n", print_value(value)))
 }

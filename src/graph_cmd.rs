@@ -36,7 +36,7 @@ enum Format {
 
 pub fn graph(store_root: &Path, args: GraphArgs) -> Outcome {
     let store = Store::open(store_root)?;
-    let mut targets = mini_flake::resolve(store.root(), std::slice::from_ref(&args.installable))?;
+    let mut targets = mini_flake::resolve(&store, std::slice::from_ref(&args.installable))?;
     if targets.len() != 1 {
         return Err(failure("the installable resolved to no single target"));
     }

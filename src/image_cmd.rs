@@ -108,7 +108,7 @@ enum Where {
 /// output that is a link to a host file or directory is refused, never
 /// read (nor pushed).
 pub(crate) fn image_location(store_root: &Path, path: &Path) -> Result<PathBuf, String> {
-    mini_image::confined::resolve_user_path(path, &store_root.join("store"))
+    mini_image::confined::resolve_user_path(path, &Store::store_dir_of(store_root))
         .map_err(|e| format!("reading '{}': {e}", path.display()))
 }
 
@@ -118,15 +118,19 @@ fn deriver_of(store: &Store, path: &StorePath) -> Option<String> {
 }
 
 /// The deriver of an image on disk that is (or links into) a store path
-/// of the store at `store_root`; `None` for anything else.
-fn stored_deriver(store_root: &Path, path: &Path) -> Option<String> {
-    if !store_root.join("store").is_dir() {
+/// of the store at `store_root`; `None` for anything else. The store is
+/// opened into `store` the first time one is needed.
+fn stored_deriver(store_root: &Path, store: &mut Option<Store>, path: &Path) -> Option<String> {
+    if !Store::store_dir_of(store_root).is_dir() {
         return None;
     }
     let Ok(Installable::StorePath(stored)) = mini_flake::parse(&path.to_string_lossy(), store_root) else {
         return None;
     };
-    deriver_of(&Store::open(store_root).ok()?, &stored)
+    if store.is_none() {
+        *store = Store::open(store_root).ok();
+    }
+    deriver_of(store.as_ref()?, &stored)
 }
 
 fn inspect(store_root: &Path, args: InspectArgs) -> Outcome {
@@ -152,15 +156,18 @@ fn inspect(store_root: &Path, args: InspectArgs) -> Outcome {
         })
         .collect();
     let mut outputs: Vec<Vec<(String, PathBuf, Option<String>)>> = Vec::new();
+    // Opened once, if an installable or a stored image needs it.
+    let mut opened: Option<Store> = None;
     if !installables.is_empty() {
+        let store = opened.insert(Store::open(store_root)?);
         let options = BuildOptions::default();
-        let (store, targets) = build_cmd::realise(store_root, &installables, options, false, args.print_build_logs)?;
+        let targets = build_cmd::realise(store, &installables, options, false, args.print_build_logs)?;
         for target in targets {
             let (paths, drv): (Vec<_>, _) = match target {
                 Target::Derivation { outputs, drv_path } => (outputs.into_values().collect(), Some(drv_path)),
                 Target::Opaque(path) => (vec![path], None),
             };
-            let deriver = |p| drv.as_ref().map(ToString::to_string).or_else(|| deriver_of(&store, p));
+            let deriver = |p| drv.as_ref().map(ToString::to_string).or_else(|| deriver_of(store, p));
             outputs.push(paths.iter().map(|p| (p.to_string(), store.physical_path(p), deriver(p))).collect());
         }
     }
@@ -169,7 +176,7 @@ fn inspect(store_root: &Path, args: InspectArgs) -> Outcome {
     for (arg, place) in places {
         let sources: Vec<(String, PathBuf, Option<String>)> = match place {
             Where::OnDisk(path) => {
-                let deriver = stored_deriver(store_root, &path);
+                let deriver = stored_deriver(store_root, &mut opened, &path);
                 vec![(arg.clone(), path, deriver)]
             }
             Where::Built(i) => outputs.get(i).cloned().unwrap_or_default(),
@@ -229,8 +236,8 @@ pub(crate) struct Found {
 pub(crate) fn realise_image(store_root: &Path, arg: &str, print_build_logs: bool) -> Result<Found, Failure> {
     let (path, built) = if mini_flake::names_installable_rather_than_image(arg) {
         let installables = [arg.to_string()];
-        let (store, targets) =
-            build_cmd::realise(store_root, &installables, BuildOptions::default(), false, print_build_logs)?;
+        let store = Store::open(store_root)?;
+        let targets = build_cmd::realise(&store, &installables, BuildOptions::default(), false, print_build_logs)?;
         let paths: Vec<StorePath> = targets
             .into_iter()
             .flat_map(|target| match target {

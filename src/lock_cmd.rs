@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use mini_flake::{LockReport, LockUpdate};
+use mini_store::store::Store;
 
 use crate::Outcome;
 
@@ -27,7 +28,7 @@ pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
         Some(names) if names.is_empty() => LockUpdate::All,
         Some(names) => LockUpdate::Only(names),
     };
-    let report = mini_flake::lock(store_root, &args.flake, update)?;
+    let report = mini_flake::lock(&Store::open(store_root)?, &args.flake, update)?;
     report_updates(std::slice::from_ref(&report));
     if report.lock.inputs.is_empty() {
         println!("{}: the flake declares no inputs", report.file.display());

@@ -1,4 +1,20 @@
-//! The `mini` command line: parses arguments and wires the crates together.
+//! The `mini` command line: parses arguments and routes each command to
+//! its `*_cmd` module, which calls the crates and prints. Nothing here is
+//! logic worth a unit test; what is tested here is the command line
+//! itself (consistent, and every subcommand's help ends with examples).
+//!
+//! - Every command returns an [`Outcome`]; a failure is any crate's typed
+//!   error, reported once, here, as `error: MESSAGE` with exit status 1.
+//! - The help ends with the exit statuses, and each subcommand's with its
+//!   examples, kept in one table ([`EXAMPLES`]). Colours follow clap's
+//!   terminal detection and `NO_COLOR`.
+//! - Two hidden first arguments are handled before parsing, because what
+//!   they do (`unshare` of a user namespace) needs a process that has not
+//!   started a thread: `mini run`'s helper and `mini doctor`'s probe, both
+//!   in `mini_build::store_view`.
+//! - `MINI_COUNT_STORE_OPENS=1` makes mini say on stderr how many times the
+//!   command opened the store: at most once, for every command (a test
+//!   checks `mini build`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,7 +37,7 @@ mod progress;
 mod push_cmd;
 mod sbom_cmd;
 mod store_cmd;
-use mini_lang::{print, Evaluator, Value};
+use mini_lang::{print_value, Evaluator, Value};
 
 #[global_allocator]
 static ALLOCATOR: allocator::Mimalloc = allocator::Mimalloc;
@@ -365,8 +381,9 @@ fn run_evaluation(
     store_root: PathBuf,
     body: impl FnOnce(&mut Evaluator) -> mini_lang::EvalResult<String> + Send + 'static,
 ) -> Outcome {
+    let store = mini_store::store::Store::open(&store_root)?;
     let outcome = mini_lang::with_evaluator(move |ev| {
-        ev.store_root = Some(store_root);
+        ev.set_store(store);
         let code = match body(ev) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();
@@ -393,12 +410,12 @@ fn evaluate(ev: &mut Evaluator, args: &EvalArgs) -> mini_lang::EvalResult<String
     };
     let span = Default::default();
     if args.json {
-        return mini_lang::builtins::to_json(ev, &value, span);
+        return mini_lang::to_json(ev, &value, span);
     }
     if args.strict {
         ev.deep_force(&value, span)?;
     }
-    Ok(format!("{}\n", print::print_value(&value)))
+    Ok(format!("{}\n", print_value(&value)))
 }
 
 fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> Outcome {
@@ -408,49 +425,15 @@ fn instantiate(args: InstantiateArgs, store_root: PathBuf) -> Outcome {
     })
 }
 
-/// The `.drv` paths of the derivations a file or expression evaluates to:
-/// the value itself, or the derivations among a list's elements or a set's
-/// attributes, as `nix-instantiate` finds them. Writes them all.
+/// The `.drv` paths of the derivations a file or expression evaluates to,
+/// as `nix-instantiate` finds them. Writes them all.
 fn drv_paths(ev: &mut Evaluator, args: &InstantiateArgs) -> mini_lang::EvalResult<Vec<String>> {
     let value = match (&args.expr, &args.file) {
         (Some(expr), _) => ev.eval_text(expr)?,
         (None, Some(file)) => ev.eval_file(file)?,
         (None, None) => unreachable!("clap requires a file or --expr"),
     };
-    let candidates: Vec<Value> = match &value {
-        Value::List(items) => items.iter().map(|t| ev.force(t)).collect::<Result<_, _>>()?,
-        Value::Attrs(attrs) if !is_derivation(ev, &value)? => {
-            let mut out = Vec::new();
-            for (_, t) in attrs.sorted_by_name() {
-                out.push(ev.force(t)?);
-            }
-            out
-        }
-        _ => vec![value.clone()],
-    };
-    let mut paths = Vec::new();
-    for v in candidates {
-        if let Value::Attrs(attrs) = &v {
-            if is_derivation(ev, &v)? {
-                if let Some(t) = attrs.get_str("drvPath") {
-                    let drv = ev.force(&t.clone())?;
-                    paths.push(ev.coerce_to_string(&drv, Default::default(), false, false)?.to_string());
-                }
-            }
-        }
-    }
-    ev.flush_derivations()?;
-    Ok(paths)
-}
-
-fn is_derivation(ev: &mut Evaluator, v: &Value) -> mini_lang::EvalResult<bool> {
-    match v {
-        Value::Attrs(attrs) => match attrs.get_str("type") {
-            Some(t) => Ok(matches!(ev.force(&t.clone())?, Value::String(s) if s.as_str() == "derivation")),
-            None => Ok(false),
-        },
-        _ => Ok(false),
-    }
+    ev.derivation_paths(&value)
 }
 
 #[cfg(test)]

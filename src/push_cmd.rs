@@ -56,32 +56,34 @@ fn layer_compression() -> impl TypedValueParser<Value = Compressor> {
 pub fn push(store_root: &Path, args: PushArgs) -> Outcome {
     let reference = Reference::parse(&args.destination)?;
     let found = image_cmd::realise_image(store_root, &args.image, args.print_build_logs)?;
+    let image = found.location;
+    let streamed = mini_image::stream::is_stream_image(&image);
+    // One handle: the build's, else opened if the SBOM or a streamed
+    // image needs the store.
+    let (store, built) = match found.built {
+        Some((store, one)) => (Some(store), Some(one)),
+        None if args.sbom.is_some() || streamed => (Some(Store::open(store_root)?), None),
+        None => (None, None),
+    };
     // The SBOM's document and format, made before anything is sent.
     let mut sbom: Option<(String, SbomFormat)> = None;
-    if let Some(format) = args.sbom {
-        let document = match &found.built {
-            Some((store, one)) => sbom_cmd::document(store, std::slice::from_ref(one), format, one.name()),
-            None => sbom_cmd::stored_image(store_root, &args.image).and_then(|path| {
-                let store = Store::open(store_root).map_err(|e| e.to_string())?;
-                sbom_cmd::document(&store, std::slice::from_ref(&path), format, path.name())
-            }),
+    if let (Some(format), Some(store)) = (args.sbom, &store) {
+        let root = match built {
+            Some(one) => one,
+            None => sbom_cmd::stored_image(store_root, &args.image).map_err(failure)?,
         };
+        let document = sbom_cmd::document(store, std::slice::from_ref(&root), format, root.name());
         sbom = Some((document.map_err(failure)?, format));
     }
-    let image = found.location;
     let options = Options { compression: args.compression, insecure: args.insecure };
-    let pushed = if mini_image::stream::is_stream_image(&image) {
+    let report = match &store {
         // A streamed image: its layers are made from the store as they go.
-        Store::open(store_root)
-            .map_err(|e| e.to_string())
-            .and_then(|store| mini_image::stream::open(&image, &store).map_err(|e| e.to_string()))
-            .and_then(|stream| {
-                push::push_image(store_root, &stream.located(), &reference, options).map_err(|e| e.to_string())
-            })
-    } else {
-        push::push(store_root, &image, &reference, options).map_err(|e| e.to_string())
+        Some(store) if streamed => {
+            let stream = mini_image::stream::open(&image, store)?;
+            push::push_image(store_root, &stream.located(), &reference, options)?
+        }
+        _ => push::push(store_root, &image, &reference, options)?,
     };
-    let report = pushed.map_err(failure)?;
     for blob in &report.blobs {
         println!("{} {} {}", blob.outcome.as_str(), blob.digest, blob.size);
     }

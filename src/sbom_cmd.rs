@@ -62,8 +62,8 @@ impl SbomFormat {
 
 pub fn sbom(store_root: &Path, args: SbomArgs) -> Outcome {
     let installables = [args.installable.clone()];
-    let (store, targets) =
-        build_cmd::realise(store_root, &installables, BuildOptions::default(), false, args.print_build_logs)?;
+    let store = Store::open(store_root)?;
+    let targets = build_cmd::realise(&store, &installables, BuildOptions::default(), false, args.print_build_logs)?;
     let (roots, name) = roots_of(targets);
     let text = document(&store, &roots, args.format, &name).map_err(failure)?;
     match &args.output {

@@ -276,7 +276,7 @@ pub fn gc(root: &Path, args: GcArgs) -> Outcome {
 
 pub fn path_info(root: &Path, args: PathInfoArgs) -> Outcome {
     let store = Store::open(root)?;
-    let targets = mini_flake::resolve(store.root(), &args.paths)?;
+    let targets = mini_flake::resolve(&store, &args.paths)?;
     let mut roots = Vec::new();
     for (text, target) in args.paths.iter().zip(targets) {
         match target {
@@ -343,11 +343,11 @@ fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
 /// step where in the files the next path's hash appears.
 /// A store path given as itself (or a path inside it), a link into the
 /// store such as `result`, or an installable (its `out` output).
-fn store_path_of(root: &Path, text: &str) -> Result<StorePath, String> {
+fn store_path_of(store: &Store, text: &str) -> Result<StorePath, String> {
     if let Ok((path, _)) = StorePath::parse_prefix(text) {
         return Ok(path);
     }
-    match mini_flake::resolve(root, &[text.to_string()]).map_err(|e| e.to_string())?.into_iter().next() {
+    match mini_flake::resolve(store, &[text.to_string()]).map_err(|e| e.to_string())?.into_iter().next() {
         Some(Target::Opaque(path)) => Ok(path),
         Some(Target::Derivation { outputs, .. }) => outputs
             .get("out")
@@ -362,7 +362,7 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> Outcome {
     let store = Store::open(root)?;
     let mut ends = Vec::new();
     for p in [&args.from, &args.to] {
-        match store_path_of(store.root(), p) {
+        match store_path_of(&store, p) {
             Ok(path) if store.is_valid(&path) => ends.push(path),
             Ok(path) => {
                 return Err(failure(format!(
@@ -423,7 +423,7 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> Outcome {
 pub fn derivation(root: &Path, command: DerivationCommand) -> Outcome {
     let DerivationCommand::Show { recursive, paths } = command;
     let store = Store::open(root)?;
-    let targets = mini_flake::resolve(store.root(), &paths)?;
+    let targets = mini_flake::resolve(&store, &paths)?;
     let mut todo = Vec::new();
     for target in targets {
         match target {

@@ -608,3 +608,24 @@ fn the_prelude_prints_and_is_the_language() {
         assert_eq!(lambda, "<LAMBDA>", "{header}");
     }
 }
+
+#[test]
+fn a_build_opens_the_store_once() {
+    let s = Scratch::new("build-one-open");
+    let store = s.0.join("store");
+    let dir = s.0.join("flake");
+    flake_with(&dir, &[("dep", "echo dep > $out")], "  top = sh \"top\" \"cat ${dep} > $out\";\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_mini"))
+        .arg("--store")
+        .arg(&store)
+        .args(["build", ".#top", "--no-link"])
+        .env("MINI_COUNT_STORE_OPENS", "1")
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Resolving, evaluating, writing `.drv`s, planning and building all go
+    // through one handle.
+    assert!(stderr.contains("mini: the store was opened 1 time(s)"), "{stderr}");
+}

@@ -126,7 +126,7 @@ fn survive(ev_input: &str) {
         let mut ev = Evaluator::with_stack_budget(48 << 20);
         if let Ok(v) = ev.eval_text(ev_input) {
             let _ = ev.deep_force(&v, Default::default());
-            let _ = mini_lang::print::print_value(&v);
+            let _ = mini_lang::print_value(&v);
         }
     }));
     assert!(outcome.is_ok(), "mini panicked on input {ev_input:?}");

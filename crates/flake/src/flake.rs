@@ -13,7 +13,7 @@
 //! store copies, so a flake gives the same derivations on every machine.
 //! An attribute is looked up at the top level, then under
 //! `packages.<system>`, and must be a derivation. A path the flake copies
-//! to the store takes only the flake's sources (see [`crate::sources`]).
+//! to the store takes only the flake's sources (see [`crate::flake_sources`]).
 //!
 //! Images record where they came from: the prelude's `dockerTools` gets
 //! labels naming the git revision and source of the flake (when it is
@@ -24,30 +24,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use mini_lang::builtins::store_path_value;
-use mini_lang::compile::ParamInfo;
-use mini_lang::string::ContextElem;
-use mini_lang::value::{Attrs, Lazy, LazyCell, Symbol, Thunk};
-use mini_lang::{EvalError, Evaluator, Value};
+use mini_lang::{store_path_value, Attrs, ContextElem, EvalError, Evaluator, Fixpoint, Thunk, Value};
+use mini_store::provenance::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
+use crate::flake_sources::Watched;
 use crate::inputs::{self, FlakeLocation};
 use crate::installable::{show_attr_path, FLAKE_FILE};
 use crate::lock::{DeclaredInput, LockFile, LOCK_FILE};
 use crate::relock::{relock, LockReport, LockUpdate};
-use crate::sources::Watched;
 use crate::FlakeError;
 
 /// The arguments a flake function may take, besides its inputs.
 const FLAKE_ARGUMENTS: [&str; 3] = ["pkgs", "system", "self"];
-
-/// The OCI annotation keys of an image's provenance (standard ones, which
-/// `mini_image::inspect` reads back), and the prefix of the labels naming
-/// its locked inputs.
-const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
 
 /// A flake attribute's derivation, and which output it names (`None`: all).
 pub(crate) struct FlakeDerivation {
@@ -84,13 +74,13 @@ pub(crate) struct FlakeSession<'e> {
 impl<'e> FlakeSession<'e> {
     /// Makes `ev` pure and writing derivations to `store`.
     pub fn new(ev: &'e mut Evaluator, store: &'e Store) -> FlakeSession<'e> {
-        ev.store_root = Some(store.root().to_path_buf());
+        ev.set_store(store.clone());
         ev.pure = true;
         ev.write_derivations = true;
         FlakeSession {
             ev,
             store,
-            system: mini_lang::builtins::current_system(),
+            system: mini_lang::current_system(),
             busybox: None,
             pkgs: HashMap::new(),
             outputs: HashMap::new(),
@@ -184,12 +174,12 @@ impl<'e> FlakeSession<'e> {
     }
 
     /// Makes paths copied from the flake in `dir` take only its sources
-    /// (see [`crate::sources`]), working them out once per session.
+    /// (see [`crate::flake_sources`]), working them out once per session.
     fn filter_sources(&mut self, dir: &Path) -> Result<(), FlakeError> {
         if self.filters.contains_key(dir) {
             return Ok(());
         }
-        let watched = Rc::new(Watched::new(crate::sources::source_filter(dir)?));
+        let watched = Rc::new(Watched::new(crate::flake_sources::source_filter(dir)?));
         self.ev.add_source_filter(watched.clone());
         self.filters.insert(dir.to_path_buf(), watched);
         Ok(())
@@ -304,7 +294,7 @@ impl<'e> FlakeSession<'e> {
                 meta.push(("rev".to_string(), Value::string(rev.as_str())));
                 meta.push(("shortRev".to_string(), Value::string(&rev[..7])));
             }
-            let mut entries: Vec<(Symbol, Thunk)> = Vec::new();
+            let mut entries: Vec<(String, Thunk)> = Vec::new();
             if locked.declared.flake {
                 let outputs = self.outputs(&fetched.location, false)?;
                 allowed.extend(self.allowed.get(&fetched.location.dir).into_iter().flatten().cloned());
@@ -317,12 +307,12 @@ impl<'e> FlakeSession<'e> {
                                 let name: &str = n;
                                 !meta.iter().any(|(m, _)| m == name)
                             })
-                            .map(|(n, t)| (Symbol::intern(n), t.clone())),
+                            .map(|(n, t)| (n.to_string(), t.clone())),
                     );
                 }
             }
-            entries.extend(meta.into_iter().map(|(n, v)| (Symbol::intern(&n), Thunk::from(v))));
-            args.push((name.clone(), Value::attrs(Attrs::from_unsorted(entries))));
+            entries.extend(meta.into_iter().map(|(n, v)| (n, Thunk::from(v))));
+            args.push((name.clone(), Value::attr_set(entries)));
         }
         self.ev.restrict_to(allowed).map_err(|e| self.eval_error(&e))?;
         let labels = provenance_labels(flake, &lock);
@@ -427,10 +417,10 @@ impl<'e> FlakeSession<'e> {
     }
 
     /// Calls a flake function with the arguments it accepts: `pkgs`,
-    /// `system`, `self` (the result itself: a cell that applies the
-    /// function to a set that holds the cell; for a flake at a git
-    /// revision, with `rev` and `shortRev` added, and for a dirty working
-    /// tree `dirtyRev` and `dirtyShortRev`, as in Nix) and `inputs` by name.
+    /// `system`, `self` (the result itself, a [`Fixpoint`]; for a flake at
+    /// a git revision, with `rev` and `shortRev` added, and for a dirty
+    /// working tree `dirtyRev` and `dirtyShortRev`, as in Nix) and
+    /// `inputs` by name.
     fn call_flake_function(
         &mut self,
         flake: &FlakeLocation,
@@ -440,28 +430,19 @@ impl<'e> FlakeSession<'e> {
     ) -> Result<Value, FlakeError> {
         let mut given: Vec<&str> = FLAKE_ARGUMENTS.to_vec();
         given.extend(inputs.iter().map(|(name, _)| name.as_str()));
-        let accepted: Vec<String> = match &function {
-            Value::Lambda(closure) => match &closure.lambda.param {
-                ParamInfo::Pattern { formals, ellipsis, .. } => {
-                    let required =
-                        formals.iter().find(|(name, default)| default.is_none() && !given.contains(&name.as_str()));
-                    if let Some((name, _)) = required {
-                        return Err(FlakeError::BadFlake {
-                            dir: flake.shown(),
-                            message: format!(
-                                "its function requires the argument '{name}', but a flake is given only {}",
-                                given.join(", ")
-                            ),
-                        });
-                    }
-                    let takes = |arg: &&str| *ellipsis || formals.iter().any(|(name, _)| name.as_str() == *arg);
-                    given.iter().copied().filter(takes).map(str::to_string).collect()
-                }
-                ParamInfo::Idents(_) => given.iter().map(|s| s.to_string()).collect(),
-            },
-            _ => given.iter().map(|s| s.to_string()).collect(),
+        let accepted = match function.accepted_arguments(&given) {
+            Ok(accepted) => accepted,
+            Err(name) => {
+                return Err(FlakeError::BadFlake {
+                    dir: flake.shown(),
+                    message: format!(
+                        "its function requires the argument '{name}', but a flake is given only {}",
+                        given.join(", ")
+                    ),
+                })
+            }
         };
-        let result = Rc::new(LazyCell::new(Lazy::Blackhole));
+        let result = Fixpoint::new();
         let meta = match (&flake.revision, &flake.dirty_rev) {
             (Some(rev), _) => Some([("rev", rev.clone()), ("shortRev", rev[..7].to_string())]),
             (None, Some(head)) => {
@@ -470,17 +451,15 @@ impl<'e> FlakeSession<'e> {
             (None, None) => None,
         };
         let this = match meta {
-            None => Thunk::Lazy(result.clone()),
+            None => result.result(),
             Some(meta) => {
-                let meta = meta.map(|(name, value)| (Symbol::intern(name), Thunk::from(Value::string(value.as_str()))));
-                let update = self.update_function()?;
-                let meta = Thunk::from(Value::attrs(Attrs::from_unsorted(meta.into())));
-                Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply2(Box::new((update, Thunk::Lazy(result.clone()), meta))))))
+                let meta = meta.map(|(name, value)| (name, Thunk::from(Value::string(value.as_str()))));
+                result.result_updated(self.ev, Value::attr_set(meta)).map_err(|e| self.eval_error(&e))?
             }
         };
         let mut args = Vec::new();
         for name in accepted {
-            let value = match name.as_str() {
+            let value = match name {
                 "pkgs" => self.pkgs(labels)?.into(),
                 "system" => Value::string(self.system.as_str()).into(),
                 "self" => this.clone(),
@@ -489,18 +468,9 @@ impl<'e> FlakeSession<'e> {
                     None => continue,
                 },
             };
-            args.push((Symbol::intern(&name), value));
+            args.push((name, value));
         }
-        let args = Value::attrs(Attrs::from_unsorted(args));
-        result.set(Lazy::Apply(function.into(), args.into()));
-        self.ev.force(&Thunk::Lazy(result)).map_err(|e| self.eval_error(&e))
-    }
-
-    /// `a: b: a // b`, for adding a revision to `self`.
-    fn update_function(&mut self) -> Result<Thunk, FlakeError> {
-        let expr = self.ev.compile_source("«self»".into(), None, "a: b: a // b").map_err(|e| self.eval_error(&e))?;
-        let env = mini_lang::value::Env::new(None, mini_lang::value::Slots::Many(Box::new([])));
-        Ok(self.ev.eval(expr, &env).map_err(|e| self.eval_error(&e))?.into())
+        result.apply(self.ev, function, Value::attr_set(args)).map_err(|e| self.eval_error(&e))
     }
 
     /// The prelude with these image labels, busybox imported into the

@@ -27,7 +27,7 @@
 //!
 //! Only the `.miniignore` at the flake's root is read; it is itself a
 //! source unless it ignores itself. Besides what it lists, mini's own
-//! files are left out (see [`crate::sources`]): the out-links `mini build`
+//! files are left out (see [`crate::flake_sources`]): the out-links `mini build`
 //! makes (links named `result` or `result-…`) and `.mini/` directories;
 //! a `!` rule takes one back. Build directories such as `target/` are
 //! yours to list.

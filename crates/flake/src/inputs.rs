@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mini_lang::compile::canonicalize_lexically;
+use mini_lang::canonicalize_lexically;
 use mini_store::encoding::{nar_hash_text, parse_nar_hash};
 use mini_store::store::Store;
 use mini_store::store_path::{PathKind, StorePath};
@@ -165,8 +165,8 @@ pub(crate) fn fetch(
             Ok(Fetched { path: checkout.path, root: checkout.dir, location, locked })
         }
         Source::Path { dir } => {
-            let filter = crate::sources::source_filter(&dir)?;
-            let filter: &dyn mini_lang::eval::SourceFilter = &*filter;
+            let filter = crate::flake_sources::source_filter(&dir)?;
+            let filter: &dyn mini_lang::SourceFilter = &*filter;
             let keep = |relative: &Path, is_dir: bool| filter.keeps(relative, is_dir);
             // Adding also makes the path a temporary root of this process.
             let (path, _) = store.add_path_filtered(&dir, "source", &keep)?;

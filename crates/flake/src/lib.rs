@@ -7,13 +7,15 @@
 //! git revision, and flakes may take other flakes as inputs, pinned by
 //! `mini.lock`.
 //!
-//! This crate stands on `mini-lang` (evaluation) and `mini-store` (the
-//! store); it knows nothing about builds or images.
+//! This crate stands on `mini-lang` (evaluation, through its public API)
+//! and `mini-store` (the store, whose handle the caller gives it: nothing
+//! here opens a store); it knows nothing about builds or images.
 
 mod busybox;
 mod error;
 mod fetch_git;
 mod flake;
+mod flake_sources;
 mod git;
 mod ignore;
 mod inputs;
@@ -23,7 +25,6 @@ mod prelude;
 mod relock;
 mod resolve;
 mod show;
-mod sources;
 mod worktree;
 
 pub use busybox::find as find_busybox;
@@ -75,7 +76,7 @@ mod tests {
             let mut ev = Evaluator::new();
             let path = dir.join("proj").join(file);
             restrict_pure_eval(&mut ev, Some(&path)).unwrap();
-            ev.eval_file(&path).map(|v| mini_lang::print::print_value(&v)).map_err(|e| e.message)
+            ev.eval_file(&path).map(|v| mini_lang::print_value(&v)).map_err(|e| e.message)
         };
         assert_eq!(eval("ok.nixlike").unwrap(), "\"d\"");
         assert!(eval("bad.nixlike").unwrap_err().contains("forbidden in pure evaluation mode"));

@@ -6,9 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use mini_lang::builtins::store_path_value;
-use mini_lang::value::{Attrs, Env, Slots, Symbol, Thunk};
-use mini_lang::{EvalResult, Evaluator, Value};
+use mini_lang::{store_path_value, EvalResult, Evaluator, Thunk, Value};
 use mini_store::store_path::StorePath;
 
 /// The prelude's files: `default` first, which joins the parts that follow.
@@ -40,24 +38,22 @@ pub(crate) fn load(
     let mut function = None;
     let mut parts = Vec::new();
     for (name, source) in PRELUDE {
-        let expr = ev.compile_source(format!("«prelude/{name}»"), None, source)?;
-        let value = ev.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))?;
+        let value = ev.eval_source(&format!("«prelude/{name}»"), source)?;
         match function {
             None => function = Some(value),
-            Some(_) => parts.push((Symbol::intern(name), Thunk::Ready(value))),
+            Some(_) => parts.push((*name, Thunk::from(value))),
         }
     }
     let function = function.expect("the prelude has its default file");
-    let mut args: Vec<(Symbol, Thunk)> = vec![
-        (Symbol::intern("parts"), Value::attrs(Attrs::from_unsorted(parts)).into()),
-        (Symbol::intern("stripSource"), Value::string(STRIP_SOURCE).into()),
-        (Symbol::intern("busybox"), store_path_value(busybox).into()),
-        (Symbol::intern("system"), Value::string(system).into()),
+    let mut args: Vec<(&str, Thunk)> = vec![
+        ("parts", Value::attr_set(parts).into()),
+        ("stripSource", Value::string(STRIP_SOURCE).into()),
+        ("busybox", store_path_value(busybox).into()),
+        ("system", Value::string(system).into()),
     ];
     if !image_labels.is_empty() {
-        let labels = image_labels.iter().map(|(k, v)| (Symbol::intern(k), Value::string(v.as_str()).into()));
-        args.push((Symbol::intern("imageLabels"), Value::attrs(Attrs::from_unsorted(labels.collect())).into()));
+        let labels = image_labels.iter().map(|(k, v)| (k, Value::string(v.as_str()).into()));
+        args.push(("imageLabels", Value::attr_set(labels).into()));
     }
-    let args = Attrs::from_unsorted(args);
-    ev.call(function, Thunk::Ready(Value::attrs(args)), Default::default())
+    ev.call(function, Value::attr_set(args).into(), Default::default())
 }

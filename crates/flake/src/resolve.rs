@@ -11,8 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mini_lang::Evaluator;
-use mini_store::derivation::Derivation;
-use mini_store::store::Store;
+use mini_store::store::{Store, StoreError};
 use mini_store::store_path::StorePath;
 
 use crate::flake::{FlakeDerivation, FlakeSession};
@@ -55,8 +54,8 @@ pub struct Resolved {
 /// any) on an evaluation thread of their own and writing their `.drv`s.
 /// For commands that only inspect: [`Resolved::diagnostics`] go straight
 /// to stderr.
-pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, FlakeError> {
-    let resolved = resolve_with(store_root, texts, &ResolveOptions::default())?;
+pub fn resolve(store: &Store, texts: &[String]) -> Result<Vec<Target>, FlakeError> {
+    let resolved = resolve_with(store, texts, &ResolveOptions::default())?;
     for line in &resolved.diagnostics {
         eprintln!("{line}");
     }
@@ -64,9 +63,8 @@ pub fn resolve(store_root: &Path, texts: &[String]) -> Result<Vec<Target>, Flake
 }
 
 /// [`resolve`], with options.
-pub fn resolve_with(store_root: &Path, texts: &[String], options: &ResolveOptions) -> Result<Resolved, FlakeError> {
-    let installables = texts.iter().map(|t| installable::parse(t, store_root)).collect::<Result<Vec<_>, _>>()?;
-    let store = Store::open(store_root)?;
+pub fn resolve_with(store: &Store, texts: &[String], options: &ResolveOptions) -> Result<Resolved, FlakeError> {
+    let installables = texts.iter().map(|t| installable::parse(t, store.root())).collect::<Result<Vec<_>, _>>()?;
     let without_evaluation: Option<Vec<Wanted>> = installables
         .iter()
         .map(|i| match i {
@@ -75,10 +73,10 @@ pub fn resolve_with(store_root: &Path, texts: &[String], options: &ResolveOption
         })
         .collect();
     if let Some(wanted) = without_evaluation {
-        let targets = wanted.into_iter().map(|w| w.target(&store)).collect::<Result<_, _>>()?;
+        let targets = wanted.into_iter().map(|w| w.target(store)).collect::<Result<_, _>>()?;
         return Ok(Resolved { targets, lock_updates: Vec::new(), diagnostics: Vec::new() });
     }
-    let options = options.clone();
+    let (store, options) = (store.clone(), options.clone());
     mini_lang::with_evaluator(move |ev| resolve_in(ev, &store, &installables, &options)).map_err(FlakeError::Thread)?
 }
 
@@ -184,7 +182,7 @@ impl Named {
     /// The untracked files below the flake, but mini's own.
     fn untracked(&self) -> Vec<PathBuf> {
         let working = self.location.shown();
-        self.tree.untracked.iter().filter(|f| !crate::sources::is_mini_own(&working, f)).cloned().collect()
+        self.tree.untracked.iter().filter(|f| !crate::flake_sources::is_mini_own(&working, f)).cloned().collect()
     }
 }
 
@@ -216,9 +214,9 @@ pub(crate) fn diagnostics(session: &FlakeSession, named: &[Named]) -> Vec<String
 
 /// Locks the inputs of the flake in `dir` (a working tree) as `update`
 /// says, and writes its `mini.lock` (`mini lock`).
-pub fn lock(store_root: &Path, dir: &Path, update: LockUpdate) -> Result<LockReport, FlakeError> {
+pub fn lock(store: &Store, dir: &Path, update: LockUpdate) -> Result<LockReport, FlakeError> {
     let dir = std::fs::canonicalize(dir).map_err(|source| FlakeError::FlakeDir { dir: dir.to_path_buf(), source })?;
-    let store = Store::open(store_root)?;
+    let store = store.clone();
     mini_lang::with_evaluator(move |ev| {
         let mut session = FlakeSession::new(ev, &store);
         session.lock(&FlakeLocation::working(dir), &update)
@@ -257,14 +255,12 @@ impl Wanted {
 
 /// The output paths of a `.drv` in the store, which must be as written.
 fn derivation_outputs(store: &Store, drv: &StorePath) -> Result<BTreeMap<String, StorePath>, FlakeError> {
-    if !store.is_valid(drv) {
-        return Err(FlakeError::InvalidDerivation { path: drv.clone(), root: store.root().to_path_buf() });
-    }
-    let file = store.physical_path(drv);
-    let text =
-        std::fs::read_to_string(&file).map_err(|source| FlakeError::Io { action: "reading", path: file, source })?;
     let bad = |message: String| FlakeError::BadDerivation { path: drv.clone(), message };
-    let derivation = Derivation::from_stored(drv, &text).map_err(|e| bad(e.to_string()))?;
+    let derivation = store.read_derivation(drv).map_err(|e| match e {
+        StoreError::NotValid { path } => FlakeError::InvalidDerivation { path, root: store.root().to_path_buf() },
+        StoreError::BadDerivation { source, .. } => bad(source.to_string()),
+        other => FlakeError::Store(other),
+    })?;
     let mut paths = BTreeMap::new();
     for (name, output) in derivation.outputs {
         let Some(path) = output.path else {

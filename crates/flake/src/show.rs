@@ -42,10 +42,9 @@ pub struct Evaluated {
 
 /// The tree of attributes of the flake `text` names (a directory or a
 /// `git+file:` URL) as `nix flake show` draws it.
-pub fn show(store_root: &Path, text: &str, options: &ShowOptions) -> Result<Shown, FlakeError> {
-    let installable = flake_reference(store_root, text)?;
-    let store = Store::open(store_root)?;
-    let (text, options) = (text.to_string(), options.clone());
+pub fn show(store: &Store, text: &str, options: &ShowOptions) -> Result<Shown, FlakeError> {
+    let installable = flake_reference(store.root(), text)?;
+    let (store, text, options) = (store.clone(), text.to_string(), options.clone());
     mini_lang::with_evaluator(move |ev| {
         let mut session = FlakeSession::new(ev, &store);
         session.evaluator().write_derivations = false;
@@ -68,14 +67,13 @@ pub fn show(store_root: &Path, text: &str, options: &ShowOptions) -> Result<Show
 /// Attribute `ATTR` of the flake `text` (`DIR#ATTR`, `git+file:…#ATTR`)
 /// names, evaluated with `ev` (made pure and restricted to the flake), as
 /// a build would find it: at the top level, else under `packages.<system>`.
-pub fn eval_attribute(ev: &mut Evaluator, store_root: &Path, text: &str) -> Result<Evaluated, FlakeError> {
-    let installable = installable::parse(text, store_root)?;
-    let store = Store::open(store_root)?;
-    let mut session = FlakeSession::new(ev, &store);
+pub fn eval_attribute(ev: &mut Evaluator, store: &Store, text: &str) -> Result<Evaluated, FlakeError> {
+    let installable = installable::parse(text, store.root())?;
+    let mut session = FlakeSession::new(ev, store);
     // As `mini eval` of a file: derivations are computed, not written.
     session.evaluator().write_derivations = false;
     let mut named = Vec::new();
-    let Some((flake, attr)) = locate(&mut session, &store, &installable, false, &mut named)? else {
+    let Some((flake, attr)) = locate(&mut session, store, &installable, false, &mut named)? else {
         return Err(FlakeError::BadInstallable {
             text: text.to_string(),
             reason: "mini eval takes a flake attribute (DIR#ATTR), not a store path".into(),

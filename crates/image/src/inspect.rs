@@ -13,6 +13,11 @@
 //! The same reading serves `mini push`: [`locate`] (`located`) finds one
 //! image's config and layer bytes without scanning the layers, so the
 //! registry crate never reads an image any other way.
+//!
+//! The provenance labels read back (revision, source, locked inputs) are
+//! `mini_store::provenance`'s names, the ones flake writes. An image never
+//! names the `.drv` that built it (that would make it depend on itself), so
+//! the caller, which knows the derivation, supplies it.
 
 mod diff;
 mod docker;

@@ -19,12 +19,9 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The annotation naming the file an artifact layer is fetched to.
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
-/// The label mini gives an image built from a git revision: the commit.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// The label naming where that revision's source lives.
-pub const SOURCE_LABEL: &str = "org.opencontainers.image.source";
-/// The prefix of the labels naming the flake's locked inputs.
-pub const INPUT_LABEL_PREFIX: &str = "dev.mini.input.";
+/// The provenance labels flake writes and inspect reads (defined in store,
+/// which both stand on).
+pub use mini_store::provenance::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 
 /// A blob as manifests refer to it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::{Pos, SourceMap, Span};
+use crate::source_map::{Pos, SourceMap, Span};
 use crate::syntax::ast::{self, Ast, AttrKey, BinOp, Binding, Param, PathKind, StrPart};
 use crate::value::{Symbol, Value};
 
@@ -319,7 +319,7 @@ impl<'a> Compiler<'a> {
     fn variable(&mut self, name: &str, span: Span) -> EvalResult<Expr> {
         // `__curPos` is a keyword in Nix: it cannot be shadowed.
         if name == "__curPos" {
-            return Ok(Expr::Const(crate::builtins::position_value(self.sources, span)));
+            return Ok(Expr::Const(crate::primops::position_value(self.sources, span)));
         }
         let sym = Symbol::intern(name);
         let mut withs = Vec::new();

@@ -2,7 +2,7 @@
 //! may catch it), a message in Nix's words, the span it happened at, and a
 //! short trace of where the failing value was demanded.
 
-use crate::source::{SourceMap, Span};
+use crate::source_map::{SourceMap, Span};
 use crate::syntax::SyntaxError;
 
 pub type EvalResult<T> = Result<T, Box<EvalError>>;

@@ -1,25 +1,41 @@
 //! mini's language: a parser and lazy evaluator for the Nix expression
 //! language, printing values exactly as Nix 2.8 does.
 //!
-//! Data flows `source → syntax (tokens, Ast) → compile (scoped Expr) →
-//! eval (Value, lazily) → print`. Nothing here knows about the store, builds
-//! or images.
+//! Data flows `source_map (files, spans) → syntax (tokens, Ast) → compile
+//! (scoped Expr) → eval (Value, lazily) → print`; `primops` are the
+//! built-in functions (the language's `builtins`).
+//!
+//! Of the store, the language knows what evaluation puts there and reads
+//! back, through the handle its caller gives it ([`Evaluator::set_store`];
+//! it never opens one): store paths and their string context, sources
+//! copied in (`"${./src}"`, `builtins.path`), `toFile` texts, fetched
+//! trees, and the `.drv` files of the derivations it makes. It knows
+//! nothing of builds, images or flakes.
+//!
+//! The public API is what follows: the evaluator and its values, errors,
+//! printing, the fetcher a caller plugs in, and the few helpers other
+//! crates need. Everything else is private to this crate.
 
-pub mod builtins;
-pub mod compile;
-pub mod error;
-pub mod eval;
-pub mod fetch;
-pub mod print;
-pub mod source;
-pub mod string;
-pub mod syntax;
-pub mod value;
+mod compile;
+mod error;
+mod eval;
+mod fetch;
+mod instantiate;
+mod primops;
+mod print;
+mod source_map;
+mod string;
+mod syntax;
+mod value;
 
+pub use compile::canonicalize_lexically;
 pub use error::{ErrorKind, EvalError, EvalResult};
-pub use eval::{parse_search_path_entry, split_search_path, Evaluator};
-pub use fetch::Fetcher;
-pub use value::Value;
+pub use eval::{parse_search_path_entry, split_search_path, Evaluator, Fixpoint, SourceFilter};
+pub use fetch::{set_default_fetcher, Fetcher, GitFetched, GitRequest, UrlFetched, UrlRequest};
+pub use primops::{current_system, store_path_value, to_json};
+pub use print::print_value;
+pub use string::{ContextElem, NixStr};
+pub use value::{Attrs, Thunk, Value};
 
 /// Stack given to evaluation threads. Deep but finite: runaway recursion
 /// ends in a clear "stack overflow" error well before this is used up.

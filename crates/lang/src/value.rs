@@ -10,7 +10,7 @@ use std::rc::Rc;
 use crate::compile::{Expr, LambdaInfo};
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
-use crate::source::{Pos, Span};
+use crate::source_map::{Pos, Span};
 use crate::string::NixStr;
 
 /// An interned attribute or variable name.
@@ -88,6 +88,11 @@ impl Value {
 
     pub fn list(items: Vec<Thunk>) -> Value {
         Value::List(Rc::new(items))
+    }
+
+    /// A set of these names and values (for a duplicate name, the first wins).
+    pub fn attr_set<S: AsRef<str>>(entries: impl IntoIterator<Item = (S, Thunk)>) -> Value {
+        Value::attrs(Attrs::from_unsorted(entries.into_iter().map(|(n, t)| (Symbol::intern(n.as_ref()), t)).collect()))
     }
 
     pub fn attrs(attrs: Attrs) -> Value {
@@ -207,15 +212,15 @@ impl LazyCell {
 }
 
 impl Thunk {
-    pub fn pending(expr: &'static Expr, env: Rc<Env>) -> Thunk {
+    pub(crate) fn pending(expr: &'static Expr, env: Rc<Env>) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Pending(expr, env))))
     }
 
-    pub fn apply(f: Thunk, arg: Thunk) -> Thunk {
+    pub(crate) fn apply(f: Thunk, arg: Thunk) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply(f, arg))))
     }
 
-    pub fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
+    pub(crate) fn apply2(f: Thunk, a: Thunk, b: Thunk) -> Thunk {
         Thunk::Lazy(Rc::new(LazyCell::new(Lazy::Apply2(Box::new((f, a, b))))))
     }
 

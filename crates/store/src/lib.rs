@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod fixed;
 pub mod hash_io;
 pub mod nar;
+pub mod provenance;
 pub mod references;
 pub mod store;
 pub mod store_path;

@@ -85,7 +85,9 @@ pub enum Problem {
 
 static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-/// A store rooted at a physical directory.
+/// A store rooted at a physical directory. Cloning copies the handle;
+/// it does not open the store again.
+#[derive(Clone)]
 pub struct Store {
     root: PathBuf,
 }
@@ -129,7 +131,13 @@ impl Store {
     /// builds and images see as [`crate::STORE_DIR`]). The one place that
     /// knows the folder layout under [`Store::root`].
     pub fn store_dir(&self) -> PathBuf {
-        self.root.join("store")
+        Store::store_dir_of(&self.root)
+    }
+
+    /// [`Store::store_dir`] of the store rooted at `root`, which need not
+    /// exist or be opened (to resolve a user's path that may lead into it).
+    pub fn store_dir_of(root: &Path) -> PathBuf {
+        root.join("store")
     }
 
     /// How many times this process has opened a store: one per command,

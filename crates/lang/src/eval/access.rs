@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 use super::Evaluator;
 use crate::compile::canonicalize_lexically;
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::value::Value;
 use mini_store::store_path::StorePath;
 
@@ -38,9 +38,9 @@ impl Evaluator {
     /// reading one (`import (fetchTarball …)`, `readFile` of a `toFile`)
     /// reads the store's real directory.
     pub(crate) fn on_disk(&self, path: &Path) -> PathBuf {
-        if let (Some(root), Ok(rest)) = (&self.store_root, path.strip_prefix(mini_store::store_path::STORE_DIR)) {
+        if let (Some(store), Ok(rest)) = (&self.store, path.strip_prefix(mini_store::store_path::STORE_DIR)) {
             if rest.components().next().is_some() {
-                return root.join("store").join(rest);
+                return store.store_dir().join(rest);
             }
         }
         path.to_path_buf()
@@ -54,15 +54,15 @@ impl Evaluator {
     /// link inside one is resolved before every check, like any other.
     pub(crate) fn made_store_path(&mut self, path: &StorePath) -> Value {
         self.allow_made(path);
-        crate::builtins::store_path_value(path)
+        crate::primops::store_path_value(path)
     }
 
     /// [`Evaluator::made_store_path`]'s half that allows reading `path`.
     pub(crate) fn allow_made(&mut self, path: &StorePath) {
-        if let (Some(root), Some(allowed)) = (&self.store_root, &mut self.allowed_paths) {
-            let entry = root.join("store").join(path.base_name());
+        if let (Some(store), Some(allowed)) = (&self.store, &mut self.allowed_paths) {
+            let entry = store.physical_path(path);
             let is_link = std::fs::symlink_metadata(&entry).map_or(true, |m| m.file_type().is_symlink());
-            if let (false, Ok(store_dir)) = (is_link, std::fs::canonicalize(root.join("store"))) {
+            if let (false, Ok(store_dir)) = (is_link, std::fs::canonicalize(store.store_dir())) {
                 let dir = store_dir.join(path.base_name());
                 if !allowed.contains(&dir) {
                     allowed.push(dir);

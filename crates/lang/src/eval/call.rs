@@ -1,13 +1,15 @@
 //! Function application: lambdas (plain, multi-argument and with formals),
-//! built-ins, partial applications and `__functor` sets.
+//! built-ins, partial applications and `__functor` sets; and, for callers
+//! that give a function a set of named arguments, which names it takes and
+//! how it can be given its own result ([`Fixpoint`]).
 
 use std::rc::Rc;
 
 use super::Evaluator;
 use crate::compile::{Expr, LambdaInfo, ParamInfo};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
-use crate::value::{Closure, Env, PrimOpApp, Slots, Thunk, Value};
+use crate::source_map::Span;
+use crate::value::{Closure, Env, Lazy, LazyCell, PrimOpApp, Slots, Thunk, Value};
 
 impl Evaluator {
     /// `f a b …`. Arguments go two at a time, so a multi-argument lambda
@@ -199,4 +201,95 @@ impl Evaluator {
 
 fn not_a_function(v: &Value, span: Span) -> Box<EvalError> {
     EvalError::type_error(format!("attempt to call something which is not a function but {}", v.describe()), span)
+}
+
+impl Value {
+    /// Which of the `offered` argument names a function given a set takes:
+    /// the names its pattern lists (every offered one with `...`), or all
+    /// of them for a function that takes the set whole. `Err(name)`: the
+    /// pattern requires `name`, and it is not offered.
+    pub fn accepted_arguments<'a>(&self, offered: &[&'a str]) -> Result<Vec<&'a str>, String> {
+        let Value::Lambda(closure) = self else { return Ok(offered.to_vec()) };
+        let ParamInfo::Pattern { formals, ellipsis, .. } = &closure.lambda.param else {
+            return Ok(offered.to_vec());
+        };
+        let required = formals.iter().find(|(name, default)| default.is_none() && !offered.contains(&name.as_str()));
+        if let Some((name, _)) = required {
+            return Err(name.to_string());
+        }
+        let takes = |arg: &&str| *ellipsis || formals.iter().any(|(name, _)| name.as_str() == *arg);
+        Ok(offered.iter().copied().filter(takes).collect())
+    }
+}
+
+/// A function applied to an argument that may hold the application's own
+/// result, lazily: a knot, as a flake's outputs get themselves as `self`.
+/// Forcing [`Fixpoint::result`] before [`Fixpoint::apply`] has returned
+/// its value (the function being strict in it) is infinite recursion.
+pub struct Fixpoint(Rc<LazyCell>);
+
+impl Default for Fixpoint {
+    fn default() -> Self {
+        Fixpoint::new()
+    }
+}
+
+impl Fixpoint {
+    /// A knot not yet tied.
+    pub fn new() -> Fixpoint {
+        Fixpoint(Rc::new(LazyCell::new(Lazy::Blackhole)))
+    }
+
+    /// The result to be, to put in the argument.
+    pub fn result(&self) -> Thunk {
+        Thunk::Lazy(self.0.clone())
+    }
+
+    /// The result to be updated with the set `extra` (`result // extra`),
+    /// lazily: to put in the argument instead of [`Fixpoint::result`].
+    pub fn result_updated(&self, ev: &mut Evaluator, extra: Value) -> EvalResult<Thunk> {
+        // Named for what it makes, should an error point into it.
+        let update = ev.eval_source("«self»", "a: b: a // b")?;
+        Ok(Thunk::apply2(update.into(), self.result(), extra.into()))
+    }
+
+    /// Ties the knot: applies `function` to `argument` and evaluates it.
+    pub fn apply(self, ev: &mut Evaluator, function: Value, argument: Value) -> EvalResult<Value> {
+        self.0.set(Lazy::Apply(function.into(), argument.into()));
+        ev.force(&Thunk::Lazy(self.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_function_takes_the_offered_names_its_pattern_lists() {
+        let mut ev = Evaluator::new();
+        let offered = ["pkgs", "system", "self"];
+        let mut accepted = |text: &str| ev.eval_text(text).unwrap().accepted_arguments(&offered);
+        assert_eq!(accepted("{ pkgs, self }: 1"), Ok(vec!["pkgs", "self"]));
+        assert_eq!(accepted("{ pkgs, ... }: 1"), Ok(offered.to_vec()));
+        assert_eq!(accepted("args: 1"), Ok(offered.to_vec()));
+        assert_eq!(accepted("{ pkgs, lib ? 1 }: 1"), Ok(vec!["pkgs"]));
+        assert_eq!(accepted("{ pkgs, nixpkgs }: 1"), Err("nixpkgs".to_string()));
+    }
+
+    #[test]
+    fn a_fixpoint_gives_a_function_its_own_result() {
+        let mut ev = Evaluator::new();
+        let function = ev.eval_text("{ self }: { a = 1; b = self.a + self.rev; }").unwrap();
+        let knot = Fixpoint::new();
+        let this = knot.result_updated(&mut ev, Value::attr_set([("rev", Value::Int(2).into())])).unwrap();
+        let result = knot.apply(&mut ev, function, Value::attr_set([("self", this)])).unwrap();
+        let Value::Attrs(attrs) = result else { panic!("not a set") };
+        assert!(matches!(ev.force(attrs.get_str("b").unwrap()), Ok(Value::Int(3))));
+
+        let strict = ev.eval_text("{ self }: self.a").unwrap();
+        let knot = Fixpoint::new();
+        let this = knot.result();
+        let Err(err) = knot.apply(&mut ev, strict, Value::attr_set([("self", this)])) else { panic!("it ended") };
+        assert!(err.message.contains("infinite recursion"), "{}", err.message);
+    }
 }

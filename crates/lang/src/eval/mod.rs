@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::compile::{Compiler, DynamicDef, Expr, Key, SetExpr};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::fetch::Fetcher;
-use crate::source::{SourceMap, Span};
+use crate::source_map::{SourceMap, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
 use crate::value::{Attr, Attrs, Closure, Env, Lazy, LazyCell, Slots, Symbol, Thunk, Value};
@@ -24,10 +24,11 @@ use mini_store::store_path::StorePath;
 mod access;
 mod call;
 mod ops;
-mod sources;
+mod store_copy;
 
-pub(crate) use sources::ScopedFilter;
-pub use sources::SourceFilter;
+pub use call::Fixpoint;
+pub(crate) use store_copy::ScopedFilter;
+pub use store_copy::SourceFilter;
 
 use ops::speculate_int_op;
 
@@ -44,10 +45,10 @@ pub struct Evaluator {
     pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
     /// Reused by string interpolation, so building a string allocates once.
     interpolation_buffer: String,
-    /// Where the store lives, for the things evaluation puts in it
-    /// (interpolated paths, `toFile`, `builtins.path`). `None`: no store.
-    pub store_root: Option<PathBuf>,
-    store: Option<Rc<Store>>,
+    /// The store, for the things evaluation puts in it (interpolated
+    /// paths, `toFile`, `builtins.path`, derivations), given by the caller
+    /// with [`Evaluator::set_store`]. `None`: no store.
+    store: Option<Store>,
     /// Paths already copied to the store in this session.
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
     /// What copied paths keep, by directory; see [`Evaluator::add_source_filter`].
@@ -102,7 +103,6 @@ impl Evaluator {
             imports: HashMap::new(),
             regex_cache: HashMap::new(),
             interpolation_buffer: String::new(),
-            store_root: None,
             store: None,
             copied_paths: HashMap::new(),
             source_filters: Vec::new(),
@@ -116,7 +116,7 @@ impl Evaluator {
             speculate: true,
             fetcher: crate::fetch::default_fetcher(),
         };
-        ev.globals = crate::builtins::globals();
+        ev.globals = crate::primops::globals();
         ev.define_derivation();
         ev.set_search_path(&[]);
         ev
@@ -141,23 +141,24 @@ impl Evaluator {
     /// Binds `derivation`, which is written in the language.
     fn define_derivation(&mut self) {
         let expr = self
-            .compile_in("«derivation»".into(), None, crate::builtins::DERIVATION_NIX, PathBuf::from("/"))
+            .compile_in("«derivation»".into(), None, crate::primops::DERIVATION_NIX, PathBuf::from("/"))
             .expect("the built-in derivation function compiles");
         let value = self.eval(expr, &Env::new(None, Slots::Many(Box::new([])))).expect("it is a lambda");
         self.set_builtin("derivation", "derivation", value);
     }
 
-    /// The store, opened on first use.
-    pub(crate) fn store(&mut self, span: Span) -> EvalResult<Rc<Store>> {
-        if let Some(store) = &self.store {
-            return Ok(store.clone());
+    /// Gives evaluation the store to put things in (and read store paths
+    /// from). The evaluator never opens a store itself.
+    pub fn set_store(&mut self, store: Store) {
+        self.store = Some(store);
+    }
+
+    /// The store handle evaluation was given.
+    pub(crate) fn store(&self, span: Span) -> EvalResult<Store> {
+        match &self.store {
+            Some(store) => Ok(store.clone()),
+            None => Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span)),
         }
-        let Some(root) = &self.store_root else {
-            return Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span));
-        };
-        let store = Rc::new(Store::open(root).map_err(|e| store_error(e, span))?);
-        self.store = Some(store.clone());
-        Ok(store)
     }
 
     #[inline]
@@ -169,7 +170,12 @@ impl Evaluator {
     }
 
     /// Parses and compiles source text; the compiled tree lives for the process.
-    pub fn compile_source(&mut self, name: String, path: Option<PathBuf>, text: &str) -> EvalResult<&'static Expr> {
+    pub(crate) fn compile_source(
+        &mut self,
+        name: String,
+        path: Option<PathBuf>,
+        text: &str,
+    ) -> EvalResult<&'static Expr> {
         let base_dir = match path.as_deref().and_then(Path::parent) {
             Some(dir) => dir.to_path_buf(),
             None => std::env::current_dir()
@@ -256,7 +262,7 @@ impl Evaluator {
         let list = entries
             .iter()
             .map(|(prefix, path)| {
-                crate::builtins::attrs_of(vec![
+                crate::primops::attrs_of(vec![
                     ("path", Value::string(path.as_str())),
                     ("prefix", Value::string(prefix.as_str())),
                 ])
@@ -268,7 +274,14 @@ impl Evaluator {
 
     /// Evaluates `--expr` text to weak head normal form.
     pub fn eval_text(&mut self, text: &str) -> EvalResult<Value> {
-        let expr = self.compile_source("«string»".into(), None, text)?;
+        self.eval_source("«string»", text)
+    }
+
+    /// Evaluates source text in the global scope; `name` is what error
+    /// messages call it, and relative paths in it are relative to the
+    /// current directory.
+    pub fn eval_source(&mut self, name: &str, text: &str) -> EvalResult<Value> {
+        let expr = self.compile_source(name.into(), None, text)?;
         self.eval(expr, &Env::new(None, Slots::Many(Box::new([]))))
     }
 
@@ -349,7 +362,7 @@ impl Evaluator {
     /// Evaluates an expression to weak head normal form. The hot cases are
     /// handled here; the rest live in separate functions so that this one
     /// keeps a small stack frame, which bounds how deep recursion can go.
-    pub fn eval(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
+    pub(crate) fn eval(&mut self, expr: &'static Expr, env: &Rc<Env>) -> EvalResult<Value> {
         self.check_stack(None)?;
         match expr {
             Expr::Const(v) => Ok(v.clone()),

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use super::Evaluator;
 use crate::compile::Expr;
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Env, Thunk, Value};

@@ -1,7 +1,7 @@
 //! The syntax tree exactly as written, before scope analysis. Every node that
 //! can fail at run time carries a [`Span`] so errors point at the source.
 
-use crate::source::Span;
+use crate::source_map::Span;
 
 /// One parsed expression.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,14 +113,6 @@ pub enum AttrKey {
     Static(String, Span),
     /// `${e}` or `"a${e}"`: computed when the set is built.
     Dynamic(Ast, Span),
-}
-
-impl AttrKey {
-    pub fn span(&self) -> Span {
-        match self {
-            AttrKey::Static(_, s) | AttrKey::Dynamic(_, s) => *s,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,7 +5,7 @@
 use super::ast::*;
 use super::lexer::{tokenize, Lexed, Token};
 use super::SyntaxError;
-use crate::source::{FileId, Span};
+use crate::source_map::{FileId, Span};
 
 /// Deeper nesting than this is rejected; real code stays far below it.
 pub const MAX_NESTING: usize = 1500;

@@ -7,7 +7,7 @@ use super::string;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
 use crate::print::{common_escape, format_float};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Attrs, Symbol, Thunk, Value};
 

@@ -7,7 +7,7 @@ use super::{attrs, attrs_of, list, string};
 use crate::compile::ParamInfo;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::{Pos, SourceMap, Span};
+use crate::source_map::{Pos, SourceMap, Span};
 use crate::value::{Attr, Attrs, Symbol, Thunk, Value};
 
 pub fn attr_names(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {

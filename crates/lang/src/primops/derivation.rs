@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{attrs, attrs_of};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator};
-use crate::source::{Pos, Span};
+use crate::source_map::{Pos, Span};
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Symbol, Thunk, Value};
 use mini_store::derivation::{parse_hash, Derivation, FixedHash, HashMode, Output};

@@ -8,7 +8,7 @@ use super::{attrs_of, float, int, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{io_message, Evaluator};
 use crate::print::print_value;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::syntax::ast::BinOp;
 use crate::value::{Attrs, Symbol, Thunk, Value};
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::{attrs, attrs_of, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator, ScopedFilter};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Attrs, Symbol, Thunk, Value};
 use mini_store::store_path::StorePath;

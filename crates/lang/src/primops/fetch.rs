@@ -15,7 +15,7 @@ use super::attrs_of;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::{store_error, Evaluator};
 use crate::fetch::{Fetcher, GitRequest, UrlRequest};
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::value::{Thunk, Value};
 
 pub fn fetchurl(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {
@@ -280,7 +280,7 @@ mod tests {
             N.fetch_add(1, Ordering::Relaxed)
         ));
         let mut ev = Evaluator::new();
-        ev.store_root = Some(dir.join("store"));
+        ev.set_store(mini_store::store::Store::open(&dir.join("store")).unwrap());
         ev.pure = pure;
         let recorder = Arc::new(Recorder::default());
         ev.set_fetcher(recorder.clone());
@@ -414,10 +414,11 @@ mod tests {
     #[test]
     fn without_a_fetcher_the_builtins_say_so() {
         let mut ev = Evaluator::new();
-        ev.store_root = Some(std::env::temp_dir().join(format!("mini-lang-nofetch-{}", std::process::id())));
+        let root = std::env::temp_dir().join(format!("mini-lang-nofetch-{}", std::process::id()));
+        ev.set_store(mini_store::store::Store::open(&root).unwrap());
         ev.fetcher = None;
         let Err(err) = ev.eval_text(r#"builtins.fetchurl "file:///f""#) else { panic!("it fetched") };
         assert!(err.message.contains("'fetchurl' cannot download here: this evaluation was given no fetcher"));
-        let _ = std::fs::remove_dir_all(ev.store_root.as_ref().unwrap());
+        let _ = std::fs::remove_dir_all(&root);
     }
 }

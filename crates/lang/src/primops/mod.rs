@@ -22,7 +22,7 @@ pub use json::to_json;
 
 use crate::error::{EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::NixStr;
 use crate::value::{Attrs, Lazy, LazyCell, PrimOp, PrimOpFn, Symbol, Thunk, Value};
 

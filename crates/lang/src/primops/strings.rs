@@ -12,7 +12,7 @@ use super::lists::strings_of;
 use super::{attrs_of, int, list, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::NixStr;
 use crate::value::{Thunk, Value};
 

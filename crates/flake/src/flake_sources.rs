@@ -28,7 +28,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use mini_lang::eval::SourceFilter;
+use mini_lang::SourceFilter;
 
 use crate::ignore::{IgnoreRules, IGNORE_FILE};
 use crate::installable::FLAKE_FILE;

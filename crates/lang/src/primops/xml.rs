@@ -7,7 +7,7 @@ use crate::compile::ParamInfo;
 use crate::error::EvalResult;
 use crate::eval::Evaluator;
 use crate::print::format_float;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::{ContextElem, NixStr};
 use crate::value::{Symbol, Thunk, Value};
 

@@ -5,7 +5,7 @@
 use super::string;
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::value::{Attrs, Symbol, Thunk, Value};
 
 pub fn from_toml(ev: &mut Evaluator, args: &[Thunk], span: Span) -> EvalResult<Value> {

@@ -9,7 +9,7 @@ use rustc_hash::FxHashSet;
 use super::{attrs_of, call1, call2, expect_bool, function, int, list, string};
 use crate::error::{ErrorKind, EvalError, EvalResult};
 use crate::eval::Evaluator;
-use crate::source::Span;
+use crate::source_map::Span;
 use crate::string::NixStr;
 use crate::value::{Attrs, Symbol, Thunk, Value};
 

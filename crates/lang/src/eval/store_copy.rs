@@ -12,7 +12,7 @@ use std::rc::Rc;
 
 use super::{store_error, Evaluator};
 use crate::error::{ErrorKind, EvalError, EvalResult};
-use crate::source::Span;
+use crate::source_map::Span;
 use mini_store::store_path::StorePath;
 
 /// Which entries below a directory are sources.
@@ -171,7 +171,7 @@ mod tests {
         std::os::unix::fs::symlink(&src, dir.join("link")).unwrap();
 
         let mut ev = Evaluator::new();
-        ev.store_root = Some(dir.join("store"));
+        ev.set_store(mini_store::store::Store::open(&dir.join("store")).unwrap());
         let whole = ev.add_source(&src, "src", Span::default()).unwrap();
         ev.add_source_filter(Rc::new(SkipFilter(root)));
         let filtered = ev.add_source(&src, "src", Span::default()).unwrap();
