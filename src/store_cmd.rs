@@ -4,7 +4,6 @@
 //! `verify --repair` rebuilds through `mini_build::repair`, downloading
 //! from the binary caches `mini build` uses.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -15,7 +14,7 @@ use mini_build::repair::{RepairReport, Repaired};
 use mini_build::{BuildOptions, Builder, Substituter};
 use mini_flake::{Installable, Target};
 use mini_store::derivation::HashMode;
-use mini_store::store::{PathInfo, Problem, Store};
+use mini_store::store::{Problem, Store};
 use mini_store::store_path::StorePath;
 
 #[derive(Subcommand)]
@@ -177,32 +176,15 @@ fn add_fixed(store: &Store, path: &Path, name: Option<String>, recursive: bool) 
 fn verify(store: &Store, check_contents: bool, json: bool) -> Outcome {
     let problems = store.verify(check_contents)?;
     if json {
-        let list: Vec<serde_json::Value> = problems
-            .iter()
-            .map(|p| match p {
-                Problem::Missing(path) => serde_json::json!({ "problem": "missing", "path": path.to_string() }),
-                Problem::Modified(path) => serde_json::json!({ "problem": "modified", "path": path.to_string() }),
-                Problem::MissingReference { path, reference } => serde_json::json!({
-                    "problem": "missing reference", "path": path.to_string(), "reference": reference.to_string()
-                }),
-                Problem::BadRecord(what) => serde_json::json!({ "problem": "unreadable record", "path": what }),
-            })
-            .collect();
+        let list: Vec<serde_json::Value> = problems.iter().map(Problem::to_json).collect();
         println!("{}", serde_json::Value::Array(list));
         return Ok(if problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }
     if problems.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    for p in &problems {
-        match p {
-            Problem::Missing(path) => eprintln!("missing: {path}"),
-            Problem::Modified(path) => eprintln!("modified: {path}"),
-            Problem::MissingReference { path, reference } => {
-                eprintln!("{path} refers to {reference}, which is missing")
-            }
-            Problem::BadRecord(what) => eprintln!("unreadable record: {what}"),
-        }
+    for problem in &problems {
+        eprintln!("{problem}");
     }
     Err(failure(format!(
         "{} problem(s) in the store; `mini store verify --repair` puts back what it can",
@@ -307,7 +289,7 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> Outcome {
             None
         };
         if args.json {
-            json_items.push(info_json(info, closure_size));
+            json_items.push(info.to_json(closure_size));
         } else {
             match closure_size {
                 Some(size) => println!("{}\t{}\t{}", info.path, info.nar_size, size),
@@ -324,19 +306,6 @@ pub fn path_info(root: &Path, args: PathInfoArgs) -> Outcome {
 /// Whether an installable is a store path (rather than a flake attribute).
 fn names_store_path(text: &str, root: &Path) -> bool {
     matches!(mini_flake::parse(text, root), Ok(Installable::StorePath(_)))
-}
-
-fn info_json(info: &PathInfo, closure_size: Option<u64>) -> String {
-    let refs: BTreeSet<String> = info.references.iter().map(|r| format!("\"{r}\"")).collect();
-    let hash = mini_store::encoding::nar_hash_text(&info.nar_hash);
-    let deriver = info.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
-    let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
-    format!(
-        "{{\"path\":\"{}\",\"narHash\":\"{hash}\",\"narSize\":{},\"references\":[{}],\"deriver\":{deriver}{closure}}}",
-        info.path,
-        info.nar_size,
-        refs.into_iter().collect::<Vec<_>>().join(",")
-    )
 }
 
 /// `mini why-depends A B`: the chain of references from A to B, and for each

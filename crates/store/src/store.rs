@@ -70,7 +70,26 @@ pub struct PathInfo {
     pub registration_time: u64,
 }
 
-/// A problem `verify` found.
+impl PathInfo {
+    /// The path as `mini path-info --json` shows it, with the closure's size
+    /// when asked for: `{"path","narHash","narSize","references","deriver"
+    /// [,"closureSize"]}`, references sorted.
+    pub fn to_json(&self, closure_size: Option<u64>) -> String {
+        let refs: Vec<String> = self.references.iter().map(|r| format!("\"{r}\"")).collect();
+        let deriver = self.deriver.as_ref().map_or("null".to_string(), |d| format!("\"{d}\""));
+        let closure = closure_size.map_or(String::new(), |s| format!(",\"closureSize\":{s}"));
+        format!(
+            "{{\"path\":\"{}\",\"narHash\":\"{}\",\"narSize\":{},\"references\":[{}],\"deriver\":{deriver}{closure}}}",
+            self.path,
+            nar_hash_text(&self.nar_hash),
+            self.nar_size,
+            refs.join(",")
+        )
+    }
+}
+
+/// A problem `verify` found; its `Display` is the line `mini store verify`
+/// prints, [`Problem::to_json`] the object of `--json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// Registered, but its files are gone.
@@ -81,6 +100,34 @@ pub enum Problem {
     MissingReference { path: StorePath, reference: StorePath },
     /// A record that cannot be read.
     BadRecord(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing(path) => write!(f, "missing: {path}"),
+            Problem::Modified(path) => write!(f, "modified: {path}"),
+            Problem::MissingReference { path, reference } => {
+                write!(f, "{path} refers to {reference}, which is missing")
+            }
+            Problem::BadRecord(what) => write!(f, "unreadable record: {what}"),
+        }
+    }
+}
+
+impl Problem {
+    /// `{"problem": "missing" | "modified" | "missing reference" |
+    /// "unreadable record", "path": …[, "reference": …]}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Problem::Missing(path) => serde_json::json!({ "problem": "missing", "path": path.to_string() }),
+            Problem::Modified(path) => serde_json::json!({ "problem": "modified", "path": path.to_string() }),
+            Problem::MissingReference { path, reference } => serde_json::json!({
+                "problem": "missing reference", "path": path.to_string(), "reference": reference.to_string()
+            }),
+            Problem::BadRecord(what) => serde_json::json!({ "problem": "unreadable record", "path": what }),
+        }
+    }
 }
 
 static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -938,6 +985,29 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    #[test]
+    fn problems_and_path_infos_read_as_the_cli_prints_them() {
+        let (app, dep) =
+            (crate::store_path::source_path_for_tests("app"), crate::store_path::source_path_for_tests("dep"));
+        let broken = Problem::MissingReference { path: app.clone(), reference: dep.clone() };
+        assert_eq!(broken.to_string(), format!("{app} refers to {dep}, which is missing"));
+        assert_eq!(broken.to_json()["problem"], "missing reference");
+        assert_eq!(Problem::Missing(dep.clone()).to_json()["path"], dep.to_string());
+        let info = PathInfo {
+            path: app.clone(),
+            references: BTreeSet::from([dep.clone()]),
+            deriver: None,
+            nar_hash: [0; 32],
+            nar_size: 120,
+            registration_time: 1,
+        };
+        let json: serde_json::Value = serde_json::from_str(&info.to_json(Some(200))).unwrap();
+        assert_eq!(json["references"][0], dep.to_string());
+        assert_eq!((json["narSize"].as_u64(), json["closureSize"].as_u64()), (Some(120), Some(200)));
+        assert!(json["deriver"].is_null() && json.get("registrationTime").is_none());
+        assert!(!info.to_json(None).contains("closureSize"));
+    }
 
     /// A scratch directory removed at the end of the test.
     struct Scratch(PathBuf);
