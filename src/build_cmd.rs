@@ -267,7 +267,7 @@ pub fn run(store_root: &Path, args: RunArgs) -> Outcome {
         Some(Target::Opaque(path)) => (path.clone(), path.name().to_string(), None),
         None => return Err(failure("nothing to run")),
     };
-    let program = main_program_of(&store.physical_path(&out), &name, main_program)
+    let program = mini_build::store_view::program_to_run(&store.physical_path(&out), &name, main_program)
         .map_err(|e| failure(format!("cannot tell what to run in {out}: {e}")))?;
     let scratch = store.staging_dir()?;
     let program_path = format!("{out}/bin/{program}");
@@ -276,29 +276,6 @@ pub fn run(store_root: &Path, args: RunArgs) -> Outcome {
     mini_store::store::discard_tree(&scratch);
     let status = status.map_err(|e| failure(format!("cannot run {program_path}: {e}")))?;
     Ok(ExitCode::from(status.code().map_or(1, |c| c as u8)))
-}
-
-/// The program `mini run` runs in `out/bin`: `mainProgram` if the
-/// derivation names one, else the derivation's name without its version,
-/// else the only program there.
-fn main_program_of(out: &Path, name: &str, main_program: Option<String>) -> Result<String, String> {
-    if let Some(main) = main_program {
-        return Ok(main);
-    }
-    let bin = out.join("bin");
-    let entries: Vec<String> = std::fs::read_dir(&bin)
-        .map_err(|_| "it has no bin/ directory".to_string())?
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let (unversioned, _) = mini_store::store_path::parse_drv_name(name);
-    if entries.iter().any(|e| e == unversioned) {
-        return Ok(unversioned.to_string());
-    }
-    match entries.as_slice() {
-        [only] => Ok(only.clone()),
-        _ => Err(format!("bin/ has no '{unversioned}'; set mainProgram (it has: {})", entries.join(", "))),
-    }
 }
 
 /// A size in bytes, as `--tmpfs-size` takes it: `4096`, `512K`, `64M`, `2G`.

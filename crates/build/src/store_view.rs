@@ -115,3 +115,47 @@ fn enter_store_view(store_dir: &Path, scratch: &Path) -> std::result::Result<(),
     std::env::set_current_dir(&cwd).or_else(|_| std::env::set_current_dir("/")).map_err(|e| e.to_string())?;
     Ok(())
 }
+
+/// The program `mini run` runs in `out/bin`: `mainProgram` if the
+/// derivation names one, else the derivation's name without its version,
+/// else the only program there.
+pub fn program_to_run(out: &Path, name: &str, main_program: Option<String>) -> std::result::Result<String, String> {
+    if let Some(main) = main_program {
+        return Ok(main);
+    }
+    let bin = out.join("bin");
+    let entries: Vec<String> = std::fs::read_dir(&bin)
+        .map_err(|_| "it has no bin/ directory".to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let (unversioned, _) = mini_store::store_path::parse_drv_name(name);
+    if entries.iter().any(|e| e == unversioned) {
+        return Ok(unversioned.to_string());
+    }
+    match entries.as_slice() {
+        [only] => Ok(only.clone()),
+        _ => Err(format!("bin/ has no '{unversioned}'; set mainProgram (it has: {})", entries.join(", "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_program_is_main_program_else_the_unversioned_name_else_the_only_one() {
+        let out = std::env::temp_dir().join(format!("mini-program-to-run-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&out);
+        assert_eq!(program_to_run(&out, "hello-2.1", None).unwrap_err(), "it has no bin/ directory");
+        assert_eq!(program_to_run(&out, "hello-2.1", Some("hi".into())).unwrap(), "hi");
+        fs::create_dir_all(out.join("bin")).unwrap();
+        fs::write(out.join("bin/server"), "").unwrap();
+        assert_eq!(program_to_run(&out, "quotes-1.0", None).unwrap(), "server");
+        fs::write(out.join("bin/hello"), "").unwrap();
+        assert_eq!(program_to_run(&out, "hello-2.1", None).unwrap(), "hello");
+        let err = program_to_run(&out, "quotes-1.0", None).unwrap_err();
+        assert!(err.starts_with("bin/ has no 'quotes'; set mainProgram"), "{err}");
+        fs::remove_dir_all(&out).unwrap();
+    }
+}
