@@ -52,39 +52,10 @@ pub struct CopyArgs {
 pub fn key(command: KeyCommand) -> Outcome {
     let KeyCommand::Generate(args) = command;
     let key = SecretKey::generate(&args.name)?;
-    let secret = args.out.join(format!("{}.secret", args.name));
-    let public = args.out.join(format!("{}.public", args.name));
-    if secret.exists() {
-        return Err(failure(format!("{} exists; remove it first to replace the key", secret.display())));
-    }
-    let written = create_private_dir(&args.out)
-        .and_then(|()| write_private(&secret, &key.render()))
-        .and_then(|()| std::fs::write(&public, key.public().render()));
-    written.map_err(|e| failure(format!("cannot write the key files: {e}")))?;
+    let (secret, public) = mini_cache::key_files::write_key_pair(&key, &args.out)?;
     println!("{}", secret.display());
     println!("{}", public.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Creates `dir` (and missing parents) only its owner can enter, whatever
-/// the umask; a directory that exists is the caller's choice and is left.
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if dir.is_dir() {
-        return Ok(());
-    }
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    // The umask may have taken bits from the owner, too.
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Writes a file only its owner can read.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-    file.write_all(text.as_bytes())
 }
 
 pub fn copy(store_root: &Path, args: CopyArgs) -> Outcome {

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod copy;
 pub mod key;
+pub mod key_files;
 pub mod narinfo;
 pub mod remote;
 pub mod substitute;
