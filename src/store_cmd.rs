@@ -342,47 +342,12 @@ pub fn why_depends(root: &Path, args: WhyDependsArgs) -> Outcome {
             Err(e) => return Err(failure(e)),
         }
     }
-    let chain = store
-        .why_depends(&ends[0], &ends[1])?
+    let dependency = mini_store::references::Dependency::find(&store, &ends[0], &ends[1])?
         .ok_or_else(|| failure(format!("'{}' does not depend on '{}'", ends[0], ends[1])))?;
-    let occurrences: Vec<Vec<mini_store::references::Occurrence>> = chain
-        .windows(2)
-        .map(|pair| {
-            mini_store::references::find_occurrences(&store.physical_path(&pair[0]), &pair[1].hash_part())
-                .unwrap_or_default()
-        })
-        .collect();
-    let file_name = |occ: &mini_store::references::Occurrence| {
-        if occ.file.as_os_str().is_empty() {
-            "(the file itself)".to_string()
-        } else {
-            occ.file.display().to_string()
-        }
-    };
     if args.json {
-        let links: Vec<serde_json::Value> = chain
-            .iter()
-            .enumerate()
-            .map(|(i, path)| {
-                let found: Vec<serde_json::Value> = occurrences
-                    .get(i)
-                    .into_iter()
-                    .flatten()
-                    .map(|o| serde_json::json!({ "file": file_name(o), "offset": o.offset, "context": o.context }))
-                    .collect();
-                serde_json::json!({ "path": path.to_string(), "nextFoundIn": found })
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(links));
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{}", chain[0]);
-    for (depth, (pair, found)) in chain.windows(2).zip(&occurrences).enumerate() {
-        let indent = "  ".repeat(depth);
-        println!("{indent}└───{}", pair[1]);
-        for occ in found {
-            println!("{indent}    {}: …{}…", file_name(occ), occ.context);
-        }
+        println!("{}", dependency.to_json());
+    } else {
+        print!("{}", dependency.render_text());
     }
     Ok(ExitCode::SUCCESS)
 }

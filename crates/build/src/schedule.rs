@@ -814,12 +814,7 @@ const SHOWN_OCCURRENCES: usize = 3;
 
 /// `file: …context…`, as `mini why-depends` shows an occurrence.
 fn describe_occurrence(occurrence: &Occurrence) -> String {
-    let file = if occurrence.file.as_os_str().is_empty() {
-        "(the file itself)".to_string()
-    } else {
-        occurrence.file.display().to_string()
-    };
-    format!("{file}: …{}…", occurrence.context)
+    format!("{}: …{}…", occurrence.file_label(), occurrence.context)
 }
 
 /// Where the log of a derivation's last build is kept.

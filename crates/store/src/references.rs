@@ -148,6 +148,65 @@ fn visit(root: &Path, f: &mut impl FnMut(&Path, &[u8])) -> io::Result<()> {
     })
 }
 
+/// Why one path depends on another (`mini why-depends`): the shortest
+/// chain of references from the first to the second, and for each step
+/// where in the files the next path's hash appears.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// From the dependent path to its dependency, both included.
+    pub chain: Vec<StorePath>,
+    /// For each step of `chain`, where the next path's hash appears.
+    pub found: Vec<Vec<Occurrence>>,
+}
+
+impl Dependency {
+    /// The dependency of `from` on `to`, or `None` if `from`'s closure does
+    /// not contain `to`.
+    pub fn find(store: &crate::store::Store, from: &StorePath, to: &StorePath) -> crate::store::Result<Option<Self>> {
+        let Some(chain) = store.why_depends(from, to)? else { return Ok(None) };
+        let found = chain
+            .windows(2)
+            .map(|pair| find_occurrences(&store.physical_path(&pair[0]), &pair[1].hash_part()).unwrap_or_default())
+            .collect();
+        Ok(Some(Dependency { chain, found }))
+    }
+
+    /// The chain as a tree, each step with the places its next hash is in.
+    pub fn render_text(&self) -> String {
+        let mut text = format!("{}\n", self.chain[0]);
+        for (depth, (pair, found)) in self.chain.windows(2).zip(&self.found).enumerate() {
+            let indent = "  ".repeat(depth);
+            text.push_str(&format!("{indent}└───{}\n", pair[1]));
+            for occ in found {
+                text.push_str(&format!("{indent}    {}: …{}…\n", occ.file_label(), occ.context));
+            }
+        }
+        text
+    }
+
+    /// `[{"path", "nextFoundIn": [{"file", "offset", "context"}, …]}, …]`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let links = self.chain.iter().enumerate().map(|(i, path)| {
+            let found: Vec<serde_json::Value> = (self.found.get(i).into_iter().flatten())
+                .map(|o| serde_json::json!({ "file": o.file_label(), "offset": o.offset, "context": o.context }))
+                .collect();
+            serde_json::json!({ "path": path.to_string(), "nextFoundIn": found })
+        });
+        serde_json::Value::Array(links.collect())
+    }
+}
+
+impl Occurrence {
+    /// The file as people read it: `(the file itself)` for the root.
+    pub fn file_label(&self) -> String {
+        if self.file.as_os_str().is_empty() {
+            "(the file itself)".to_string()
+        } else {
+            self.file.display().to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
