@@ -44,3 +44,31 @@ fn a_modified_derivation_is_refused() {
         assert_eq!(std::fs::read_to_string(&file).unwrap_or_default(), original);
     }
 }
+
+/// A `.drv` replaced by a link, even to a file holding its exact text, is
+/// not read through: the one `.drv` reader never follows a link it did not
+/// create, so the link cannot make mini read a file elsewhere.
+#[test]
+fn a_derivation_replaced_by_a_link_is_not_followed() {
+    for who in users() {
+        let a = Attempt::new("drv-linked", who);
+        a.flake(&[("thing", "echo good > $out")], "");
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(&a.mini(&["derivation", "show", ".#thing"]))).expect("derivation show is JSON");
+        let drv = shown.as_object().and_then(|o| o.keys().next()).expect("one derivation").clone();
+        let file = a.physical(&drv);
+        let elsewhere = a.scratch.0.join("elsewhere.drv");
+        std::fs::copy(&file, &elsewhere).expect("copy the .drv out of the store");
+        let parent = file.parent().expect("the store directory");
+        let writable = std::fs::metadata(parent).expect("the store directory").permissions();
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755)).expect("open the store directory");
+        std::fs::remove_file(&file).expect("remove the .drv");
+        std::os::unix::fs::symlink(&elsewhere, &file).expect("put a link in its place");
+        std::fs::set_permissions(parent, writable).expect("restore the store directory's mode");
+
+        let run = a.mini(&["derivation", "show", &drv]);
+        let said = text(&run.stderr);
+        assert!(!run.status.success(), "{who:?}: the link was followed:\n{}", text(&run.stdout));
+        assert!(said.contains("reading") && said.contains(&*file.to_string_lossy()), "{who:?}: {said}");
+    }
+}

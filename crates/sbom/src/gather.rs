@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use mini_store::derivation::{Derivation, HashMode};
 use mini_store::encoding::hex;
-use mini_store::store::{PathInfo, Store};
+use mini_store::store::{PathInfo, Store, StoreError};
 use mini_store::store_path::{parse_drv_name, StorePath};
 
 use crate::go::parse_modules_txt;
@@ -222,16 +222,14 @@ impl Gatherer<'_> {
         if let Some(known) = self.derivations.get(drv_path) {
             return Ok(known.clone());
         }
-        let mut drv = None;
-        if self.store.is_valid(drv_path) {
-            let read = files::read_in_store(self.store, drv_path, &[], MAX_TEXT)
-                .map_err(|source| SbomError::Read { path: drv_path.to_string(), source })?;
-            if let Some(bytes) = read {
-                let bad = |message: String| SbomError::Derivation { path: drv_path.clone(), message };
-                let text = String::from_utf8(bytes).map_err(|e| bad(e.to_string()))?;
-                drv = Some(Rc::new(Derivation::from_stored(drv_path, &text).map_err(|e| bad(e.to_string()))?));
-            }
-        }
+        // Through the store's one `.drv` reader, which follows no link and
+        // reads a bounded amount; a `.drv` gone from disk is no derivation.
+        let drv = match self.store.read_derivation(drv_path) {
+            Ok(drv) => Some(Rc::new(drv)),
+            Err(StoreError::NotValid { .. }) => None,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(SbomError::Derivation { path: drv_path.clone(), message: e.to_string() }),
+        };
         self.derivations.insert(drv_path.clone(), drv.clone());
         Ok(drv)
     }

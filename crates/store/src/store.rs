@@ -24,7 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -130,6 +130,10 @@ impl Problem {
     }
 }
 
+/// The longest `.drv` [`Store::read_derivation`] reads: far above any
+/// real derivation, and a bound on what a tampered one can make mini hold.
+pub const MAX_DERIVATION: u64 = 64 << 20;
+
 static OPENS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// A store rooted at a physical directory. Cloning copies the handle;
@@ -194,13 +198,30 @@ impl Store {
     }
 
     /// The derivation stored at `drv_path`, which must be valid and still
-    /// give its own store path (a `.drv` edited in place is refused).
+    /// give its own store path (a `.drv` edited in place is refused). The
+    /// one `.drv` reader: it never follows a link put in the `.drv`'s place,
+    /// and reads at most [`MAX_DERIVATION`] bytes.
     pub fn read_derivation(&self, drv_path: &StorePath) -> Result<crate::derivation::Derivation> {
+        use std::os::unix::fs::OpenOptionsExt;
         if !self.is_valid(drv_path) {
             return Err(StoreError::NotValid { path: drv_path.clone() });
         }
         let file = self.physical_path(drv_path);
-        let text = fs::read_to_string(&file).map_err(io_err("reading", &file))?;
+        let opened = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
+            .open(&file)
+            .map_err(io_err("reading", &file))?;
+        let not_a_file = || io::Error::new(io::ErrorKind::InvalidData, "not a regular file");
+        if !opened.metadata().map_err(io_err("reading", &file))?.is_file() {
+            return Err(io_err("reading", &file)(not_a_file()));
+        }
+        let mut text = String::new();
+        opened.take(MAX_DERIVATION + 1).read_to_string(&mut text).map_err(io_err("reading", &file))?;
+        if text.len() as u64 > MAX_DERIVATION {
+            let long = io::Error::new(io::ErrorKind::InvalidData, format!("longer than {MAX_DERIVATION} bytes"));
+            return Err(io_err("reading", &file)(long));
+        }
         crate::derivation::Derivation::from_stored(drv_path, &text)
             .map_err(|source| StoreError::BadDerivation { path: drv_path.clone(), source })
     }
