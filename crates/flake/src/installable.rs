@@ -10,6 +10,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use mini_store::store::Store;
 use mini_store::store_path::{StorePath, STORE_DIR};
 
 use crate::FlakeError;
@@ -79,10 +80,11 @@ fn flake_dir(dir: &Path) -> Result<PathBuf, FlakeError> {
     std::fs::canonicalize(dir).map_err(|source| FlakeError::FlakeDir { dir: dir.to_path_buf(), source })
 }
 
-/// The store path `path` leads to, if it resolves into `<store_root>/store/`.
+/// The store path `path` leads to, if it resolves into the store directory
+/// of the store at `store_root`.
 fn physical_store_path(path: &Path, store_root: &Path) -> Option<StorePath> {
     let resolved = std::fs::canonicalize(path).ok()?;
-    let store_dir = std::fs::canonicalize(store_root.join("store")).ok()?;
+    let store_dir = std::fs::canonicalize(Store::store_dir_of(store_root)).ok()?;
     match resolved.strip_prefix(&store_dir).ok()?.components().next()? {
         Component::Normal(base) => StorePath::parse_base_name(base.to_str()?).ok(),
         _ => None,
