@@ -19,7 +19,8 @@ pub struct DoctorArgs {
 }
 
 pub fn doctor(store_root: &Path, args: DoctorArgs) -> Outcome {
-    let mini = std::env::current_exe()?;
+    // The probe is this binary; /proc/self/exe is it too, if its path is lost.
+    let mini = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let checks = doctor::checks(&mini, busybox(), store_root);
     let failed = checks.iter().filter(|c| c.required && !c.ok).count();
     let text = if args.json { format!("{}\n", doctor::render_json(&checks)) } else { doctor::render_text(&checks) };

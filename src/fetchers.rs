@@ -22,6 +22,9 @@ pub fn install() {
 struct CliFetcher {
     /// Unpinned fetches done so far, so one evaluation sees one content.
     unpinned: Mutex<HashMap<(String, String, bool), UrlFetched>>,
+    /// The directories `file://` URLs may read below, from the config
+    /// file, read the first time a URL is fetched.
+    file_dirs: std::sync::OnceLock<Result<Vec<std::path::PathBuf>, String>>,
 }
 
 impl mini_lang::Fetcher for CliFetcher {
@@ -32,7 +35,10 @@ impl mini_lang::Fetcher for CliFetcher {
                 return Ok(done.clone());
             }
         }
-        let file_dirs = Config::load().and_then(|c| c.allowed_file_dirs()).map_err(|e| e.to_string())?;
+        let file_dirs = self
+            .file_dirs
+            .get_or_init(|| Config::load().and_then(|c| c.allowed_file_dirs()).map_err(|e| e.to_string()))
+            .clone()?;
         let (url, name, unpack) = (&request.url, &request.name, request.unpack);
         let fetch = mini_build::fetchers::UrlFetch { url, name, unpack, expected: request.sha256.as_ref() };
         let fetched =

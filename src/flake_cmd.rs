@@ -55,7 +55,7 @@ pub fn eval(store_root: &Path, text: &str, strict: bool, json: bool) -> Outcome 
         for line in &evaluated.diagnostics {
             eprintln!("{line}");
         }
-        printed(ev, &evaluated.value, strict, json).map_err(|e| e.render(&ev.sources))
+        printed(ev, &evaluated.value, strict, json).map_err(|e| ev.render_error(&e))
     });
     match outcome.map_err(|e| failure(format!("the evaluation thread failed: {e}")))? {
         Ok(text) => {

@@ -381,9 +381,9 @@ fn run_evaluation(
     store_root: PathBuf,
     body: impl FnOnce(&mut Evaluator) -> mini_lang::EvalResult<String> + Send + 'static,
 ) -> Outcome {
-    let store = mini_store::store::Store::open(&store_root)?;
     let outcome = mini_lang::with_evaluator(move |ev| {
-        ev.set_store(store);
+        // Opened when first needed: `mini eval -E '1 + 1'` makes no store.
+        ev.set_store_root(&store_root);
         let code = match body(ev) {
             Ok(text) => {
                 let mut stdout = std::io::stdout().lock();
@@ -392,7 +392,7 @@ fn run_evaluation(
             }
             Err(e) => {
                 // A closed stderr must not turn an error into a panic.
-                let _ = std::io::stderr().write_all(e.render(&ev.sources).as_bytes());
+                let _ = std::io::stderr().write_all(ev.render_error(&e).as_bytes());
                 1
             }
         };

@@ -371,9 +371,8 @@ pub fn derivation(root: &Path, command: DerivationCommand) -> Outcome {
             continue;
         }
         // Read back through the one `.drv` reader, which checks it still
-        // gives its own path; its canonical JSON is then the file's text.
-        let parsed = store.read_derivation(&drv)?;
-        let json = parsed.to_json();
+        // gives its own path; the text is printed as stored.
+        let (parsed, json) = store.read_derivation_text(&drv)?;
         if recursive {
             todo.extend(parsed.input_drvs.into_keys());
         }

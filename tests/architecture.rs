@@ -48,18 +48,45 @@ fn parse_dependencies(manifest: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     for line in manifest.lines().map(str::trim) {
         if line.starts_with('[') {
-            in_dependencies = line == "[dependencies]";
+            // `[dependencies]`, `[build-dependencies]`, `[target.'cfg(…)'.dependencies]`
+            // and the table form `[dependencies.mini-x]`; never dev-dependencies.
+            let header = line.trim_matches(|c| c == '[' || c == ']');
+            let parts: Vec<&str> = header.split('.').collect();
+            in_dependencies = parts.iter().any(|part| *part == "dependencies" || *part == "build-dependencies");
+            if let (true, Some(name)) = (in_dependencies, parts.last().and_then(|last| last.strip_prefix("mini-"))) {
+                found.insert(name.to_string());
+            }
             continue;
         }
         if !in_dependencies {
             continue;
         }
-        let Some((key, _)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else { continue };
         if let Some(name) = key.trim().strip_prefix("mini-") {
             found.insert(name.to_string());
         }
+        // A workspace crate under another name (`package = …`) is still
+        // found by its path.
+        if let Some(dir) = value.split("path = \"../").nth(1).and_then(|rest| rest.split('"').next()) {
+            found.insert(dir.to_string());
+        }
+        if let Some(dir) =
+            key.trim().eq("path").then(|| value.trim().trim_matches('"')).and_then(|v| v.strip_prefix("../"))
+        {
+            found.insert(dir.to_string());
+        }
     }
     found
+}
+
+#[test]
+fn every_form_of_dependency_is_read() {
+    let manifest = "[dependencies]\nmini-store = { path = \"../store\" }\nstore2 = { package = \"mini-lang\", path = \"../lang\" }\n\
+                    [target.'cfg(unix)'.dependencies]\nmini-http = { path = \"../http\" }\n\
+                    [dependencies.mini-image]\npath = \"../image\"\n\
+                    [dev-dependencies]\nmini-flake = { path = \"../flake\" }\n";
+    let found: Vec<String> = parse_dependencies(manifest).into_iter().collect();
+    assert_eq!(found, ["http", "image", "lang", "store"]);
 }
 
 /// Each `### crates/<name>` section's `stands on` lines, parsed.

@@ -241,3 +241,29 @@ fn completions_are_scripts_for_the_shell() {
     }
     assert_eq!(mini(&s.0, &["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// The store is opened when evaluation first puts something in it, and not
+/// at all when nothing needs it.
+#[test]
+fn an_evaluation_opens_the_store_only_when_it_needs_it() {
+    let s = Scratch::new("eval-store");
+    let store = s.0.join("store");
+    let eval = |command: &str, expr: &str| {
+        Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(&store)
+            .args([command, "--expr", expr])
+            .current_dir(&s.0)
+            .output()
+            .expect("run mini")
+    };
+    let pure = eval("eval", "1 + 1");
+    assert_eq!((stdout(&pure).as_str(), pure.status.success()), ("2\n", true), "{}", stderr(&pure));
+    assert!(!store.exists(), "evaluating 1 + 1 made a store");
+    let two = "[ (derivation { name = \"a\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }) \
+               (derivation { name = \"b\"; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }) ]";
+    let made = eval("instantiate", two);
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert_eq!(stdout(&made).lines().count(), 2, "{}", stdout(&made));
+    assert!(store.join("store").is_dir(), "the .drvs had no store to go to");
+}

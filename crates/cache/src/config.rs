@@ -3,9 +3,10 @@
 //! substitute from and which keys to trust (`substituters`,
 //! `trustedPublicKeys`), which local directories `builtin:fetchurl` may read
 //! (`allowedFileUrls`, also `$MINI_ALLOWED_FILE_URLS`), and the values
-//! fixed-output builds may take from outside (`impureEnv`). Read once per
-//! command; every setting is checked when asked for, and a bad one is an
-//! error naming the file and the key.
+//! fixed-output builds may take from outside (`impureEnv`). A command reads
+//! it once (and the evaluator's fetcher once more, the first time it
+//! fetches a URL); every setting is checked when asked for, and a bad one
+//! is an error naming the file and the key.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,9 +2,8 @@
 //! the 64-byte ed25519 key pair (a 32-byte seed is accepted too), a public
 //! key its 32-byte verifying key. Signatures are written the same way.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use mini_store::encoding::{base64_decode, base64_encode};
 
 use crate::{CacheError, Result};
 
@@ -27,7 +26,7 @@ fn split(text: &str, what: &str) -> Result<(String, Vec<u8>)> {
         .split_once(':')
         .filter(|(name, _)| !name.is_empty())
         .ok_or_else(|| CacheError::Key(format!("a {what} must look like NAME:BASE64, not '{text}'")))?;
-    let bytes = STANDARD.decode(data).map_err(|e| CacheError::Key(format!("{what} '{name}' is not base64: {e}")))?;
+    let bytes = base64_decode(data).ok_or_else(|| CacheError::Key(format!("{what} '{name}' is not base64")))?;
     Ok((name.to_string(), bytes))
 }
 
@@ -57,7 +56,7 @@ impl SecretKey {
 
     /// `<name>:<base64 of the 64-byte key pair>`.
     pub fn render(&self) -> String {
-        format!("{}:{}", self.name, STANDARD.encode(self.key.to_keypair_bytes()))
+        format!("{}:{}", self.name, base64_encode(&self.key.to_keypair_bytes()))
     }
 
     pub fn public(&self) -> PublicKey {
@@ -66,7 +65,7 @@ impl SecretKey {
 
     /// `<name>:<base64 signature of message>`.
     pub fn sign(&self, message: &str) -> String {
-        format!("{}:{}", self.name, STANDARD.encode(self.key.sign(message.as_bytes()).to_bytes()))
+        format!("{}:{}", self.name, base64_encode(&self.key.sign(message.as_bytes()).to_bytes()))
     }
 }
 
@@ -81,13 +80,13 @@ impl PublicKey {
     }
 
     pub fn render(&self) -> String {
-        format!("{}:{}", self.name, STANDARD.encode(self.key.as_bytes()))
+        format!("{}:{}", self.name, base64_encode(self.key.as_bytes()))
     }
 
     /// Whether `signature` (`<name>:<base64>`) is this key's over `message`.
     pub fn verifies(&self, message: &str, signature: &str) -> bool {
         let Some((name, data)) = signature.split_once(':') else { return false };
-        let Ok(bytes) = STANDARD.decode(data) else { return false };
+        let Some(bytes) = base64_decode(data) else { return false };
         let Ok(bytes) = <[u8; 64]>::try_from(bytes.as_slice()) else { return false };
         name == self.name && self.key.verify(message.as_bytes(), &Signature::from_bytes(&bytes)).is_ok()
     }

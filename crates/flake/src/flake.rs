@@ -191,7 +191,7 @@ impl<'e> FlakeSession<'e> {
     }
 
     fn eval_error(&self, e: &EvalError) -> FlakeError {
-        let rendered = e.render(&self.ev.sources);
+        let rendered = self.ev.render_error(e);
         let message = rendered.strip_prefix("error: ").unwrap_or(&rendered);
         FlakeError::Eval(message.trim_end().to_string())
     }

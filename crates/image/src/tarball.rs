@@ -19,6 +19,10 @@ use rustix::fs::{AtFlags, FileType};
 use crate::confined;
 use crate::error::{io_err, Result};
 
+/// Where store paths are in a layer: [`mini_store::STORE_DIR`] without its
+/// leading `/` (tar member names are relative).
+const STORE_IN_LAYER: &str = mini_store::STORE_DIR.split_at(1).1;
+
 /// Every entry's modification time: one second after the epoch, as nixpkgs.
 pub const MTIME: u64 = 1;
 
@@ -196,9 +200,14 @@ impl<W: Write> LayerWriter<W> {
 
     /// `mini/` and `mini/store/`, which every store-path layer starts with.
     pub fn store_dirs(&mut self) -> Result<()> {
-        let here = Path::new("mini/store");
-        self.dir(b"mini", 0o755, None).map_err(io_err("archiving", here))?;
-        self.dir(b"mini/store", 0o755, None).map_err(io_err("archiving", here))
+        let store = Path::new(STORE_IN_LAYER);
+        // Parents first: `mini`, then `mini/store`.
+        let mut dirs: Vec<&Path> = store.ancestors().take_while(|d| !d.as_os_str().is_empty()).collect();
+        dirs.reverse();
+        for dir in dirs {
+            self.dir(dir.as_os_str().as_encoded_bytes(), 0o755, None).map_err(io_err("archiving", store))?;
+        }
+        Ok(())
     }
 
     /// Adds in-memory entries, in their (sorted) map order.
@@ -247,7 +256,7 @@ impl io::Read for PositionedReader<'_> {
 pub fn write_store_layer<W: Write>(out: W, store_dir: &Path, base_names: &[String]) -> Result<W> {
     let mut layer = LayerWriter::new(out);
     fill_store_layer(&mut layer, store_dir, base_names)?;
-    layer.finish().map_err(io_err("archiving", Path::new("mini/store")))
+    layer.finish().map_err(io_err("archiving", Path::new(STORE_IN_LAYER)))
 }
 
 /// A writer that only counts.
@@ -272,7 +281,7 @@ pub fn fill_store_layer<W: Write>(layer: &mut LayerWriter<W>, store_dir: &Path, 
     let mut sorted: Vec<&String> = base_names.iter().collect();
     sorted.sort();
     for base in sorted {
-        let archive_path = format!("mini/store/{base}");
+        let archive_path = format!("{STORE_IN_LAYER}/{base}");
         layer.tree(store.as_fd(), OsStr::new(base), &store_dir.join(base), archive_path.as_bytes())?;
     }
     Ok(())

@@ -202,6 +202,12 @@ impl Store {
     /// one `.drv` reader: it never follows a link put in the `.drv`'s place,
     /// and reads at most [`MAX_DERIVATION`] bytes.
     pub fn read_derivation(&self, drv_path: &StorePath) -> Result<crate::derivation::Derivation> {
+        self.read_derivation_text(drv_path).map(|(derivation, _)| derivation)
+    }
+
+    /// [`Store::read_derivation`], with the checked text as stored (what
+    /// `mini derivation show` prints).
+    pub fn read_derivation_text(&self, drv_path: &StorePath) -> Result<(crate::derivation::Derivation, String)> {
         use std::os::unix::fs::OpenOptionsExt;
         if !self.is_valid(drv_path) {
             return Err(StoreError::NotValid { path: drv_path.clone() });
@@ -222,8 +228,9 @@ impl Store {
             let long = io::Error::new(io::ErrorKind::InvalidData, format!("longer than {MAX_DERIVATION} bytes"));
             return Err(io_err("reading", &file)(long));
         }
-        crate::derivation::Derivation::from_stored(drv_path, &text)
-            .map_err(|source| StoreError::BadDerivation { path: drv_path.clone(), source })
+        let derivation = crate::derivation::Derivation::from_stored(drv_path, &text)
+            .map_err(|source| StoreError::BadDerivation { path: drv_path.clone(), source })?;
+        Ok((derivation, text))
     }
 
     /// Where the files of `path` physically are.

@@ -38,9 +38,9 @@ impl Evaluator {
     /// reading one (`import (fetchTarball …)`, `readFile` of a `toFile`)
     /// reads the store's real directory.
     pub(crate) fn on_disk(&self, path: &Path) -> PathBuf {
-        if let (Some(store), Ok(rest)) = (&self.store, path.strip_prefix(mini_store::store_path::STORE_DIR)) {
+        if let (Some(store_dir), Ok(rest)) = (&self.store_dir, path.strip_prefix(mini_store::store_path::STORE_DIR)) {
             if rest.components().next().is_some() {
-                return store.store_dir().join(rest);
+                return store_dir.join(rest);
             }
         }
         path.to_path_buf()
@@ -59,10 +59,10 @@ impl Evaluator {
 
     /// [`Evaluator::made_store_path`]'s half that allows reading `path`.
     pub(crate) fn allow_made(&mut self, path: &StorePath) {
-        if let (Some(store), Some(allowed)) = (&self.store, &mut self.allowed_paths) {
-            let entry = store.physical_path(path);
+        if let (Some(store_dir), Some(allowed)) = (&self.store_dir, &mut self.allowed_paths) {
+            let entry = store_dir.join(path.base_name());
             let is_link = std::fs::symlink_metadata(&entry).map_or(true, |m| m.file_type().is_symlink());
-            if let (false, Ok(store_dir)) = (is_link, std::fs::canonicalize(store.store_dir())) {
+            if let (false, Ok(store_dir)) = (is_link, std::fs::canonicalize(store_dir)) {
                 let dir = store_dir.join(path.base_name());
                 if !allowed.contains(&dir) {
                     allowed.push(dir);

@@ -39,7 +39,7 @@ const STACK_MARGIN: usize = 128 << 10;
 
 /// One evaluation session: sources, the import cache and the global scope.
 pub struct Evaluator {
-    pub sources: SourceMap,
+    pub(crate) sources: SourceMap,
     pub(crate) globals: HashMap<Symbol, Value>,
     imports: HashMap<PathBuf, Value>,
     pub(crate) regex_cache: HashMap<String, Rc<regex::Regex>>,
@@ -49,6 +49,10 @@ pub struct Evaluator {
     /// paths, `toFile`, `builtins.path`, derivations), given by the caller
     /// with [`Evaluator::set_store`]. `None`: no store.
     store: Option<Store>,
+    /// Where a store not yet opened is ([`Evaluator::set_store_root`]).
+    store_root: Option<PathBuf>,
+    /// The physical directory of store paths, to read them from.
+    store_dir: Option<PathBuf>,
     /// Paths already copied to the store in this session.
     pub(crate) copied_paths: HashMap<PathBuf, StorePath>,
     /// What copied paths keep, by directory; see [`Evaluator::add_source_filter`].
@@ -104,6 +108,8 @@ impl Evaluator {
             regex_cache: HashMap::new(),
             interpolation_buffer: String::new(),
             store: None,
+            store_root: None,
+            store_dir: None,
             copied_paths: HashMap::new(),
             source_filters: Vec::new(),
             drv_hashes: FxHashMap::default(),
@@ -147,18 +153,39 @@ impl Evaluator {
         self.set_builtin("derivation", "derivation", value);
     }
 
+    /// `e` as Nix prints an error: the message, then each place in the
+    /// sources this evaluation read, with the lines around it.
+    pub fn render_error(&self, e: &EvalError) -> String {
+        e.render(&self.sources)
+    }
+
     /// Gives evaluation the store to put things in (and read store paths
-    /// from). The evaluator never opens a store itself.
+    /// from): the caller's handle, when the caller has one open.
     pub fn set_store(&mut self, store: Store) {
+        self.store_dir = Some(store.store_dir());
         self.store = Some(store);
     }
 
-    /// The store handle evaluation was given.
-    pub(crate) fn store(&self, span: Span) -> EvalResult<Store> {
-        match &self.store {
-            Some(store) => Ok(store.clone()),
-            None => Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span)),
+    /// Names the store at `root` without opening it: it is opened, once,
+    /// the first time evaluation puts something in it (`mini eval`, which
+    /// may need no store at all, and must not make one it does not need).
+    /// Store paths are read from it meanwhile.
+    pub fn set_store_root(&mut self, root: &Path) {
+        self.store_dir = Some(Store::store_dir_of(root));
+        self.store_root = Some(root.to_path_buf());
+    }
+
+    /// The store handle evaluation was given, or the one it opened.
+    pub(crate) fn store(&mut self, span: Span) -> EvalResult<Store> {
+        if let Some(store) = &self.store {
+            return Ok(store.clone());
         }
+        let Some(root) = &self.store_root else {
+            return Err(EvalError::at(ErrorKind::Eval, "this needs the store, and this evaluation has none", span));
+        };
+        let store = Store::open(root).map_err(|e| store_error(e, span))?;
+        self.store = Some(store.clone());
+        Ok(store)
     }
 
     #[inline]
