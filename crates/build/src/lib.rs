@@ -9,9 +9,13 @@
 //! the store (`elf`). A [`Substituter`] (such as a binary cache) may
 //! supply outputs instead.
 //! `repair` puts back what the store's verification found broken.
+//! `store_view` is `mini run`'s view of the store (and `mini doctor`'s probe
+//! of its namespaces), `doctor` the machine checks, `graph` the build and
+//! runtime graphs `mini graph` draws.
 //!
-//! This crate stands on `mini-store` alone: it reads derivations from the
-//! store and knows nothing of the language that wrote them.
+//! This crate stands on `mini-store` and `mini-http` (`builtin:fetchurl`
+//! downloads through it): it reads derivations from the store and knows
+//! nothing of the language that wrote them.
 
 pub mod builtin_builders;
 pub mod constraints;

@@ -158,7 +158,7 @@ impl Config {
     /// The values fixed-output builds get for the variables they name in
     /// `impureEnvVars`: the config file's `"impureEnv"` object
     /// (`{ "GOPROXY": "http://…" }`), overridden by mini's own environment
-    /// for the download settings in [`IMPURE_ENV_FROM_ENVIRONMENT`], as Nix
+    /// for the download settings in `IMPURE_ENV_FROM_ENVIRONMENT`, as Nix
     /// takes them from its caller's.
     pub fn impure_env(&self) -> Result<BTreeMap<String, String>, ConfigError> {
         let mut values = BTreeMap::new();

@@ -3,10 +3,14 @@
 //! xz-compressed archive under `nar/` and signed with an ed25519 key.
 //!
 //! `key` and `narinfo` are pure formats; `remote` is the only module that
-//! does I/O against a cache; `copy` uploads closures and `substitute`
-//! plugs downloads into the builder through `mini_build::Substituter`.
+//! does I/O against a cache (through `mini-http`); `copy` uploads closures
+//! and `substitute` plugs downloads into the builder through
+//! `mini_build::Substituter`. `key_files` writes a new key pair to disk,
+//! and `config` is the one reader of mini's config file (its caches and
+//! keys, and the settings builds take from it).
 //!
-//! This crate stands on `mini-store` and `mini-build`; neither knows it.
+//! This crate stands on `mini-store`, `mini-http` and `mini-build`; none of
+//! them knows it.
 
 pub mod config;
 pub mod copy;

@@ -9,7 +9,8 @@
 //!
 //! This crate stands on `mini-lang` (evaluation, through its public API)
 //! and `mini-store` (the store, whose handle the caller gives it: nothing
-//! here opens a store); it knows nothing about builds or images.
+//! here opens a store); it knows nothing about builds, and of images only
+//! how to tell an OCI layout directory from a flake's on the command line.
 
 mod busybox;
 mod error;

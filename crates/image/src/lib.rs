@@ -3,12 +3,14 @@
 //! An image is a derivation with the builtin builder `builtin:image`
 //! (`builder`), written by the prelude's `dockerTools`. Its closure is
 //! split into layers by popularity (`layers`), each store path's layer is
-//! tarred once and its digests kept (`layer_cache`, `tarball`), and the image is assembled as
-//! a docker-archive or an OCI layout (`docker_archive`) around deterministic JSON
-//! (`oci`). `inspect` reads any image back.
+//! tarred (`tarball`, `produce`) and its digests kept (`layer_cache`, which
+//! also keeps the compressed blobs a push sends, made by `compress`), and
+//! the image is assembled as a docker-archive or an OCI layout
+//! (`docker_archive`) around deterministic JSON (`oci`). `inspect` reads
+//! any image back, for `mini image inspect` and for `mini-registry`.
 //!
-//! Stands on `mini-store`, and plugs into `mini-build` through its
-//! `BuiltinBuilder` trait.
+//! Stands on `mini-store`, writes an SBOM into an image with `mini-sbom`,
+//! and plugs into `mini-build` through its `BuiltinBuilder` trait.
 
 pub mod builder;
 pub mod compress;
