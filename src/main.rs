@@ -5,6 +5,8 @@
 //!
 //! - Every command returns an [`Outcome`]; a failure is any crate's typed
 //!   error, reported once, here, as `error: MESSAGE` with exit status 1.
+//!   An evaluation error is rendered with its source lines by the
+//!   evaluation thread itself ([`run_evaluation`]), which then exits.
 //! - The help ends with the exit statuses, and each subcommand's with its
 //!   examples, kept in one table ([`EXAMPLES`]). Colours follow clap's
 //!   terminal detection and `NO_COLOR`.
@@ -14,7 +16,7 @@
 //!   in `mini_build::store_view`.
 //! - `MINI_COUNT_STORE_OPENS=1` makes mini say on stderr how many times the
 //!   command opened the store: at most once, for every command (a test
-//!   checks `mini build`).
+//!   checks `mini build`; `mini eval` opens it only if evaluation needs it).
 
 use std::io::Write;
 use std::path::PathBuf;
