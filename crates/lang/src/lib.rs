@@ -6,8 +6,9 @@
 //! built-in functions (the language's `builtins`).
 //!
 //! Of the store, the language knows what evaluation puts there and reads
-//! back, through the handle its caller gives it ([`Evaluator::set_store`];
-//! it never opens one): store paths and their string context, sources
+//! back, through the handle its caller gives it ([`Evaluator::set_store`]),
+//! or opened once when first needed if it was only named
+//! ([`Evaluator::set_store_root`], for `mini eval`): store paths and their string context, sources
 //! copied in (`"${./src}"`, `builtins.path`), `toFile` texts, fetched
 //! trees, and the `.drv` files of the derivations it makes. It knows
 //! nothing of builds, images or flakes.
