@@ -9,14 +9,21 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::{ok, text, users, Attempt};
 
+/// A flake with one derivation, `thing`, written to the store: its `.drv`
+/// path and its JSON.
+fn the_derivation(a: &Attempt) -> (String, serde_json::Value) {
+    a.flake(&[("thing", "echo good > $out")], "");
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&a.mini(&["derivation", "show", ".#thing"]))).expect("derivation show is JSON");
+    let (drv, recipe) = shown.as_object().and_then(|o| o.iter().next()).expect("one derivation");
+    (drv.clone(), recipe.clone())
+}
+
 #[test]
 fn a_modified_derivation_is_refused() {
     for who in users() {
         let a = Attempt::new("drv-tampered", who);
-        a.flake(&[("thing", "echo good > $out")], "");
-        let shown: serde_json::Value =
-            serde_json::from_str(&ok(&a.mini(&["derivation", "show", ".#thing"]))).expect("derivation show is JSON");
-        let (drv, recipe) = shown.as_object().and_then(|o| o.iter().next()).expect("one derivation");
+        let (drv, recipe) = &the_derivation(&a);
         let out = recipe["outputs"]["out"]["path"].as_str().expect("an output path").to_string();
 
         let file = a.physical(drv);
@@ -52,10 +59,7 @@ fn a_modified_derivation_is_refused() {
 fn a_derivation_replaced_by_a_link_is_not_followed() {
     for who in users() {
         let a = Attempt::new("drv-linked", who);
-        a.flake(&[("thing", "echo good > $out")], "");
-        let shown: serde_json::Value =
-            serde_json::from_str(&ok(&a.mini(&["derivation", "show", ".#thing"]))).expect("derivation show is JSON");
-        let drv = shown.as_object().and_then(|o| o.keys().next()).expect("one derivation").clone();
+        let (drv, _) = the_derivation(&a);
         let file = a.physical(&drv);
         let elsewhere = a.scratch.0.join("elsewhere.drv");
         std::fs::copy(&file, &elsewhere).expect("copy the .drv out of the store");
