@@ -37,7 +37,7 @@ pub enum BuildError {
     UnrunnableBuilder { drv: String, program: Unrunnable, error: String },
     #[error("builder for '{drv}' did not produce output '{output}' at {path}")]
     MissingOutput { drv: String, output: String, path: String },
-    #[error("output of '{drv}' contains {what} '{file}', which a store path may not hold")]
+    #[error("output of '{drv}' contains a {what} '{file}', which a store path may not hold")]
     ForbiddenFile { drv: String, what: &'static str, file: String },
     #[error("hash mismatch in fixed-output derivation '{drv}':\n  specified: {specified}\n       got: {got}")]
     HashMismatch { drv: String, specified: String, got: String },

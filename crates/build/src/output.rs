@@ -11,10 +11,10 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, Metadata, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mini_store::derivation::{FixedHash, HashMode};
@@ -73,7 +73,11 @@ pub fn canonicalise(drv_name: &str, path: &Path) -> Result<()> {
             }
         } else {
             let file = if rel.as_os_str().is_empty() { ".".to_string() } else { rel.to_string_lossy().into_owned() };
-            return Err(BuildError::ForbiddenFile { drv: drv_name.to_string(), what: kind_of(&meta), file });
+            return Err(BuildError::ForbiddenFile {
+                drv: drv_name.to_string(),
+                what: nar::special_file_kind(meta.file_type()),
+                file,
+            });
         }
         // Only now: before hard links were broken, the inode could be
         // shared with a file outside the output.
@@ -82,22 +86,6 @@ pub fn canonicalise(drv_name: &str, path: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Names a file that is neither regular, a directory nor a symlink.
-fn kind_of(meta: &Metadata) -> &'static str {
-    let t = meta.file_type();
-    if t.is_block_device() {
-        "a block device"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_fifo() {
-        "a fifo"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "a file of unknown type"
-    }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
@@ -393,7 +381,7 @@ mod tests {
         .unwrap();
         match canonicalise("special", &out) {
             Err(BuildError::ForbiddenFile { drv, what, file }) => {
-                assert_eq!((drv.as_str(), what, file.as_str()), ("special", "a fifo", "run/pipe"));
+                assert_eq!((drv.as_str(), what, file.as_str()), ("special", "fifo", "run/pipe"));
             }
             other => panic!("expected ForbiddenFile, got {other:?}"),
         }

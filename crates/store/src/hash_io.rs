@@ -18,15 +18,6 @@ impl<W: Write, D: Write> HashingWriter<W, D> {
         HashingWriter { inner, digest, written: 0 }
     }
 
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    pub fn get_ref(&self) -> &W {
-        &self.inner
-    }
-
     /// The writer, the digest and the byte count.
     pub fn into_parts(self) -> (W, D, u64) {
         (self.inner, self.digest, self.written)

@@ -93,13 +93,11 @@ impl BlobCache {
     }
 }
 
-/// The file name suffix of a blob in the cache.
+/// The file name suffix of a blob in the cache: the compressor's own
+/// suffix without its `tar.` (`gz`, `zst`; `tar` uncompressed).
 fn extension(compressor: Compressor) -> &'static str {
-    match compressor {
-        Compressor::None => "tar",
-        Compressor::Gzip => "gz",
-        Compressor::Zstd => "zst",
-    }
+    let suffix = compressor.extension();
+    suffix.strip_prefix("tar.").unwrap_or(suffix)
 }
 
 /// The blob the cache records, if its file is still there at its size.

@@ -133,7 +133,7 @@ fn walk_node(
         }
         sink.bytes(&CLOSE)
     } else {
-        Err(NarError::UnsupportedFileType { path: path.to_path_buf(), kind: kind_name(file_type) })
+        Err(NarError::UnsupportedFileType { path: path.to_path_buf(), kind: special_file_kind(file_type) })
     }
 }
 
@@ -147,7 +147,10 @@ fn sorted_entries(path: &Path) -> Result<Vec<OsString>, NarError> {
     Ok(names)
 }
 
-fn kind_name(file_type: FileType) -> &'static str {
+/// What a file that is neither regular, a directory nor a symlink is
+/// (`"fifo"`, `"block device"`…): what a store path may not hold, named in
+/// the archiver's and the builder's refusals alike.
+pub fn special_file_kind(file_type: FileType) -> &'static str {
     if file_type.is_fifo() {
         "fifo"
     } else if file_type.is_socket() {

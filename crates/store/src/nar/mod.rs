@@ -42,7 +42,7 @@ pub mod writer;
 #[cfg(test)]
 mod fixtures;
 
-pub use disk::{dump_path, dump_path_filtered, restore, PathFilter, KEEP_ALL};
+pub use disk::{dump_path, dump_path_filtered, restore, special_file_kind, PathFilter, KEEP_ALL};
 pub use hash::{hash_path, hash_path_filtered, sha256, FileHasher};
 pub use reader::validate;
 pub use writer::{encode, Node};
