@@ -210,12 +210,12 @@ pub fn hash_fixed(path: &Path, fixed: &FixedHash) -> Result<Vec<u8>> {
             io::copy(&mut file, &mut hasher).map_err(io_err("reading", path))?;
         }
         HashMode::Recursive => {
-            if let Hasher::Blake3(_) = hasher {
+            let digest = match hasher {
                 // The store's hasher reads a large tree on all cores, to the same digest.
-                let (hash, _) = nar::hash_path(path).map_err(StoreError::from)?;
-                return Ok(hash.as_bytes().to_vec());
-            }
-            nar::dump_path(path, &mut hasher).map_err(StoreError::from)?;
+                Hasher::Blake3(_) => *nar::hash_path(path).map_err(StoreError::from)?.0.as_bytes(),
+                Hasher::Sha256(_) => nar::sha256(path).map_err(StoreError::from)?,
+            };
+            return Ok(digest.to_vec());
         }
     }
     Ok(hasher.finish())
