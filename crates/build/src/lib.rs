@@ -17,6 +17,7 @@
 //! downloads through it): it reads derivations from the store and knows
 //! nothing of the language that wrote them.
 
+pub mod build_root;
 pub mod builtin_builders;
 pub mod constraints;
 pub mod dag;

@@ -43,6 +43,7 @@ use std::path::{Path, PathBuf};
 use mini_store::teardown::{entry_names, open_dir, open_dir_at, open_file_at};
 use rustix::fs::{AtFlags, FileType};
 
+use crate::build_root::{self, RootEntry};
 use crate::error::{io_err, BuildError, Result};
 use crate::mounts::locked_flags;
 use crate::seccomp;
@@ -104,6 +105,9 @@ pub struct SandboxSpec {
     pub network: bool,
     /// The size of `/tmp` and `/dev/shm`, in bytes.
     pub tmpfs_size: u64,
+    /// The base name of the input whose userland is the sandbox's `/usr`,
+    /// `/bin`, `/etc`… (the derivation's `buildRoot`; [`crate::build_root`]).
+    pub build_root: Option<String>,
 }
 
 impl SandboxSpec {
@@ -396,7 +400,7 @@ fn id_map_steps(uid: u32, gid: u32) -> Result<[Step; 3]> {
 }
 
 impl Plan {
-    fn new(spec: &SandboxSpec) -> Result<Plan> {
+    fn new(spec: &SandboxSpec, from_root: &[RootEntry]) -> Result<Plan> {
         let as_root = running_as_root();
         let root = spec.root();
         let at = |rel: &str| cstring(root.join(rel));
@@ -427,6 +431,14 @@ impl Plan {
             steps.push(bind_step(&source, &target)?);
             let locked = locked_flags(&source).map_err(BuildError::Sandbox)?;
             steps.push(read_only_step(&target, locked)?);
+        }
+        for entry in from_root {
+            if let RootEntry::Bind { source, at, .. } = entry {
+                let target = root.join(at);
+                steps.push(bind_step(source, &target)?);
+                let locked = locked_flags(source).map_err(BuildError::Sandbox)?;
+                steps.push(read_only_step(&target, locked)?);
+            }
         }
         let tmpfs = |mode: &str| format!("mode={mode},size={}", spec.tmpfs_size);
         steps.push(tmpfs_step(&root.join("tmp"), libc::MS_NOSUID | libc::MS_NODEV, &tmpfs("1777"))?);
@@ -611,6 +623,16 @@ fn prepare_root(spec: &SandboxSpec) -> Result<()> {
     Ok(())
 }
 
+/// The names of `/etc` [`prepare_root`] writes for `spec`, which a build
+/// root's own do not replace.
+fn minis_etc(spec: &SandboxSpec) -> Vec<&'static str> {
+    let mut names = vec!["passwd", "group", "hosts"];
+    if spec.network {
+        names.extend(["resolv.conf", "ssl"]);
+    }
+    names
+}
+
 /// Where hosts keep the bundle of CAs they trust (Debian's, then Fedora's).
 const HOST_CA_BUNDLES: &[&str] = &["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"];
 
@@ -691,8 +713,13 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// Starts the builder of `spec` in a new sandbox, its stdout and stderr
 /// going to `output`.
 pub fn spawn(spec: &SandboxSpec, output: &OwnedFd) -> Result<SandboxChild> {
+    let from_root = match &spec.build_root {
+        Some(base) => build_root::layout(&spec.store_dir, base, &minis_etc(spec))?,
+        None => Vec::new(),
+    };
     prepare_root(spec)?;
-    let plan = Plan::new(spec)?;
+    build_root::prepare(&spec.root(), &from_root)?;
+    let plan = Plan::new(spec, &from_root)?;
     let argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).chain([std::ptr::null()]).collect();
     let envp: Vec<*const libc::c_char> = plan.envp.iter().map(|e| e.as_ptr()).chain([std::ptr::null()]).collect();
     let stdin = fs::File::open("/dev/null").map_err(io_err("opening", Path::new("/dev/null")))?;
@@ -807,6 +834,7 @@ mod tests {
             inputs: Vec::new(),
             network: false,
             tmpfs_size: DEFAULT_TMPFS_SIZE,
+            build_root: None,
         }
     }
 

@@ -369,10 +369,12 @@ impl<'a> Builder<'a> {
         let constraints = constraints::parse(&job.drv_path, &job.drv, &outputs)?;
         let impure = self.impure_env(job)?;
         let inputs = self.input_closure(&job.drv)?;
+        let build_root = build_root_of(job, builtin.is_some(), &inputs)?;
         // Every build gets a root of its own, made now and removed after:
         // nothing one builder leaves can reach another build or the host.
         let work_dir = self.store.staging_dir()?;
-        let spec = self.sandbox_spec(job, &outputs, &inputs, &impure, work_dir.clone());
+        let mut spec = self.sandbox_spec(job, &outputs, &inputs, &impure, work_dir.clone());
+        spec.build_root = build_root;
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
             None => self.run_sandboxed(job, &spec, &outputs).map(|()| Declared::default()),
@@ -515,6 +517,7 @@ impl<'a> Builder<'a> {
             inputs: inputs.iter().map(StorePath::base_name).collect(),
             network: job.drv.fixed_output().is_some(),
             tmpfs_size: self.options.tmpfs_size,
+            build_root: None,
         }
     }
 
@@ -820,6 +823,24 @@ fn describe_occurrence(occurrence: &Occurrence) -> String {
 /// Where the log of a derivation's last build is kept.
 pub fn log_path(store: &Store, drv_path: &StorePath) -> PathBuf {
     store.root().join("log").join(drv_path.base_name())
+}
+
+/// The base name of the derivation's `buildRoot`, checked: one store
+/// path of its input closure, for a sandboxed builder. Anything else is an
+/// error, not ignored.
+fn build_root_of(job: &Job, builtin: bool, inputs: &[StorePath]) -> Result<Option<String>> {
+    let Some(value) = job.drv.env.get("buildRoot") else { return Ok(None) };
+    let bad = |message: String| BuildError::BadDerivation { drv: job.drv_path.to_string(), message };
+    if builtin {
+        return Err(bad(format!("buildRoot is for builders run in the sandbox, not for {}", job.drv.builder)));
+    }
+    let input = inputs.iter().find(|p| p.to_string() == *value).ok_or_else(|| {
+        bad(format!(
+            "buildRoot '{value}' is not a store path among the derivation's inputs: give the root itself \
+             (buildRoot = pkgs.debian.root {{ … }};), not a path inside it or a string without its context"
+        ))
+    })?;
+    Ok(Some(input.base_name()))
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub const PRELUDE: &[(&str, &str)] = &[
     ("stdenv", include_str!("prelude/stdenv.nixlike")),
     ("cc", include_str!("prelude/cc.nixlike")),
     ("go", include_str!("prelude/go.nixlike")),
+    ("debian", include_str!("prelude/debian.nixlike")),
     ("docker", include_str!("prelude/docker.nixlike")),
 ];
 
