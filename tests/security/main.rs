@@ -9,6 +9,7 @@
 //! the two cases. Builders are the prelude's busybox, so these tests fail,
 //! not skip, where it is missing.
 
+mod build_root;
 mod cache_bomb;
 mod cache_links;
 mod check_tampered;
