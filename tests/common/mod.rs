@@ -258,3 +258,58 @@ pub fn seed_wheels(store: &Path) -> bool {
     }
     true
 }
+
+/// Where `scripts/install-prerequisites` keeps the `.deb` files the
+/// examples' `debian.lock` files pin: `$MINI_DEB_CACHE`, else
+/// `~/.cache/mini/debs`, each under its store name.
+#[allow(dead_code)]
+pub fn deb_cache() -> PathBuf {
+    match std::env::var_os("MINI_DEB_CACHE").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/mini/debs"),
+    }
+}
+
+/// The store name `pkgs.debian.fetchDeb` gives a `.deb`: the pool file's
+/// name, version without its epoch, '~' and ':' written '_'.
+#[allow(dead_code)]
+pub fn deb_store_name(name: &str, version: &str, arch: &str) -> String {
+    let upstream = match version.split_once(':') {
+        Some((epoch, rest)) if !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_digit()) => rest,
+        _ => version,
+    };
+    format!("{name}_{upstream}_{arch}.deb").replace(['~', ':'], "_")
+}
+
+/// Adds the cached `.deb` files of every package `lock` (a debian.lock)
+/// pins to the store at `store` with `mini store add-fixed`, so building
+/// a root from it downloads nothing. False (the test should skip) when one
+/// is not cached; under CI that fails the test instead.
+#[allow(dead_code)]
+pub fn seed_debs(store: &Path, lock: &Path) -> bool {
+    let text = std::fs::read_to_string(lock).expect("read the debian.lock");
+    let lock: serde_json::Value = serde_json::from_str(&text).expect("a debian.lock is JSON");
+    let cache = deb_cache();
+    for package in lock["packages"].as_array().expect("packages") {
+        let field = |f: &str| package[f].as_str().expect("a string field").to_string();
+        let file = cache.join(deb_store_name(&field("name"), &field("version"), &field("architecture")));
+        if !file.is_file() {
+            assert!(
+                !clients::ci(),
+                "{} is not cached: run scripts/install-prerequisites, which downloads it",
+                file.display()
+            );
+            eprintln!("skipping what needs {}: not cached (scripts/install-prerequisites)", file.display());
+            return false;
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
+            .arg("--store")
+            .arg(store)
+            .args(["store", "add-fixed"])
+            .arg(&file)
+            .output()
+            .expect("run mini store add-fixed");
+        succeeded(&out);
+    }
+    true
+}
