@@ -277,9 +277,7 @@ struct Package {
 }
 
 /// The package a fetch brings, when its builder says which: `fetchPypi`'s
-/// wheel. This is where Debian packages (issue 15) will be named once
-/// mini fetches them, from their lock, as `pkg:deb/debian/NAME@VERSION?arch=ARCH`;
-/// mini has no Debian fetcher yet, so none is recognised.
+/// wheel, or `pkgs.debian.fetchDeb`'s `.deb` (`builtin:fetchdeb`).
 fn fetched_package(drv: &Derivation) -> Option<Package> {
     let env = |name: &str| drv.env.get(name).map(String::as_str).unwrap_or("");
     match drv.builder.as_str() {
@@ -287,6 +285,11 @@ fn fetched_package(drv: &Derivation) -> Option<Package> {
             name: env("pname").to_string(),
             version: env("version").to_string(),
             purl: purl::pypi(env("pname"), env("version"), env("fileName")),
+        }),
+        "builtin:fetchdeb" if !env("package").is_empty() && !env("version").is_empty() => Some(Package {
+            name: env("package").to_string(),
+            version: env("version").to_string(),
+            purl: purl::deb(env("package"), env("version"), env("architecture")),
         }),
         _ => None,
     }
@@ -449,6 +452,23 @@ mod tests {
         let vendored = &sbom.components[&vendor.to_string()];
         assert_eq!(vendored.hashes.len(), 2, "NAR hash and the declared hash: {:?}", vendored.hashes);
         assert!(!vendored.purl.as_deref().unwrap().contains("checksum"), "a recursive hash is no download checksum");
+    }
+
+    #[test]
+    fn debian_packages_are_named_by_their_purl() {
+        let scratch = Scratch::new("sbom-deb");
+        let store = Store::open(&scratch.0.join("store")).unwrap();
+        let env = [("package", "zlib1g"), ("version", "1:1.2.13.dfsg-1"), ("architecture", "amd64")];
+        let (deb_drv, deb) =
+            add_drv(&store, "zlib1g_1.2.13.dfsg-1_amd64.deb", "builtin:fetchdeb", &env, &[], sha256(HashMode::Flat, 5));
+        let (root_drv, root) = add_drv(&store, "debian-root", "builtin:debroot", &[], &[&deb_drv], None);
+        install(&store, &root, &root_drv, &[("usr/lib/libz.so.1", "z")], &[]);
+        let sbom = gather(&store, std::slice::from_ref(&root), "root").unwrap();
+        let package = &sbom.components[&deb.to_string()];
+        assert_eq!((package.kind, package.name.as_str()), (Kind::Library, "zlib1g"));
+        assert_eq!(package.version, "1:1.2.13.dfsg-1");
+        assert_eq!(package.purl.as_deref(), Some("pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64"));
+        assert_eq!(sbom.dependencies[&root.to_string()], BTreeSet::from([deb.to_string()]));
     }
 
     #[test]

