@@ -11,7 +11,8 @@
 //!   toolchain), but not into a derivation whose output is (that path is a
 //!   component with sources of its own) nor into a fetch's own inputs:
 //!   their URL and declared hash for `fetchurl`/`fetchzip`, the package for
-//!   `fetchPypi` (`pkg:pypi`);
+//!   `fetchPypi` (`pkg:pypi`), the `.deb` for `pkgs.debian.fetchDeb`
+//!   (`pkg:deb/debian`);
 //! - Go modules (`pkg:golang`) listed by a `vendor/modules.txt` in a
 //!   closure path or in the closure derivations' own sources, or by the
 //!   `modules.txt` at the top of a fetch's output (buildGoModule's
