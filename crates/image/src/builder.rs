@@ -542,3 +542,6 @@ fn add_parents(entries: &mut BTreeMap<Vec<u8>, Custom>, path: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
