@@ -4,7 +4,9 @@
 //! derivation refers to, splits it into layers (`layers`), takes each
 //! store-path layer's digest from the digest cache (`layer_cache`), makes the customisation layer
 //! (the `contents` links, `/tmp`, users, extra files), and writes the image
-//! (`docker_archive`).
+//! (`docker_archive`). With `fromDebian`, the Debian root's tree is the
+//! bottom layer (`debian_root`), and the root is left out of the closure
+//! unless the rest of the image refers to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -70,8 +72,8 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     // The root is in the image as its bottom layer; under /mini/store only
     // if the rest of the image refers to it.
     let roots: Vec<StorePath> = match &debian {
-        Some((root, false)) => inputs.into_iter().filter(|p| *p != root.path).collect(),
-        _ => inputs,
+        Some((root, false)) => inputs.iter().filter(|p| **p != root.path).cloned().collect(),
+        _ => inputs.clone(),
     };
     let debian = debian.map(|(root, _)| root);
     let infos = store.closure(&roots)?;
@@ -86,8 +88,9 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let closure: BTreeSet<StorePath> = references.keys().cloned().collect();
     let mut custom = customisation(&spec, store, &closure, debian.as_ref())?;
     if let Some(format) = spec.sbom {
+        // Of every input: the Debian root is in the image too.
         let document =
-            mini_sbom::recipe_document(store, &roots, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
+            mini_sbom::recipe_document(store, &inputs, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
         let name = match format {
             mini_sbom::Format::CycloneDx => SBOM_CYCLONEDX,
             mini_sbom::Format::Spdx => SBOM_SPDX,

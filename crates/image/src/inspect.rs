@@ -1,6 +1,7 @@
 //! Reading images back, for `mini image inspect`: what an image is made of
-//! (tags, config, each layer's store paths) and how much of it other images
-//! can share. Accepts what mini writes and what other tools write: a
+//! (tags, config, each layer's store paths, or the Debian root a layer
+//! holds at `/` as the image's history names it) and how much of it other
+//! images can share. Accepts what mini writes and what other tools write: a
 //! docker-archive (`docker save`, skopeo; possibly gzip or zstd
 //! compressed) or an OCI image layout directory.
 //!
