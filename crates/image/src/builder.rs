@@ -4,7 +4,9 @@
 //! derivation refers to, splits it into layers (`layers`), takes each
 //! store-path layer's digest from the digest cache (`layer_cache`), makes the customisation layer
 //! (the `contents` links, `/tmp`, users, extra files), and writes the image
-//! (`docker_archive`).
+//! (`docker_archive`). With `fromDebian`, the Debian root's tree is the
+//! bottom layer (`debian_root`), and the root is left out of the closure
+//! unless the rest of the image refers to it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{OsStr, OsString};
@@ -22,9 +24,10 @@ use rayon::prelude::*;
 
 use crate::compress::Compressor;
 use crate::confined::{self, Node, Resolution, StoreView};
-use crate::docker_archive::{self, DockerArchive, Image, Layer};
+use crate::debian_root::DebianRoot;
+use crate::docker_archive::{self, DockerArchive, Holds, Image, Layer};
 use crate::error::{io_err, ImageError, Result};
-use crate::layer_cache::DigestCache;
+use crate::layer_cache::{DigestCache, Key, Record};
 use crate::layers;
 use crate::oci;
 use crate::produce::{self, Fill, Made, Source};
@@ -61,40 +64,50 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
     let out_path = job.drv.outputs.get("out").and_then(|o| o.path.clone()).ok_or_else(|| bad("outputs", "no 'out'"))?;
     let out = job.outputs.get("out").ok_or_else(|| bad("outputs", "no 'out'"))?.clone();
     let store = job.store;
-    let roots = image_roots(job)?;
+    let inputs = image_roots(job)?;
+    let debian = match &spec.from_debian {
+        Some(root) => Some(debian_root(&job.drv.env, root, &inputs, store)?),
+        None => None,
+    };
+    // The root is in the image as its bottom layer; under /mini/store only
+    // if the rest of the image refers to it.
+    let roots: Vec<StorePath> = match &debian {
+        Some((root, false)) => inputs.iter().filter(|p| **p != root.path).cloned().collect(),
+        _ => inputs.clone(),
+    };
+    let debian = debian.map(|(root, _)| root);
     let infos = store.closure(&roots)?;
     let sizes: BTreeMap<StorePath, u64> = infos.iter().map(|i| (i.path.clone(), i.nar_size)).collect();
     let references: BTreeMap<StorePath, BTreeSet<StorePath>> =
         infos.into_iter().map(|info| (info.path, info.references)).collect();
     // Every path of the closure is named in the layers' entries, which is
     // all a scan of the image would find: no need to read it again.
-    job.references.insert("out".into(), references.keys().cloned().collect());
+    // The Debian root is named in the image's history.
+    let named = references.keys().cloned().chain(debian.as_ref().map(|r| r.path.clone()));
+    job.references.insert("out".into(), named.collect());
     let closure: BTreeSet<StorePath> = references.keys().cloned().collect();
-    let mut custom = customisation(&spec, store, &closure)?;
+    let mut custom = customisation(&spec, store, &closure, debian.as_ref())?;
     if let Some(format) = spec.sbom {
+        // Of every input: the Debian root is in the image too.
         let document =
-            mini_sbom::recipe_document(store, &roots, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
+            mini_sbom::recipe_document(store, &inputs, format, &spec.name).map_err(|e| bad("sbom", e.to_string()))?;
         let name = match format {
             mini_sbom::Format::CycloneDx => SBOM_CYCLONEDX,
             mini_sbom::Format::Spdx => SBOM_SPDX,
         };
-        insert(&mut custom, name, Custom::File { mode: 0o444, contents: document.into_bytes() });
+        insert(
+            &mut custom,
+            &routed(debian.as_ref(), name),
+            Custom::File { mode: 0o444, contents: document.into_bytes() },
+        );
     }
     let cache = DigestCache::open(store)?;
-    let (layers, notes) = plan_layers(&spec, store, &roots, &references, &sizes, custom, &cache)?;
+    let planned = Planned { roots: &roots, references: &references, sizes: &sizes, debian: debian.as_ref() };
+    let (layers, notes) = plan_layers(&spec, store, planned, custom, &cache)?;
     for note in &notes {
         let _ = writeln!(job.log, "note: {note}");
     }
-    let comments: Vec<String> = layers
-        .iter()
-        .map(|l| {
-            if l.paths.is_empty() {
-                "customisation layer".to_string()
-            } else {
-                l.paths.iter().map(StorePath::to_string).collect::<Vec<_>>().join(" ")
-            }
-        })
-        .collect();
+    let comments: Vec<String> = layers.iter().map(|l| l.holds.comment()).collect();
     let config = |diff_ids: &[[u8; 32]]| oci::config(&spec, diff_ids, &comments);
     let tag = spec.tag.clone().unwrap_or_else(|| out_path.hash_part());
     let image = Image { layers: &layers, config: &config, repo_tag: format!("{}:{tag}", spec.name), tag };
@@ -128,27 +141,68 @@ fn build_image(job: &mut BuiltinJob<'_>) -> Result<()> {
             result?
         }
         Format::Oci => {
-            let known: Vec<_> =
-                layers.iter().map(|l| cache.get(&l.paths).compressed.get(spec.compressor.name()).copied()).collect();
+            let known: Vec<_> = layers
+                .iter()
+                .map(|l| cached(&cache, l, &spec).and_then(|r| r.compressed.get(spec.compressor.name()).copied()))
+                .collect();
             docker_archive::write_oci_layout(&image, &out, spec.compressor, &known)?.made
         }
         Format::Stream => write_stream(&image, &layers, &out)?,
     };
     for (i, (layer, made)) in layers.iter().zip(&made).enumerate() {
-        let holds: Vec<String> = layer.paths.iter().map(|p| p.name().to_string()).collect();
-        let what = if holds.is_empty() { "customisation".to_string() } else { holds.join(" ") };
+        let what = match &layer.holds {
+            Holds::Paths(paths) => paths.iter().map(|p| p.name().to_string()).collect::<Vec<_>>().join(" "),
+            Holds::DebianRoot(root) => format!("debian root {}", root.name()),
+            Holds::Customisation => "customisation".to_string(),
+        };
         let _ = writeln!(job.log, "layer {}/{}: sha256:{} {what}", i + 1, layers.len(), hex(&made.tar.sha256));
-        // Only store-path layers are recorded: `single` layering's one
-        // layer also holds the customisation entries, so its digest is not
-        // the digest of its paths' layer.
-        if !layer.paths.is_empty() && spec.layering != Layering::Single {
+        if let Some(key) = cache_key(layer, &spec) {
             let blob = (spec.compressor != Compressor::None).then_some((spec.compressor, made.blob));
             if layer.known != Some(made.tar) || blob.is_some() {
-                cache.put(&layer.paths, made.tar, blob)?;
+                cache.put(key, made.tar, blob)?;
             }
         }
     }
     Ok(())
+}
+
+/// The digest cache's key for `layer`: store-path and Debian root layers
+/// are recorded, but not `single` layering's one layer of store paths,
+/// which also holds the customisation entries (its digest is not the
+/// digest of its paths' layer).
+fn cache_key<'a>(layer: &'a Layer, spec: &ImageSpec) -> Option<Key<'a>> {
+    match &layer.holds {
+        Holds::Paths(_) if spec.layering == Layering::Single => None,
+        holds => holds.cache_key(),
+    }
+}
+
+/// What the digest cache knows of `layer`, if it keeps such layers.
+fn cached(cache: &DigestCache, layer: &Layer, spec: &ImageSpec) -> Option<Record> {
+    cache_key(layer, spec).map(|key| cache.get(key))
+}
+
+/// The Debian root `root` (`fromDebian`), checked: an input of the image
+/// (through its string context), and a directory with `usr/` and the dpkg
+/// database. With it, whether the rest of the image names it too
+/// (`contents`, `config`, `extraFiles`): then it is also a root of the
+/// image's closure, under `/mini/store` as any other.
+fn debian_root(
+    env: &BTreeMap<String, String>,
+    root: &StorePath,
+    inputs: &[StorePath],
+    store: &Store,
+) -> Result<(DebianRoot, bool)> {
+    if !inputs.contains(root) {
+        return Err(bad(
+            "fromDebian",
+            format!("{root} is not an input of the image: pass the derivation (pkgs.debian.root …) or \"${{root}}\", not a string without its context"),
+        ));
+    }
+    let named = ["contents", "config", "extraFiles"]
+        .iter()
+        .any(|name| env.get(*name).is_some_and(|value| value.contains(&root.to_string())));
+    Ok((DebianRoot::open(&store.store_dir(), root.clone())?, named))
 }
 
 /// A file being written, hashed as its archive from the bytes as they go.
@@ -252,17 +306,14 @@ fn write_stream(image: &Image, layers: &[Layer], out: &Path) -> Result<Vec<Made>
     let diff_ids: Vec<[u8; 32]> = made.iter().map(|m| m.tar.sha256).collect();
     let mut described = Vec::new();
     for (layer, made) in layers.iter().zip(&made) {
-        let contents = if layer.paths.is_empty() {
+        if layer.holds == Holds::Customisation {
             let Source::Bytes(bytes) = &layer.source else {
                 return Err(bad("layering", "a streamed image's customisation layer is made in memory"));
             };
             let path = out.join(stream::CUSTOMISATION);
             std::fs::write(&path, bytes.as_slice()).map_err(io_err("writing", &path))?;
-            stream::Contents::Customisation
-        } else {
-            stream::Contents::Paths(layer.paths.clone())
-        };
-        described.push(stream::DescribedLayer { tar: made.tar, contents });
+        }
+        described.push(stream::DescribedLayer { tar: made.tar, contents: layer.holds.clone() });
     }
     let description =
         stream::Description { repo_tag: image.repo_tag.clone(), tag: image.tag.clone(), layers: described };
@@ -290,22 +341,36 @@ fn image_roots(job: &BuiltinJob<'_>) -> Result<Vec<StorePath>> {
     Ok(roots.into_iter().collect())
 }
 
+/// What the layers are planned from: the closure (its roots, references
+/// and NAR sizes) and the Debian root, if any.
+struct Planned<'a> {
+    roots: &'a [StorePath],
+    references: &'a BTreeMap<StorePath, BTreeSet<StorePath>>,
+    sizes: &'a BTreeMap<StorePath, u64>,
+    debian: Option<&'a DebianRoot>,
+}
+
 /// The image's layers, bottom first, and what the plan has to say: the
-/// store-path layers (their digests from the cache where it knows them)
-/// and the customisation layer; or, for `single` layering, one layer with
-/// everything.
+/// Debian root's layer if any, the store-path layers (their digests from
+/// the cache where it knows them) and the customisation layer; or, for
+/// `single` layering, the Debian root's layer if any and one layer with
+/// everything else.
 fn plan_layers(
     spec: &ImageSpec,
     store: &Store,
-    roots: &[StorePath],
-    references: &BTreeMap<StorePath, BTreeSet<StorePath>>,
-    sizes: &BTreeMap<StorePath, u64>,
+    planned: Planned<'_>,
     custom: BTreeMap<Vec<u8>, Custom>,
     cache: &DigestCache,
 ) -> Result<(Vec<Layer>, Vec<String>)> {
     let store_dir = store.store_dir();
+    let mut layers: Vec<Layer> = Vec::new();
+    if let Some(root) = planned.debian {
+        let holds = Holds::DebianRoot(root.path.clone());
+        let known = holds.cache_key().and_then(|key| cache.get(key).tar);
+        layers.push(Layer { source: root.layer(&store_dir), known, recorded: true, holds });
+    }
     if spec.layering == Layering::Single {
-        let all: Vec<StorePath> = references.keys().cloned().collect();
+        let all: Vec<StorePath> = planned.references.keys().cloned().collect();
         let names: Vec<String> = all.iter().map(StorePath::base_name).collect();
         let (before, after): (BTreeMap<_, _>, BTreeMap<_, _>) =
             custom.into_iter().partition(|(k, _)| k.as_slice() < b"mini".as_slice());
@@ -314,22 +379,26 @@ fn plan_layers(
             tarball::fill_store_layer(w, &store_dir, &names)?;
             w.custom(&after)
         });
-        return Ok((vec![Layer { source: Source::Tar(fill), known: None, recorded: false, paths: all }], Vec::new()));
+        layers.push(Layer { source: Source::Tar(fill), known: None, recorded: false, holds: Holds::Paths(all) });
+        return Ok((layers, Vec::new()));
     }
-    let settings = layers::Settings { max_layers: spec.max_layers, min_layer_size: spec.min_layer_size };
-    let plan = layers::plan_layers(roots, references, sizes, settings);
-    let mut layers: Vec<Layer> = plan
-        .layers
-        .into_iter()
-        .map(|paths| {
-            let known = cache.get(&paths).tar;
-            Layer { source: produce::store_layer(&store_dir, &paths), known, recorded: true, paths }
-        })
-        .collect();
+    // The Debian root's layer counts toward maxLayers.
+    let max_layers = spec.max_layers - layers.len();
+    let settings = layers::Settings { max_layers, min_layer_size: spec.min_layer_size };
+    let plan = layers::plan_layers(planned.roots, planned.references, planned.sizes, settings);
+    layers.extend(plan.layers.into_iter().map(|paths| {
+        let known = cache.get(Key::Paths(&paths)).tar;
+        Layer { source: produce::store_layer(&store_dir, &paths), known, recorded: true, holds: Holds::Paths(paths) }
+    }));
     let mut writer = LayerWriter::new(Vec::new());
     writer.custom(&custom)?;
     let bytes = writer.finish().map_err(io_err("archiving", Path::new("the customisation layer")))?;
-    layers.push(Layer { source: Source::Bytes(Arc::new(bytes)), known: None, recorded: false, paths: Vec::new() });
+    layers.push(Layer {
+        source: Source::Bytes(Arc::new(bytes)),
+        known: None,
+        recorded: false,
+        holds: Holds::Customisation,
+    });
     Ok((layers, plan.notes))
 }
 
@@ -339,7 +408,18 @@ fn plan_layers(
 /// (see `confined`): a link in `contents` that leaves it becomes a link in
 /// the image, and a `contents` path or an extra file's source that leaves
 /// it is an error.
-fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>) -> Result<BTreeMap<Vec<u8>, Custom>> {
+///
+/// On a Debian root, paths below its usr-merge links go through them
+/// (`bin/sh` is written as `usr/bin/sh`, see [`DebianRoot::route`]), so the
+/// root's `bin -> usr/bin` stays a link; the users' `/etc/passwd` and
+/// `/etc/group` are written even with no users (the root has none: no
+/// maintainer script ran). An entry the root has too replaces the root's.
+fn customisation(
+    spec: &ImageSpec,
+    store: &Store,
+    closure: &BTreeSet<StorePath>,
+    debian: Option<&DebianRoot>,
+) -> Result<BTreeMap<Vec<u8>, Custom>> {
     let store_dir = store.store_dir();
     let members = closure.iter().map(|p| OsString::from(p.base_name())).collect();
     let view = StoreView::open(&store_dir, Some(members)).map_err(io_err("reading", &store_dir))?;
@@ -363,16 +443,17 @@ fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>)
             let logical = [content.as_bytes(), b"/", &top].concat();
             match view.resolve(OsStr::from_bytes(&logical)) {
                 Ok(Resolution::Found { node: Node::Dir(source), .. }) => {
-                    if !matches!(entries.get(&top), Some(Custom::Dir { .. })) {
+                    let linked = debian.is_some_and(|root| root.is_link(&top));
+                    if !linked && !matches!(entries.get(&top), Some(Custom::Dir { .. })) {
                         entries.insert(top.clone(), dir(0o755));
                     }
                     let children = confined::sorted_names(&source)
                         .map_err(io_err("reading", Path::new(OsStr::from_bytes(&logical))))?;
                     for child in children {
                         let target = [&logical, b"/".as_slice(), child.as_bytes()].concat();
-                        entries
-                            .entry([&top, b"/".as_slice(), child.as_bytes()].concat())
-                            .or_insert(Custom::Symlink { target });
+                        let at = routed(debian, [&top, b"/".as_slice(), child.as_bytes()].concat());
+                        add_parents(&mut entries, &at);
+                        entries.entry(at).or_insert(Custom::Symlink { target });
                     }
                 }
                 // A file, or a link leaving the closure (or leading nowhere):
@@ -384,7 +465,7 @@ fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>)
         }
     }
     entries.insert(b"tmp".to_vec(), dir(0o1777));
-    if !spec.users.is_empty() {
+    if !spec.users.is_empty() || debian.is_some() {
         let mut passwd = String::from("root:x:0:0:root:/root:/bin/sh\n");
         let mut group = String::from("root:x:0:\n");
         let mut gids = BTreeSet::from([0]);
@@ -394,10 +475,11 @@ fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>)
                 group.push_str(&format!("{}:x:{}:\n", user.name, user.gid));
             }
             let owner = Owner { uid: user.uid, gid: user.gid, name: user.name.clone() };
-            insert(&mut entries, user.home.trim_start_matches('/'), Custom::Dir { mode: 0o755, owner: Some(owner) });
+            let home = routed(debian, user.home.trim_start_matches('/'));
+            insert(&mut entries, &home, Custom::Dir { mode: 0o755, owner: Some(owner) });
         }
-        insert(&mut entries, "etc/passwd", Custom::File { mode: 0o644, contents: passwd.into_bytes() });
-        insert(&mut entries, "etc/group", Custom::File { mode: 0o644, contents: group.into_bytes() });
+        insert(&mut entries, b"etc/passwd", Custom::File { mode: 0o644, contents: passwd.into_bytes() });
+        insert(&mut entries, b"etc/group", Custom::File { mode: 0o644, contents: group.into_bytes() });
     }
     for extra in &spec.extra_files {
         let entry = match &extra.contents {
@@ -424,7 +506,7 @@ fn customisation(spec: &ImageSpec, store: &Store, closure: &BTreeSet<StorePath>)
                 }
             }
         };
-        insert(&mut entries, &extra.path, entry);
+        insert(&mut entries, &routed(debian, &extra.path), entry);
     }
     Ok(entries)
 }
@@ -442,18 +524,27 @@ fn not_in_closure(what: &str) -> String {
     format!("{what} is not in the image's closure: refer to store paths through their string context (\"${{pkg}}\")")
 }
 
+/// `path` through the Debian root's usr-merge links, if there is a root.
+fn routed(debian: Option<&DebianRoot>, path: impl AsRef<[u8]>) -> Vec<u8> {
+    let path = path.as_ref();
+    debian.map_or_else(|| path.to_vec(), |root| root.route(path))
+}
+
 /// Inserts `entry` at `path`, making every parent a directory.
-fn insert(entries: &mut BTreeMap<Vec<u8>, Custom>, path: &str, entry: Custom) {
-    let mut parent: Vec<u8> = Vec::new();
-    let parts: Vec<&str> = path.split('/').collect();
-    for part in &parts[..parts.len() - 1] {
-        if !parent.is_empty() {
-            parent.push(b'/');
-        }
-        parent.extend_from_slice(part.as_bytes());
-        if !matches!(entries.get(&parent), Some(Custom::Dir { .. })) {
-            entries.insert(parent.clone(), Custom::Dir { mode: 0o755, owner: None });
+fn insert(entries: &mut BTreeMap<Vec<u8>, Custom>, path: &[u8], entry: Custom) {
+    add_parents(entries, path);
+    entries.insert(path.to_vec(), entry);
+}
+
+/// Makes every parent of `path` a directory (0755) unless it is one.
+fn add_parents(entries: &mut BTreeMap<Vec<u8>, Custom>, path: &[u8]) {
+    for (i, _) in path.iter().enumerate().filter(|(_, b)| **b == b'/') {
+        let parent = &path[..i];
+        if !matches!(entries.get(parent), Some(Custom::Dir { .. })) {
+            entries.insert(parent.to_vec(), Custom::Dir { mode: 0o755, owner: None });
         }
     }
-    entries.insert(path.as_bytes().to_vec(), entry);
 }
+
+#[cfg(test)]
+mod tests;

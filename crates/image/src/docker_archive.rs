@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::compress::Compressor;
 use crate::error::{io_err, ImageError, Result};
-use crate::layer_cache::{temporary, Digest};
+use crate::layer_cache::{temporary, Digest, Key};
 use crate::oci::{self, Descriptor};
 use crate::produce::{self, Made, Piece, Source};
 use crate::tarball;
@@ -44,9 +44,47 @@ pub struct Layer {
     /// the layer is only counted when made, not hashed again; a digest read
     /// from anywhere else is checked by hashing.
     pub recorded: bool,
-    /// The store paths it holds (none for the customisation layer).
-    pub paths: Vec<StorePath>,
+    /// What it holds.
+    pub holds: Holds,
 }
+
+/// What a layer holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holds {
+    /// Store paths, under `/mini/store` (with `single` layering, the
+    /// customisation entries too).
+    Paths(Vec<StorePath>),
+    /// A Debian root's tree (`fromDebian`), at `/`.
+    DebianRoot(StorePath),
+    /// The customisation layer: links, users, extra files.
+    Customisation,
+}
+
+impl Holds {
+    /// Its key in the digest cache (none for the customisation layer,
+    /// which is made anew for every image).
+    pub fn cache_key(&self) -> Option<Key<'_>> {
+        match self {
+            Holds::Paths(paths) => Some(Key::Paths(paths)),
+            Holds::DebianRoot(root) => Some(Key::DebianRoot(root)),
+            Holds::Customisation => None,
+        }
+    }
+
+    /// What it holds, as the image's history says (`inspect` reads a
+    /// Debian root's path back from it).
+    pub fn comment(&self) -> String {
+        match self {
+            Holds::Paths(paths) => paths.iter().map(StorePath::to_string).collect::<Vec<_>>().join(" "),
+            Holds::DebianRoot(root) => format!("{DEBIAN_ROOT_COMMENT}{root}"),
+            Holds::Customisation => "customisation layer".to_string(),
+        }
+    }
+}
+
+/// How a Debian root layer's history comment starts; the root's store
+/// path follows.
+pub const DEBIAN_ROOT_COMMENT: &str = "debian root ";
 
 impl Layer {
     /// What `produce` makes of this layer: counted against a digest this
@@ -89,14 +127,12 @@ fn member_header(name: &str, size: u64) -> io::Result<tar::Header> {
 
 fn mismatch(index: usize, layer: &Layer, made: &Made) -> ImageError {
     let known = layer.known.map(|k| format!("sha256:{} ({} bytes)", hex(&k.sha256), k.size)).unwrap_or_default();
-    let why = if layer.paths.is_empty() {
-        "the customisation layer's recorded tar was altered".to_string()
-    } else {
-        let holds: Vec<String> = layer.paths.iter().map(StorePath::to_string).collect();
-        format!(
+    let why = match &layer.holds {
+        Holds::Customisation => "the customisation layer's recorded tar was altered".to_string(),
+        holds => format!(
             "either a store path it holds ({}) changed (`mini store verify` finds out, `--repair` mends it), or the digest recorded for it (a streamed image's description) was altered",
-            holds.join(" ")
-        )
+            holds.comment()
+        ),
     };
     ImageError::Io {
         action: "making",
@@ -377,7 +413,12 @@ mod tests {
     use std::sync::Arc;
 
     fn layer(bytes: &[u8]) -> Layer {
-        Layer { source: Source::Bytes(Arc::new(bytes.to_vec())), known: None, recorded: false, paths: Vec::new() }
+        Layer {
+            source: Source::Bytes(Arc::new(bytes.to_vec())),
+            known: None,
+            recorded: false,
+            holds: Holds::Customisation,
+        }
     }
 
     fn config(diff_ids: &[[u8; 32]]) -> String {

@@ -1,6 +1,7 @@
 //! Reading images back, for `mini image inspect`: what an image is made of
-//! (tags, config, each layer's store paths) and how much of it other images
-//! can share. Accepts what mini writes and what other tools write: a
+//! (tags, config, each layer's store paths, or the Debian root a layer
+//! holds at `/` as the image's history names it) and how much of it other
+//! images can share. Accepts what mini writes and what other tools write: a
 //! docker-archive (`docker save`, skopeo; possibly gzip or zstd
 //! compressed) or an OCI image layout directory.
 //!
@@ -37,6 +38,9 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::Digest;
 
+use mini_store::store_path::StorePath;
+
+use crate::docker_archive::DEBIAN_ROOT_COMMENT;
 use crate::error::{io_err, ImageError, Result};
 use crate::oci::{INPUT_LABEL_PREFIX, REVISION_LABEL, SOURCE_LABEL};
 use layer::LayerScan;
@@ -105,6 +109,9 @@ pub struct LayerSummary {
     pub media_type: String,
     /// The store paths it holds (`/mini/store/<hash>-<name>`), sorted.
     pub store_paths: Vec<String>,
+    /// The Debian root whose tree it holds at `/` (`fromDebian`), as the
+    /// image's history names it.
+    pub debian_root: Option<String>,
     /// Top-level entries outside the store, sorted (`mini` itself only if
     /// it holds more than the store directory).
     pub other_entries: Vec<String>,
@@ -137,10 +144,10 @@ impl ImageSummary {
         self.layers.iter().map(|l| l.size).sum()
     }
 
-    /// Bytes of the layers holding store paths: the ones other images built
-    /// from the same store paths share.
+    /// Bytes of the layers holding store paths (or a Debian root): the
+    /// ones other images built from the same store paths share.
     pub fn store_path_size(&self) -> u64 {
-        self.layers.iter().filter(|l| !l.store_paths.is_empty()).map(|l| l.size).sum()
+        self.layers.iter().filter(|l| !l.store_paths.is_empty() || l.debian_root.is_some()).map(|l| l.size).sum()
     }
 
     /// What a person calls this image: its first tag, else its source.
@@ -229,6 +236,24 @@ struct Config {
     settings: BTreeMap<String, Value>,
     /// Hex parts of `rootfs.diff_ids`.
     diff_ids: Vec<String>,
+    /// The Debian root each layer holds, by the layer's history comment.
+    debian_roots: Vec<Option<String>>,
+}
+
+/// The Debian root each layer holds, as the history says: its entries
+/// that are not `empty_layer`s are the layers, in order, and a comment
+/// `debian root <store path>` names the root. Anything else says nothing.
+fn debian_roots(history: Option<&Value>) -> Vec<Option<String>> {
+    let entries = history.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    entries
+        .iter()
+        .filter(|entry| entry.get("empty_layer").and_then(Value::as_bool) != Some(true))
+        .map(|entry| {
+            let comment = entry.get("comment").and_then(Value::as_str)?;
+            let root = comment.strip_prefix(DEBIAN_ROOT_COMMENT)?;
+            StorePath::parse(root).ok().map(|_| root.to_string())
+        })
+        .collect()
 }
 
 fn parse_config(bytes: &[u8]) -> std::result::Result<Config, String> {
@@ -264,6 +289,7 @@ fn parse_config(bytes: &[u8]) -> std::result::Result<Config, String> {
         created: text("created"),
         settings,
         diff_ids,
+        debian_roots: debian_roots(doc.get("history")),
     })
 }
 
@@ -338,6 +364,7 @@ fn summarize(
             size: layer.scan.size,
             media_type: layer.media_type,
             store_paths: layer.scan.store_paths.into_iter().collect(),
+            debian_root: config.debian_roots.get(i).cloned().flatten(),
             other_entries: layer.scan.other_entries.into_iter().collect(),
             unlisted_entries: layer.scan.unlisted,
         });
@@ -404,6 +431,19 @@ mod tests {
         assert!(parse_config(b"{}").unwrap_err().contains("no rootfs.diff_ids"));
         let bad = br#"{"rootfs":{"type":"layers","diff_ids":["md5:00"]}}"#;
         assert!(parse_config(bad).unwrap_err().contains("\"md5:00\" is not a sha256:<hex> digest"));
+    }
+
+    #[test]
+    fn the_history_names_a_debian_root_layer() {
+        let root = format!("/mini/store/{}-debian-root", "0123456789abcdfghijklmnpqrsvwxyz");
+        let history = serde_json::json!([
+            { "comment": "an empty one", "empty_layer": true },
+            { "comment": format!("debian root {root}") },
+            { "comment": "debian root /etc" },
+            { "comment": "customisation layer" },
+        ]);
+        assert_eq!(debian_roots(Some(&history)), [Some(root), None, None]);
+        assert!(debian_roots(None).is_empty());
     }
 
     #[test]

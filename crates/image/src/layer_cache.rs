@@ -1,7 +1,8 @@
 //! The layer digest cache: what a store path's layer tar is (its SHA-256,
 //! the `diff_id`, and its size), kept under `<store root>/layers/v3/` and
 //! keyed by the path (or, for a layer several unpopular paths share, by
-//! the sorted list of paths) and the layer layout version. A store path
+//! the sorted list of paths; for a Debian root's layer, by the root as a
+//! kind of its own, [`Key`]) and the layer layout version. A store path
 //! never changes, so neither does its layer: a path packed once is never
 //! read again to learn its digest. The tars themselves are not kept: they
 //! are made again, from the store, whenever an image is written, streamed
@@ -52,6 +53,41 @@ pub struct Record {
     pub compressed: BTreeMap<&'static str, Digest>,
 }
 
+/// Which layer a record is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// The layer holding these store paths under `/mini/store`.
+    Paths(&'a [StorePath]),
+    /// The layer holding this Debian root's tree at `/` (`fromDebian`).
+    DebianRoot(&'a StorePath),
+}
+
+impl Key<'_> {
+    /// The store paths the layer is made from: its record lives as long
+    /// as they are valid.
+    fn paths(&self) -> &[StorePath] {
+        match self {
+            Key::Paths(paths) => paths,
+            Key::DebianRoot(root) => std::slice::from_ref(*root),
+        }
+    }
+
+    /// The record's file name, without `.json`. A base name starts with
+    /// its hash, in an alphabet without `e`, `o`, `t` or `u`: no base name
+    /// starts with `shared-` or `debian-root-`, so the kinds never meet.
+    fn file_stem(&self) -> String {
+        match self {
+            Key::Paths([one]) => one.base_name(),
+            Key::Paths(many) => {
+                let mut sorted: Vec<String> = many.iter().map(StorePath::to_string).collect();
+                sorted.sort();
+                format!("shared-{}", blake3::hash(sorted.join("\n").as_bytes()).to_hex())
+            }
+            Key::DebianRoot(root) => format!("debian-root-{}", root.base_name()),
+        }
+    }
+}
+
 /// The layer digest cache of one store.
 pub struct DigestCache {
     dir: PathBuf,
@@ -72,25 +108,13 @@ impl DigestCache {
         Ok(DigestCache { dir })
     }
 
-    /// The cache key of a layer holding `paths`.
-    fn key(paths: &[StorePath]) -> String {
-        match paths {
-            [one] => one.base_name(),
-            many => {
-                let mut sorted: Vec<String> = many.iter().map(StorePath::to_string).collect();
-                sorted.sort();
-                format!("shared-{}", blake3::hash(sorted.join("\n").as_bytes()).to_hex())
-            }
-        }
+    fn record_path(&self, key: Key<'_>) -> PathBuf {
+        self.dir.join(format!("{}.json", key.file_stem()))
     }
 
-    fn record_path(&self, paths: &[StorePath]) -> PathBuf {
-        self.dir.join(format!("{}.json", Self::key(paths)))
-    }
-
-    /// What the cache knows of the layer holding `paths`.
-    pub fn get(&self, paths: &[StorePath]) -> Record {
-        let Ok(text) = fs::read_to_string(self.record_path(paths)) else { return Record::default() };
+    /// What the cache knows of the layer `key`.
+    pub fn get(&self, key: Key<'_>) -> Record {
+        let Ok(text) = fs::read_to_string(self.record_path(key)) else { return Record::default() };
         let Ok(value) = serde_json::from_str::<Value>(&text) else { return Record::default() };
         let digest = |v: &Value| -> Option<Digest> {
             Some(Digest { sha256: parse_hex(v.get("sha256")?.as_str()?)?, size: v.get("size")?.as_u64()? })
@@ -104,10 +128,10 @@ impl DigestCache {
         record
     }
 
-    /// Records the tar digest of the layer holding `paths`, and the digest
-    /// of its `compressor` blob if given.
-    pub fn put(&self, paths: &[StorePath], tar: Digest, blob: Option<(Compressor, Digest)>) -> Result<()> {
-        let mut record = self.get(paths);
+    /// Records the tar digest of the layer `key`, and the digest of its
+    /// `compressor` blob if given.
+    pub fn put(&self, key: Key<'_>, tar: Digest, blob: Option<(Compressor, Digest)>) -> Result<()> {
+        let mut record = self.get(key);
         if record.tar != Some(tar) {
             // Compressed forms of another tar (a stale record) go.
             record.compressed.clear();
@@ -118,14 +142,14 @@ impl DigestCache {
         }
         let entry = |d: &Digest| json!({ "sha256": hex(&d.sha256), "size": d.size });
         let mut value = json!({
-            "paths": paths.iter().map(StorePath::to_string).collect::<Vec<_>>(),
+            "paths": key.paths().iter().map(StorePath::to_string).collect::<Vec<_>>(),
             "sha256": hex(&tar.sha256),
             "size": tar.size,
         });
         for (name, digest) in &record.compressed {
             value[*name] = entry(digest);
         }
-        let path = self.record_path(paths);
+        let path = self.record_path(key);
         let tmp = temporary(&path);
         fs::write(&tmp, value.to_string()).map_err(io_err("writing", &tmp))?;
         fs::rename(&tmp, &path).map_err(io_err("writing", &path))
@@ -241,7 +265,7 @@ mod tests {
         let store = Store::open(&root).unwrap();
         let cache = DigestCache::open(&store).unwrap();
         let (a, b) = (path("a"), path("b"));
-        let just_a = std::slice::from_ref(&a);
+        let just_a = Key::Paths(std::slice::from_ref(&a));
         assert_eq!(cache.get(just_a), Record::default());
         let tar = Digest { sha256: [1; 32], size: 1024 };
         let gz = Digest { sha256: [2; 32], size: 99 };
@@ -249,14 +273,21 @@ mod tests {
         let got = cache.get(just_a);
         assert_eq!((got.tar, got.compressed.get("gzip")), (Some(tar), Some(&gz)));
         // A shared layer is keyed by its sorted paths.
-        cache.put(&[b.clone(), a.clone()], tar, None).unwrap();
-        assert_eq!(cache.get(&[a.clone(), b.clone()]).tar, Some(tar));
+        cache.put(Key::Paths(&[b.clone(), a.clone()]), tar, None).unwrap();
+        assert_eq!(cache.get(Key::Paths(&[a.clone(), b.clone()])).tar, Some(tar));
+        // A Debian root's layer is another record than its path's.
+        assert_eq!(cache.get(Key::DebianRoot(&a)), Record::default());
+        let on_root = Digest { sha256: [4; 32], size: 4096 };
+        cache.put(Key::DebianRoot(&a), on_root, None).unwrap();
+        assert_eq!(cache.get(Key::DebianRoot(&a)).tar, Some(on_root));
+        assert_eq!(cache.get(just_a).tar, Some(tar));
         let other = Digest { sha256: [3; 32], size: 2048 };
         cache.put(just_a, other, None).unwrap();
         assert!(cache.get(just_a).compressed.is_empty());
         // None of the paths is valid in this store: a prune drops them all.
         DigestCache::prune(&store).unwrap();
         assert_eq!(cache.get(just_a), Record::default());
+        assert_eq!(cache.get(Key::DebianRoot(&a)), Record::default());
         fs::remove_dir_all(&root).unwrap();
     }
 }

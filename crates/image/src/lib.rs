@@ -4,8 +4,9 @@
 //! (`builder`), written by the prelude's `dockerTools`. Its closure is
 //! split into layers by popularity (`layers`), each store path's layer is
 //! tarred (`tarball`, `produce`) and its digests kept (`layer_cache`, which
-//! also keeps the compressed blobs a push sends, made by `compress`), and
-//! the image is assembled as a docker-archive or an OCI layout
+//! also keeps the compressed blobs a push sends, made by `compress`); an
+//! image built on a Debian root (`fromDebian`) has the root's tree as its
+//! bottom layer (`debian_root`). The image is assembled as a docker-archive or an OCI layout
 //! (`docker_archive`) around deterministic JSON (`oci`). `inspect` reads
 //! any image back, for `mini image inspect` and for `mini-registry`.
 //!
@@ -17,6 +18,7 @@ pub mod compress;
 pub mod confined;
 pub mod copy;
 pub mod daemon;
+pub mod debian_root;
 pub mod docker_archive;
 pub mod error;
 pub mod inspect;

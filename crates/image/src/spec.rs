@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `imageName`, `imageTag` | the name and tag (`""`: the output's hash part) |
 //! | `layering` | `popularity` (one layer per path) or `single` (one layer in all) |
-//! | `maxLayers` | at most this many layers, the customisation layer included |
+//! | `maxLayers` | at most this many layers, the customisation layer (and a Debian root's) included |
 //! | `minLayerSize` | bytes; a store path smaller than this gets no layer of its own unless it is shared (0: off) |
 //! | `created`, `architecture`, `os` | copied into the image config |
 //! | `contents` | store paths whose top-level directories' entries are linked into `/` |
@@ -14,11 +14,14 @@
 //! | `users` | JSON: `[{ name, uid, gid, home }]` |
 //! | `format` | `docker` (a docker-archive file), `oci` (an OCI layout directory) or `stream` (a description streamed later by `mini image stream`/`copy`) |
 //! | `compressor` | `none`, `gzip` or `zstd` |
+//! | `fromDebian` | a store path (an input, normally `pkgs.debian.root`'s output): a directory with `usr/` and `var/lib/dpkg/status`, whose tree is the image's bottom layer, at `/`; the customisation layer's paths go through its top-level links to `usr/<dir>` (`bin/sh` → `usr/bin/sh`); the path itself is under `/mini/store` only if the image's closure refers to it |
 //! | `sbom` | `cyclonedx` or `spdx`: the closure's SBOM in the image at `/var/lib/db/sbom/image.{cdx,spdx}.json` |
 //!
 //! Pure: no I/O.
 
 use std::collections::BTreeMap;
+
+use mini_store::store_path::StorePath;
 
 use crate::compress::Compressor;
 use crate::error::{ImageError, Result};
@@ -84,6 +87,8 @@ pub struct ImageSpec {
     pub compressor: Compressor,
     /// Embed the closure's SBOM in this format.
     pub sbom: Option<mini_sbom::Format>,
+    /// `fromDebian`: the Debian root whose tree is the bottom layer.
+    pub from_debian: Option<StorePath>,
 }
 
 fn bad(name: &str, message: impl Into<String>) -> ImageError {
@@ -194,6 +199,18 @@ impl ImageSpec {
             "spdx" => Some(mini_sbom::Format::Spdx),
             other => return Err(bad("sbom", format!("'{other}' is not cyclonedx or spdx"))),
         };
+        let from_debian = match get("fromDebian").as_str() {
+            "" => None,
+            text => Some(StorePath::parse(text).map_err(|e| {
+                bad("fromDebian", format!("'{text}' is not a store path ({e}): give it the output of pkgs.debian.root"))
+            })?),
+        };
+        if from_debian.is_some() && layering == Layering::Popularity && max_layers < 3 {
+            return Err(bad(
+                "maxLayers",
+                format!("{max_layers} is too few with fromDebian: one layer is the Debian root, one the store paths, one the customisation"),
+            ));
+        }
         let tag = Some(get("imageTag")).filter(|t| !t.is_empty());
         Ok(ImageSpec {
             name,
@@ -211,6 +228,7 @@ impl ImageSpec {
             format,
             compressor,
             sbom,
+            from_debian,
         })
     }
 }
@@ -259,9 +277,25 @@ mod tests {
             ("config", "[1]"),
             ("extraFiles", r#"{"../etc/x":{"text":""}}"#),
             ("users", r#"[{"name":"a:b","uid":1}]"#),
+            ("fromDebian", "/etc"),
+            ("fromDebian", "/mini/store/0123456789abcdfghijklmnpqrsvwxyz-root/usr"),
         ] {
             let e = ImageSpec::from_env(&env(&[("imageName", "x"), (name, value)])).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
+    }
+
+    #[test]
+    fn a_debian_root_is_one_store_path_and_takes_a_layer() {
+        let root = "/mini/store/0123456789abcdfghijklmnpqrsvwxyz-debian-root";
+        let spec = ImageSpec::from_env(&env(&[("imageName", "x"), ("fromDebian", root)])).unwrap();
+        assert_eq!(spec.from_debian.map(|p| p.to_string()).as_deref(), Some(root));
+        assert_eq!(ImageSpec::from_env(&env(&[("imageName", "x")])).unwrap().from_debian, None);
+        let few = [("imageName", "x"), ("fromDebian", root), ("maxLayers", "2")];
+        let e = ImageSpec::from_env(&env(&few)).unwrap_err().to_string();
+        assert!(e.contains("maxLayers") && e.contains("fromDebian"), "{e}");
+        // One layer for everything but the root: two suffice.
+        let single = [("imageName", "x"), ("fromDebian", root), ("maxLayers", "2"), ("layering", "single")];
+        assert!(ImageSpec::from_env(&env(&single)).is_ok());
     }
 }

@@ -2,8 +2,9 @@
 //! output directory holds
 //!
 //! - `image.json`: the name and tag, and each layer bottom first with its
-//!   diff_id, its size, and the store paths it holds (or, for the
-//!   customisation layer, the file holding its tar);
+//!   diff_id, its size, and the store paths it holds (`paths`), or the
+//!   Debian root whose tree it holds at `/` (`debianRoot`), or, for the
+//!   customisation layer, the file holding its tar (`file`);
 //! - `config.json`: the image config, byte for byte as it goes into the
 //!   image (its digest is the image ID);
 //! - `customisation.tar`: the customisation layer (small: links, users,
@@ -32,7 +33,8 @@ use mini_store::store_path::StorePath;
 use serde_json::{json, Value};
 
 use crate::confined;
-use crate::docker_archive::Layer;
+use crate::debian_root;
+use crate::docker_archive::{Holds, Layer};
 use crate::error::{io_err, ImageError, Result};
 use crate::inspect::{LocatedImage, LocatedLayer};
 use crate::layer_cache::{parse_hex, Digest, DigestCache};
@@ -48,18 +50,12 @@ const MAX_DOCUMENT: u64 = 16 << 20;
 /// The largest customisation layer read into memory.
 const MAX_CUSTOMISATION: u64 = 1 << 30;
 
-/// What a described layer holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Contents {
-    Paths(Vec<StorePath>),
-    /// The customisation layer's tar, in the directory.
-    Customisation,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DescribedLayer {
     pub tar: Digest,
-    pub contents: Contents,
+    /// What it holds; the customisation layer's tar is the file
+    /// [`CUSTOMISATION`] in the directory.
+    pub contents: Holds,
 }
 
 /// `image.json`.
@@ -78,10 +74,11 @@ impl Description {
             .map(|l| {
                 let mut v = json!({ "diffId": format!("sha256:{}", hex(&l.tar.sha256)), "size": l.tar.size });
                 match &l.contents {
-                    Contents::Paths(paths) => {
+                    Holds::Paths(paths) => {
                         v["paths"] = json!(paths.iter().map(StorePath::to_string).collect::<Vec<_>>())
                     }
-                    Contents::Customisation => v["file"] = json!(CUSTOMISATION),
+                    Holds::DebianRoot(root) => v["debianRoot"] = json!(root.to_string()),
+                    Holds::Customisation => v["file"] = json!(CUSTOMISATION),
                 }
                 v
             })
@@ -116,24 +113,24 @@ impl Description {
                 .and_then(parse_hex)
                 .ok_or_else(|| bad("no 'diffId' sha256:<hex>"))?;
             let size = layer.get("size").and_then(Value::as_u64).ok_or_else(|| bad("no 'size'"))?;
-            let contents =
-                match (layer.get("paths").and_then(Value::as_array), layer.get("file").and_then(Value::as_str)) {
-                    (Some(paths), None) => Contents::Paths(
-                        paths
-                            .iter()
-                            .map(|p| {
-                                p.as_str()
-                                    .and_then(|p| StorePath::parse(p).ok())
-                                    .ok_or_else(|| bad("a path is not a store path"))
-                            })
-                            .collect::<std::result::Result<_, _>>()?,
-                    ),
-                    (None, Some(CUSTOMISATION)) => Contents::Customisation,
-                    _ => return Err(bad(&format!("needs 'paths' or \"file\": \"{CUSTOMISATION}\""))),
-                };
+            let store_path = |p: &Value| {
+                p.as_str().and_then(|p| StorePath::parse(p).ok()).ok_or_else(|| bad("a path is not a store path"))
+            };
+            let contents = match (
+                layer.get("paths").and_then(Value::as_array),
+                layer.get("debianRoot"),
+                layer.get("file").and_then(Value::as_str),
+            ) {
+                (Some(paths), None, None) => {
+                    Holds::Paths(paths.iter().map(store_path).collect::<std::result::Result<_, _>>()?)
+                }
+                (None, Some(root), None) => Holds::DebianRoot(store_path(root)?),
+                (None, None, Some(CUSTOMISATION)) => Holds::Customisation,
+                _ => return Err(bad(&format!("needs 'paths', 'debianRoot' or \"file\": \"{CUSTOMISATION}\""))),
+            };
             layers.push(DescribedLayer { tar: Digest { sha256, size }, contents });
         }
-        let customisations = layers.iter().filter(|l| l.contents == Contents::Customisation).count();
+        let customisations = layers.iter().filter(|l| l.contents == Holds::Customisation).count();
         if customisations > 1 {
             return Err(format!("{DESCRIPTION} names {CUSTOMISATION} for {customisations} layers; an image has one"));
         }
@@ -222,21 +219,23 @@ pub fn open(dir: &Path, store: &Store) -> Result<StreamImage> {
     let cache = DigestCache::open(store)?;
     let mut layers = Vec::new();
     for layer in &description.layers {
+        let valid = |path: &StorePath| match store.is_valid(path) {
+            true => Ok(()),
+            false => Err(bad(format!("a layer holds {path}, which is not valid in this store"))),
+        };
         let source = match &layer.contents {
-            Contents::Paths(paths) => {
-                if let Some(missing) = paths.iter().find(|p| !store.is_valid(p)) {
-                    return Err(bad(format!("a layer holds {missing}, which is not valid in this store")));
-                }
+            Holds::Paths(paths) => {
+                paths.iter().try_for_each(valid)?;
                 produce::store_layer(&store_dir, paths)
             }
-            Contents::Customisation => Source::Bytes(Arc::new(read(CUSTOMISATION, MAX_CUSTOMISATION)?)),
+            Holds::DebianRoot(root) => {
+                valid(root)?;
+                debian_root::root_layer(&store_dir, root)
+            }
+            Holds::Customisation => Source::Bytes(Arc::new(read(CUSTOMISATION, MAX_CUSTOMISATION)?)),
         };
-        let paths = match &layer.contents {
-            Contents::Paths(paths) => paths.clone(),
-            Contents::Customisation => Vec::new(),
-        };
-        let recorded = !paths.is_empty() && cache.get(&paths).tar == Some(layer.tar);
-        layers.push(Layer { source, known: Some(layer.tar), recorded, paths });
+        let recorded = layer.contents.cache_key().is_some_and(|key| cache.get(key).tar == Some(layer.tar));
+        layers.push(Layer { source, known: Some(layer.tar), recorded, holds: layer.contents.clone() });
     }
     Ok(StreamImage { description, config, layers })
 }
@@ -283,7 +282,7 @@ mod tests {
         let description = Description {
             repo_tag: "x:1".into(),
             tag: "1".into(),
-            layers: vec![DescribedLayer { tar, contents: Contents::Customisation }],
+            layers: vec![DescribedLayer { tar, contents: Holds::Customisation }],
         };
         std::fs::write(dir.join(DESCRIPTION), description.to_json()).unwrap();
         let config = json!({ "rootfs": { "diff_ids": [format!("sha256:{}", hex(&tar.sha256))] } }).to_string();
@@ -311,8 +310,12 @@ mod tests {
             repo_tag: "hello:v1".into(),
             tag: "v1".into(),
             layers: vec![
-                DescribedLayer { tar: Digest { sha256: [1; 32], size: 2048 }, contents: Contents::Paths(vec![path]) },
-                DescribedLayer { tar: Digest { sha256: [2; 32], size: 1024 }, contents: Contents::Customisation },
+                DescribedLayer {
+                    tar: Digest { sha256: [3; 32], size: 4096 },
+                    contents: Holds::DebianRoot(path.clone()),
+                },
+                DescribedLayer { tar: Digest { sha256: [1; 32], size: 2048 }, contents: Holds::Paths(vec![path]) },
+                DescribedLayer { tar: Digest { sha256: [2; 32], size: 1024 }, contents: Holds::Customisation },
             ],
         };
         assert_eq!(Description::parse(d.to_json().as_bytes()).unwrap(), d);
@@ -324,6 +327,8 @@ mod tests {
             d.to_json().replace("hello:v1", "Hello World:v1"),
             d.to_json().replace("\"tag\":\"v1\"", "\"tag\":\"v2\""),
             d.to_json().replace(r#""paths":["#, r#""file":"customisation.tar","x":["#),
+            d.to_json().replace(r#""paths":["#, r#""debianRoot":"/mini/store/x","paths":["#),
+            d.to_json().replace(r#""debianRoot":"/mini/store/"#, r#""debianRoot":"/etc/"#),
         ] {
             assert!(Description::parse(bad.as_bytes()).is_err(), "{bad}");
         }

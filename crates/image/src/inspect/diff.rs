@@ -222,6 +222,7 @@ mod tests {
             size,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             store_paths: store_paths.iter().map(|s| format!("/mini/store/{s}")).collect(),
+            debian_root: None,
             other_entries: if store_paths.is_empty() { vec!["bin".into()] } else { vec![] },
             unlisted_entries: 0,
         }

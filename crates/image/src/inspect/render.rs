@@ -75,6 +75,7 @@ fn image_text(out: &mut String, image: &ImageSummary) {
     }
     for (i, layer) in image.layers.iter().enumerate() {
         let kind = match (layer.store_paths.is_empty(), layer.other_entries.is_empty()) {
+            _ if layer.debian_root.is_some() => " (Debian root)",
             (false, _) => "",
             (true, false) => " (customisation layer)",
             (true, true) => " (empty)",
@@ -142,9 +143,11 @@ fn shared_text(out: &mut String, images: &[ImageSummary]) {
     }
 }
 
-/// A layer's store paths one per line, then its other entries on one line.
+/// A layer's Debian root, its store paths one per line, then its other
+/// entries on one line.
 pub(super) fn holds(layer: &LayerSummary) -> Vec<String> {
-    let mut lines: Vec<String> = layer.store_paths.clone();
+    let mut lines: Vec<String> = layer.debian_root.iter().map(|root| format!("Debian root {root} at /")).collect();
+    lines.extend(layer.store_paths.iter().cloned());
     if !layer.other_entries.is_empty() {
         lines.push(layer.other_entries.iter().map(|e| clean(e)).collect::<Vec<_>>().join(" "));
     }
@@ -273,6 +276,9 @@ fn layer_json(layer: &LayerSummary) -> Value {
         "storePaths": layer.store_paths,
         "otherEntries": layer.other_entries,
     });
+    if let Some(root) = &layer.debian_root {
+        v["debianRoot"] = json!(root);
+    }
     if layer.unlisted_entries > 0 {
         v["unlistedEntries"] = json!(layer.unlisted_entries);
     }
@@ -294,6 +300,7 @@ mod tests {
             size,
             media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             store_paths: store_paths.iter().map(|s| s.to_string()).collect(),
+            debian_root: None,
             other_entries: other.iter().map(|s| s.to_string()).collect(),
             unlisted_entries: 0,
         }
