@@ -7,3 +7,6 @@
 //! with a dpkg status database, running no maintainer script ([`deb`],
 //! [`root`]). The prelude's `pkgs.debian` (prelude/debian.nixlike) ties
 //! them together.
+
+pub mod lock;
+pub mod names;
