@@ -8,5 +8,8 @@
 //! [`root`]). The prelude's `pkgs.debian` (prelude/debian.nixlike) ties
 //! them together.
 
+pub mod apt;
+pub mod deb822;
 pub mod lock;
 pub mod names;
+pub mod relations;

@@ -1,0 +1,746 @@
+//! The host's apt, as mini uses it: to resolve a closure of packages into
+//! a [`Lock`] (`mini debian lock`) and to download one pinned `.deb`
+//! (`builtin:fetchdeb`). apt brings the sources, mirrors, proxies,
+//! credentials and signed package lists the host is configured with; mini
+//! names no archive itself.
+//!
+//! apt runs unprivileged and changes nothing of the host: it reads the
+//! host's configuration and package lists, but sees an empty dpkg status
+//! (so it resolves the whole closure, as for an empty root) and keeps its
+//! cache and state in a private directory, with locking off. Its output is
+//! untrusted: every name, version, architecture, file name and hash it
+//! prints is checked before use, and what goes back to it as arguments is
+//! checked first, so none can become an option.
+//!
+//! Which suite: packages come from the suite asked for (default: the
+//! host's codename, `VERSION_CODENAME` in /etc/os-release) together with
+//! its `-updates` and `-security` suites, which apt is told to prefer
+//! (`APT::Default-Release`); so a lock for `bookworm` has bookworm's
+//! security fixes, as the host's own apt would install.
+//!
+//! Run as root, apt downloads as the user `_apt`, which cannot write into
+//! mini's private download directory (root's alone): apt says so in the
+//! build log ("Download is performed unsandboxed as root") and downloads
+//! as root, as it does for any `apt-get download` into a directory of
+//! root's. The download is still checked against the hash of apt's signed
+//! package lists by apt, and against the recipe's by the scheduler.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs;
+use std::io::{self, BufRead, Write};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+
+use crate::deb822;
+use crate::lock::{is_pool_filename, is_sha256, Lock, LockedPackage};
+use crate::names;
+use crate::relations::{self, PackageRelations};
+
+/// How many of apt's last output lines an error quotes.
+const TAIL_LINES: usize = 8;
+
+/// Why apt could not resolve or download.
+#[derive(Debug, thiserror::Error)]
+pub enum AptError {
+    #[error(
+        "cannot run {program}: {why}\n       mini resolves and downloads Debian packages with the host's apt: \
+         run it on a Debian or Ubuntu host with apt installed"
+    )]
+    NotRunnable { program: String, why: String },
+    #[error("{what} '{value}' is not valid: {rule}")]
+    Invalid { what: &'static str, value: String, rule: &'static str },
+    #[error(
+        "apt knows no package '{name}':{quoted}\n       check the name (`apt-cache search {name}`), and run \
+         `apt-get update` if the host's package lists are old"
+    )]
+    UnknownPackage { name: String, quoted: String },
+    #[error(
+        "the suite '{suite}' is not in the host's apt sources, which have {configured}\n       add it to apt's \
+         sources (/etc/apt/sources.list.d/) and run `apt-get update`, or lock for one of those with --suite"
+    )]
+    UnknownSuite { suite: String, configured: String },
+    #[error(
+        "the architecture '{architecture}' is not configured for the host's apt, which has {configured}\n       \
+         add it with `dpkg --add-architecture {architecture}` and `apt-get update`, or lock for one of those \
+         with --arch"
+    )]
+    UnknownArchitecture { architecture: String, configured: String },
+    #[error(
+        "cannot tell which release this host runs (no VERSION_CODENAME in /etc/os-release)\n       name one of \
+         the suites of the host's apt sources with --suite: {configured}"
+    )]
+    NoCodename { configured: String },
+    #[error("{program} failed ({status}) to {what}:{quoted}")]
+    Failed { program: String, status: String, what: String, quoted: String },
+    #[error("{program} printed what mini cannot use, {what}: {message}")]
+    BadOutput { program: String, what: String, message: String },
+    #[error("{what} '{}': {source}", path.display())]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+}
+
+/// The host's apt programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apt {
+    apt_get: Vec<OsString>,
+    apt_cache: Vec<OsString>,
+    apt_config: Vec<OsString>,
+}
+
+impl Apt {
+    /// `apt-get`, `apt-cache` and `apt-config` from `PATH`.
+    pub fn host() -> Apt {
+        Apt::new(vec!["apt-get".into()], vec!["apt-cache".into()], vec!["apt-config".into()])
+    }
+
+    /// The apt run as these commands (each a program, then its first arguments).
+    pub fn new(apt_get: Vec<OsString>, apt_cache: Vec<OsString>, apt_config: Vec<OsString>) -> Apt {
+        Apt { apt_get, apt_cache, apt_config }
+    }
+}
+
+/// One of apt's programs, ready to run with the private options.
+struct Program<'a> {
+    command: &'a [OsString],
+}
+
+impl Program<'_> {
+    /// The program's name: the last word of its command (`sh /x/apt-get` in tests is apt-get).
+    fn name(&self) -> String {
+        let last = self.command.last().map(Path::new);
+        last.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(self.command.first().map_or(OsString::from("false"), |p| p.clone()));
+        command.args(self.command.iter().skip(1)).stdin(Stdio::null());
+        // apt's messages are matched in English, and its output parsed.
+        command.env("LC_ALL", "C").env_remove("LANGUAGE");
+        command
+    }
+
+    /// Runs it with `args`: its stdout, or why it failed (`what` it was to do).
+    fn output(&self, args: &[String], what: &str) -> Result<String, AptError> {
+        let out = self
+            .command()
+            .args(args)
+            .output()
+            .map_err(|e| AptError::NotRunnable { program: self.name(), why: e.to_string() })?;
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            return Err(self.failed(out.status, what, &stderr.lines().map(str::to_string).collect::<Vec<_>>()));
+        }
+        String::from_utf8(out.stdout).map_err(|_| self.bad_output(what, "it is not UTF-8"))
+    }
+
+    fn failed(&self, status: ExitStatus, what: &str, lines: &[String]) -> AptError {
+        let start = lines.len().saturating_sub(TAIL_LINES);
+        AptError::Failed {
+            program: self.name(),
+            status: status.to_string(),
+            what: what.into(),
+            quoted: quote(&lines[start..]),
+        }
+    }
+
+    fn bad_output(&self, what: &str, message: impl Into<String>) -> AptError {
+        AptError::BadOutput { program: self.name(), what: what.into(), message: message.into() }
+    }
+}
+
+/// `lines` as an error quotes them, one per line.
+fn quote(lines: &[String]) -> String {
+    lines.iter().filter(|l| !l.trim().is_empty()).map(|l| format!("\n  > {}", l.trim_end())).collect()
+}
+
+/// A private directory for apt's cache, state and an empty dpkg status,
+/// removed when dropped.
+struct Private {
+    dir: PathBuf,
+}
+
+impl Private {
+    /// A new one below `parent`, or below the temporary directory.
+    fn create(parent: Option<&Path>) -> Result<Private, AptError> {
+        let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        loop {
+            let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = parent.join(format!("mini-apt-{}-{n}", std::process::id()));
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {
+                    let private = Private { dir };
+                    for sub in ["cache", "state"] {
+                        let path = private.dir.join(sub);
+                        fs::create_dir(&path).map_err(|source| AptError::Io { what: "cannot create", path, source })?;
+                    }
+                    let status = private.status();
+                    fs::write(&status, b"").map_err(|source| AptError::Io {
+                        what: "cannot create",
+                        path: status,
+                        source,
+                    })?;
+                    return Ok(private);
+                }
+                // Someone else's (another mini, or planted): never reused.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(source) => return Err(AptError::Io { what: "cannot create", path: dir, source }),
+            }
+        }
+    }
+
+    fn status(&self) -> PathBuf {
+        self.dir.join("status")
+    }
+
+    /// The options that make apt use the host's configuration and lists
+    /// (`lists`), with this directory's state, cache and empty status.
+    fn options(&self, lists: &Path) -> Vec<String> {
+        let dir = self.dir.display();
+        let mut options = Vec::new();
+        for (key, value) in [
+            ("Debug::NoLocking", "1".to_string()),
+            ("Dir::State", format!("{dir}/state")),
+            ("Dir::State::Lists", lists.display().to_string()),
+            ("Dir::State::status", self.status().display().to_string()),
+            ("Dir::Cache", format!("{dir}/cache")),
+            ("Dir::Cache::pkgcache", String::new()),
+            ("Dir::Cache::srcpkgcache", String::new()),
+            ("APT::Install-Recommends", "0".to_string()),
+            ("APT::Install-Suggests", "0".to_string()),
+        ] {
+            options.push("-o".into());
+            options.push(format!("{key}={value}"));
+        }
+        options
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        mini_store::store::discard_tree(&self.dir);
+    }
+}
+
+/// What the host's apt configuration says.
+struct HostConfig {
+    /// Its package lists directory.
+    lists: PathBuf,
+    /// Its native architecture.
+    architecture: String,
+}
+
+/// Reads `Dir::State::lists` and `APT::Architecture` from `apt-config`.
+fn host_config(apt: &Apt) -> Result<HostConfig, AptError> {
+    let config = Program { command: &apt.apt_config };
+    let args = ["shell", "LISTS", "Dir::State::lists/d", "ARCH", "APT::Architecture"].map(String::from);
+    let out = config.output(&args, "read apt's configuration")?;
+    let mut values = BTreeMap::new();
+    for line in out.lines() {
+        let (name, quoted) = line.split_once('=').ok_or_else(|| config.bad_output("as its configuration", line))?;
+        // Values are single-quoted; one holding a quote is not one mini can use.
+        let value = quoted
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .filter(|v| !v.contains('\''))
+            .ok_or_else(|| config.bad_output("as its configuration", line))?;
+        values.insert(name.to_string(), value.to_string());
+    }
+    let lists = values.remove("LISTS").filter(|l| l.starts_with('/'));
+    let lists = lists.ok_or_else(|| config.bad_output("as its configuration", "no absolute Dir::State::lists"))?;
+    let architecture = values.remove("ARCH").filter(|a| names::is_architecture(a));
+    let architecture = architecture.ok_or_else(|| config.bad_output("as its configuration", "no APT::Architecture"))?;
+    Ok(HostConfig { lists: PathBuf::from(lists), architecture })
+}
+
+/// The suites, codenames and architectures of the host's package lists.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Sources {
+    suites: BTreeSet<String>,
+    architectures: BTreeSet<String>,
+}
+
+/// Parses `apt-get indextargets --format '$(IDENTIFIER) $(CODENAME) $(SUITE) $(ARCHITECTURE)'`.
+fn parse_sources(text: &str) -> Sources {
+    let mut sources = Sources::default();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if let ["Packages", codename, suite, architecture] = fields[..] {
+            sources.suites.extend([codename, suite].into_iter().filter(|s| names::is_suite(s)).map(String::from));
+            if names::is_architecture(architecture) && architecture != "all" {
+                sources.architectures.insert(architecture.to_string());
+            }
+        }
+    }
+    sources
+}
+
+/// `items` as an error lists them.
+fn listed(items: &BTreeSet<String>) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.iter().cloned().collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The host's codename: `VERSION_CODENAME` of os-release's text.
+fn codename(os_release: &str) -> Option<String> {
+    os_release.lines().find_map(|line| {
+        let value = line.strip_prefix("VERSION_CODENAME=")?.trim().trim_matches(['"', '\'']);
+        names::is_suite(value).then(|| value.to_string())
+    })
+}
+
+/// The packages of an `apt-get install -s` run: (name, version, architecture) per `Inst` line.
+fn parse_simulation(text: &str) -> Result<Vec<(String, String, String)>, String> {
+    let mut installs = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("Inst ") else { continue };
+        let bad = || format!("'{line}' is not 'Inst NAME (VERSION RELEASE [ARCH])'");
+        let (name, rest) = rest.split_once(" (").ok_or_else(bad)?;
+        let (version, rest) = rest.split_once(' ').ok_or_else(bad)?;
+        let inner = &rest[..rest.find("])").ok_or_else(bad)?];
+        let architecture = &inner[inner.rfind('[').ok_or_else(bad)? + 1..];
+        // A package of another architecture than the native one is NAME:ARCH.
+        let name = match name.split_once(':') {
+            Some((name, qualifier)) if qualifier == architecture => name,
+            Some(_) => return Err(bad()),
+            None => name,
+        };
+        let checks = [
+            (names::is_package(name), names::PACKAGE_RULE),
+            (names::is_version(version), names::VERSION_RULE),
+            (names::is_architecture(architecture), names::ARCHITECTURE_RULE),
+        ];
+        if let Some((_, rule)) = checks.iter().find(|(ok, _)| !ok) {
+            return Err(format!("'{line}': {rule}"));
+        }
+        installs.push((name.to_string(), version.to_string(), architecture.to_string()));
+    }
+    Ok(installs)
+}
+
+/// The name of the package apt says it cannot find in `stderr`, if that is why it failed.
+fn unknown_package(stderr: &str) -> Option<String> {
+    stderr.lines().find_map(|line| {
+        let line = line.strip_prefix("E: ")?;
+        let name = line
+            .strip_prefix("Unable to locate package ")
+            .or_else(|| line.strip_prefix("Package '").and_then(|l| l.split_once('\'').map(|(n, _)| n)))?;
+        let name = name.trim();
+        names::is_package(name).then(|| name.to_string())
+    })
+}
+
+/// Resolves the closure of `packages` with the host's apt, for `suite`
+/// (default: the host's codename) and `architecture` (default: the
+/// host's), as installed into an empty root without recommends.
+pub fn resolve(
+    apt: &Apt,
+    suite: Option<&str>,
+    architecture: Option<&str>,
+    packages: &[String],
+) -> Result<Lock, AptError> {
+    for package in packages {
+        if !names::is_package(package) {
+            return Err(AptError::Invalid {
+                what: "the package name",
+                value: package.clone(),
+                rule: names::PACKAGE_RULE,
+            });
+        }
+    }
+    if packages.is_empty() {
+        return Err(AptError::Invalid {
+            what: "the package list",
+            value: String::new(),
+            rule: "name at least one package",
+        });
+    }
+    if let Some(suite) = suite.filter(|s| !names::is_suite(s)) {
+        return Err(AptError::Invalid { what: "the suite", value: suite.into(), rule: names::SUITE_RULE });
+    }
+    if let Some(arch) = architecture.filter(|a| !names::is_architecture(a)) {
+        return Err(AptError::Invalid { what: "the architecture", value: arch.into(), rule: names::ARCHITECTURE_RULE });
+    }
+    let host = host_config(apt)?;
+    let private = Private::create(None)?;
+    let options = private.options(&host.lists);
+    let apt_get = Program { command: &apt.apt_get };
+    let mut args = vec!["indextargets".to_string()];
+    args.extend(options.iter().cloned());
+    args.extend(["--format", "$(IDENTIFIER) $(CODENAME) $(SUITE) $(ARCHITECTURE)"].map(String::from));
+    let sources = parse_sources(&apt_get.output(&args, "list the host's package lists")?);
+
+    let suite = match suite {
+        Some(suite) => suite.to_string(),
+        None => fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|text| codename(&text))
+            .ok_or_else(|| AptError::NoCodename { configured: listed(&sources.suites) })?,
+    };
+    if !sources.suites.contains(&suite) {
+        return Err(AptError::UnknownSuite { suite, configured: listed(&sources.suites) });
+    }
+    let architecture = architecture.unwrap_or(&host.architecture).to_string();
+    if !sources.architectures.contains(&architecture) {
+        return Err(AptError::UnknownArchitecture { architecture, configured: listed(&sources.architectures) });
+    }
+
+    let mut args = vec!["install".to_string(), "-s".into(), "-qq".into()];
+    args.extend(options.iter().cloned());
+    let escaped = suite.replace('.', "\\.").replace('+', "\\+");
+    args.extend([
+        "-o".into(),
+        format!("APT::Architecture={architecture}"),
+        "-o".into(),
+        format!("APT::Default-Release=/^{escaped}(-updates|-security)?$/"),
+    ]);
+    args.extend(packages.iter().cloned());
+    let out = apt_get
+        .command()
+        .args(&args)
+        .output()
+        .map_err(|e| AptError::NotRunnable { program: apt_get.name(), why: e.to_string() })?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let lines: Vec<String> = stderr.lines().filter(|l| l.starts_with("E: ")).map(String::from).collect();
+        if let Some(name) = unknown_package(&stderr) {
+            return Err(AptError::UnknownPackage { name, quoted: quote(&lines) });
+        }
+        let what = format!("resolve {}", packages.join(" "));
+        let all: Vec<String> =
+            stderr.lines().chain(String::from_utf8_lossy(&out.stdout).lines()).map(String::from).collect();
+        return Err(apt_get.failed(out.status, &what, if lines.is_empty() { &all } else { &lines }));
+    }
+    let simulation = String::from_utf8_lossy(&out.stdout);
+    let installs = parse_simulation(&simulation).map_err(|m| apt_get.bad_output("resolving", m))?;
+    if installs.is_empty() {
+        return Err(apt_get.bad_output("resolving", "no package to install"));
+    }
+
+    let apt_cache = Program { command: &apt.apt_cache };
+    let mut args = vec!["show".to_string(), "-q".into()];
+    args.extend(options.iter().cloned());
+    args.extend(installs.iter().map(|(name, version, arch)| format!("{name}:{arch}={version}")));
+    let records = apt_cache.output(&args, "show the resolved packages")?;
+    let paragraphs = deb822::parse(&records).map_err(|e| apt_cache.bad_output("as package records", e.to_string()))?;
+    let lock = lock_of(suite, architecture, packages, &installs, &paragraphs)
+        .map_err(|m| apt_cache.bad_output("as package records", m))?;
+    Ok(lock)
+}
+
+/// The lock for `installs`, from their records in `paragraphs`.
+fn lock_of(
+    suite: String,
+    architecture: String,
+    requested: &[String],
+    installs: &[(String, String, String)],
+    paragraphs: &[deb822::Paragraph],
+) -> Result<Lock, String> {
+    let mut by_key: BTreeMap<(&str, &str, &str), &deb822::Paragraph> = BTreeMap::new();
+    for paragraph in paragraphs {
+        let field = |name: &str| paragraph.get(name).map(String::as_str).unwrap_or_default();
+        let key = (field("Package"), field("Architecture"), field("Version"));
+        // The same version from two sources: the first, as apt would take; never two different files.
+        if let Some(first) = by_key.get(&key) {
+            if first.get("SHA256") != paragraph.get("SHA256") {
+                return Err(format!("{} {} ({}) has two different files in the host's sources", key.0, key.2, key.1));
+            }
+            continue;
+        }
+        by_key.insert(key, paragraph);
+    }
+    let mut packages = Vec::new();
+    let mut relations = Vec::new();
+    for (name, version, arch) in installs {
+        let record = by_key
+            .get(&(name.as_str(), arch.as_str(), version.as_str()))
+            .ok_or_else(|| format!("no record of {name} {version} ({arch})"))?;
+        let field = |key: &str| record.get(key).map(String::as_str).ok_or_else(|| format!("{name} has no {key}"));
+        let filename = field("Filename")?;
+        if !is_pool_filename(filename) {
+            return Err(format!("{name}'s Filename '{filename}' is not a relative path into the archive"));
+        }
+        let size = field("Size")?.parse::<u64>().map_err(|_| format!("{name}'s Size is not a number"))?;
+        let sha256 = field("SHA256")?.to_ascii_lowercase();
+        if !is_sha256(&sha256) {
+            return Err(format!("{name}'s SHA256 is not 64 hex digits"));
+        }
+        let relation = |key: &str| {
+            relations::parse(record.get(key).map_or("", String::as_str)).map_err(|m| format!("{name}'s {key}: {m}"))
+        };
+        let mut depends = relation("Pre-Depends")?;
+        depends.extend(relation("Depends")?);
+        let provides = relation("Provides")?.into_iter().flatten().collect();
+        relations.push(PackageRelations { name: name.clone(), depends, provides });
+        packages.push(LockedPackage {
+            name: name.clone(),
+            version: version.clone(),
+            architecture: arch.clone(),
+            filename: filename.to_string(),
+            size,
+            sha256,
+            depends: Vec::new(),
+        });
+    }
+    for (package, depends) in packages.iter_mut().zip(relations::satisfiers(&relations)) {
+        package.depends = depends;
+    }
+    let mut lock = Lock { suite, architecture, requested: requested.to_vec(), packages };
+    lock.normalize();
+    Ok(lock)
+}
+
+/// Downloads `package` `version` (`architecture`) with the host's apt
+/// into a new directory `dir`, apt's output going to `log`; the one
+/// regular file apt brought.
+pub fn download(
+    apt: &Apt,
+    package: &str,
+    version: &str,
+    architecture: &str,
+    dir: &Path,
+    log: &mut dyn Write,
+) -> Result<PathBuf, AptError> {
+    let checks = [
+        ("the package name", package, names::is_package(package), names::PACKAGE_RULE),
+        ("the version", version, names::is_version(version), names::VERSION_RULE),
+        ("the architecture", architecture, names::is_architecture(architecture), names::ARCHITECTURE_RULE),
+    ];
+    if let Some((what, value, _, rule)) = checks.into_iter().find(|c| !c.2) {
+        return Err(AptError::Invalid { what, value: value.into(), rule });
+    }
+    let host = host_config(apt)?;
+    fs::DirBuilder::new().mode(0o700).create(dir).map_err(|source| AptError::Io {
+        what: "cannot create",
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let private = Private::create(Some(dir))?;
+    let files = dir.join("files");
+    fs::create_dir(&files).map_err(|source| AptError::Io { what: "cannot create", path: files.clone(), source })?;
+    let wanted = format!("{package}:{architecture}={version}");
+    let apt_get = Program { command: &apt.apt_get };
+    let mut command = apt_get.command();
+    command.arg("download").arg("-q").args(private.options(&host.lists)).arg(&wanted).current_dir(&files);
+    let _ = writeln!(log, "downloading {wanted} with the host's apt");
+    let (status, tail) =
+        run_logged(command, log).map_err(|e| AptError::NotRunnable { program: apt_get.name(), why: e.to_string() })?;
+    if !status.success() {
+        return Err(apt_get.failed(status, &format!("download {wanted}"), &tail));
+    }
+    let mut found = Vec::new();
+    for entry in
+        fs::read_dir(&files).map_err(|source| AptError::Io { what: "cannot read", path: files.clone(), source })?
+    {
+        let entry = entry.map_err(|source| AptError::Io { what: "cannot read", path: files.clone(), source })?;
+        found.push(entry.file_name());
+    }
+    found.sort();
+    let bad = |message: String| apt_get.bad_output(&format!("downloading {wanted}"), message);
+    match found.as_slice() {
+        [one] => {
+            let path = files.join(one);
+            // apt writes a plain file; anything else is neither followed nor taken.
+            match fs::symlink_metadata(&path) {
+                Ok(meta) if meta.is_file() => Ok(path),
+                _ => Err(bad(format!("it left '{}', which is not a regular file", one.to_string_lossy()))),
+            }
+        }
+        _ => {
+            let names: Vec<String> = found.iter().map(|f| format!("'{}'", f.to_string_lossy())).collect();
+            let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
+            Err(bad(format!("it left {} files, not one: {names}", found.len())))
+        }
+    }
+}
+
+/// Runs `command` with its stdout and stderr copied to `log` as they come;
+/// its exit status and its last lines.
+fn run_logged(mut command: Command, log: &mut dyn Write) -> io::Result<(ExitStatus, Vec<String>)> {
+    let (reader, writer) = io::pipe()?;
+    command.stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn()?;
+    // The child holds the only write ends now: reading ends when it exits.
+    drop(command);
+    let mut tail: Vec<String> = Vec::new();
+    for line in io::BufReader::new(reader).split(b'\n') {
+        let line = line?;
+        let _ = log.write_all(&line).and_then(|()| log.write_all(b"\n"));
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if !text.is_empty() {
+            if tail.len() == TAIL_LINES {
+                tail.remove(0);
+            }
+            tail.push(text);
+        }
+    }
+    Ok((child.wait()?, tail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inst_lines_give_name_version_and_architecture() {
+        let text = "Inst gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])\n\
+                    Conf gcc-12-base (12.2.0-14+deb12u1 Debian:12.15/oldstable [amd64])\n\
+                    Inst libc6 (2.36-9+deb12u14 Debian:12.15/oldstable [amd64]) []\n\
+                    Inst libgcrypt20 (1.10.1-3+deb12u1 Debian:12.15/oldstable, Debian-Security:12/oldstable-security [amd64])\n\
+                    Inst tzdata (2026f-0+deb12u1 Debian-Security:12/oldstable-security [all])\n\
+                    Inst zlib1g:arm64 (1:1.2.13.dfsg-1 Debian:12.15/oldstable [arm64])\n";
+        let installs = parse_simulation(text).unwrap();
+        let expected = [
+            ("gcc-12-base", "12.2.0-14+deb12u1", "amd64"),
+            ("libc6", "2.36-9+deb12u14", "amd64"),
+            ("libgcrypt20", "1.10.1-3+deb12u1", "amd64"),
+            ("tzdata", "2026f-0+deb12u1", "all"),
+            ("zlib1g", "1:1.2.13.dfsg-1", "arm64"),
+        ];
+        let installs: Vec<(&str, &str, &str)> =
+            installs.iter().map(|(n, v, a)| (n.as_str(), v.as_str(), a.as_str())).collect();
+        assert_eq!(installs, expected);
+        for bad in [
+            "Inst make",
+            "Inst make (4.3 Debian [amd64]",
+            "Inst -o (4.3 Debian [amd64])",
+            "Inst make (--x Debian [amd64])",
+            "Inst make:i386 (4.3 Debian [amd64])",
+            "Inst make (4.3 Debian [AMD64])",
+        ] {
+            assert!(parse_simulation(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sources_codenames_and_unknown_packages() {
+        let text = "DEP-11 bookworm oldstable amd64\nPackages bookworm oldstable amd64\n\
+                    Packages bookworm-security oldstable-security amd64\nPackages bookworm oldstable all\n\
+                    Packages bookworm oldstable arm64\nPackages trixie -t amd64\n";
+        let sources = parse_sources(text);
+        assert_eq!(listed(&sources.architectures), "amd64, arm64");
+        assert_eq!(listed(&sources.suites), "bookworm, bookworm-security, oldstable, oldstable-security, trixie");
+        assert_eq!(listed(&BTreeSet::new()), "none");
+        assert_eq!(codename("NAME=\"Debian\"\nVERSION_CODENAME=bookworm\n").as_deref(), Some("bookworm"));
+        assert_eq!(codename("VERSION_CODENAME=\"jammy\"\n").as_deref(), Some("jammy"));
+        assert_eq!(codename("VERSION_CODENAME=\n"), None);
+        assert_eq!(unknown_package("W: x\nE: Unable to locate package nosuch\n").as_deref(), Some("nosuch"));
+        assert_eq!(
+            unknown_package("E: Package 'mail-transport-agent' has no installation candidate\n").as_deref(),
+            Some("mail-transport-agent")
+        );
+        assert_eq!(unknown_package("E: Broken packages\n"), None);
+    }
+
+    fn record(name: &str, version: &str, arch: &str, extra: &str) -> String {
+        format!(
+            "Package: {name}\nVersion: {version}\nArchitecture: {arch}\n{extra}Filename: pool/main/{name}_{arch}.deb\n\
+             Size: 42\nSHA256: {}\nDescription: x\n more\n\n",
+            "AB".repeat(32)
+        )
+    }
+
+    #[test]
+    fn records_become_the_lock_with_depends_in_the_closure() {
+        let text = [
+            record("make", "4.3-4.1", "amd64", "Depends: libc6 (>= 2.34)\n"),
+            record("libc6", "2.36-9", "amd64", "Depends: libgcc-s1\nRecommends: libidn2-0\n"),
+            record("libgcc-s1", "12.2.0-14", "amd64", "Pre-Depends: libc6 (>= 2.35)\nDepends: gcc-12-base\n"),
+            record("gcc-12-base", "12.2.0-14", "amd64", ""),
+            record("gcc-12-base", "12.2.0-14", "amd64", ""),
+            record("tzdata", "2026f-0", "all", "Depends: debconf (>= 0.5) | debconf-2.0\n"),
+            record("cdebconf", "0.270", "amd64", "Provides: debconf-2.0\n"),
+        ]
+        .concat();
+        let paragraphs = deb822::parse(&text).unwrap();
+        let installs: Vec<(String, String, String)> = [
+            ("tzdata", "2026f-0", "all"),
+            ("make", "4.3-4.1", "amd64"),
+            ("libc6", "2.36-9", "amd64"),
+            ("libgcc-s1", "12.2.0-14", "amd64"),
+            ("gcc-12-base", "12.2.0-14", "amd64"),
+            ("cdebconf", "0.270", "amd64"),
+        ]
+        .iter()
+        .map(|(n, v, a)| (n.to_string(), v.to_string(), a.to_string()))
+        .collect();
+        let requested = vec!["tzdata".to_string(), "make".to_string()];
+        let lock = lock_of("bookworm".into(), "amd64".into(), &requested, &installs, &paragraphs).unwrap();
+        let summary: Vec<(&str, Vec<String>)> =
+            lock.packages.iter().map(|p| (p.name.as_str(), p.depends.clone())).collect();
+        let expected: Vec<(&str, Vec<String>)> = vec![
+            ("cdebconf", vec![]),
+            ("gcc-12-base", vec![]),
+            ("libc6", vec!["libgcc-s1".into()]),
+            ("libgcc-s1", vec!["gcc-12-base".into(), "libc6".into()]),
+            ("make", vec!["libc6".into()]),
+            ("tzdata", vec!["cdebconf".into()]),
+        ];
+        assert_eq!(summary, expected);
+        assert_eq!(lock.requested, ["make", "tzdata"]);
+        assert_eq!(lock.packages[0].sha256, "ab".repeat(32));
+        assert_eq!(lock.packages[0].filename, "pool/main/cdebconf_amd64.deb");
+        assert_eq!(lock.packages[5].architecture, "all");
+        // What it writes reads back.
+        Lock::parse(&lock.to_json(), "debian.lock").unwrap();
+
+        let missing = lock_of("bookworm".into(), "amd64".into(), &requested, &installs[..1], &paragraphs[..1]);
+        assert_eq!(missing.unwrap_err(), "no record of tzdata 2026f-0 (all)");
+        let evil = deb822::parse(&record("make", "4.3-4.1", "amd64", "").replace("pool/main/", "../../")).unwrap();
+        let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &evil).unwrap_err();
+        assert!(err.contains("is not a relative path into the archive"), "{err}");
+        let twice = format!(
+            "{}{}",
+            record("make", "4.3-4.1", "amd64", ""),
+            record("make", "4.3-4.1", "amd64", "").replace("AB", "CD")
+        );
+        let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &deb822::parse(&twice).unwrap())
+            .unwrap_err();
+        assert!(err.contains("has two different files"), "{err}");
+    }
+
+    /// Whether the host has apt; without it the tests that need it are
+    /// skipped, except under CI, where they must run.
+    pub(crate) fn have_apt() -> bool {
+        let found = Command::new("apt-get").arg("--version").output().is_ok_and(|o| o.status.success());
+        assert!(found || std::env::var("CI").as_deref() != Ok("true"), "apt-get is required under CI");
+        if !found {
+            eprintln!("skipped: no apt-get on this host");
+        }
+        found
+    }
+
+    #[test]
+    fn the_hosts_apt_resolves_a_closure_and_refuses_what_it_does_not_have() {
+        if !have_apt() {
+            return;
+        }
+        let apt = Apt::host();
+        let lock = resolve(&apt, None, None, &["make".to_string()]).unwrap();
+        let make = lock.packages.iter().find(|p| p.name == "make").expect("make is in its closure");
+        assert!(make.depends.contains(&"libc6".to_string()), "{make:?}");
+        assert!(lock.packages.iter().any(|p| p.name == "libc6"));
+        assert_eq!(resolve(&apt, None, None, &["make".to_string()]).unwrap(), lock, "the same lists, the same lock");
+        Lock::parse(&lock.to_json(), "debian.lock").unwrap();
+
+        let err = resolve(&apt, None, None, &["no-such-package-here".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("apt knows no package 'no-such-package-here'"), "{err}");
+        assert!(
+            err.contains("apt-cache search no-such-package-here") && err.contains("> E: Unable to locate"),
+            "{err}"
+        );
+        let err = resolve(&apt, None, Some("zz80"), &["make".to_string()]).unwrap_err().to_string();
+        assert!(
+            err.contains("the architecture 'zz80' is not configured") && err.contains("dpkg --add-architecture zz80"),
+            "{err}"
+        );
+        let err = resolve(&apt, Some("no-such-suite"), None, &["make".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("the suite 'no-such-suite' is not in the host's apt sources"), "{err}");
+        let err = resolve(&apt, None, None, &["-s".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("the package name '-s' is not valid"), "{err}");
+    }
+}
