@@ -582,7 +582,7 @@ fn run_logged(mut command: Command, log: &mut dyn Write) -> io::Result<(ExitStat
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]

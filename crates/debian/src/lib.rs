@@ -10,6 +10,9 @@
 
 pub mod apt;
 pub mod deb822;
+pub mod fetch;
 pub mod lock;
 pub mod names;
 pub mod relations;
+
+pub use fetch::fetchdeb;
