@@ -119,6 +119,53 @@ impl Lock {
     }
 }
 
+/// How one package's pin differs between two locks of the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Another version.
+    Moved { name: String, from: String, to: String },
+    /// The same version with another file (the archive rebuilt it).
+    Refiled { name: String, version: String },
+    /// In the new lock only.
+    Added { name: String, version: String },
+    /// In the old lock only.
+    Removed { name: String, version: String },
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Moved { name, from, to } => write!(f, "{name} {from} -> {to}"),
+            Change::Refiled { name, version } => write!(f, "{name} {version}: another file, with another sha256"),
+            Change::Added { name, version } => write!(f, "{name} {version} (new)"),
+            Change::Removed { name, version } => write!(f, "{name} {version} (no longer needed)"),
+        }
+    }
+}
+
+/// What changed from `old` to `new`, package by package, sorted by name.
+pub fn changes(old: &Lock, new: &Lock) -> Vec<Change> {
+    let key = |p: &LockedPackage| (p.name.clone(), p.architecture.clone());
+    let before: std::collections::BTreeMap<_, _> = old.packages.iter().map(|p| (key(p), p)).collect();
+    let after: std::collections::BTreeMap<_, _> = new.packages.iter().map(|p| (key(p), p)).collect();
+    let mut changes = Vec::new();
+    for k in before.keys().chain(after.keys()).collect::<BTreeSet<_>>() {
+        let name = k.0.clone();
+        match (before.get(k), after.get(k)) {
+            (Some(was), Some(now)) if was.version != now.version => {
+                changes.push(Change::Moved { name, from: was.version.clone(), to: now.version.clone() })
+            }
+            (Some(was), Some(now)) if was.sha256 != now.sha256 || was.filename != now.filename => {
+                changes.push(Change::Refiled { name, version: now.version.clone() })
+            }
+            (None, Some(now)) => changes.push(Change::Added { name, version: now.version.clone() }),
+            (Some(was), None) => changes.push(Change::Removed { name, version: was.version.clone() }),
+            _ => {}
+        }
+    }
+    changes
+}
+
 /// `mini debian lock --suite S --arch A PACKAGE… > debian.lock`.
 pub fn lock_command(suite: &str, architecture: &str, requested: &[String]) -> String {
     format!("mini debian lock --suite {suite} --arch {architecture} {} > debian.lock", requested.join(" "))
@@ -449,5 +496,26 @@ mod tests {
         }
         assert!(is_sha256(&"0f".repeat(32)));
         assert!(!is_sha256(&"0F".repeat(32)) && !is_sha256(&"0f".repeat(31)) && !is_sha256(&"zz".repeat(32)));
+    }
+
+    #[test]
+    fn changes_name_each_package_whose_pin_moved() {
+        let old = sample();
+        let mut new = sample();
+        new.packages[0].version = "1:2.1-1".into();
+        new.packages[1].sha256 = "cd".repeat(32);
+        new.packages.retain(|p| p.name != "debianutils");
+        new.packages.push(package("zlib1g", "amd64", &[]));
+        let lines: Vec<String> = changes(&old, &new).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "debianutils 1:2.0-1+b1 (no longer needed)",
+                "libc6 1:2.0-1+b1: another file, with another sha256",
+                "make 1:2.0-1+b1 -> 1:2.1-1",
+                "zlib1g 1:2.0-1+b1 (new)",
+            ]
+        );
+        assert!(changes(&old, &sample()).is_empty());
     }
 }
