@@ -9,6 +9,7 @@
 //! them together.
 
 pub mod apt;
+mod apt_output;
 pub mod deb822;
 pub mod fetch;
 pub mod lock;
