@@ -64,6 +64,11 @@ pub enum AptError {
     )]
     NoCandidate { name: String, quoted: String },
     #[error(
+        "'{name}' is a virtual package, which apt installs as a package that provides it\n       lock that \
+         package instead (`apt-cache showpkg {name}` lists them under Reverse Provides)"
+    )]
+    Provided { name: String },
+    #[error(
         "the suite '{suite}' is not in the host's apt sources, which have {configured}\n       add it to apt's \
          sources (/etc/apt/sources.list.d/) and run `apt-get update`, or lock for one of those with --suite"
     )]
@@ -349,6 +354,11 @@ pub fn resolve(
     if installs.is_empty() {
         return Err(apt_get.bad_output("resolving", "no package to install"));
     }
+    // A virtual package with one provider is installed as that provider,
+    // and a lock's request must name packages it holds.
+    if let Some(name) = packages.iter().find(|p| !installs.iter().any(|(name, _, _)| name == *p)) {
+        return Err(AptError::Provided { name: name.clone() });
+    }
 
     let apt_cache = Program { command: &apt.apt_cache };
     let mut args = vec!["show".to_string(), "-q".into()];
@@ -489,6 +499,14 @@ pub(crate) mod tests {
         );
         let err = resolve(&apt, Some("no-such-suite"), None, &["make".to_string()]).unwrap_err().to_string();
         assert!(err.contains("the suite 'no-such-suite' is not in the host's apt sources"), "{err}");
+        // A virtual package: with one provider apt installs that, with several it refuses.
+        let err = resolve(&apt, None, None, &["libc-dev".to_string()]).unwrap_err().to_string();
+        assert!(err.contains("'libc-dev' is a virtual package") && err.contains("apt-cache showpkg libc-dev"), "{err}");
+        let err = resolve(&apt, None, None, &["awk".to_string()]).unwrap_err().to_string();
+        assert!(
+            err.contains("apt has nothing to install as 'awk'") && err.contains("> Package awk is a virtual"),
+            "{err}"
+        );
         let err = resolve(&apt, None, None, &["-s".to_string()]).unwrap_err().to_string();
         assert!(err.contains("the package name '-s' is not valid"), "{err}");
     }

@@ -133,6 +133,12 @@ pub(crate) fn lock_of(
     let mut packages = Vec::new();
     let mut relations = Vec::new();
     for (name, version, arch) in installs {
+        if arch != &architecture && arch != "all" {
+            return Err(format!(
+                "apt chose {name} {version} for {arch}, not {architecture}: a lock holds packages of one architecture \
+                 (and all)"
+            ));
+        }
         let record = by_key
             .get(&(name.as_str(), arch.as_str(), version.as_str()))
             .ok_or_else(|| format!("no record of {name} {version} ({arch})"))?;
@@ -288,6 +294,11 @@ mod tests {
         let evil = deb822::parse(&record("make", "4.3-4.1", "amd64", "").replace("pool/main/", "../../")).unwrap();
         let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &evil).unwrap_err();
         assert!(err.contains("is not a relative path into the archive"), "{err}");
+        let foreign = lock_of("b".into(), "arm64".into(), &requested, &installs[1..2], &paragraphs).unwrap_err();
+        assert_eq!(
+            foreign,
+            "apt chose make 4.3-4.1 for amd64, not arm64: a lock holds packages of one architecture (and all)"
+        );
         let twice = format!(
             "{}{}",
             record("make", "4.3-4.1", "amd64", ""),
