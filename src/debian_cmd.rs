@@ -62,22 +62,25 @@ pub(crate) fn read_lock(flake: &Path) -> Result<Option<(PathBuf, Lock)>, Failure
     Ok(Some((path, lock)))
 }
 
-/// Resolves the lock at `path` again as it was made (its request, suite
-/// and architecture) and rewrites it if anything changed, saying on
-/// stderr what did; the lock it holds now.
-pub(crate) fn update_lock(path: &Path, old: Lock) -> Result<Lock, Failure> {
-    let new = apt::resolve(&Apt::host(), Some(&old.suite), Some(&old.architecture), &old.requested)?;
+/// `old` resolved again as it was made: its request, suite and architecture.
+pub(crate) fn resolve_again(old: &Lock) -> Result<Lock, Failure> {
+    Ok(apt::resolve(&Apt::host(), Some(&old.suite), Some(&old.architecture), &old.requested)?)
+}
+
+/// Rewrites the lock at `path` from `old` to `new` if anything changed,
+/// saying on stderr what did.
+pub(crate) fn write_update(path: &Path, old: &Lock, new: &Lock) -> Result<(), Failure> {
     let text = new.to_json();
     if text == old.to_json() {
         eprintln!("{LOCK_FILE}: up to date");
-        return Ok(old);
+        return Ok(());
     }
-    for change in lock::changes(&old, &new) {
+    for change in lock::changes(old, new) {
         eprintln!("debian: {change}");
     }
     write_atomically(path, &text).map_err(|e| failure(format!("cannot write '{}': {e}", path.display())))?;
     eprintln!("lock: wrote {}", path.display());
-    Ok(new)
+    Ok(())
 }
 
 /// Replaces `path` with `text` all at once: a new file beside it, renamed over it.

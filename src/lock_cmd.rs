@@ -45,6 +45,11 @@ pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
             args.flake.join(debian_cmd::LOCK_FILE).display()
         )));
     }
+    // Resolved first, written last: a failure of apt leaves every lock as it was.
+    let resolved = match &debian {
+        Some((_, old)) if update_debian => Some(debian_cmd::resolve_again(old)?),
+        _ => None,
+    };
     let report = mini_flake::lock(&Store::open(store_root)?, &args.flake, update)?;
     report_updates(std::slice::from_ref(&report));
     if report.lock.inputs.is_empty() {
@@ -58,7 +63,13 @@ pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
         println!("{name}: {} {pin} {}", locked.declared.url, locked.nar_hash);
     }
     if let Some((path, lock)) = debian {
-        let lock = if update_debian { debian_cmd::update_lock(&path, lock)? } else { lock };
+        let lock = match resolved {
+            Some(new) => {
+                debian_cmd::write_update(&path, &lock, &new)?;
+                new
+            }
+            None => lock,
+        };
         println!(
             "{}: {} packages of {} ({}) for {}",
             path.display(),
