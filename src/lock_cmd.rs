@@ -1,7 +1,9 @@
 //! `mini lock`: pin a flake's inputs in its `mini.lock`, or move the pins
 //! (`--update [INPUT]…`), and show them. The locking itself is
 //! `mini_flake::lock`'s; this prints what changed, one line per input, so
-//! a lock never moves without saying so.
+//! a lock never moves without saying so. A `debian.lock` beside the flake
+//! is checked, and with `--update` (or `--update debian`) resolved again
+//! with the host's apt ([`crate::debian_cmd`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,23 +12,43 @@ use clap::Args;
 use mini_flake::{LockReport, LockUpdate};
 use mini_store::store::Store;
 
-use crate::Outcome;
+use crate::{debian_cmd, failure, Outcome};
 
 #[derive(Args)]
 pub struct LockArgs {
     /// The flake's directory (a working tree, not a git revision).
     #[arg(default_value = ".", value_name = "DIR")]
     flake: PathBuf,
-    /// Pin these inputs again as they are now (every input if none is named).
+    /// Pin these inputs again as they are now (every input if none is named);
+    /// `debian` names the flake's debian.lock, resolved again with the host's apt.
     #[arg(long, value_name = "INPUT", num_args = 0.., value_delimiter = ',')]
     update: Option<Vec<String>>,
 }
 
 pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
-    let update = match args.update {
-        None => LockUpdate::Missing,
-        Some(names) if names.is_empty() => LockUpdate::All,
-        Some(names) => LockUpdate::Only(names),
+    // A bad debian.lock stops everything before any lock is written.
+    let debian = debian_cmd::read_lock(&args.flake)?;
+    let (update, update_debian) = match args.update {
+        None => (LockUpdate::Missing, false),
+        Some(names) if names.is_empty() => (LockUpdate::All, debian.is_some()),
+        Some(names) => {
+            let (debian_named, inputs): (Vec<String>, Vec<String>) = names.into_iter().partition(|n| n == "debian");
+            let inputs = if inputs.is_empty() { LockUpdate::Missing } else { LockUpdate::Only(inputs) };
+            (inputs, !debian_named.is_empty())
+        }
+    };
+    if update_debian && debian.is_none() {
+        return Err(failure(format!(
+            "there is no {} in '{}' to update\n       make one with `mini debian lock PACKAGE... > {}`",
+            debian_cmd::LOCK_FILE,
+            args.flake.display(),
+            args.flake.join(debian_cmd::LOCK_FILE).display()
+        )));
+    }
+    // Resolved first, written last: a failure of apt leaves every lock as it was.
+    let resolved = match &debian {
+        Some((_, old)) if update_debian => Some(debian_cmd::resolve_again(old)?),
+        _ => None,
     };
     let report = mini_flake::lock(&Store::open(store_root)?, &args.flake, update)?;
     report_updates(std::slice::from_ref(&report));
@@ -39,6 +61,23 @@ pub fn lock(store_root: &Path, args: LockArgs) -> Outcome {
             None => "content only".to_string(),
         };
         println!("{name}: {} {pin} {}", locked.declared.url, locked.nar_hash);
+    }
+    if let Some((path, lock)) = debian {
+        let lock = match resolved {
+            Some(new) => {
+                debian_cmd::write_update(&path, &lock, &new)?;
+                new
+            }
+            None => lock,
+        };
+        println!(
+            "{}: {} packages of {} ({}) for {}",
+            path.display(),
+            lock.packages.len(),
+            lock.suite,
+            lock.architecture,
+            lock.requested.join(" ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -28,6 +28,7 @@ use clap::{Args, ColorChoice, CommandFactory, FromArgMatches, Parser, Subcommand
 mod allocator;
 mod build_cmd;
 mod cache_cmd;
+mod debian_cmd;
 mod doctor;
 mod fetch_cmd;
 mod fetchers;
@@ -94,6 +95,9 @@ enum Command {
     Graph(graph_cmd::GraphArgs),
     /// Pin a flake's inputs in its mini.lock, or move the pins with --update.
     Lock(lock_cmd::LockArgs),
+    /// Pin Debian packages, resolved with the host's apt, in a debian.lock.
+    #[command(subcommand)]
+    Debian(debian_cmd::DebianCommand),
     /// Look into flakes: list a flake's attributes.
     #[command(subcommand)]
     Flake(flake_cmd::FlakeCommand),
@@ -179,7 +183,13 @@ const EXAMPLES: &[(&[&str], &str)] = &[
         &["graph"],
         "mini graph .#hello | dot -Tpng > hello.png\nmini graph --runtime --format svg -o hello.svg .#hello",
     ),
-    (&["lock"], "mini lock\nmini lock ./service --update lib\nmini lock --update"),
+    (&["lock"], "mini lock\nmini lock ./service --update lib\nmini lock --update\nmini lock --update debian"),
+    (&["debian"], "mini debian lock make gcc libc6-dev > debian.lock"),
+    (
+        &["debian", "lock"],
+        "mini debian lock make gcc libc6-dev > debian.lock\n\
+         mini debian lock --suite bookworm --arch arm64 busybox > debian.lock",
+    ),
     (&["flake"], "mini flake show\nmini flake show ./examples/quotes"),
     (&["flake", "show"], "mini flake show\nmini flake show --all-systems ./service\nmini flake show 'git+file:.?ref=v1'"),
     (&["doctor"], "mini doctor\nmini doctor --json"),
@@ -331,6 +341,7 @@ fn main() -> ExitCode {
         Command::Image(command) => image_cmd::image(&store_root, command),
         Command::Graph(args) => graph_cmd::graph(&store_root, args),
         Command::Lock(args) => lock_cmd::lock(&store_root, args),
+        Command::Debian(command) => debian_cmd::debian(command),
         Command::Flake(command) => flake_cmd::flake(&store_root, command),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
         Command::Copy(args) => cache_cmd::copy(&store_root, args),

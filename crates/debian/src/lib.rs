@@ -7,3 +7,13 @@
 //! with a dpkg status database, running no maintainer script ([`deb`],
 //! [`root`]). The prelude's `pkgs.debian` (prelude/debian.nixlike) ties
 //! them together.
+
+pub mod apt;
+mod apt_output;
+pub mod deb822;
+pub mod fetch;
+pub mod lock;
+pub mod names;
+pub mod relations;
+
+pub use fetch::fetchdeb;
