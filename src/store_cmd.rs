@@ -203,7 +203,8 @@ fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(
     let substituter = caches.as_ref().map(|c| c as &dyn Substituter);
     let progress = crate::progress::Progress::new(false);
     let mut builder = Builder::new(store, BuildOptions::default(), &progress)
-        .with_builtin(Box::new(mini_image::builder::ImageBuilder));
+        .with_builtin(Box::new(mini_image::builder::ImageBuilder))
+        .with_builtin(mini_debian::fetchdeb(mini_debian::apt::Apt::host()));
     if let Some(substituter) = substituter {
         builder = builder.with_substituter(substituter);
     }
