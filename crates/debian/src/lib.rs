@@ -7,3 +7,5 @@
 //! with a dpkg status database, running no maintainer script ([`deb`],
 //! [`root`]). The prelude's `pkgs.debian` (prelude/debian.nixlike) ties
 //! them together.
+
+pub mod deb;
