@@ -9,3 +9,4 @@
 //! them together.
 
 pub mod deb;
+pub mod root;

@@ -96,7 +96,8 @@ fn malformed_archives_are_refused_with_what_is_wrong() {
     assert!(open_error(&s, b"").contains("does not start with the ar magic"));
     assert!(open_error(&s, b"PK\x03\x04 zip file").contains("does not start with the ar magic"));
     assert!(open_error(&s, b"!<arch>\n").contains("not 'debian-binary'"));
-    let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+    type Members<'a> = Vec<(&'a str, &'a [u8])>;
+    let cases: Vec<(Members, &str)> = vec![
         (vec![("debian-binary", b"3.0\n"), ("control.tar", &control_tar), ("data.tar", &data_tar)], "'3.0' is not 2.x"),
         (vec![("debian-binary", b"2.0"), ("control.tar", &control_tar), ("data.tar", &data_tar)], "is not 2.x"),
         (vec![("control.tar", &control_tar), ("data.tar", &data_tar)], "the first member is 'control.tar'"),
