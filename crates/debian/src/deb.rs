@@ -35,6 +35,9 @@ pub const MAX_DATA_MEMBER: u64 = 16 << 30;
 pub const MAX_CONTROL_FILE: u64 = 1 << 20;
 /// The largest `md5sums` file accepted (decompressed).
 pub const MAX_MD5SUMS_FILE: u64 = 64 << 20;
+/// The most bytes `control.tar` may decompress to: its files are small,
+/// and a compression bomb must not keep mini busy.
+pub const MAX_CONTROL_TAR: u64 = 256 << 20;
 /// The size of the buffer between a member's bytes on disk and its decompressor.
 const READ_BUFFER: usize = 256 << 10;
 
@@ -220,7 +223,8 @@ impl Deb {
     pub fn control(&self) -> Result<Control, DebError> {
         let member_error =
             |source| DebError::Member { path: self.path.clone(), member: self.control.name.clone(), source };
-        let mut archive = tar::Archive::new(self.open_member(&self.control)?);
+        let limited = Limited { inner: self.open_member(&self.control)?, left: MAX_CONTROL_TAR };
+        let mut archive = tar::Archive::new(limited);
         let (mut paragraph, mut md5sums, mut other_files) = (None, None, Vec::new());
         for entry in archive.entries().map_err(member_error)? {
             let mut entry = entry.map_err(member_error)?;
@@ -348,6 +352,28 @@ fn read_limited(reader: &mut impl Read, limit: u64) -> io::Result<Option<Vec<u8>
     let mut bytes = Vec::new();
     reader.take(limit + 1).read_to_end(&mut bytes)?;
     Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// A stream that fails once it has given `left` bytes.
+struct Limited<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Only an error if there is more.
+            return match self.inner.read(&mut [0u8; 1])? {
+                0 => Ok(0),
+                _ => Err(io::Error::other(format!("it decompresses to more than {MAX_CONTROL_TAR} bytes"))),
+            };
+        }
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The bytes of one member, read in place with positioned reads.

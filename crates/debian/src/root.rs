@@ -105,6 +105,8 @@ pub enum RootError {
     Deb(#[from] DebError),
     #[error("{} is not the package claimed: its {field} is '{found}', but '{claimed}' was expected", path.display())]
     Mismatch { path: PathBuf, field: &'static str, claimed: String, found: String },
+    #[error("{}: the control file sets 'Status', which only the dpkg database may; the package is malformed", path.display())]
+    StatusInControl { path: PathBuf },
     #[error("cannot create the root {}: {source}", path.display())]
     Output { path: PathBuf, source: io::Error },
     #[error("package '{package}': cannot unpack '{entry}': {reason}")]
@@ -209,6 +211,9 @@ fn open_package(input: &RootInput) -> Result<Package<'_>, RootError> {
                 found: deb::shown(found),
             });
         }
+    }
+    if control.paragraph.get("Status").is_some() {
+        return Err(RootError::StatusInControl { path: input.path.clone() });
     }
     Ok(Package { input, deb, control })
 }

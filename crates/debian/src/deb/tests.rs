@@ -212,6 +212,26 @@ fn truncated_and_corrupted_packages_never_panic() {
 }
 
 #[test]
+fn a_control_tar_that_decompresses_too_far_is_refused() {
+    let s = Scratch::new("deb-bomb");
+    // A long file after `control` keeps tar reading past the limit.
+    let mut bomb = tar(&[Entry::File("./control", 0o644, b"Package: a\n")]);
+    bomb.truncate(bomb.len() - 1024);
+    let mut header = tar::Header::new_gnu();
+    header.set_path("padding").unwrap();
+    header.set_size(MAX_CONTROL_TAR);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    bomb.extend_from_slice(header.as_bytes());
+    bomb.resize(bomb.len() + MAX_CONTROL_TAR as usize + 1024, 0);
+    let member = testing::compress(&bomb, Compression::Zstd);
+    drop(bomb);
+    let bytes = ar(&[("debian-binary", b"2.0\n"), ("control.tar.zst", &member), ("data.tar", &tar(&sample_data()))]);
+    let err = Deb::open(&write(&s, "bomb.deb", &bytes)).unwrap().control().unwrap_err().to_string();
+    assert!(err.contains("decompresses to more than 268435456 bytes"), "{err}");
+}
+
+#[test]
 fn a_data_member_larger_than_the_read_buffer_reads_back_in_full() {
     let s = Scratch::new("deb-stream");
     let big: &'static [u8] = Box::leak(vec![7u8; 5 << 20].into_boxed_slice());

@@ -189,6 +189,9 @@ fn a_deb_that_is_not_the_package_claimed_is_refused_before_writing() {
     let mut inputs = closure(&s);
     inputs.push(inputs[0].clone());
     assert!(matches!(assemble(&inputs, &out, &mut Vec::new()), Err(RootError::DuplicatePackage(_))));
+    let status = package(&s, "status", &[], "Status: purge ok not-installed\n", &[Entry::Dir("./")]);
+    assert!(matches!(assemble(&[status], &out, &mut Vec::new()), Err(RootError::StatusInControl { .. })));
+    assert!(!out.exists());
     fs::create_dir(&out).unwrap();
     assert!(matches!(assemble(&closure(&s), &out, &mut Vec::new()), Err(RootError::Output { .. })));
 }
