@@ -260,20 +260,3 @@ fn names_versions_and_architectures_are_checked() {
         assert!(check_architecture(bad).is_err(), "{bad}");
     }
 }
-
-#[test]
-fn archive_paths_map_into_usr() {
-    let mapped = |raw: &[u8]| {
-        map_path(raw).unwrap().map(|m| (String::from_utf8(m.listed).unwrap(), String::from_utf8(m.in_root).unwrap()))
-    };
-    assert_eq!(mapped(b"./"), None);
-    assert_eq!(mapped(b"."), None);
-    assert_eq!(mapped(b"./bin/"), Some(("/bin".into(), "usr/bin".into())));
-    assert_eq!(mapped(b"./lib64/ld.so"), Some(("/lib64/ld.so".into(), "usr/lib64/ld.so".into())));
-    assert_eq!(mapped(b"./libexec/x"), Some(("/libexec/x".into(), "libexec/x".into())));
-    assert_eq!(mapped(b"etc/passwd"), Some(("/etc/passwd".into(), "etc/passwd".into())));
-    assert_eq!(mapped(b"./usr/lib/"), Some(("/usr/lib".into(), "usr/lib".into())));
-    assert!(map_path(b"/etc").is_err());
-    assert!(map_path(b"./a/../b").is_err());
-    assert!(map_path(b"./a//b").is_err());
-}
