@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 
 use mini_store::derivation::{Derivation, Output};
@@ -112,4 +112,51 @@ fn bad_lists_and_paths_outside_the_inputs_are_refused() {
     missing.as_object_mut().unwrap().remove("depends");
     let (result, _) = run(&s, &store, &debroot_drv(Some(serde_json::to_string(&[missing]).unwrap()), &[&dash]));
     assert!(result.unwrap_err().contains("no 'depends'"));
+}
+
+/// Installs a `.deb` of `name` as the output of a derivation (as
+/// `pkgs.debian.fetchDeb` makes it); the derivation's path and the output's.
+fn deb_from_a_derivation(s: &Scratch, store: &Store, name: &str) -> (StorePath, StorePath) {
+    let base = format!("{}-{name}_1.0-1_amd64.deb", "0".repeat(32));
+    let output = StorePath::parse_base_name(&base).unwrap();
+    let drv = Derivation {
+        name: format!("{name}_1.0-1_amd64.deb"),
+        outputs: BTreeMap::from([("out".to_string(), Output { path: Some(output.clone()), fixed: None })]),
+        input_drvs: BTreeMap::new(),
+        input_srcs: BTreeSet::new(),
+        system: "builtin".into(),
+        builder: "builtin:fetchdeb".into(),
+        args: vec![],
+        env: BTreeMap::new(),
+    };
+    let text = mini_store::store::TextFile {
+        name: format!("{}.drv", drv.name),
+        text: drv.to_json(),
+        references: BTreeSet::new(),
+    };
+    let drv_path = store.add_texts(&[text]).unwrap().remove(0);
+    assert_eq!(drv_path, drv.drv_path().unwrap());
+    let file = add_deb(s, store, name);
+    let staged = store.staging_dir().unwrap().join("deb");
+    fs::copy(store.physical_path(&file), &staged).unwrap();
+    let _lock = store.lock(&output).unwrap();
+    store.install(&output, &staged, BTreeSet::new(), Some(drv_path.clone())).unwrap();
+    (drv_path, output)
+}
+
+#[test]
+fn a_deb_made_by_an_input_derivation_is_an_input() {
+    let s = Scratch::new("debroot-drv");
+    let store = Store::open(&s.0.join("store")).unwrap();
+    let (fetch_drv, deb) = deb_from_a_derivation(&s, &store, "dash");
+    let debs = serde_json::to_string(&[entry("dash", &deb, &[])]).unwrap();
+    let mut drv = debroot_drv(Some(debs), &[]);
+    drv.input_drvs.insert(fetch_drv.clone(), BTreeSet::from(["out".to_string()]));
+    let (result, out) = run(&s, &store, &drv);
+    result.unwrap();
+    assert_eq!(fs::read(out.join("usr/bin/dash")).unwrap(), b"dash");
+    // Naming another output of the same derivation does not make `out` an input.
+    drv.input_drvs.insert(fetch_drv, BTreeSet::from(["dev".to_string()]));
+    let (result, _) = run(&s, &store, &drv);
+    assert!(result.unwrap_err().contains("is not an input of this derivation"));
 }
