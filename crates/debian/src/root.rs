@@ -32,6 +32,7 @@ pub mod dpkg_db;
 mod merge;
 pub mod order;
 mod stream;
+mod tar_names;
 mod unpack;
 
 use std::io::{self, Write};

@@ -115,6 +115,13 @@ pub(crate) fn deb(control: &str, md5sums: Option<&[u8]>, data: &[Entry], compres
     ar(&[("debian-binary", b"2.0\n"), (&control_name, &control_tar), (&data_name, &data_tar)])
 }
 
+/// A `.deb` whose control file is `control` and whose `data.tar` (uncompressed) is `data_tar`.
+pub(crate) fn deb_with_data_tar(control: &str, data_tar: &[u8]) -> Vec<u8> {
+    let mut control_tar = Vec::new();
+    append(&mut control_tar, "./control", tar::EntryType::Regular, 0o644, "", control.as_bytes());
+    ar(&[("debian-binary", b"2.0\n"), ("control.tar", &end(control_tar)), ("data.tar", data_tar)])
+}
+
 /// A control paragraph for `name` `version` on `arch`.
 pub(crate) fn control(name: &str, version: &str, arch: &str) -> String {
     format!("Package: {name}\nVersion: {version}\nArchitecture: {arch}\nMaintainer: Test <t@example.org>\nDescription: test package {name}\n It is made by hand.\n")

@@ -5,7 +5,7 @@ use std::process::Command;
 use mini_store::testing::Scratch;
 
 use super::*;
-use crate::deb::testing::{control, deb, Entry};
+use crate::deb::testing::{control, deb, deb_with_data_tar, Entry};
 use crate::deb::Compression;
 
 /// Writes a `.deb` of `name` with `data` (and `extra` control fields) and the input naming it.
@@ -259,4 +259,53 @@ fn names_versions_and_architectures_are_checked() {
     for bad in ["", "AMD64", "x86_64", "../x"] {
         assert!(check_architecture(bad).is_err(), "{bad}");
     }
+}
+
+/// An input for `name` whose `data.tar` is `data_tar`.
+fn package_with_data_tar(s: &Scratch, name: &str, data_tar: &[u8]) -> RootInput {
+    let path = s.0.join(format!("{name}.deb"));
+    fs::write(&path, deb_with_data_tar(&control(name, "1", "amd64"), data_tar)).unwrap();
+    RootInput { name: name.into(), version: "1".into(), architecture: "amd64".into(), path, depends: vec![] }
+}
+
+fn header(kind: tar::EntryType, path: &str, size: usize) -> tar::Header {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(path).unwrap();
+    header.set_entry_type(kind);
+    header.set_size(size as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    header
+}
+
+#[test]
+fn long_names_and_pax_paths_are_read_and_huge_name_records_refused() {
+    let s = Scratch::new("root-long-names");
+    let long = format!("./usr/share/{}/file", "d".repeat(150));
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut file = header(tar::EntryType::Regular, "placeholder", 4);
+    builder.append_data(&mut file, &long, &b"long"[..]).unwrap();
+    let record = "30 path=./usr/share/pax-named\n";
+    assert_eq!(record.len(), 30);
+    builder.append(&header(tar::EntryType::XHeader, "PaxHeader", record.len()), record.as_bytes()).unwrap();
+    builder.append(&header(tar::EntryType::Regular, "short", 3), &b"pax"[..]).unwrap();
+    let target = "t".repeat(120);
+    let mut link = header(tar::EntryType::Symlink, "placeholder", 0);
+    builder.append_link(&mut link, "./usr/share/link", &target).unwrap();
+    let input = package_with_data_tar(&s, "long", &builder.into_inner().unwrap());
+    let out = s.0.join("root");
+    assemble(&[input], &out, &mut Vec::new()).unwrap();
+    assert_eq!(fs::read(out.join(&long[2..])).unwrap(), b"long");
+    assert_eq!(fs::read(out.join("usr/share/pax-named")).unwrap(), b"pax");
+    assert_eq!(fs::read_link(out.join("usr/share/link")).unwrap(), Path::new(&target));
+    let list = fs::read_to_string(out.join("var/lib/dpkg/info/long.list")).unwrap();
+    assert!(list.contains(&format!("{}\n/usr/share/pax-named\n/usr/share/link\n", &long[1..])), "{list}");
+
+    let mut bomb = tar::Builder::new(Vec::new());
+    let size = (tar_names::MAX_RECORD + 1) as usize;
+    bomb.append(&header(tar::EntryType::GNULongName, "././@LongLink", size), &vec![b'a'; size][..]).unwrap();
+    bomb.append(&header(tar::EntryType::Regular, "x", 0), &b""[..]).unwrap();
+    let input = package_with_data_tar(&s, "bomb", &bomb.into_inner().unwrap());
+    let err = assemble(&[input], &s.0.join("bomb-root"), &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("more than the 1048576 accepted"), "{err}");
 }

@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
 use super::merge::{self, MergeError, MergedTree, Owner, Placed};
+use super::tar_names::EntryNames;
 use super::{read_error, Package, RootError, ASSEMBLER, USR_MERGED, USR_MERGED_ON_DEMAND};
 use crate::deb;
 
@@ -30,13 +31,19 @@ impl Unpacker<'_, '_, '_> {
         let packages = self.packages;
         let package = &packages[self.owner];
         let read = |source| read_error(package, source);
-        for entry in archive.entries().map_err(read)? {
+        let mut names = EntryNames::default();
+        for entry in archive.entries().map_err(read)?.raw(true) {
             let mut entry = entry.map_err(read)?;
-            let kind = entry.header().entry_type();
-            if kind == tar::EntryType::XGlobalHeader {
+            let absorbed = names.absorb(&mut entry).map_err(|reason| RootError::Entry {
+                package: package.input.name.clone(),
+                entry: deb::show_bytes(&entry.header().path_bytes()),
+                reason,
+            })?;
+            if absorbed {
                 continue;
             }
-            let raw = entry.path_bytes().into_owned();
+            let kind = entry.header().entry_type();
+            let (raw, link) = names.take(&entry);
             let refuse = |reason: String| RootError::Entry {
                 package: package.input.name.clone(),
                 entry: deb::show_bytes(&raw),
@@ -61,11 +68,11 @@ impl Unpacker<'_, '_, '_> {
                     placed
                 }
                 tar::EntryType::Symlink => {
-                    let target = entry.link_name_bytes().ok_or_else(|| refuse("the link has no target".into()))?;
+                    let target = link.ok_or_else(|| refuse("the link has no target".into()))?;
                     self.tree.symlink(&mapped, &target, self.owner).map_err(|e| self.explain(e, &refuse))?
                 }
                 tar::EntryType::Link => {
-                    let target = entry.link_name_bytes().ok_or_else(|| refuse("the hard link has no target".into()))?;
+                    let target = link.ok_or_else(|| refuse("the hard link has no target".into()))?;
                     let target = map_path(&target)
                         .map_err(|reason| refuse(format!("the hard link's target {reason}")))?
                         .ok_or_else(|| refuse("the hard link points at the root".into()))?
