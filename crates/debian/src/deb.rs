@@ -6,9 +6,8 @@
 //! [`Deb::open`] reads only the `ar` headers, checking every size against
 //! the file and against limits before anything is allocated; the members
 //! are then read in place (positioned reads, no shared cursor), so a
-//! package's data can be decompressed on another thread while its
-//! control file is read. Truncated or corrupt input is an error naming
-//! the file and the member, never a panic.
+//! package's data can be decompressed on another thread. Truncated or
+//! corrupt input is an error naming the file and the member, never a panic.
 
 pub mod control;
 

@@ -116,8 +116,8 @@ pub enum RootError {
     Entry { package: String, entry: String, reason: String },
     #[error("package '{package}': cannot read its data ({member}): {source}")]
     Read { package: String, member: String, source: io::Error },
-    #[error("cannot write '{entry}' in the root: {source}")]
-    Write { entry: String, source: MergeError },
+    #[error("cannot write '{entry}' in the root: {reason}")]
+    Write { entry: String, reason: String },
 }
 
 /// Checks a Debian package name: `[a-z0-9][a-z0-9+.-]+`.
@@ -280,7 +280,7 @@ fn write_skeleton(tree: &mut MergedTree) -> Result<(), RootError> {
 }
 
 fn written(entry: &str, source: MergeError) -> RootError {
-    RootError::Write { entry: entry.to_string(), source }
+    RootError::Write { entry: entry.to_string(), reason: source.to_string() }
 }
 
 /// Makes the [`ALTERNATIVES`] links whose link is missing and a target is present.
