@@ -10,10 +10,13 @@
 
 pub mod apt;
 mod apt_output;
+pub mod deb;
 pub mod deb822;
 pub mod fetch;
 pub mod lock;
 pub mod names;
 pub mod relations;
+pub mod root;
 
 pub use fetch::fetchdeb;
+pub use root::debroot;
