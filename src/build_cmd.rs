@@ -152,7 +152,8 @@ fn realise_with(
     let mut builder = Builder::new(store, options, &progress)
         .with_builtin(mini_build::builtin_builders::fetchurl(file_dirs))
         .with_builtin(Box::new(mini_image::builder::ImageBuilder))
-        .with_builtin(mini_debian::fetchdeb(mini_debian::apt::Apt::host()));
+        .with_builtin(mini_debian::fetchdeb(mini_debian::apt::Apt::host()))
+        .with_builtin(mini_debian::debroot());
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);
     }

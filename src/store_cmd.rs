@@ -204,7 +204,8 @@ fn repair_store(store: &Store, urls: Vec<String>, keys: Vec<String>) -> Result<(
     let progress = crate::progress::Progress::new(false);
     let mut builder = Builder::new(store, BuildOptions::default(), &progress)
         .with_builtin(Box::new(mini_image::builder::ImageBuilder))
-        .with_builtin(mini_debian::fetchdeb(mini_debian::apt::Apt::host()));
+        .with_builtin(mini_debian::fetchdeb(mini_debian::apt::Apt::host()))
+        .with_builtin(mini_debian::debroot());
     if let Some(substituter) = substituter {
         builder = builder.with_substituter(substituter);
     }
