@@ -3,12 +3,12 @@
 # run, in alternating order.
 #
 #   root   `mini build examples/c-make#root`: assembling the root of the
-#          61 packages examples/c-make/debian.lock pins (dash, gcc, make,
+#          63 packages examples/c-make/debian.lock pins (coreutils, dash, gcc, make,
 #          libc6-dev and their closure) from .deb files already in the store
 #          (evaluation, unpacking every data.tar.xz, the dpkg database, the
 #          alternatives' links, hashing and registering the output), in a
 #          fresh store seeded with the .debs beforehand (not timed), against
-#          `dpkg -x` of the same 61 files into one directory, one after the
+#          `dpkg -x` of the same 63 files into one directory, one after the
 #          other (what dpkg does to unpack, without its database).
 #   build  `mini build examples/c-make` with its root already built: the
 #          sandbox on Debian's gcc and make, stdenv's phases (make, make
