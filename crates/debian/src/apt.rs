@@ -365,7 +365,8 @@ pub fn resolve(
     args.extend(options.iter().cloned());
     args.extend(installs.iter().map(|(name, version, arch)| format!("{name}:{arch}={version}")));
     let records = apt_cache.output(&args, "show the resolved packages")?;
-    let paragraphs = deb822::parse(&records).map_err(|e| apt_cache.bad_output("as package records", e.to_string()))?;
+    let paragraphs =
+        deb822::parse_all(&records).map_err(|e| apt_cache.bad_output("as package records", e.to_string()))?;
     let lock = lock_of(suite, architecture, packages, &installs, &paragraphs)
         .map_err(|m| apt_cache.bad_output("as package records", m))?;
     Ok(lock)

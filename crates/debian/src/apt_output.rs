@@ -119,7 +119,7 @@ pub(crate) fn lock_of(
 ) -> Result<Lock, String> {
     let mut by_key: BTreeMap<(&str, &str, &str), &deb822::Paragraph> = BTreeMap::new();
     for paragraph in paragraphs {
-        let field = |name: &str| paragraph.get(name).map(String::as_str).unwrap_or_default();
+        let field = |name: &str| paragraph.get(name).unwrap_or_default();
         let key = (field("Package"), field("Architecture"), field("Version"));
         // The same version from two sources: the first, as apt would take; never two different files.
         if let Some(first) = by_key.get(&key) {
@@ -142,7 +142,7 @@ pub(crate) fn lock_of(
         let record = by_key
             .get(&(name.as_str(), arch.as_str(), version.as_str()))
             .ok_or_else(|| format!("no record of {name} {version} ({arch})"))?;
-        let field = |key: &str| record.get(key).map(String::as_str).ok_or_else(|| format!("{name} has no {key}"));
+        let field = |key: &str| record.get(key).ok_or_else(|| format!("{name} has no {key}"));
         let filename = field("Filename")?;
         if !is_pool_filename(filename) {
             return Err(format!("{name}'s Filename '{filename}' is not a relative path into the archive"));
@@ -153,7 +153,7 @@ pub(crate) fn lock_of(
             return Err(format!("{name}'s SHA256 is not 64 hex digits"));
         }
         let relation = |key: &str| {
-            relations::parse(record.get(key).map_or("", String::as_str)).map_err(|m| format!("{name}'s {key}: {m}"))
+            relations::parse(record.get(key).unwrap_or_default()).map_err(|m| format!("{name}'s {key}: {m}"))
         };
         let mut depends = relation("Pre-Depends")?;
         depends.extend(relation("Depends")?);
@@ -257,7 +257,7 @@ mod tests {
             record("cdebconf", "0.270", "amd64", "Provides: debconf-2.0\n"),
         ]
         .concat();
-        let paragraphs = deb822::parse(&text).unwrap();
+        let paragraphs = deb822::parse_all(&text).unwrap();
         let installs: Vec<(String, String, String)> = [
             ("tzdata", "2026f-0", "all"),
             ("make", "4.3-4.1", "amd64"),
@@ -291,7 +291,7 @@ mod tests {
 
         let missing = lock_of("bookworm".into(), "amd64".into(), &requested, &installs[..1], &paragraphs[..1]);
         assert_eq!(missing.unwrap_err(), "no record of tzdata 2026f-0 (all)");
-        let evil = deb822::parse(&record("make", "4.3-4.1", "amd64", "").replace("pool/main/", "../../")).unwrap();
+        let evil = deb822::parse_all(&record("make", "4.3-4.1", "amd64", "").replace("pool/main/", "../../")).unwrap();
         let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &evil).unwrap_err();
         assert!(err.contains("is not a relative path into the archive"), "{err}");
         let foreign = lock_of("b".into(), "arm64".into(), &requested, &installs[1..2], &paragraphs).unwrap_err();
@@ -304,7 +304,7 @@ mod tests {
             record("make", "4.3-4.1", "amd64", ""),
             record("make", "4.3-4.1", "amd64", "").replace("AB", "CD")
         );
-        let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &deb822::parse(&twice).unwrap())
+        let err = lock_of("b".into(), "amd64".into(), &requested, &installs[1..2], &deb822::parse_all(&twice).unwrap())
             .unwrap_err();
         assert!(err.contains("has two different files"), "{err}");
     }

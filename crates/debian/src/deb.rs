@@ -9,8 +9,6 @@
 //! package's data can be decompressed on another thread. Truncated or
 //! corrupt input is an error naming the file and the member, never a panic.
 
-pub mod control;
-
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::FileExt;
@@ -19,7 +17,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-pub use control::{ControlError, Paragraph};
+pub use crate::deb822::{Deb822Error, Paragraph};
 
 /// The `ar` archive's magic bytes.
 const AR_MAGIC: &[u8; 8] = b"!<arch>\n";
@@ -75,8 +73,8 @@ pub enum DebError {
     NoControlFile { path: PathBuf },
     #[error("{}: control.tar's '{file}' is larger than the {limit} bytes accepted", path.display())]
     ControlFileTooLarge { path: PathBuf, file: &'static str, limit: u64 },
-    #[error("{}: {source}", path.display())]
-    Control { path: PathBuf, source: ControlError },
+    #[error("{}: its control file: {source}", path.display())]
+    Control { path: PathBuf, source: Deb822Error },
 }
 
 /// How a tar member is compressed.

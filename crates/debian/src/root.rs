@@ -41,6 +41,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::deb::{self, Control, Deb, DebError};
+use crate::names;
 pub use builtin::debroot;
 use merge::{MergeError, MergedTree, Owner};
 use unpack::Unpacker;
@@ -120,26 +121,19 @@ pub enum RootError {
     Write { entry: String, reason: String },
 }
 
-/// Checks a Debian package name: `[a-z0-9][a-z0-9+.-]+`.
+/// Checks a Debian package name ([`names::is_package`]).
 pub fn check_package_name(name: &str) -> Result<(), RootError> {
-    let b = name.as_bytes();
-    let valid = b.len() >= 2
-        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'+' | b'.' | b'-'));
-    check(valid, "package name", name, "a package name is [a-z0-9][a-z0-9+.-]+")
+    check(names::is_package(name), "package name", name, names::PACKAGE_RULE)
 }
 
-/// Checks a Debian version: `[A-Za-z0-9.+~:-]`, starting with a digit (an epoch `N:` allowed).
+/// Checks a Debian version ([`names::is_version`]).
 pub fn check_version(version: &str) -> Result<(), RootError> {
-    let valid = version.starts_with(|c: char| c.is_ascii_digit())
-        && version.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'+' | b'~' | b':' | b'-'));
-    check(valid, "version", version, "a version is [A-Za-z0-9.+~:-], starting with a digit")
+    check(names::is_version(version), "version", version, names::VERSION_RULE)
 }
 
-/// Checks a Debian architecture: `[a-z0-9-]+`.
+/// Checks a Debian architecture ([`names::is_architecture`]).
 pub fn check_architecture(arch: &str) -> Result<(), RootError> {
-    let valid = !arch.is_empty() && arch.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-    check(valid, "architecture", arch, "an architecture is [a-z0-9-]+")
+    check(names::is_architecture(arch), "architecture", arch, names::ARCHITECTURE_RULE)
 }
 
 fn check(valid: bool, what: &'static str, value: &str, rule: &'static str) -> Result<(), RootError> {

@@ -163,7 +163,7 @@ fn control_tar_without_a_control_file_or_with_a_bad_one_is_refused() {
     let data_tar = tar(&sample_data());
     for (control_tar, expected) in [
         (tar(&[Entry::File("./md5sums", 0o644, b"")]), "control.tar has no 'control' file"),
-        (tar(&[Entry::File("./control", 0o644, b"Package a\n")]), "line 1 of the control file"),
+        (tar(&[Entry::File("./control", 0o644, b"Package a\n")]), "its control file: line 1 is neither"),
         (b"not a tar at all, but long enough to be read as a header".repeat(20), "cannot read member 'control.tar'"),
     ] {
         let bytes = ar(&[("debian-binary", b"2.0\n"), ("control.tar", &control_tar), ("data.tar", &data_tar)]);

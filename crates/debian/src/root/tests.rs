@@ -241,23 +241,16 @@ fn a_package_may_not_ship_the_dpkg_database() {
 }
 
 #[test]
-fn names_versions_and_architectures_are_checked() {
-    for good in ["gcc-12", "libstdc++6", "g++", "python3.11", "0ad"] {
-        check_package_name(good).unwrap();
-    }
-    for bad in ["", "a", "-rf", "Gcc", "a b", "a/b", "a_b", "--opt"] {
-        assert!(check_package_name(bad).is_err(), "{bad}");
-    }
-    for good in ["1.0", "1:2.36-9+deb12u4", "12.2.0-14~rc1", "0.5.12-2"] {
-        check_version(good).unwrap();
-    }
-    for bad in ["", "-1", "v1.0", "1.0 ", "1/2", "1;2"] {
-        assert!(check_version(bad).is_err(), "{bad}");
-    }
-    check_architecture("amd64").unwrap();
+fn names_versions_and_architectures_are_checked_by_the_rules_of_names() {
+    check_package_name("libstdc++6").unwrap();
+    check_version("1:2.36-9+deb12u4").unwrap();
     check_architecture("all").unwrap();
-    for bad in ["", "AMD64", "x86_64", "../x"] {
-        assert!(check_architecture(bad).is_err(), "{bad}");
+    for (result, rule) in [
+        (check_package_name("--opt"), crate::names::PACKAGE_RULE),
+        (check_version("1.0 "), crate::names::VERSION_RULE),
+        (check_architecture("../x"), crate::names::ARCHITECTURE_RULE),
+    ] {
+        assert!(result.unwrap_err().to_string().contains(rule));
     }
 }
 
