@@ -236,25 +236,24 @@ pub fn wheel_cache() -> PathBuf {
 #[allow(dead_code)]
 pub fn seed_wheels(store: &Path) -> bool {
     let cache = wheel_cache();
-    for wheel in WHEELS {
-        let file = cache.join(wheel);
+    seed_cached(store, WHEELS.iter().map(|wheel| cache.join(wheel)))
+}
+
+/// Adds each of `files` (downloaded by `scripts/install-prerequisites`)
+/// to the store at `store` with `mini store add-fixed`. False (the test
+/// should skip) when one is missing; under CI that fails the test instead.
+fn seed_cached(store: &Path, files: impl IntoIterator<Item = PathBuf>) -> bool {
+    for file in files {
         if !file.is_file() {
             assert!(
                 !clients::ci(),
-                "{wheel} is not in {}: run scripts/install-prerequisites, which downloads it",
-                cache.display()
+                "{} is missing: run scripts/install-prerequisites, which downloads it",
+                file.display()
             );
-            eprintln!("skipping what needs {wheel}: not in {} (scripts/install-prerequisites)", cache.display());
+            eprintln!("skipping what needs {}: missing (scripts/install-prerequisites)", file.display());
             return false;
         }
-        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
-            .arg("--store")
-            .arg(store)
-            .args(["store", "add-fixed"])
-            .arg(&file)
-            .output()
-            .expect("run mini store add-fixed");
-        succeeded(&out);
+        succeeded(&mini_at(store, Path::new("."), &["store", "add-fixed", &file.display().to_string()]));
     }
     true
 }
@@ -290,26 +289,9 @@ pub fn seed_debs(store: &Path, lock: &Path) -> bool {
     let text = std::fs::read_to_string(lock).expect("read the debian.lock");
     let lock: serde_json::Value = serde_json::from_str(&text).expect("a debian.lock is JSON");
     let cache = deb_cache();
-    for package in lock["packages"].as_array().expect("packages") {
+    let files = lock["packages"].as_array().expect("packages").iter().map(|package| {
         let field = |f: &str| package[f].as_str().expect("a string field").to_string();
-        let file = cache.join(deb_store_name(&field("name"), &field("version"), &field("architecture")));
-        if !file.is_file() {
-            assert!(
-                !clients::ci(),
-                "{} is not cached: run scripts/install-prerequisites, which downloads it",
-                file.display()
-            );
-            eprintln!("skipping what needs {}: not cached (scripts/install-prerequisites)", file.display());
-            return false;
-        }
-        let out = Command::new(env!("CARGO_BIN_EXE_mini"))
-            .arg("--store")
-            .arg(store)
-            .args(["store", "add-fixed"])
-            .arg(&file)
-            .output()
-            .expect("run mini store add-fixed");
-        succeeded(&out);
-    }
-    true
+        cache.join(deb_store_name(&field("name"), &field("version"), &field("architecture")))
+    });
+    seed_cached(store, files.collect::<Vec<_>>())
 }

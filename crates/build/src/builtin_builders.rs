@@ -88,6 +88,34 @@ impl BuiltinJob<'_> {
     }
 }
 
+/// Runs `command` (a downloader a builtin drives: pip, apt) with its
+/// stdout and stderr copied to `log` as they come; its exit status and its
+/// last `tail_lines` non-empty lines, for an error to quote.
+pub fn run_logged(
+    mut command: std::process::Command,
+    log: &mut dyn Write,
+    tail_lines: usize,
+) -> io::Result<(std::process::ExitStatus, Vec<String>)> {
+    let (reader, writer) = io::pipe()?;
+    command.stdout(writer.try_clone()?).stderr(writer);
+    let mut child = command.spawn()?;
+    // The child holds the only write ends now: reading ends when it exits.
+    drop(command);
+    let mut tail: Vec<String> = Vec::new();
+    for line in io::BufRead::split(io::BufReader::new(reader), b'\n') {
+        let line = line?;
+        let _ = log.write_all(&line).and_then(|()| log.write_all(b"\n"));
+        let text = String::from_utf8_lossy(&line).trim_end().to_string();
+        if !text.is_empty() {
+            if tail.len() == tail_lines {
+                tail.remove(0);
+            }
+            tail.push(text);
+        }
+    }
+    Ok((child.wait()?, tail))
+}
+
 /// The builtins that need no settings: `buildenv`, and `fetchpypi` with
 /// the pip `MINI_PIP` names ([`crate::pypi::Pip::from_env`]). `fetchurl`
 /// reads local files for `file://` URLs, so whoever knows which

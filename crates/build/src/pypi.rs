@@ -20,7 +20,7 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,11 +30,11 @@ use mini_store::store::discard_tree;
 use crate::builtin_builders::{BuiltinBuilder, BuiltinJob, FetchError};
 use crate::error::{io_err, Result};
 
-/// The environment variable naming the pip command to run.
-pub const PIP_VAR: &str = "MINI_PIP";
-
 /// How many of pip's last output lines an error quotes.
 const TAIL_LINES: usize = 8;
+
+/// The environment variable naming the pip command to run.
+pub const PIP_VAR: &str = "MINI_PIP";
 
 /// Why `fetchPypi` does not download source distributions.
 pub const SDIST_REFUSED: &str = "fetchPypi downloads wheels only: pip cannot download a source distribution \
@@ -227,7 +227,8 @@ pub fn download(
         .arg(dir)
         .arg(&requirement);
     let _ = writeln!(log, "downloading {requirement} with {}", pip.describe());
-    let (status, tail) = run_logged(command, log).map_err(|e| pip.missing(&e.to_string()))?;
+    let (status, tail) =
+        crate::builtin_builders::run_logged(command, log, TAIL_LINES).map_err(|e| pip.missing(&e.to_string()))?;
     if !status.success() {
         if tail.iter().any(|l| l.contains("No module named pip")) {
             return Err(pip.missing("its Python has no pip module"));
@@ -259,29 +260,6 @@ pub fn download(
             )))
         }
     }
-}
-
-/// Runs `command` with its stdout and stderr copied to `log` as they come;
-/// its exit status and its last lines.
-fn run_logged(mut command: Command, log: &mut dyn Write) -> io::Result<(std::process::ExitStatus, Vec<String>)> {
-    let (reader, writer) = io::pipe()?;
-    command.stdout(writer.try_clone()?).stderr(writer);
-    let mut child = command.spawn()?;
-    // The child holds the only write ends now: reading ends when it exits.
-    drop(command);
-    let mut tail: Vec<String> = Vec::new();
-    for line in io::BufReader::new(reader).split(b'\n') {
-        let line = line?;
-        let _ = log.write_all(&line).and_then(|()| log.write_all(b"\n"));
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        if !text.is_empty() {
-            if tail.len() == TAIL_LINES {
-                tail.remove(0);
-            }
-            tail.push(text);
-        }
-    }
-    Ok((child.wait()?, tail))
 }
 
 /// `builtin:fetchpypi` run with `pip`.

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -405,8 +405,8 @@ pub fn download(
     let mut command = apt_get.command();
     command.arg("download").arg("-q").args(private.options(&host.lists)).arg(&wanted).current_dir(&files);
     let _ = writeln!(log, "downloading {wanted} with the host's apt");
-    let (status, tail) =
-        run_logged(command, log).map_err(|e| AptError::NotRunnable { program: apt_get.name(), why: e.to_string() })?;
+    let (status, tail) = mini_build::builtin_builders::run_logged(command, log, TAIL_LINES)
+        .map_err(|e| AptError::NotRunnable { program: apt_get.name(), why: e.to_string() })?;
     if !status.success() {
         return Err(apt_get.failed(status, &format!("download {wanted}"), &tail));
     }
@@ -434,29 +434,6 @@ pub fn download(
             Err(bad(format!("it left {} files, not one: {names}", found.len())))
         }
     }
-}
-
-/// Runs `command` with its stdout and stderr copied to `log` as they come;
-/// its exit status and its last lines.
-fn run_logged(mut command: Command, log: &mut dyn Write) -> io::Result<(ExitStatus, Vec<String>)> {
-    let (reader, writer) = io::pipe()?;
-    command.stdout(writer.try_clone()?).stderr(writer);
-    let mut child = command.spawn()?;
-    // The child holds the only write ends now: reading ends when it exits.
-    drop(command);
-    let mut tail: Vec<String> = Vec::new();
-    for line in io::BufReader::new(reader).split(b'\n') {
-        let line = line?;
-        let _ = log.write_all(&line).and_then(|()| log.write_all(b"\n"));
-        let text = String::from_utf8_lossy(&line).trim_end().to_string();
-        if !text.is_empty() {
-            if tail.len() == TAIL_LINES {
-                tail.remove(0);
-            }
-            tail.push(text);
-        }
-    }
-    Ok((child.wait()?, tail))
 }
 
 #[cfg(test)]
