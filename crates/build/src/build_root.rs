@@ -59,10 +59,15 @@ pub fn layout(store_dir: &Path, base: &str, reserved_etc: &[&str]) -> Result<Vec
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io_err("reading the build root", &source)(e)),
         };
+        if *name == "etc" && !meta.is_dir() {
+            return Err(bad(
+                "its etc is not a directory: the sandbox's /etc holds mini's own files beside the root's".into()
+            ));
+        }
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&source).map_err(io_err("reading the build root", &source))?;
             entries.push(RootEntry::Link { at: PathBuf::from(name), target });
-        } else if *name == "etc" && meta.is_dir() {
+        } else if *name == "etc" {
             entries.extend(etc_entries(&source, reserved_etc)?);
         } else if meta.is_dir() {
             entries.push(RootEntry::Bind { source, at: PathBuf::from(name), is_dir: true });
@@ -167,7 +172,9 @@ mod tests {
         fs::create_dir_all(store.join("linked")).unwrap();
         std::os::unix::fs::symlink("/usr", store.join("linked/usr")).unwrap();
         fs::write(store.join("file"), "x").unwrap();
-        for base in ["empty", "linked", "file"] {
+        fs::create_dir_all(store.join("etc-link/usr")).unwrap();
+        std::os::unix::fs::symlink("/etc", store.join("etc-link/etc")).unwrap();
+        for base in ["empty", "linked", "file", "etc-link"] {
             let err = layout(&store, base, &[]).unwrap_err().to_string();
             assert!(err.contains("buildRoot") && err.contains(base), "{err}");
         }

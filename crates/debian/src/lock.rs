@@ -130,6 +130,8 @@ pub enum Change {
     Added { name: String, version: String },
     /// In the old lock only.
     Removed { name: String, version: String },
+    /// The same file, depending on other locked packages.
+    Redepended { name: String, version: String },
 }
 
 impl std::fmt::Display for Change {
@@ -139,6 +141,7 @@ impl std::fmt::Display for Change {
             Change::Refiled { name, version } => write!(f, "{name} {version}: another file, with another sha256"),
             Change::Added { name, version } => write!(f, "{name} {version} (new)"),
             Change::Removed { name, version } => write!(f, "{name} {version} (no longer needed)"),
+            Change::Redepended { name, version } => write!(f, "{name} {version}: other dependencies"),
         }
     }
 }
@@ -157,6 +160,9 @@ pub fn changes(old: &Lock, new: &Lock) -> Vec<Change> {
             }
             (Some(was), Some(now)) if was.sha256 != now.sha256 || was.filename != now.filename => {
                 changes.push(Change::Refiled { name, version: now.version.clone() })
+            }
+            (Some(was), Some(now)) if was.depends != now.depends => {
+                changes.push(Change::Redepended { name, version: now.version.clone() })
             }
             (None, Some(now)) => changes.push(Change::Added { name, version: now.version.clone() }),
             (Some(was), None) => changes.push(Change::Removed { name, version: was.version.clone() }),
@@ -517,5 +523,9 @@ mod tests {
             ]
         );
         assert!(changes(&old, &sample()).is_empty());
+        let mut redepended = sample();
+        redepended.packages[1].depends.clear();
+        let lines: Vec<String> = changes(&old, &redepended).iter().map(|c| c.to_string()).collect();
+        assert_eq!(lines, ["libc6 1:2.0-1+b1: other dependencies"]);
     }
 }

@@ -52,14 +52,6 @@ pub fn is_suite(suite: &str) -> bool {
         && bytes.iter().all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
 }
 
-/// `version` without its epoch: the form file names use (`1:2.3-1` → `2.3-1`).
-pub fn without_epoch(version: &str) -> &str {
-    match version.split_once(':') {
-        Some((epoch, rest)) if !epoch.is_empty() && epoch.bytes().all(|b| b.is_ascii_digit()) => rest,
-        _ => version,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,8 +74,6 @@ mod tests {
         for bad in ["", "-1", "1 2", "1/2", "a:1", ":1", "1:", "1:-2", "1.0_2", "1=2", "~1"] {
             assert!(!is_version(bad), "{bad}");
         }
-        assert_eq!(without_epoch("1:1.2.13.dfsg-1"), "1.2.13.dfsg-1");
-        assert_eq!(without_epoch("4.3-4.1"), "4.3-4.1");
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! usr-merged skeleton (`bin -> usr/bin`, `sbin -> usr/sbin`,
 //! `lib -> usr/lib`, `lib64 -> usr/lib64`, relative, and `lib32`,
 //! `libx32` when a package ships files there) and unpacks each package's
-//! `data.tar` in that order (`unpack.rs`). Entries below `bin`, `sbin`,
+//! `data.tar` in that order (`unpack.rs`). A package's own `bin ->
+//! usr/bin` (usr-merged releases ship them, DEP17) is the skeleton's link
+//! and is only recorded. Entries below `bin`, `sbin`,
 //! `lib*` are written below `usr/` instead, so that no link is ever
 //! followed; every write goes through directory handles (`merge.rs`).
 //! Directories shared by packages merge; a file or link a later package
@@ -16,7 +18,9 @@
 //! are written as copies. Devices and fifos are refused. Of a file's mode
 //! only the executable bit is kept (0755 or 0644; setuid and setgid are
 //! dropped, as the store normalises modes anyway); directories are 0755;
-//! owners are not kept.
+//! owners are not kept. A package's files may come to at most twice its
+//! declared `Installed-Size` (plus 64 MiB), so a small `.deb` cannot fill
+//! the disk.
 //!
 //! No maintainer script runs (`preinst`, `postinst`, … are not even read,
 //! only named in the log as skipped). So the root has none of what they

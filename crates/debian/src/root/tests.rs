@@ -241,6 +241,42 @@ fn a_package_may_not_ship_the_dpkg_database() {
 }
 
 #[test]
+fn a_package_unpacking_to_far_more_than_its_installed_size_is_refused() {
+    use Entry::*;
+    let s = Scratch::new("root-bomb");
+    // Installed-Size: 1 KiB allows 64 MiB and 2 KiB; this file is 65 MiB.
+    let big: &'static [u8] = Vec::leak(vec![0u8; 65 << 20]);
+    let bomb = package(&s, "bomb", &[], "Installed-Size: 1\n", &[Dir("./"), File("./usr/zeros", 0o644, big)]);
+    let out = s.0.join("root");
+    let err = assemble(&[bomb], &out, &mut Vec::new()).unwrap_err().to_string();
+    assert!(err.contains("package 'bomb'") && err.contains("Installed-Size"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn packages_shipping_the_usr_merge_links_themselves_unpack() {
+    // As trixie's base-files and libc6 do (DEP17).
+    use Entry::*;
+    let s = Scratch::new("root-dep17");
+    let base = package(
+        &s,
+        "base-files",
+        &[],
+        "",
+        &[Dir("./"), Link("./bin", "usr/bin"), Link("./lib64", "usr/lib64"), Link("./lib32", "usr/lib32")],
+    );
+    let dash =
+        package(&s, "dash", &["base-files"], "", &[Dir("./"), Dir("./bin/"), File("./bin/dash", 0o755, b"dash")]);
+    let out = s.0.join("root");
+    assemble(&[base, dash], &out, &mut Vec::new()).unwrap();
+    assert_eq!(fs::read_link(out.join("bin")).unwrap(), Path::new("usr/bin"));
+    assert_eq!(fs::read_link(out.join("lib32")).unwrap(), Path::new("usr/lib32"));
+    assert_eq!(fs::read(out.join("usr/bin/dash")).unwrap(), b"dash");
+    let list = fs::read_to_string(out.join("var/lib/dpkg/info/base-files.list")).unwrap();
+    assert!(list.contains("/bin\n") && list.contains("/lib64\n"), "{list}");
+}
+
+#[test]
 fn names_versions_and_architectures_are_checked_by_the_rules_of_names() {
     check_package_name("libstdc++6").unwrap();
     check_version("1:2.36-9+deb12u4").unwrap();

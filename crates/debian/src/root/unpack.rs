@@ -32,6 +32,8 @@ impl Unpacker<'_, '_, '_> {
         let package = &packages[self.owner];
         let read = |source| read_error(package, source);
         let mut names = EntryNames::default();
+        let limit = unpacked_limit(package.control.paragraph.get("Installed-Size"));
+        let mut unpacked: u64 = 0;
         for entry in archive.entries().map_err(read)?.raw(true) {
             let mut entry = entry.map_err(read)?;
             let absorbed = names.absorb(&mut entry).map_err(|reason| RootError::Entry {
@@ -61,6 +63,10 @@ impl Unpacker<'_, '_, '_> {
                     self.tree.dir(&mapped, self.owner).map_err(|e| self.explain(e, &refuse))?
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    unpacked = unpacked.saturating_add(entry.header().size().map_err(read)?);
+                    if unpacked > limit {
+                        return Err(refuse(too_large(limit)));
+                    }
                     let executable = entry.header().mode().map_err(read)? & 0o111 != 0;
                     let (mut file, placed) =
                         self.tree.file(&mapped, executable, self.owner).map_err(|e| self.explain(e, &refuse))?;
@@ -69,6 +75,14 @@ impl Unpacker<'_, '_, '_> {
                 }
                 tar::EntryType::Symlink => {
                     let target = link.ok_or_else(|| refuse("the link has no target".into()))?;
+                    if is_layout_link(&listed, &target) {
+                        // Packages of usr-merged releases (DEP17: trixie's
+                        // base-files) ship `bin -> usr/bin` themselves: the
+                        // root's layout has that very link already.
+                        self.make_on_demand_link(&mapped).map_err(|e| self.explain(e, &refuse))?;
+                        list.push(listed);
+                        continue;
+                    }
                     self.tree.symlink(&mapped, &target, self.owner).map_err(|e| self.explain(e, &refuse))?
                 }
                 tar::EntryType::Link => {
@@ -80,7 +94,12 @@ impl Unpacker<'_, '_, '_> {
                     let mut source =
                         self.tree.open_own_file(&target, self.owner).map_err(|e| self.explain(e, &refuse))?;
                     // One inode in dpkg's tree: the copy keeps the original's mode.
-                    let executable = source.metadata().map_err(read)?.permissions().mode() & 0o111 != 0;
+                    let metadata = source.metadata().map_err(read)?;
+                    unpacked = unpacked.saturating_add(metadata.len());
+                    if unpacked > limit {
+                        return Err(refuse(too_large(limit)));
+                    }
+                    let executable = metadata.permissions().mode() & 0o111 != 0;
                     let (mut file, placed) =
                         self.tree.file(&mapped, executable, self.owner).map_err(|e| self.explain(e, &refuse))?;
                     copy(&mut source, &mut file, self.buffer).map_err(read)?;
@@ -123,6 +142,32 @@ impl Unpacker<'_, '_, '_> {
         }
         Ok(())
     }
+}
+
+/// The most bytes of files one package may unpack: twice what its
+/// control's `Installed-Size` (KiB) declares, plus 64 MiB, or 1 GiB when it
+/// declares nothing. A few kilobytes of xz can expand to any size, and the
+/// root is written to the store's disk.
+fn unpacked_limit(installed_size: Option<&str>) -> u64 {
+    match installed_size.and_then(|kib| kib.trim().parse::<u64>().ok()) {
+        Some(kib) => kib.saturating_mul(2048).saturating_add(64 << 20),
+        None => 1 << 30,
+    }
+}
+
+fn too_large(limit: u64) -> String {
+    format!(
+        "the package's files come to more than {limit} bytes, twice what its Installed-Size declares \
+         (plus 64 MiB): refusing to fill the disk with it"
+    )
+}
+
+/// Whether the entry `/NAME -> usr/NAME` is the usr-merged layout's own
+/// link (`NAME` one of [`USR_MERGED`] and [`USR_MERGED_ON_DEMAND`]).
+fn is_layout_link(listed: &[u8], target: &[u8]) -> bool {
+    USR_MERGED.iter().chain(&USR_MERGED_ON_DEMAND).any(|top| {
+        listed.strip_prefix(b"/") == Some(top.as_bytes()) && target.strip_prefix(b"usr/") == Some(top.as_bytes())
+    })
 }
 
 /// Copies `from` into `to` through `buffer`, in large writes.
