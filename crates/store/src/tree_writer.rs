@@ -310,7 +310,7 @@ fn dir_flags() -> OFlags {
 }
 
 /// Why `name` cannot be one component of a path, if it cannot.
-fn component_problem(name: &[u8]) -> Option<&'static str> {
+pub fn component_problem(name: &[u8]) -> Option<&'static str> {
     match name {
         b"" => Some("has an empty component ('//' or a trailing '/')"),
         b"." | b".." => Some("has a '.' or '..' component"),

@@ -17,6 +17,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+pub use mini_store::tree_writer::component_problem;
 use mini_store::tree_writer::MAX_DEPTH;
 use rustix::fs::{AtFlags, Mode, OFlags, CWD};
 use rustix::io::Errno;
@@ -232,16 +233,6 @@ fn io_error(rel: &[u8], action: &'static str, errno: Errno) -> MergeError {
 
 fn dir_flags() -> OFlags {
     OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC
-}
-
-/// Why `name` cannot be one component of a path, if it cannot.
-pub fn component_problem(name: &[u8]) -> Option<&'static str> {
-    match name {
-        b"" => Some("has an empty component"),
-        b"." | b".." => Some("has a '.' or '..' component"),
-        _ if name.contains(&0) => Some("contains NUL"),
-        _ => None,
-    }
 }
 
 fn shown(rel: &[u8]) -> String {
