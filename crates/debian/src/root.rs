@@ -253,6 +253,14 @@ fn fill(
         },
         |position, source| read_error(&packages[order[position]], source),
     )?;
+    // A file or link a later package replaced is that package's now, not
+    // the earlier one's (dpkg takes it off the earlier package's list too).
+    for (index, list) in lists.iter_mut().enumerate() {
+        list.retain(|listed| match unpack::in_root(listed) {
+            Some(rel) => tree.kind(&rel) == Some(merge::Kind::Dir) || tree.owner(&rel).is_none_or(|o| o == index),
+            None => true,
+        });
+    }
     let alternatives = make_alternatives(tree, log)?;
     write_database(tree, packages, &lists)?;
     let order = order.iter().map(|&i| packages[i].input.name.clone()).collect();

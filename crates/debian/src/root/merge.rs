@@ -101,6 +101,11 @@ impl MergedTree {
         self.nodes.get(rel).map(|n| n.kind)
     }
 
+    /// Who wrote `rel` last, if it is in the tree.
+    pub fn owner(&self, rel: &[u8]) -> Option<Owner> {
+        self.nodes.get(rel).map(|n| n.owner)
+    }
+
     /// Creates the directory `rel` (0755), or merges with the one there.
     pub fn dir(&mut self, rel: &[u8], owner: Owner) -> Result<Placed, MergeError> {
         if let Some(node) = self.nodes.get(rel) {

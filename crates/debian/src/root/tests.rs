@@ -123,6 +123,10 @@ fn a_closure_unpacks_usr_merged_in_dependency_order() {
     );
     assert_eq!(fs::read_to_string(dpkg.join("info/dash.list")).unwrap(), "/.\n/bin\n/bin/dash\n/usr\n");
     assert!(fs::read_to_string(dpkg.join("info/tools.md5sums")).unwrap().contains("usr/share/doc/tools/copyright"));
+    // The replaced file is the later package's alone, as dpkg -S would say.
+    let tools = fs::read_to_string(dpkg.join("info/tools.list")).unwrap();
+    let over = fs::read_to_string(dpkg.join("info/zz-override.list")).unwrap();
+    assert!(!tools.contains("/usr/bin/gcc-12\n") && over.contains("/usr/bin/gcc-12\n"), "{tools}\n{over}");
     assert!(dpkg.join("info/libc6:amd64.md5sums").exists());
 }
 

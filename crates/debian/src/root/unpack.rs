@@ -170,6 +170,13 @@ fn is_layout_link(listed: &[u8], target: &[u8]) -> bool {
     })
 }
 
+/// Where the entry a `.list` shows as `listed` (`/bin/sh`) is in the root
+/// (`usr/bin/sh`), if it is an entry at all.
+pub(super) fn in_root(listed: &[u8]) -> Option<Vec<u8>> {
+    let rel = listed.strip_prefix(b"/").unwrap_or(listed);
+    map_path(rel).ok().flatten().map(|m| m.in_root)
+}
+
 /// Copies `from` into `to` through `buffer`, in large writes.
 fn copy(from: &mut dyn Read, to: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<()> {
     loop {
