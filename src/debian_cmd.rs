@@ -34,6 +34,10 @@ pub struct LockArgs {
     /// be one of apt's foreign architectures).
     #[arg(long = "arch", value_name = "ARCH")]
     architecture: Option<String>,
+    /// Write the lock to FILE, all at once and only when resolving
+    /// succeeded (a shell's `> FILE` empties it first), instead of printing it.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
     /// The packages to install; their dependencies are added (not their recommends).
     #[arg(required = true, value_name = "PACKAGE")]
     packages: Vec<String>,
@@ -43,6 +47,11 @@ pub fn debian(command: DebianCommand) -> Outcome {
     match command {
         DebianCommand::Lock(args) => {
             let lock = apt::resolve(&Apt::host(), args.suite.as_deref(), args.architecture.as_deref(), &args.packages)?;
+            if let Some(path) = &args.output {
+                write_atomically(path, &lock.to_json())
+                    .map_err(|e| failure(format!("cannot write '{}': {e}", path.display())))?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(lock.to_json().as_bytes()).and_then(|()| stdout.flush())?;
             Ok(ExitCode::SUCCESS)

@@ -43,6 +43,11 @@ fn make_resolves_to_one_canonical_lock() {
     assert_eq!(names, sorted);
     assert!(first.starts_with("{\n  \"version\": 1,\n  \"suite\": ") && first.ends_with("\n}\n"), "{first}");
     assert_eq!(succeeded(&debian_lock(&s, &["make"])), first, "the same lists give the same bytes");
+    // -o writes the same bytes to a file, and prints nothing.
+    let file = s.0.join("debian.lock");
+    let out = debian_lock(&s, &["-o", &file.display().to_string(), "make"]);
+    assert!(succeeded(&out).is_empty());
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), first);
 }
 
 #[test]
@@ -62,6 +67,11 @@ fn what_apt_does_not_have_is_a_clear_error() {
     let err = failed(&debian_lock(&s, &["--", "-oAPT::Get::Simulate=0"]));
     assert!(err.contains("the package name '-oAPT::Get::Simulate=0' is not valid"), "{err}");
     assert!(text(&debian_lock(&s, &["make", "no-such-package-at-all"]).stdout).is_empty(), "no half lock");
+    // With -o, a failed run leaves the old lock as it was (a shell's `>` would have emptied it).
+    let file = s.0.join("debian.lock");
+    std::fs::write(&file, "the old lock").unwrap();
+    failed(&debian_lock(&s, &["-o", &file.display().to_string(), "make", "no-such-package-at-all"]));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "the old lock");
 }
 
 /// A flake with no inputs in `dir`.
