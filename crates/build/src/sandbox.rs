@@ -428,16 +428,11 @@ impl Plan {
                 // A symlink cannot be a mount point; the parent made a copy.
                 continue;
             }
-            steps.push(bind_step(&source, &target)?);
-            let locked = locked_flags(&source).map_err(BuildError::Sandbox)?;
-            steps.push(read_only_step(&target, locked)?);
+            steps.extend(read_only_bind_steps(&source, &target)?);
         }
         for entry in from_root {
             if let RootEntry::Bind { source, at, .. } = entry {
-                let target = root.join(at);
-                steps.push(bind_step(source, &target)?);
-                let locked = locked_flags(source).map_err(BuildError::Sandbox)?;
-                steps.push(read_only_step(&target, locked)?);
+                steps.extend(read_only_bind_steps(source, &root.join(at))?);
             }
         }
         let tmpfs = |mode: &str| format!("mode={mode},size={}", spec.tmpfs_size);
@@ -523,6 +518,12 @@ fn bind_step(source: &Path, target: &Path) -> Result<Step> {
         flags: libc::MS_BIND | libc::MS_REC,
         data: None,
     })
+}
+
+/// Binds `source` at `target`, then makes that view read-only.
+fn read_only_bind_steps(source: &Path, target: &Path) -> Result<[Step; 2]> {
+    let locked = locked_flags(source).map_err(BuildError::Sandbox)?;
+    Ok([bind_step(source, target)?, read_only_step(target, locked)?])
 }
 
 /// Makes the bind mount at `target` read-only, keeping the `locked` flags

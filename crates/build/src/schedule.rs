@@ -373,8 +373,7 @@ impl<'a> Builder<'a> {
         // Every build gets a root of its own, made now and removed after:
         // nothing one builder leaves can reach another build or the host.
         let work_dir = self.store.staging_dir()?;
-        let mut spec = self.sandbox_spec(job, &outputs, &inputs, &impure, work_dir.clone());
-        spec.build_root = build_root;
+        let spec = self.sandbox_spec(job, &outputs, &inputs, &impure, build_root, work_dir.clone());
         let result = match builtin {
             Some(name) => self.run_builtin(name, job, &outputs, &spec),
             None => self.run_sandboxed(job, &spec, &outputs).map(|()| Declared::default()),
@@ -488,6 +487,7 @@ impl<'a> Builder<'a> {
         outputs: &BTreeMap<String, StorePath>,
         inputs: &[StorePath],
         impure: &[(String, String)],
+        build_root: Option<String>,
         work_dir: PathBuf,
     ) -> SandboxSpec {
         let mut env: BTreeMap<String, String> = BTreeMap::new();
@@ -517,7 +517,7 @@ impl<'a> Builder<'a> {
             inputs: inputs.iter().map(StorePath::base_name).collect(),
             network: job.drv.fixed_output().is_some(),
             tmpfs_size: self.options.tmpfs_size,
-            build_root: None,
+            build_root,
         }
     }
 
