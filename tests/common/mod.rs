@@ -1,6 +1,7 @@
 //! What the end-to-end tests share: scratch directories that clean up after
 //! themselves, even when the store inside them made files read-only.
 
+pub mod buildgrid;
 pub mod clients;
 pub mod docker;
 pub mod registry;
