@@ -11,7 +11,11 @@
 //! schema (`bgd migrate apply`), the server config (`DIR/server.yml`, CAS on
 //! disk in `DIR/cas`) and starts `bgd server start`, logging to `DIR/bgd.log`;
 //! it returns once the server answers `bgd capabilities`. PostgreSQL refuses
-//! to run as root, so as root the cluster belongs to and runs as `nobody`.
+//! to run as root, so as root the cluster belongs to and runs as `nobody`
+//! (who must be able to enter the directory: a [`super::Scratch`] will do).
+//! BuildGrid talks to it through psycopg2, named in the connection string:
+//! SQLAlchemy 2.1 would otherwise pick psycopg 3, and BuildGrid's listener
+//! for the scheduler's notifications is written for psycopg2 alone.
 //!
 //! Every daemon runs in a process group of its own, killed as a whole when
 //! the [`BuildGrid`] or [`Worker`] is dropped (also while a failing test
@@ -99,9 +103,9 @@ pub struct BuildGrid {
 }
 
 impl BuildGrid {
-    /// Starts PostgreSQL and BuildGrid with everything in `dir` (which must
-    /// exist), the bot session keepalive timeout [`KEEPALIVE_SECONDS`];
-    /// returns once BuildGrid answers. Panics when [`installed`] is `None`.
+    /// Starts PostgreSQL and BuildGrid with everything in `dir`, the bot
+    /// session keepalive timeout [`KEEPALIVE_SECONDS`]; returns once
+    /// BuildGrid answers. Panics when [`installed`] is `None`.
     pub fn start(dir: &Path) -> BuildGrid {
         BuildGrid::start_with_keepalive(dir, KEEPALIVE_SECONDS)
     }
@@ -111,6 +115,7 @@ impl BuildGrid {
     pub fn start_with_keepalive(dir: &Path, seconds: u32) -> BuildGrid {
         let bgd = venv().join("bin/bgd");
         assert!(bgd.is_file(), "BuildGrid is not installed: run scripts/install-prerequisites");
+        std::fs::create_dir_all(dir).expect("create the BuildGrid directory");
         let postgres = Postgres::start(dir);
         let connection = format!("postgresql+psycopg2://{PG_USER}@127.0.0.1:{}/{PG_DATABASE}", postgres.port);
         let migrate = Command::new(&bgd).args(["migrate", "apply", &connection]).output().expect("run bgd migrate");
