@@ -2,7 +2,8 @@
 //! derivations (through `mini-flake`), realise them (through `mini-build`),
 //! then make out-links, print paths, or run the result. Missing outputs
 //! are first asked of the binary caches (`--substituters` and the config
-//! file, through `mini-cache`).
+//! file, through `mini-cache`). With `--remote` (or the config file's
+//! `remote`), derivations are built on a REAPI service (`mini-remote`).
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -17,6 +18,8 @@ use mini_build::{BuildOptions, Builder, Substituter};
 use mini_cache::config::Config;
 use mini_cache::substitute::BinaryCaches;
 use mini_flake::{ResolveOptions, Target};
+use mini_remote::client::RemoteBuilder;
+use mini_remote::endpoint::Endpoint;
 use mini_store::store::Store;
 use mini_store::store_path::StorePath;
 
@@ -73,6 +76,14 @@ pub struct BuildArgs {
     /// besides those of the config file.
     #[arg(long, value_name = "KEY", value_delimiter = ' ')]
     trusted_public_keys: Vec<String>,
+    /// Build on a Remote Execution API service (grpc://HOST:PORT[/INSTANCE]),
+    /// such as BuildGrid with `mini worker`s; -j is then the number of
+    /// actions in flight. Overrides the config file's `remote`.
+    #[arg(long, value_name = "URL")]
+    remote: Option<String>,
+    /// Build here even if the config file names a remote service.
+    #[arg(long, conflicts_with = "remote")]
+    no_remote: bool,
     /// Lock the inputs of a flake whose mini.lock is missing or stale
     /// (writing the lock of a working tree) instead of refusing to build.
     #[arg(long)]
@@ -106,7 +117,8 @@ pub(crate) fn realise(
 ) -> Result<Vec<Target>, Failure> {
     let config = Config::load()?;
     let caches = config.binary_caches(Vec::new(), Vec::new())?;
-    let request = Realise { installables, resolve: &ResolveOptions::default(), check, print_logs };
+    let request =
+        Realise { installables, resolve: &ResolveOptions::default(), check, print_logs, remote: RemoteChoice::Config };
     realise_with(store, &config, &request, options, caches.as_ref())
 }
 
@@ -116,6 +128,15 @@ struct Realise<'a> {
     resolve: &'a ResolveOptions,
     check: bool,
     print_logs: bool,
+    remote: RemoteChoice,
+}
+
+/// Where `mini build` builds: on the service the config file names (if
+/// any), on this one, or here.
+enum RemoteChoice {
+    Config,
+    Url(String),
+    Local,
 }
 
 /// [`realise`] with these binary caches.
@@ -147,6 +168,7 @@ fn realise_with(
         }
     }
     let progress = Progress::new(request.print_logs);
+    let options_timeout = options.timeout;
     let file_dirs = config.allowed_file_dirs()?;
     options.impure_env = config.impure_env()?;
     let mut builder = Builder::new(store, options, &progress)
@@ -157,8 +179,27 @@ fn realise_with(
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);
     }
+    let url = match &request.remote {
+        RemoteChoice::Config => config.remote()?,
+        RemoteChoice::Url(url) => Some(url.clone()),
+        RemoteChoice::Local => None,
+    };
+    let remote = match url {
+        Some(url) => Some(RemoteBuilder::connect(&Endpoint::parse(&url)?, options_timeout)?),
+        None => None,
+    };
+    if let Some(remote) = &remote {
+        builder = builder.with_remote(remote);
+    }
     let report = builder.realise(&drvs, request.check);
     progress.finish();
+    if let Some(remote) = &remote {
+        let stats = remote.stats();
+        eprintln!(
+            "remote: {} executed, {} from the action cache; {} blobs ({} bytes) uploaded, {} bytes downloaded",
+            stats.executed, stats.cached, stats.uploaded_blobs, stats.uploaded_bytes, stats.downloaded_bytes
+        );
+    }
     let report = report?;
     if !report.failed.is_empty() {
         // Each failure was shown as it happened.
@@ -194,6 +235,11 @@ pub fn build(store_root: &Path, args: BuildArgs) -> Outcome {
         resolve: &resolve,
         check: args.check,
         print_logs: args.print_build_logs,
+        remote: match (args.remote, args.no_remote) {
+            (Some(url), _) => RemoteChoice::Url(url),
+            (None, true) => RemoteChoice::Local,
+            (None, false) => RemoteChoice::Config,
+        },
     };
     let targets = realise_with(&store, &config, &request, options, caches.as_ref())?;
     let mut json = Vec::new();

@@ -40,6 +40,7 @@ mod progress;
 mod push_cmd;
 mod sbom_cmd;
 mod store_cmd;
+mod worker_cmd;
 use mini_lang::{print_value, Evaluator, Value};
 
 #[global_allocator]
@@ -112,6 +113,9 @@ enum Command {
     /// Manage the signing keys of binary caches.
     #[command(subcommand)]
     Key(cache_cmd::KeyCommand),
+    /// Serve a Remote Execution API server (such as BuildGrid) as a build
+    /// worker: take its actions and build them in this store's sandbox.
+    Worker(worker_cmd::WorkerArgs),
     /// Check that this machine can build (user namespaces, a static busybox,
     /// a writable store) and which optional tools are present.
     Doctor(doctor::DoctorArgs),
@@ -193,6 +197,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["flake"], "mini flake show\nmini flake show ./examples/quotes"),
     (&["flake", "show"], "mini flake show\nmini flake show --all-systems ./service\nmini flake show 'git+file:.?ref=v1'"),
     (&["doctor"], "mini doctor\nmini doctor --json"),
+    (&["worker"], "mini worker --server grpc://127.0.0.1:50051 -j 2\nmini --store /var/lib/mini-worker worker --server grpc://build-server:50051 --instance main"),
     (
         &["copy"],
         "mini copy --to file:///srv/cache --secret-key cache-1.secret .#hello\n\
@@ -344,6 +349,7 @@ fn main() -> ExitCode {
         Command::Debian(command) => debian_cmd::debian(command),
         Command::Flake(command) => flake_cmd::flake(&store_root, command),
         Command::Doctor(args) => doctor::doctor(&store_root, args),
+        Command::Worker(args) => worker_cmd::worker(&store_root, args),
         Command::Copy(args) => cache_cmd::copy(&store_root, args),
         Command::Key(command) => cache_cmd::key(command),
         Command::Push(args) => push_cmd::push(&store_root, args),

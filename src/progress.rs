@@ -102,6 +102,23 @@ impl Observer for Progress {
                     bar.inc(1);
                 }
             }
+            Event::RemoteCached { drv } => {
+                self.update_running(|r| {
+                    r.remove(short(drv));
+                });
+                if self.bar.is_none() {
+                    self.say(&format!("took the outputs of '{drv}' from the remote action cache"));
+                }
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::RemoteFailed { drv, message } => {
+                self.say(&format!(
+                    "warning: the remote build of '{}' failed, building it here instead: {message}",
+                    short(drv)
+                ));
+            }
             Event::SubstitutionFailed { drv, message } => {
                 self.say(&format!("warning: cannot substitute '{}', building it instead: {message}", short(drv)));
             }

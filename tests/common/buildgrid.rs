@@ -229,7 +229,7 @@ impl Drop for BuildGrid {
 
 /// The server config: one insecure channel on 127.0.0.1:`port`, no
 /// authorization, the PostgreSQL scheduler polling often (tests wait on it),
-/// CAS on disk in `cas`, an action cache that only the workers fill.
+/// CAS on disk in `cas`, and an action cache in memory.
 fn server_config(port: u16, connection: &str, cas: &Path, keepalive: u32) -> String {
     format!(
         r#"server:
@@ -250,7 +250,10 @@ caches:
   - !lru-action-cache &ac
     storage: *cas
     max-cached-refs: 100000
-    allow-updates: false
+    # The scheduler stores each successful result through this cache, so
+    # it must accept updates; keep clients from writing it with the
+    # server's authorization in production (ARCHITECTURE.md).
+    allow-updates: true
     cache-failed-actions: false
 schedulers:
   - !sql-scheduler &scheduler

@@ -7,7 +7,8 @@
 //! refer to) before the store registers them.
 //! A failed build names the inputs' programs that need a loader outside
 //! the store (`elf`). A [`Substituter`] (such as a binary cache) may
-//! supply outputs instead.
+//! supply outputs instead, and a [`RemoteExecutor`] (`remote`) build them on
+//! a remote service.
 //! `repair` puts back what the store's verification found broken.
 //! `store_view` is `mini run`'s view of the store (and `mini doctor`'s probe
 //! of its namespaces), `doctor` the machine checks, `graph` the build and
@@ -30,6 +31,7 @@ mod mirrors;
 mod mounts;
 pub mod output;
 pub mod pypi;
+pub mod remote;
 pub mod repair;
 pub mod sandbox;
 pub mod schedule;
@@ -40,4 +42,5 @@ mod testing;
 mod unpack;
 
 pub use error::{BuildError, Result};
+pub use remote::{RemoteExecutor, RemoteFailure, RemoteOutcome, RemoteRequest};
 pub use schedule::{BuildOptions, BuildReport, Builder, Event, Observer, Substituter};

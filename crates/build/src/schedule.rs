@@ -30,6 +30,7 @@ use crate::dag::{self, BuildPlan, Job};
 use crate::elf;
 use crate::error::{io_err, BuildError, Result};
 use crate::output;
+use crate::remote::{RemoteExecutor, RemoteFailure, RemoteRequest};
 use crate::sandbox::{self, SandboxSpec};
 use mini_store::STORE_DIR;
 
@@ -103,6 +104,16 @@ pub enum Event<'a> {
         drv: &'a StorePath,
         message: &'a str,
     },
+    /// The remote build service's action cache held its outputs.
+    RemoteCached {
+        drv: &'a StorePath,
+    },
+    /// The remote build service could not build it, or its answer was
+    /// refused; the derivation is built here instead.
+    RemoteFailed {
+        drv: &'a StorePath,
+        message: &'a str,
+    },
     /// A line of a builder's output.
     Log {
         drv: &'a StorePath,
@@ -152,7 +163,8 @@ pub trait Substituter: Sync {
 #[derive(Debug, Default)]
 pub struct BuildReport {
     pub built: Vec<StorePath>,
-    /// Derivations whose outputs a substituter supplied.
+    /// Derivations whose outputs a substituter (or the remote action
+    /// cache) supplied.
     pub substituted: Vec<StorePath>,
     pub failed: Vec<(StorePath, BuildError)>,
     /// Derivations not built because an input failed or the build stopped.
@@ -166,12 +178,15 @@ pub struct Builder<'a> {
     builtins: Vec<Box<dyn BuiltinBuilder>>,
     observer: &'a dyn Observer,
     substituter: Option<&'a dyn Substituter>,
+    remote: Option<&'a dyn RemoteExecutor>,
 }
 
 /// How a derivation's outputs became valid.
 enum Outcome {
     Built,
     Substituted,
+    /// The remote action cache held the outputs: nothing was executed.
+    RemoteCached,
     /// Another process made them valid while this one waited for the locks.
     AlreadyValid,
 }
@@ -188,7 +203,21 @@ struct Progress {
 
 impl<'a> Builder<'a> {
     pub fn new(store: &'a Store, options: BuildOptions, observer: &'a dyn Observer) -> Builder<'a> {
-        Builder { store, options, builtins: crate::builtin_builders::standard(), observer, substituter: None }
+        Builder {
+            store,
+            options,
+            builtins: crate::builtin_builders::standard(),
+            observer,
+            substituter: None,
+            remote: None,
+        }
+    }
+
+    /// Sends the derivations it may build elsewhere to `remote` (see
+    /// [`crate::remote`]).
+    pub fn with_remote(mut self, remote: &'a dyn RemoteExecutor) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Asks `substituter` for missing outputs before building them.
@@ -309,6 +338,10 @@ impl<'a> Builder<'a> {
                             self.observer.event(Event::Substituted { drv: &job.drv_path });
                             p.report.substituted.push(job.drv_path.clone());
                         }
+                        Outcome::RemoteCached => {
+                            self.observer.event(Event::RemoteCached { drv: &job.drv_path });
+                            p.report.substituted.push(job.drv_path.clone());
+                        }
                         Outcome::AlreadyValid => self.observer.event(Event::AlreadyValid { drv: &job.drv_path }),
                     }
                     for next in graph.neighbors_directed(node, Direction::Outgoing) {
@@ -374,9 +407,12 @@ impl<'a> Builder<'a> {
         // nothing one builder leaves can reach another build or the host.
         let work_dir = self.store.staging_dir()?;
         let spec = self.sandbox_spec(job, &outputs, &inputs, &impure, build_root, work_dir.clone());
-        let result = match builtin {
-            Some(name) => self.run_builtin(name, job, &outputs, &spec),
-            None => self.run_sandboxed(job, &spec, &outputs).map(|()| Declared::default()),
+        let remote = if builtin.is_none() { self.run_remote(job, &outputs, &inputs, &spec) } else { None };
+        let cached = matches!(remote, Some(Ok(true)));
+        let result = match (remote, builtin) {
+            (Some(done), _) => done.map(|_| Declared::default()),
+            (None, Some(name)) => self.run_builtin(name, job, &outputs, &spec),
+            (None, None) => self.run_sandboxed(job, &spec, &outputs).map(|()| Declared::default()),
         }
         .and_then(|declared| self.finish_outputs(job, &outputs, &inputs, &spec, declared, &constraints));
         if result.is_err() && self.options.keep_failed {
@@ -392,7 +428,74 @@ impl<'a> Builder<'a> {
             }
         }
         discard_tree(&work_dir);
-        result.map(|()| Outcome::Built)
+        result.map(|()| if cached { Outcome::RemoteCached } else { Outcome::Built })
+    }
+
+    /// Builds on the remote service, when there is one and the derivation
+    /// may go there: `Some(Ok(cached))` once its outputs are where the
+    /// sandbox would leave them, `Some(Err)` when the remote builder
+    /// failed, and `None` to build here (after saying why, if the service
+    /// failed).
+    fn run_remote(
+        &self,
+        job: &Job,
+        outputs: &BTreeMap<String, StorePath>,
+        inputs: &[StorePath],
+        spec: &SandboxSpec,
+    ) -> Option<Result<bool>> {
+        let remote = self.remote?;
+        if job.check || job.drv.fixed_output().is_some() {
+            return None;
+        }
+        let outputs_dir = spec.outputs_dir();
+        if let Err(e) = fs::create_dir_all(&outputs_dir) {
+            return Some(Err(io_err("creating", &outputs_dir)(e)));
+        }
+        let request = RemoteRequest {
+            store: self.store,
+            drv_path: &job.drv_path,
+            drv: &job.drv,
+            inputs,
+            outputs: outputs.values().map(|p| (p.clone(), spec.output_on_host(&p.base_name()))).collect(),
+        };
+        match remote.execute(request) {
+            Ok(outcome) => Some(self.keep_remote_log(&job.drv_path, &outcome.log).map(|_| outcome.cached)),
+            Err(RemoteFailure::Builder { status, log }) => {
+                Some(self.keep_remote_log(&job.drv_path, &log).and_then(|log_tail| {
+                    Err(BuildError::BuilderFailed {
+                        drv: job.drv_path.to_string(),
+                        status: format!("{status} on the remote builder"),
+                        log_tail,
+                        hints: Vec::new(),
+                        log_path: self.log_path(&job.drv_path),
+                    })
+                }))
+            }
+            Err(RemoteFailure::Unavailable(message)) => {
+                self.observer.event(Event::RemoteFailed { drv: &job.drv_path, message: &message });
+                for path in outputs.values() {
+                    discard_tree(&spec.output_on_host(&path.base_name()));
+                }
+                None
+            }
+        }
+    }
+
+    /// Keeps a remote build's log where `mini log` reads it, and shows its
+    /// lines as a local build's; returns the last lines.
+    fn keep_remote_log(&self, drv: &StorePath, log: &[u8]) -> Result<Vec<String>> {
+        let log_path = self.log_path(drv);
+        fs::write(&log_path, log).map_err(io_err("writing", &log_path))?;
+        let text = String::from_utf8_lossy(log);
+        let mut tail: std::collections::VecDeque<String> = Default::default();
+        for line in text.lines() {
+            self.observer.event(Event::Log { drv, line });
+            if tail.len() == LOG_TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        }
+        Ok(tail.into())
     }
 
     /// Asks the substituter for each missing output, in order, stopping at

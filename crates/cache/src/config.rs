@@ -3,7 +3,8 @@
 //! substitute from and which keys to trust (`substituters`,
 //! `trustedPublicKeys`), which local directories `builtin:fetchurl` may read
 //! (`allowedFileUrls`, also `$MINI_ALLOWED_FILE_URLS`), and the values
-//! fixed-output builds may take from outside (`impureEnv`). A command reads
+//! fixed-output builds may take from outside (`impureEnv`), and the remote
+//! build service `mini build` sends derivations to (`remote`). A command reads
 //! it once (and the evaluator's fetcher once more, the first time it
 //! fetches a URL); every setting is checked when asked for, and a bad one
 //! is an error naming the file and the key.
@@ -33,6 +34,7 @@ pub enum ConfigError {
 pub const MINI_ALLOWED_FILE_URLS: &str = "MINI_ALLOWED_FILE_URLS";
 const FILE_URLS_KEY: &str = "allowedFileUrls";
 const IMPURE_ENV_KEY: &str = "impureEnv";
+const REMOTE_KEY: &str = "remote";
 
 /// The variables of mini's own environment a fixed-output build may take
 /// through `impureEnvVars`: where to download from, never credentials a
@@ -153,6 +155,18 @@ impl Config {
             Some(_) => return Err(self.bad(format!("'{FILE_URLS_KEY}' must be a list of directories"))),
         }
         Ok(dirs)
+    }
+
+    /// The remote build service (`"remote": "grpc://HOST:PORT[/INSTANCE]"`),
+    /// if one is set; the address is checked where it is used.
+    pub fn remote(&self) -> Result<Option<String>, ConfigError> {
+        match self.json.get(REMOTE_KEY) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(url)) => Ok(Some(url.clone())),
+            Some(other) => {
+                Err(self.bad(format!("'{REMOTE_KEY}' must be a string (grpc://HOST:PORT[/INSTANCE]), not {other}")))
+            }
+        }
     }
 
     /// The values fixed-output builds get for the variables they name in

@@ -1,0 +1,56 @@
+//! What can go wrong talking to a remote execution service, as one typed
+//! enum; the CLI turns these into diagnostics. [`RemoteError::Refused`]
+//! marks an answer that failed verification: nothing of it was used.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum RemoteError {
+    #[error("'{url}' is not a remote build service address: {reason} (expected grpc://HOST:PORT or grpc://HOST:PORT/INSTANCE)")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot reach the remote build service at {url}: {message}")]
+    Connect { url: String, message: String },
+    #[error("{call} failed: {code:?}: {message}")]
+    Rpc { call: &'static str, code: tonic::Code, message: String },
+    /// The service's answer was malformed, or did not match its digest.
+    #[error("refused the remote service's answer: {0}")]
+    Refused(String),
+    /// The service cannot do what this client needs (no SHA-256, say).
+    #[error("the remote build service cannot be used: {0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Store(#[from] mini_store::store::StoreError),
+    #[error(transparent)]
+    Build(#[from] mini_build::BuildError),
+    #[error("{action} '{}': {source}", path.display())]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+}
+
+impl RemoteError {
+    pub(crate) fn rpc(call: &'static str) -> impl FnOnce(tonic::Status) -> RemoteError {
+        move |status| RemoteError::Rpc { call, code: status.code(), message: status.message().to_string() }
+    }
+
+    /// Whether the request may work if sent again: the service was down,
+    /// restarting or busy.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RemoteError::Connect { .. } => true,
+            RemoteError::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal
+                    | tonic::Code::Aborted
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Cancelled
+            ),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = RemoteError> = std::result::Result<T, E>;

@@ -1,0 +1,395 @@
+//! `mini worker`: a bot of a REAPI server's Bots service
+//! (`google.devtools.remoteworkers.v1test2`). Each of its `-j` sessions
+//! takes one lease at a time, reads the Action, Command and input root
+//! from CAS, imports the input closure into the worker's own store, builds
+//! the derivation with the scheduler and sandbox of a local build, and
+//! reports an ActionResult: the outputs as NAR blobs, the build log as
+//! stdout, and the builder's exit status. The server stores successful
+//! results in its action cache.
+//!
+//! What the worker trusts: nothing of an Action but its digests. Every
+//! blob is checked against its digest; the Command must be one mini sends
+//! ([`crate::action::read_command`]), without the network; the input root
+//! must hold exactly the NARs its manifest lists, with references inside
+//! it; each NAR is unpacked by the store's restore, which writes through
+//! no link; a `.drv` must still give its own path when read. A path the
+//! worker's store already holds is used only if its NAR has the digest the
+//! Action names, so one client cannot slip other contents under a path
+//! into another client's build.
+//!
+//! A session that loses its server (a restart, a network failure) is
+//! created again with a growing pause (0.1 s to 5 s); the server requeues
+//! the leases of a bot that stopped answering.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use mini_build::schedule::log_path;
+use mini_build::{BuildError, BuildOptions, Builder};
+use mini_store::store::{discard_tree, Store};
+use mini_store::store_path::StorePath;
+use tokio::runtime::Handle;
+
+use crate::action::{self, InputPath};
+use crate::cas::{Cas, Connection};
+use crate::digest::Digest;
+use crate::endpoint::Endpoint;
+use crate::error::{RemoteError, Result};
+use crate::nar_blob;
+use crate::proto::bots::{self, BotSession, BotStatus, BotsClient, LeaseState};
+use crate::proto::{self, re, unpack, Any, Status};
+
+/// How often a session reports while it builds, so the server knows the
+/// bot is alive (its keepalive timeout is seconds to minutes).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How long an idle session's request waits for a lease; the server
+/// shortens it to its keepalive timeout.
+const LONG_POLL: Duration = Duration::from_secs(30);
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LONGEST_PAUSE: Duration = Duration::from_secs(5);
+
+/// How a worker runs.
+pub struct WorkerOptions {
+    pub endpoint: Endpoint,
+    /// Bot sessions, each building one derivation at a time.
+    pub sessions: usize,
+    /// How each build runs (`jobs` is ignored: one derivation per lease).
+    pub build: BuildOptions,
+}
+
+/// What the sessions share.
+struct Shared {
+    store: Store,
+    connection: Connection,
+    build: BuildOptions,
+    /// NAR digests of paths of this worker's store, checked once.
+    verified: Mutex<HashMap<StorePath, Digest>>,
+}
+
+/// Runs the worker until it is killed: it never returns but for an
+/// error before its first session.
+pub fn run(store: Store, options: WorkerOptions) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| RemoteError::Connect { url: options.endpoint.text.clone(), message: e.to_string() })?;
+    // The channel's connection tasks run on this runtime.
+    let _context = runtime.enter();
+    let connection = Connection::lazy(&options.endpoint)?;
+    let mut build = options.build;
+    build.jobs = 1;
+    let shared = Arc::new(Shared { store, connection, build, verified: Mutex::new(HashMap::new()) });
+    let prefix = bot_prefix();
+    runtime.block_on(async {
+        let sessions: Vec<_> = (0..options.sessions.max(1))
+            .map(|i| tokio::spawn(keep_session(shared.clone(), format!("{prefix}-{i}"))))
+            .collect();
+        for session in sessions {
+            let _ = session.await;
+        }
+    });
+    Ok(())
+}
+
+/// A bot id unique among this host's workers, and naming nothing of the
+/// host: `mini-<pid>-<time>`.
+fn bot_prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("mini-{}-{:x}", std::process::id(), nanos & 0xffff_ffff)
+}
+
+/// One bot session, created again whenever it is lost.
+async fn keep_session(shared: Arc<Shared>, bot_id: String) {
+    let mut pause = FIRST_PAUSE;
+    loop {
+        if let Err(error) = serve(&shared, &bot_id, &mut pause).await {
+            eprintln!("mini worker {bot_id}: {error}; connecting again in {:.1} s", pause.as_secs_f64());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(LONGEST_PAUSE);
+    }
+}
+
+/// A lease being built, and how it ended once it has.
+struct Running {
+    lease: String,
+    task: tokio::task::JoinHandle<(Status, Option<re::ActionResult>)>,
+    ended: Option<(Status, Option<re::ActionResult>)>,
+}
+
+/// Creates a session and serves it until an error.
+async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Result<()> {
+    let mut client = BotsClient::new(shared.connection.channel.clone());
+    let request = bots::CreateBotSessionRequest {
+        parent: shared.connection.instance().to_string(),
+        bot_session: Some(BotSession {
+            bot_id: bot_id.to_string(),
+            status: BotStatus::Ok as i32,
+            worker: Some(worker_description(bot_id)),
+            ..Default::default()
+        }),
+    };
+    let mut session = client.create_bot_session(request).await.map_err(RemoteError::rpc("CreateBotSession"))?;
+    eprintln!("mini worker {bot_id}: serving {} as {}", shared.connection.endpoint.text, session.name);
+    *pause = FIRST_PAUSE;
+    let mut running: Option<Running> = None;
+    loop {
+        if let Some((done, (status, result))) =
+            running.as_mut().and_then(|r| r.ended.take().map(|e| (r.lease.clone(), e)))
+        {
+            for lease in session.leases.iter_mut().filter(|l| l.id == done) {
+                lease.state = LeaseState::Completed as i32;
+                lease.status = Some(status.clone());
+                lease.result = result.as_ref().map(|r| proto::pack(proto::ACTION_RESULT, r));
+            }
+            running = None;
+        }
+        let mut request = tonic::Request::new(bots::UpdateBotSessionRequest {
+            name: session.name.clone(),
+            bot_session: Some(session.clone()),
+        });
+        request.set_timeout(if running.is_some() { LONG_POLL.min(Duration::from_secs(10)) } else { LONG_POLL });
+        session =
+            client.update_bot_session(request.into_inner()).await.map_err(RemoteError::rpc("UpdateBotSession"))?;
+        let mut accepted = false;
+        for lease in &mut session.leases {
+            let state = LeaseState::try_from(lease.state).unwrap_or(LeaseState::Unspecified);
+            let ours = running.as_ref().is_some_and(|r| r.lease == lease.id);
+            match state {
+                LeaseState::Pending | LeaseState::Active if !ours && running.is_none() => {
+                    lease.state = LeaseState::Active as i32;
+                    let task = start(shared.clone(), bot_id.to_string(), lease.id.clone(), lease.payload.clone());
+                    running = Some(Running { lease: lease.id.clone(), task, ended: None });
+                    accepted = true;
+                }
+                LeaseState::Cancelled if ours => {
+                    eprintln!("mini worker {bot_id}: lease {} was cancelled; its result will not be sent", lease.id);
+                    running = None;
+                }
+                _ => {}
+            }
+        }
+        session.leases.retain(|l| {
+            let state = LeaseState::try_from(l.state).unwrap_or(LeaseState::Unspecified);
+            !matches!(state, LeaseState::Cancelled | LeaseState::Completed)
+        });
+        if accepted {
+            // Say at once that the lease is taken.
+            continue;
+        }
+        // The only place the task is awaited: it ends once.
+        if let Some(building) = running.as_mut() {
+            if let Ok(joined) = tokio::time::timeout(REPORT_EVERY, &mut building.task).await {
+                building.ended = Some(joined.unwrap_or_else(|e| {
+                    let message = format!("the build task failed: {e}");
+                    (Status { code: tonic::Code::Internal as i32, message, details: Vec::new() }, None)
+                }));
+            }
+        }
+    }
+}
+
+/// The worker as the Bots service sees it: one device whose properties
+/// match the platform mini's Actions ask for.
+fn worker_description(bot_id: &str) -> bots::Worker {
+    bots::Worker {
+        devices: vec![bots::Device {
+            handle: bot_id.to_string(),
+            properties: action::PLATFORM
+                .iter()
+                .map(|(key, value)| bots::Property { key: key.to_string(), value: value.to_string() })
+                .collect(),
+        }],
+        ..Default::default()
+    }
+}
+
+/// Builds a lease's Action on a blocking thread.
+fn start(
+    shared: Arc<Shared>,
+    bot_id: String,
+    lease: String,
+    payload: Option<Any>,
+) -> tokio::task::JoinHandle<(Status, Option<re::ActionResult>)> {
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || match run_lease(&shared, &handle, &bot_id, payload.as_ref()) {
+        Ok(result) => (Status::default(), Some(result)),
+        Err(error) => {
+            eprintln!("mini worker {bot_id}: lease {lease}: {error}");
+            // A refused Action fails for good; anything else may work on
+            // another bot, and the server retries it.
+            let code = if matches!(error, RemoteError::Refused(_)) {
+                tonic::Code::FailedPrecondition
+            } else {
+                tonic::Code::Internal
+            };
+            (Status { code: code as i32, message: error.to_string(), details: Vec::new() }, None)
+        }
+    })
+}
+
+/// Reads, imports, builds and reports one Action.
+fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&Any>) -> Result<re::ActionResult> {
+    let cas = shared.connection.cas();
+    let payload = payload.ok_or_else(|| RemoteError::Refused("the lease has no payload".into()))?;
+    let bad = |e: prost::DecodeError| RemoteError::Refused(format!("the lease's payload is not valid: {e}"));
+    let action: re::Action = if let Some(action) = unpack(payload, proto::ACTION) {
+        action.map_err(bad)?
+    } else if let Some(digest) = unpack::<re::Digest>(payload, proto::DIGEST) {
+        let digest = Digest::from_proto(&digest.map_err(bad)?, "the lease's Action")?;
+        handle.block_on(cas.read_message(&digest, "the Action"))?
+    } else {
+        return Err(RemoteError::Refused(format!("the lease's payload is a {}, not an Action", payload.type_url)));
+    };
+    let command_digest = Digest::required(action.command_digest.as_ref(), "the Action's Command")?;
+    let command: re::Command = handle.block_on(cas.read_message(&command_digest, "the Command"))?;
+    let requested = action::read_command(&action, &command)?;
+    let inputs = read_input_root(handle, &cas, &action)?;
+    let held: BTreeSet<&StorePath> = inputs.iter().map(|i| &i.path).collect();
+    if !held.contains(&requested.drv_path) {
+        return Err(RemoteError::Refused(format!("the input root lacks the derivation {}", requested.drv_path)));
+    }
+    if let Some(output) = requested.outputs.iter().find(|o| held.contains(o)) {
+        return Err(RemoteError::Refused(format!("the input root holds the output {output}")));
+    }
+    import(shared, handle, &cas, &inputs)?;
+    let drv = shared.store.read_derivation(&requested.drv_path)?;
+    let declared: BTreeSet<StorePath> = drv.outputs.values().filter_map(|o| o.path.clone()).collect();
+    if declared != requested.outputs.iter().cloned().collect() {
+        return Err(RemoteError::Refused(format!("the Command's outputs are not those of {}", requested.drv_path)));
+    }
+    if drv.fixed_output().is_some() || drv.builder.starts_with("builtin:") {
+        return Err(RemoteError::Refused(format!(
+            "{} is fixed-output or has a builtin builder: mini builds those on the client",
+            requested.drv_path
+        )));
+    }
+    eprintln!("mini worker {bot_id}: building {}", requested.drv_path);
+    let builder = Builder::new(&shared.store, shared.build.clone(), &mini_build::schedule::Silent);
+    let report = builder.realise(std::slice::from_ref(&requested.drv_path), false)?;
+    let mut log = std::fs::read(log_path(&shared.store, &requested.drv_path)).unwrap_or_default();
+    if let Some((_, error)) = report.failed.first() {
+        eprintln!("mini worker {bot_id}: failed {}", requested.drv_path);
+        if !matches!(error, BuildError::BuilderFailed { .. }) {
+            log.extend_from_slice(format!("{error}\n").as_bytes());
+        }
+        let stdout = upload_log(handle, &cas, log)?;
+        return Ok(re::ActionResult { exit_code: 1, stdout_digest: Some(stdout.to_proto()), ..Default::default() });
+    }
+    if !report.not_attempted.is_empty() {
+        return Err(RemoteError::Refused(format!("{} could not be built from its input root", requested.drv_path)));
+    }
+    let mut output_files = Vec::new();
+    let mut blobs = Vec::new();
+    for output in &requested.outputs {
+        let (digest, bytes) = nar_blob::read(&shared.store.physical_path(output))?;
+        output_files.push(re::OutputFile {
+            path: action::nar_file(output),
+            digest: Some(digest.to_proto()),
+            ..Default::default()
+        });
+        blobs.push((digest, bytes));
+    }
+    output_files.sort_by(|a, b| a.path.cmp(&b.path));
+    let digests: Vec<Digest> = blobs.iter().map(|(d, _)| *d).collect();
+    let missing = handle.block_on(cas.find_missing(&digests))?;
+    blobs.retain(|(d, _)| missing.contains(d));
+    handle.block_on(cas.upload(blobs))?;
+    let stdout = upload_log(handle, &cas, log)?;
+    eprintln!("mini worker {bot_id}: built {}", requested.drv_path);
+    Ok(re::ActionResult {
+        output_files,
+        exit_code: 0,
+        stdout_digest: Some(stdout.to_proto()),
+        execution_metadata: Some(re::ExecutedActionMetadata { worker: bot_id.to_string(), ..Default::default() }),
+        ..Default::default()
+    })
+}
+
+fn upload_log(handle: &Handle, cas: &Cas, log: Vec<u8>) -> Result<Digest> {
+    let digest = Digest::of(&log);
+    handle.block_on(cas.upload(vec![(digest, log)]))?;
+    Ok(digest)
+}
+
+/// The input root's NARs and manifest, checked against each other.
+fn read_input_root(handle: &Handle, cas: &Cas, action: &re::Action) -> Result<Vec<InputPath>> {
+    let root_digest = Digest::required(action.input_root_digest.as_ref(), "the Action's input root")?;
+    let root: re::Directory = handle.block_on(cas.read_message(&root_digest, "the input root"))?;
+    let mini: re::Directory = handle.block_on(cas.read_message(&action::subdirectory(&root, "mini")?, "mini/"))?;
+    let store: re::Directory =
+        handle.block_on(cas.read_message(&action::subdirectory(&mini, "store")?, "mini/store/"))?;
+    let nars = action::read_store_dir(&store)?;
+    let manifest_digest = action::file(&mini, action::MANIFEST)?;
+    if manifest_digest.size > crate::cas::MAX_MESSAGE_BLOB {
+        return Err(RemoteError::Refused("the input root's manifest is too large".into()));
+    }
+    let manifest = handle.block_on(cas.read(&manifest_digest, "the input root's manifest"))?;
+    let manifest = String::from_utf8(manifest).map_err(|_| RemoteError::Refused("the manifest is not UTF-8".into()))?;
+    action::read_manifest(&manifest, &nars)
+}
+
+/// Makes every input valid in the worker's store, references first.
+fn import(shared: &Shared, handle: &Handle, cas: &Cas, inputs: &[InputPath]) -> Result<()> {
+    let store = &shared.store;
+    for input in in_dependency_order(inputs) {
+        let _lock = store.lock(&input.path)?;
+        if store.is_valid(&input.path) {
+            let known = shared.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&input.path).copied();
+            let digest = match known {
+                Some(digest) => digest,
+                None => nar_blob::digest_of(&store.physical_path(&input.path))?,
+            };
+            if digest != input.digest {
+                return Err(RemoteError::Refused(format!(
+                    "{} in this worker's store has the NAR digest {digest}, but the Action names {}",
+                    input.path, input.digest
+                )));
+            }
+            shared.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(input.path.clone(), digest);
+            continue;
+        }
+        let what = format!("input {}", input.path.base_name());
+        let bytes = handle.block_on(cas.read(&input.digest, &what))?;
+        let staging = store.staging_dir()?;
+        let dest = staging.join("nar");
+        let installed = nar_blob::unpack(&bytes, &dest, &what)
+            .and_then(|()| Ok(store.install(&input.path, &dest, input.references.clone(), None)?));
+        discard_tree(&staging);
+        installed?;
+        shared.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(input.path.clone(), input.digest);
+    }
+    Ok(())
+}
+
+/// `inputs` with every path after its references (the manifest holds
+/// every reference; a path's reference to itself is no edge).
+fn in_dependency_order(inputs: &[InputPath]) -> Vec<&InputPath> {
+    let by_path: BTreeMap<&StorePath, &InputPath> = inputs.iter().map(|i| (&i.path, i)).collect();
+    let mut placed: BTreeSet<&StorePath> = BTreeSet::new();
+    let mut order = Vec::new();
+    for input in inputs {
+        let mut stack = vec![(input, false)];
+        while let Some((node, expanded)) = stack.pop() {
+            if placed.contains(&node.path) {
+                continue;
+            }
+            if expanded {
+                placed.insert(&node.path);
+                order.push(node);
+                continue;
+            }
+            stack.push((node, true));
+            for reference in &node.references {
+                if reference != &node.path && !placed.contains(reference) {
+                    if let Some(next) = by_path.get(reference) {
+                        stack.push((next, false));
+                    }
+                }
+            }
+        }
+    }
+    order
+}

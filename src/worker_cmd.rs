@@ -1,0 +1,46 @@
+//! `mini worker`: serve a Remote Execution API server's Bots service as a
+//! build worker, building in this store (`--store`) with the sandbox of
+//! local builds (`mini-remote`'s worker).
+
+use std::path::Path;
+
+use clap::Args;
+use mini_build::BuildOptions;
+use mini_remote::endpoint::Endpoint;
+use mini_remote::worker::{self, WorkerOptions};
+use mini_store::store::Store;
+
+use crate::{failure, Outcome};
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The server: grpc://HOST:PORT (an instance may follow, as /INSTANCE).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The server's instance to take work from (default: the URL's, or the
+    /// default instance).
+    #[arg(long, value_name = "NAME")]
+    instance: Option<String>,
+    /// Build this many derivations at once, each in a bot session of its own.
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    jobs: usize,
+}
+
+pub fn worker(store_root: &Path, args: WorkerArgs) -> Outcome {
+    let mut endpoint = Endpoint::parse(&args.server)?;
+    if let Some(instance) = args.instance {
+        if !endpoint.instance.is_empty() && endpoint.instance != instance {
+            return Err(failure(format!(
+                "--instance {instance} contradicts the instance '{}' of --server {}",
+                endpoint.instance, args.server
+            )));
+        }
+        endpoint = Endpoint::parse(&format!("{}/{instance}", args.server.trim_end_matches('/')))?;
+    }
+    let store = Store::open(store_root)?;
+    let sessions = args.jobs.max(1);
+    let mut build = BuildOptions::default();
+    build.cores = (build.cores / sessions).max(1);
+    worker::run(store, WorkerOptions { endpoint, sessions, build })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
