@@ -43,8 +43,9 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The bot session keepalive timeout [`BuildGrid::start`] configures: how
 /// long the scheduler waits for a silent worker before it requeues its
-/// work (seconds).
-pub const KEEPALIVE_SECONDS: u32 = 3;
+/// work (seconds). Above BuildGrid's 3 s network timeout, or idle bots are
+/// answered at once instead of long-polling.
+pub const KEEPALIVE_SECONDS: u32 = 5;
 
 /// The PostgreSQL role and database BuildGrid uses.
 const PG_USER: &str = "mini";
@@ -264,6 +265,12 @@ schedulers:
     session-expiry-timer-interval: 1
     poll-interval: 0.05
     bot-poll-interval: 0.05
+    # Assign queued jobs every 20 ms (the default is every second).
+    assigners:
+      - !priority-age-assigner
+        count: 1
+        interval: 0.02
+        priority-assignment-percentage: 100
     property-set: !dynamic-property-set
       match-property-keys: [network]
 instances:

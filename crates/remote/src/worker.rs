@@ -46,6 +46,8 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long an idle session's request waits for a lease; the server
 /// shortens it to its keepalive timeout.
 const LONG_POLL: Duration = Duration::from_secs(30);
+/// The least time between an idle session's requests.
+const IDLE_PAUSE: Duration = Duration::from_millis(50);
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const LONGEST_PAUSE: Duration = Duration::from_secs(5);
 
@@ -151,6 +153,7 @@ async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Resu
             bot_session: Some(session.clone()),
         });
         request.set_timeout(if running.is_some() { LONG_POLL.min(Duration::from_secs(10)) } else { LONG_POLL });
+        let asked = std::time::Instant::now();
         session =
             client.update_bot_session(request.into_inner()).await.map_err(RemoteError::rpc("UpdateBotSession"))?;
         let mut accepted = false;
@@ -178,6 +181,12 @@ async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Resu
         if accepted {
             // Say at once that the lease is taken.
             continue;
+        }
+        // A server that answers an idle bot at once (BuildGrid does when
+        // its keepalive timeout is shorter than its network timeout) is
+        // asked again after a pause, not in a busy loop.
+        if running.is_none() && asked.elapsed() < IDLE_PAUSE {
+            tokio::time::sleep(IDLE_PAUSE).await;
         }
         // The only place the task is awaited: it ends once.
         if let Some(building) = running.as_mut() {
