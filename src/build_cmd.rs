@@ -54,10 +54,12 @@ pub struct BuildArgs {
     /// Rebuild already-valid outputs and compare them bit for bit.
     #[arg(long)]
     check: bool,
-    /// Kill a build that runs longer than this.
+    /// Kill a build that runs longer than this (with --remote, the
+    /// actions' timeout).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
-    /// Kill a build that prints nothing for this long.
+    /// Kill a build that prints nothing for this long (builds on this
+    /// machine; REAPI has no such limit for remote ones).
     #[arg(long, value_name = "SECS")]
     max_silent_time: Option<u64>,
     /// The size of each build's /tmp and /dev/shm (bytes, or with a K, M or
