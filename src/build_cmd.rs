@@ -170,7 +170,7 @@ fn realise_with(
         }
     }
     let progress = Progress::new(request.print_logs);
-    let options_timeout = options.timeout;
+    let (options_timeout, options_silent) = (options.timeout, options.max_silent_time);
     let file_dirs = config.allowed_file_dirs()?;
     options.impure_env = config.impure_env()?;
     let mut builder = Builder::new(store, options, &progress)
@@ -191,6 +191,9 @@ fn realise_with(
         None => None,
     };
     if let Some(remote) = &remote {
+        if options_silent.is_some() {
+            eprintln!("warning: --max-silent-time limits only the builds on this machine; remote actions get --timeout");
+        }
         builder = builder.with_remote(remote);
     }
     let report = builder.realise(&drvs, request.check);
