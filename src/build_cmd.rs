@@ -192,7 +192,9 @@ fn realise_with(
     };
     if let Some(remote) = &remote {
         if options_silent.is_some() {
-            eprintln!("warning: --max-silent-time limits only the builds on this machine; remote actions get --timeout");
+            eprintln!(
+                "warning: --max-silent-time limits only the builds on this machine; remote actions get --timeout"
+            );
         }
         builder = builder.with_remote(remote);
     }

@@ -205,22 +205,23 @@ pub fn read_command(action: &re::Action, command: &re::Command) -> Result<Reques
 
 /// The digest of the directory `name` in `dir`.
 pub fn subdirectory(dir: &re::Directory, name: &str) -> Result<Digest> {
-    let node = dir
-        .directories
-        .iter()
-        .find(|d| d.name == name)
-        .ok_or_else(|| RemoteError::Refused(format!("the input root has no directory '{name}'")))?;
-    Digest::required(node.digest.as_ref(), name)
+    entry(dir.directories.iter().map(|d| (&d.name, d.digest.as_ref())), name, "directory")
 }
 
 /// The digest of the file `name` in `dir`.
 pub fn file(dir: &re::Directory, name: &str) -> Result<Digest> {
-    let node = dir
-        .files
-        .iter()
-        .find(|f| f.name == name)
-        .ok_or_else(|| RemoteError::Refused(format!("the input root has no file '{name}'")))?;
-    Digest::required(node.digest.as_ref(), name)
+    entry(dir.files.iter().map(|f| (&f.name, f.digest.as_ref())), name, "file")
+}
+
+fn entry<'a>(
+    mut entries: impl Iterator<Item = (&'a String, Option<&'a re::Digest>)>,
+    name: &str,
+    kind: &str,
+) -> Result<Digest> {
+    let (_, digest) = entries
+        .find(|(n, _)| n.as_str() == name)
+        .ok_or_else(|| RemoteError::Refused(format!("the input root has no {kind} '{name}'")))?;
+    Digest::required(digest, name)
 }
 
 /// The NARs of `mini/store`: each a file named `<store path base>.nar`;
