@@ -15,7 +15,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use fake::{ExecuteAnswer, FakeServer};
-use mini_build::{RemoteExecutor, RemoteFailure, RemoteOutcome, RemoteRequest};
+use mini_build::{BuildOptions, Builder, Event, Observer, RemoteExecutor, RemoteFailure, RemoteOutcome, RemoteRequest};
 use mini_remote::action;
 use mini_remote::client::RemoteBuilder;
 use mini_remote::digest::Digest;
@@ -46,21 +46,32 @@ struct Fixture {
 
 impl Fixture {
     fn new(tag: &str, max_batch: i64) -> Fixture {
+        Fixture::with_builder(tag, max_batch, |_| ("/bin/sh".into(), BTreeSet::new()))
+    }
+
+    /// A fixture whose derivation runs `sh -c 'echo local > $out'` with
+    /// the program and inputs `builder` adds to the store.
+    fn with_builder(
+        tag: &str,
+        max_batch: i64,
+        builder: impl FnOnce(&Store) -> (String, BTreeSet<StorePath>),
+    ) -> Fixture {
         let scratch = Scratch::new(tag);
         let store = Store::open(&scratch.0.join("store")).expect("open the store");
+        let (program, input_srcs) = builder(&store);
         let mut drv = Derivation {
             name: format!("hostile-{tag}"),
             outputs: BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
             input_drvs: BTreeMap::new(),
-            input_srcs: BTreeSet::new(),
+            input_srcs: input_srcs.clone(),
             system: "x86_64-linux".into(),
-            builder: "/bin/sh".into(),
-            args: vec!["-c".into(), "echo hi > $out".into()],
+            builder: program,
+            args: vec!["sh".into(), "-c".into(), "echo local > $out".into()],
             env: BTreeMap::new(),
         };
         let modulo = drv.hash_modulo(&mut |_| unreachable!("the derivation has no inputs"));
         drv.fill_output_paths(modulo).expect("output paths");
-        let text = TextFile { name: format!("{}.drv", drv.name), text: drv.to_json(), references: BTreeSet::new() };
+        let text = TextFile { name: format!("{}.drv", drv.name), text: drv.to_json(), references: input_srcs };
         let drv_path = store.add_texts(&[text]).expect("add the derivation").remove(0);
         assert_eq!(drv_path, drv.drv_path().unwrap());
         let out = drv.outputs["out"].path.clone().expect("the output's path");
@@ -192,6 +203,11 @@ fn an_output_that_does_not_match_its_digest_is_refused() {
         let message = f.refused();
         assert!(message.contains("refused"), "{message}");
         assert!(message.contains(&digest.hex()), "{message}");
+        // So is a valid archive of another tree.
+        let other = tree(&f.scratch.0.join("other"), 2001);
+        f.server.state().cas.insert(digest, other);
+        let message = f.refused();
+        assert!(message.contains("refused") && message.contains(&digest.hex()), "{message}");
         // Shorter bytes are refused as well.
         f.server.state().cas.insert(digest, good[..good.len() - 8].to_vec());
         let message = f.refused();
@@ -442,4 +458,95 @@ fn only_the_blobs_the_cas_lacks_are_uploaded() {
     assert_eq!(state.asked.len(), 2);
     assert_eq!(state.uploaded.len(), uploaded.len(), "the second run uploaded {:?}", &state.uploaded[uploaded.len()..]);
     assert_eq!(state.executed, vec![action, action]);
+}
+
+/// The remote events of a build, and the derivations built here.
+#[derive(Default)]
+struct Seen(std::sync::Mutex<Vec<String>>);
+
+impl Observer for Seen {
+    fn event(&self, event: Event<'_>) {
+        let line = match event {
+            Event::RemoteFailed { message, .. } => format!("remote failed: {message}"),
+            Event::RemoteCached { .. } => "remote cached".to_string(),
+            Event::Built { .. } => "built".to_string(),
+            _ => return,
+        };
+        self.0.lock().unwrap().push(line);
+    }
+}
+
+/// The host's static busybox as a store path (`<path>/busybox`), if there is one.
+fn busybox(store: &Store) -> Option<StorePath> {
+    let host = ["/bin/busybox", "/usr/bin/busybox"].into_iter().map(Path::new).find(|p| p.is_file())?;
+    let dir = store.root().join("busybox-source");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(host, dir.join("busybox")).unwrap();
+    let path = store.add_path(&dir, "busybox").unwrap();
+    fs::remove_dir_all(&dir).unwrap();
+    Some(path)
+}
+
+/// A derivation run by busybox, or `None` (after saying why) when this
+/// host has none; under CI a missing busybox fails.
+fn busybox_fixture(tag: &str) -> Option<Fixture> {
+    let mut found = true;
+    let f = Fixture::with_builder(tag, BIG_BATCH, |store| match busybox(store) {
+        Some(path) => (format!("{path}/busybox"), BTreeSet::from([path])),
+        None => {
+            found = false;
+            ("/bin/sh".into(), BTreeSet::new())
+        }
+    });
+    if !found {
+        assert!(std::env::var("CI").map_or(true, |v| v != "true"), "a static busybox is required under CI");
+        eprintln!("skipped: no static busybox on this host (apt-get install busybox-static)");
+        return None;
+    }
+    Some(f)
+}
+
+#[test]
+fn the_scheduler_builds_here_what_a_hostile_server_answered() {
+    let Some(f) = busybox_fixture("scheduler-hostile") else { return };
+    // The action cache names another tree's archive, and CAS serves
+    // different bytes under its digest.
+    let remote = f.scratch.0.join("remote");
+    fs::write(&remote, "remote\n").unwrap();
+    let digest = f.cached(&nar_of(&remote));
+    let hostile = f.scratch.0.join("hostile");
+    fs::write(&hostile, "hostile\n").unwrap();
+    f.server.state().cas.insert(digest, nar_of(&hostile));
+    let client = f.client();
+    let seen = Seen::default();
+    let options = BuildOptions { jobs: 1, ..Default::default() };
+    let report =
+        Builder::new(&f.store, options, &seen).with_remote(&client).realise(std::slice::from_ref(&f.drv_path), false);
+    let report = report.unwrap_or_else(|e| panic!("the build failed: {e}"));
+    assert!(report.failed.is_empty(), "{:?}", report.failed.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>());
+    let seen = seen.0.into_inner().unwrap();
+    assert!(seen[0].starts_with("remote failed: refused"), "{seen:?}");
+    assert!(seen.contains(&"built".to_string()), "{seen:?}");
+    assert!(f.store.is_valid(&f.out));
+    assert_eq!(fs::read_to_string(f.store.physical_path(&f.out)).unwrap(), "local\n");
+    assert_eq!(client.stats().cached, 0);
+}
+
+#[test]
+fn the_scheduler_takes_an_honest_cached_answer() {
+    let Some(f) = busybox_fixture("scheduler-honest") else { return };
+    let remote = f.scratch.0.join("remote");
+    fs::write(&remote, "remote\n").unwrap();
+    f.cached(&nar_of(&remote));
+    let client = f.client();
+    let seen = Seen::default();
+    let options = BuildOptions { jobs: 1, ..Default::default() };
+    let report =
+        Builder::new(&f.store, options, &seen).with_remote(&client).realise(std::slice::from_ref(&f.drv_path), false);
+    let report = report.unwrap_or_else(|e| panic!("the build failed: {e}"));
+    assert!(report.failed.is_empty());
+    assert_eq!(seen.0.into_inner().unwrap(), vec!["remote cached".to_string()]);
+    assert!(f.store.is_valid(&f.out));
+    assert_eq!(fs::read_to_string(f.store.physical_path(&f.out)).unwrap(), "remote\n");
+    assert_eq!(client.stats().cached, 1);
 }
