@@ -550,3 +550,21 @@ fn the_scheduler_takes_an_honest_cached_answer() {
     assert_eq!(fs::read_to_string(f.store.physical_path(&f.out)).unwrap(), "remote\n");
     assert_eq!(client.stats().cached, 1);
 }
+
+#[test]
+fn a_server_that_takes_huge_batches_is_sent_no_more_than_the_client_may_encode() {
+    let f = Fixture::new("huge-batch", 1 << 30);
+    let file = f.scratch.0.join("large");
+    fs::write(&file, vec![7u8; 66 << 20]).unwrap();
+    let inputs = vec![f.store.add_path(&file, "large").unwrap()];
+    fs::remove_file(&file).unwrap();
+    let good = tree(&f.scratch.0.join("good"), 100);
+    let digest = f.server.put(&good);
+    f.server.state().execute = ExecuteAnswer::Result(Box::new(f.result(digest.to_proto())));
+    let client = f.client();
+    client
+        .execute(RemoteRequest { inputs: &inputs, ..f.request() })
+        .unwrap_or_else(|e| panic!("refused: {}", unavailable(Err(e))));
+    assert!(f.server.state().bad_uploads.is_empty());
+    assert_eq!(nar_of(&f.dest), good);
+}

@@ -118,7 +118,10 @@ impl FakeServer {
             let server = tonic::transport::Server::builder()
                 .add_service(CapabilitiesServer::new(served.clone()))
                 .add_service(ActionCacheServer::new(served.clone()))
-                .add_service(ContentAddressableStorageServer::new(served.clone()))
+                .add_service(
+                    ContentAddressableStorageServer::new(served.clone())
+                        .max_decoding_message_size(max_batch.max(4 << 20) as usize + (1 << 20)),
+                )
                 .add_service(ExecutionServer::new(served.clone()))
                 .add_service(ByteStreamServer::new(served))
                 .serve_with_incoming_shutdown(incoming, async {
