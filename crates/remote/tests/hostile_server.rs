@@ -14,7 +14,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use fake::{ExecuteAnswer, FakeServer};
+use fake::{BatchLie, ExecuteAnswer, FakeServer};
 use mini_build::{BuildOptions, Builder, Event, Observer, RemoteExecutor, RemoteFailure, RemoteOutcome, RemoteRequest};
 use mini_remote::action;
 use mini_remote::client::RemoteBuilder;
@@ -190,6 +190,19 @@ fn nar_with_entry(name: &[u8]) -> Vec<u8> {
     ])
 }
 
+/// A NAR of `depth` directories, each the only entry of the one above.
+fn nested(depth: usize) -> Vec<u8> {
+    let mut out = nar_words(&[b"nix-archive-1"]);
+    for _ in 0..depth {
+        out.extend(nar_words(&[b"(", b"type", b"directory", b"entry", b"(", b"name", b"d", b"node"]));
+    }
+    out.extend(nar_words(&[b"(", b"type", b"directory", b")"]));
+    for _ in 0..depth {
+        out.extend(nar_words(&[b")", b")"]));
+    }
+    out
+}
+
 #[test]
 fn an_output_that_does_not_match_its_digest_is_refused() {
     for max_batch in [BIG_BATCH, SMALL_BATCH] {
@@ -287,6 +300,7 @@ fn an_output_that_is_not_a_valid_archive_is_refused_and_nothing_is_left() {
         nar_with_entry(b"a/b"),
         nar_with_entry(b""),
         nar_with_entry(b"nul\0name"),
+        nested(5000),
     ];
     for bytes in cases {
         f.cached(&bytes);
@@ -567,4 +581,43 @@ fn a_server_that_takes_huge_batches_is_sent_no_more_than_the_client_may_encode()
         .unwrap_or_else(|e| panic!("refused: {}", unavailable(Err(e))));
     assert!(f.server.state().bad_uploads.is_empty());
     assert_eq!(nar_of(&f.dest), good);
+}
+
+#[test]
+fn a_batch_read_that_answers_another_blob_or_not_one_is_refused() {
+    let f = Fixture::new("batch-lie", BIG_BATCH);
+    let good = tree(&f.scratch.0.join("good"), 100);
+    let digest = f.cached(&good);
+    f.server.state().cas.insert(digest, b"other bytes".to_vec());
+    f.server.state().batch_lie = BatchLie::OtherDigest;
+    let message = f.refused();
+    assert!(message.contains("refused") && message.contains("another blob"), "{message}");
+    f.server.state().cas.insert(digest, good);
+    for (lie, expected) in [(BatchLie::Twice, "answered 2 blobs for one"), (BatchLie::Nothing, "answered 0 blobs")] {
+        f.server.state().batch_lie = lie;
+        let message = f.refused();
+        assert!(message.contains("refused") && message.contains(expected), "{message}");
+    }
+}
+
+#[test]
+fn an_upload_answer_that_names_other_blobs_or_sizes_is_refused() {
+    let f = Fixture::new("upload-lie", SMALL_BATCH);
+    let file = f.scratch.0.join("large");
+    fs::write(&file, "large".repeat(20_000)).unwrap();
+    let inputs = vec![f.store.add_path(&file, "large").unwrap()];
+    let good = tree(&f.scratch.0.join("good"), 100);
+    let digest = f.server.put(&good);
+    f.server.state().execute = ExecuteAnswer::Result(Box::new(f.result(digest.to_proto())));
+    let run = || unavailable(f.client().execute(RemoteRequest { inputs: &inputs, ..f.request() }));
+
+    f.server.state().missing_extra = Some(Digest::of(b"never asked about"));
+    let message = run();
+    assert!(message.contains("refused") && message.contains("not asked about"), "{message}");
+    f.server.state().missing_extra = None;
+    f.server.state().committed = Some(3);
+    let message = run();
+    assert!(message.contains("refused") && message.contains("committed 3 bytes"), "{message}");
+    assert!(fs::symlink_metadata(&f.dest).is_err());
+    assert!(f.server.state().executed.is_empty(), "an action was executed after a refused upload");
 }

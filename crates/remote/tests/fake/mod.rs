@@ -46,6 +46,18 @@ pub enum ExecuteAnswer {
     Empty,
 }
 
+/// How `BatchReadBlobs` lies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum BatchLie {
+    Honest,
+    /// Answers under another digest.
+    OtherDigest,
+    /// Answers each blob twice.
+    Twice,
+    /// Answers nothing.
+    Nothing,
+}
+
 /// What the server does, and what it saw.
 pub struct State {
     /// `max_batch_total_size_bytes` of the capabilities.
@@ -57,6 +69,11 @@ pub struct State {
     pub execute: ExecuteAnswer,
     /// Bytes a ByteStream read sends after the blob.
     pub read_extra: Vec<u8>,
+    pub batch_lie: BatchLie,
+    /// A digest `FindMissingBlobs` names as missing besides those asked.
+    pub missing_extra: Option<Digest>,
+    /// What every ByteStream `Write` says it committed, if not the truth.
+    pub committed: Option<i64>,
     /// The digests each `FindMissingBlobs` asked about.
     pub asked: Vec<Vec<Digest>>,
     /// Every blob received, by `BatchUpdateBlobs` or ByteStream `Write`.
@@ -97,6 +114,9 @@ impl FakeServer {
             action_cache: None,
             execute: ExecuteAnswer::Error(tonic::Code::FailedPrecondition, "no answer was set".into()),
             read_extra: Vec::new(),
+            batch_lie: BatchLie::Honest,
+            missing_extra: None,
+            committed: None,
             asked: Vec::new(),
             uploaded: Vec::new(),
             bad_uploads: Vec::new(),
@@ -225,7 +245,9 @@ impl ContentAddressableStorage for Shared {
         let asked =
             request.into_inner().blob_digests.iter().map(|d| digest_of(Some(d))).collect::<Result<Vec<_>, _>>()?;
         let mut state = self.lock();
-        let missing = asked.iter().filter(|d| !state.cas.contains_key(d)).map(|d| d.to_proto()).collect();
+        let mut missing: Vec<re::Digest> =
+            asked.iter().filter(|d| !state.cas.contains_key(d)).map(|d| d.to_proto()).collect();
+        missing.extend(state.missing_extra.map(Digest::to_proto));
         state.asked.push(asked);
         Ok(Response::new(re::FindMissingBlobsResponse { missing_blob_digests: missing }))
     }
@@ -279,7 +301,16 @@ impl ContentAddressableStorage for Shared {
                     status: Some(status(tonic::Code::NotFound, "no such blob")),
                 },
             };
-            responses.push(response);
+            match state.batch_lie {
+                BatchLie::Honest => responses.push(response),
+                BatchLie::OtherDigest => responses.push(re::batch_read_blobs_response::Response {
+                    digest: Some(Digest::of(&response.data).to_proto()),
+                    data: response.data,
+                    ..response
+                }),
+                BatchLie::Twice => responses.extend([response.clone(), response]),
+                BatchLie::Nothing => {}
+            }
         }
         Ok(Response::new(re::BatchReadBlobsResponse { responses }))
     }
@@ -391,7 +422,7 @@ impl ByteStream for Shared {
             return Err(tonic::Status::invalid_argument("the bytes do not match the digest"));
         }
         state.cas.insert(digest, data);
-        Ok(Response::new(WriteResponse { committed_size: digest.size as i64 }))
+        Ok(Response::new(WriteResponse { committed_size: state.committed.unwrap_or(digest.size as i64) }))
     }
 
     async fn query_write_status(&self, _: Request<QueryWriteStatusRequest>) -> Answer<QueryWriteStatusResponse> {
