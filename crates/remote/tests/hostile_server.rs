@@ -621,3 +621,22 @@ fn an_upload_answer_that_names_other_blobs_or_sizes_is_refused() {
     assert!(fs::symlink_metadata(&f.dest).is_err());
     assert!(f.server.state().executed.is_empty(), "an action was executed after a refused upload");
 }
+
+#[test]
+fn only_an_execution_that_timed_out_is_a_timeout() {
+    let f = Fixture::new("deadline", BIG_BATCH);
+    // The action cache's own deadline says nothing of the build: it is
+    // built here.
+    f.server.state().action_cache_error = Some(tonic::Code::DeadlineExceeded);
+    let message = f.refused();
+    assert!(message.contains("GetActionResult") && message.contains("DeadlineExceeded"), "{message}");
+    assert!(f.server.state().executed.is_empty());
+    // An action that ran out of time fails the build.
+    f.server.state().action_cache_error = None;
+    f.server.state().execute = ExecuteAnswer::ResponseStatus(tonic::Code::DeadlineExceeded, "ran too long".into());
+    match f.run() {
+        Err(RemoteFailure::Builder { status, .. }) => assert!(status.contains("timed out"), "{status}"),
+        other => panic!("not a builder failure: {}", unavailable(other)),
+    }
+    assert!(fs::symlink_metadata(&f.dest).is_err());
+}

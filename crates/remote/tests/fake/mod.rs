@@ -66,6 +66,8 @@ pub struct State {
     pub cas: BTreeMap<Digest, Vec<u8>>,
     /// What `GetActionResult` answers, for any action (`None`: NotFound).
     pub action_cache: Option<re::ActionResult>,
+    /// An error `GetActionResult` answers instead.
+    pub action_cache_error: Option<tonic::Code>,
     pub execute: ExecuteAnswer,
     /// Bytes a ByteStream read sends after the blob.
     pub read_extra: Vec<u8>,
@@ -112,6 +114,7 @@ impl FakeServer {
             max_batch,
             cas: BTreeMap::new(),
             action_cache: None,
+            action_cache_error: None,
             execute: ExecuteAnswer::Error(tonic::Code::FailedPrecondition, "no answer was set".into()),
             read_extra: Vec::new(),
             batch_lie: BatchLie::Honest,
@@ -225,7 +228,11 @@ impl Capabilities for Shared {
 #[tonic::async_trait]
 impl ActionCache for Shared {
     async fn get_action_result(&self, _: Request<re::GetActionResultRequest>) -> Answer<re::ActionResult> {
-        match self.lock().action_cache.clone() {
+        let state = self.lock();
+        if let Some(code) = state.action_cache_error {
+            return Err(tonic::Status::new(code, "the action cache gave up"));
+        }
+        match state.action_cache.clone() {
             Some(result) => Ok(Response::new(result)),
             None => Err(tonic::Status::not_found("no such action")),
         }
