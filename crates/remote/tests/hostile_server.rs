@@ -41,19 +41,23 @@ struct Fixture {
     out: StorePath,
     /// Where the client must leave the output.
     dest: PathBuf,
+    /// The derivation's other outputs, and where they go.
+    others: Vec<(StorePath, PathBuf)>,
     server: FakeServer,
 }
 
 impl Fixture {
     fn new(tag: &str, max_batch: i64) -> Fixture {
-        Fixture::with_builder(tag, max_batch, |_| ("/bin/sh".into(), BTreeSet::new()))
+        Fixture::with_builder(tag, max_batch, &["out"], |_| ("/bin/sh".into(), BTreeSet::new()))
     }
 
-    /// A fixture whose derivation runs `sh -c 'echo local > $out'` with
-    /// the program and inputs `builder` adds to the store.
+    /// A fixture whose derivation (with `outputs`, `out` among them) runs
+    /// `sh -c 'echo local > $out'` with the program and inputs `builder`
+    /// adds to the store.
     fn with_builder(
         tag: &str,
         max_batch: i64,
+        outputs: &[&str],
         builder: impl FnOnce(&Store) -> (String, BTreeSet<StorePath>),
     ) -> Fixture {
         let scratch = Scratch::new(tag);
@@ -61,7 +65,7 @@ impl Fixture {
         let (program, input_srcs) = builder(&store);
         let mut drv = Derivation {
             name: format!("hostile-{tag}"),
-            outputs: BTreeMap::from([("out".to_string(), Output { path: None, fixed: None })]),
+            outputs: outputs.iter().map(|o| (o.to_string(), Output { path: None, fixed: None })).collect(),
             input_drvs: BTreeMap::new(),
             input_srcs: input_srcs.clone(),
             system: "x86_64-linux".into(),
@@ -78,8 +82,18 @@ impl Fixture {
         let outputs = scratch.0.join("outputs");
         fs::create_dir(&outputs).unwrap();
         let dest = outputs.join(out.base_name());
+        let others = drv
+            .outputs
+            .iter()
+            .filter(|(name, _)| *name != "out")
+            .map(|(_, o)| {
+                let path = o.path.clone().expect("the output's path");
+                let dest = outputs.join(path.base_name());
+                (path, dest)
+            })
+            .collect();
         let server = FakeServer::start(max_batch);
-        Fixture { scratch, store, drv_path, drv, out, dest, server }
+        Fixture { scratch, store, drv_path, drv, out, dest, others, server }
     }
 
     fn client(&self) -> RemoteBuilder {
@@ -92,7 +106,7 @@ impl Fixture {
             drv_path: &self.drv_path,
             drv: &self.drv,
             inputs: &[],
-            outputs: BTreeMap::from([(self.out.clone(), self.dest.clone())]),
+            outputs: self.others.iter().cloned().chain([(self.out.clone(), self.dest.clone())]).collect(),
         }
     }
 
@@ -505,7 +519,7 @@ fn busybox(store: &Store) -> Option<StorePath> {
 /// host has none; under CI a missing busybox fails.
 fn busybox_fixture(tag: &str) -> Option<Fixture> {
     let mut found = true;
-    let f = Fixture::with_builder(tag, BIG_BATCH, |store| match busybox(store) {
+    let f = Fixture::with_builder(tag, BIG_BATCH, &["out"], |store| match busybox(store) {
         Some(path) => (format!("{path}/busybox"), BTreeSet::from([path])),
         None => {
             found = false;
@@ -639,4 +653,41 @@ fn only_an_execution_that_timed_out_is_a_timeout() {
         other => panic!("not a builder failure: {}", unavailable(other)),
     }
     assert!(fs::symlink_metadata(&f.dest).is_err());
+}
+
+#[test]
+fn a_result_missing_one_of_two_outputs_or_with_one_bad_one_leaves_neither() {
+    let f = Fixture::with_builder("two-outputs", BIG_BATCH, &["dev", "out"], |_| ("/bin/sh".into(), BTreeSet::new()));
+    let (dev, dev_dest) = f.others[0].clone();
+    let good = tree(&f.scratch.0.join("good"), 100);
+    let good_digest = f.server.put(&good);
+    let output = |path: &StorePath, digest: Digest| re::OutputFile {
+        path: action::nar_file(path),
+        digest: Some(digest.to_proto()),
+        ..Default::default()
+    };
+    // Only `out`.
+    f.server.state().action_cache =
+        Some(re::ActionResult { output_files: vec![output(&f.out, good_digest)], ..Default::default() });
+    let message = f.refused();
+    assert!(message.contains("has no output") && message.contains(&dev.base_name()), "{message}");
+    // One good and one that is no archive, in either order of unpacking:
+    // the good one is not kept either.
+    let bad_digest = f.server.put(b"not an archive");
+    for (dev_digest, out_digest) in [(bad_digest, good_digest), (good_digest, bad_digest)] {
+        f.server.state().action_cache = Some(re::ActionResult {
+            output_files: vec![output(&dev, dev_digest), output(&f.out, out_digest)],
+            ..Default::default()
+        });
+        let message = f.refused();
+        assert!(message.contains("not a valid archive"), "{message}");
+        assert!(fs::symlink_metadata(&dev_dest).is_err());
+    }
+    // Both good: both restored.
+    f.server.state().action_cache = Some(re::ActionResult {
+        output_files: vec![output(&dev, good_digest), output(&f.out, good_digest)],
+        ..Default::default()
+    });
+    f.run().unwrap_or_else(|e| panic!("refused: {}", unavailable(Err(e))));
+    assert_eq!((nar_of(&dev_dest), nar_of(&f.dest)), (good.clone(), good));
 }
