@@ -360,6 +360,23 @@ fn an_execution_that_ends_in_an_error_or_an_odd_response_is_refused() {
     let message = f.refused();
     assert!(message.contains("refused") && message.contains("has no result"), "{message}");
     assert_eq!(f.server.state().executed.len(), 6);
+    // An error that may pass is tried again, a bounded number of times.
+    f.server.state().execute = ExecuteAnswer::Error(tonic::Code::Unavailable, "the bots are away".into());
+    let message = f.refused();
+    assert!(message.contains("the bots are away"), "{message}");
+    let executed = f.server.state().executed.len() - 6;
+    assert!((2..=8).contains(&executed), "executed {executed} times");
+}
+
+#[test]
+fn a_server_that_cannot_hash_with_sha256_is_refused_at_once() {
+    let f = Fixture::new("md5", BIG_BATCH);
+    f.server.state().digest_functions = vec![re::digest_function::Value::Md5 as i32];
+    match RemoteBuilder::connect(&f.server.endpoint(), None) {
+        Err(mini_remote::RemoteError::Unsupported(message)) => assert!(message.contains("SHA-256"), "{message}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a server without SHA-256 was accepted"),
+    }
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub enum BatchLie {
 pub struct State {
     /// `max_batch_total_size_bytes` of the capabilities.
     pub max_batch: i64,
+    /// The digest functions the capabilities name.
+    pub digest_functions: Vec<i32>,
     /// Blobs by digest; a test may put other bytes under a digest.
     pub cas: BTreeMap<Digest, Vec<u8>>,
     /// What `GetActionResult` answers, for any action (`None`: NotFound).
@@ -112,6 +114,7 @@ impl FakeServer {
     pub fn start(max_batch: i64) -> FakeServer {
         let state = Shared(Arc::new(Mutex::new(State {
             max_batch,
+            digest_functions: vec![re::digest_function::Value::Sha256 as i32],
             cas: BTreeMap::new(),
             action_cache: None,
             action_cache_error: None,
@@ -209,10 +212,11 @@ fn resource_digest(name: &str) -> Result<Digest, tonic::Status> {
 #[tonic::async_trait]
 impl Capabilities for Shared {
     async fn get_capabilities(&self, _: Request<re::GetCapabilitiesRequest>) -> Answer<re::ServerCapabilities> {
+        let state = self.lock();
         Ok(Response::new(re::ServerCapabilities {
             cache_capabilities: Some(re::CacheCapabilities {
-                digest_functions: vec![re::digest_function::Value::Sha256 as i32],
-                max_batch_total_size_bytes: self.lock().max_batch,
+                digest_functions: state.digest_functions.clone(),
+                max_batch_total_size_bytes: state.max_batch,
                 ..Default::default()
             }),
             execution_capabilities: Some(re::ExecutionCapabilities {
