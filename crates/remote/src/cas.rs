@@ -89,8 +89,9 @@ impl Connection {
             if !cache.digest_functions.is_empty() && !cache.digest_functions.contains(&sha256) {
                 return Err(RemoteError::Unsupported("its storage does not hash with SHA-256".into()));
             }
+            // No larger than a message this client may send, whatever the server takes.
             if cache.max_batch_total_size_bytes > 0 {
-                self.max_batch = cache.max_batch_total_size_bytes as u64;
+                self.max_batch = (cache.max_batch_total_size_bytes as u64).min(MAX_MESSAGE as u64);
             }
         }
         Ok(())

@@ -335,7 +335,9 @@ impl RemoteExecutor for RemoteBuilder {
         match self.runtime.block_on(self.run(&request)) {
             Ok(Finished::Built { cached, log }) => Ok(RemoteOutcome { cached, log }),
             Ok(Finished::Failed { status, log }) => Err(RemoteFailure::Builder { status, log }),
-            Err(RemoteError::Rpc { code: tonic::Code::DeadlineExceeded, message, .. }) => {
+            // Only the operation's own status says the action ran out of
+            // time; another call's deadline says nothing of the build.
+            Err(RemoteError::Rpc { call: "Execute", code: tonic::Code::DeadlineExceeded, message }) => {
                 Err(RemoteFailure::Builder { status: format!("timed out ({message})"), log: Vec::new() })
             }
             Err(error) => {
