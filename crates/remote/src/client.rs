@@ -43,6 +43,9 @@ use crate::proto::{self, unpack};
 /// How often a broken `Execute` is followed again before the derivation
 /// is built here.
 const EXECUTE_ATTEMPTS: u32 = 8;
+/// How long after an action's timeout the client stops waiting for the
+/// server to report it.
+const EXECUTE_GRACE: Duration = Duration::from_secs(60);
 
 /// What a client did, for `mini build`'s summary and the benchmarks.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -137,11 +140,28 @@ impl RemoteBuilder {
     async fn run(&self, request: &RemoteRequest<'_>) -> Result<Finished> {
         let (prepared, inputs) = self.prepare(request)?;
         let cas = self.connection.cas();
-        if let Some(result) = self.look_up(&prepared.action).await? {
+        // A cached failure is a miss, as Bazel takes it: the failure may
+        // have been the machine's, and is executed again, not believed.
+        let cached = self.look_up(&prepared.action).await?;
+        let cached_failure = cached.as_ref().is_some_and(|r| r.exit_code != 0);
+        if let Some(result) = cached.filter(|r| r.exit_code == 0) {
             return self.finish(&cas, request, &result, true).await;
         }
         self.upload(&cas, request.store, &prepared, &inputs).await?;
-        let response = self.execute(&prepared.action).await?;
+        let response = match self.timeout {
+            // The server enforces the action's timeout; this bounds a
+            // server that never finishes the operation.
+            Some(timeout) => {
+                tokio::time::timeout(timeout + EXECUTE_GRACE, self.execute(&prepared.action, cached_failure))
+                    .await
+                    .map_err(|_| RemoteError::Rpc {
+                    call: "Execute",
+                    code: tonic::Code::DeadlineExceeded,
+                    message: format!("no result {} s after the action's timeout", EXECUTE_GRACE.as_secs()),
+                })??
+            }
+            None => self.execute(&prepared.action, cached_failure).await?,
+        };
         let result = response.result.ok_or_else(|| RemoteError::Refused("the ExecuteResponse has no result".into()))?;
         self.finish(&cas, request, &result, response.cached_result).await
     }
@@ -196,7 +216,7 @@ impl RemoteBuilder {
     /// `Execute`, followed to the end of its operation; a broken stream
     /// is resumed with `WaitExecution`, or the action sent again (the
     /// server deduplicates it), with a growing pause.
-    async fn execute(&self, action: &Digest) -> Result<re::ExecuteResponse> {
+    async fn execute(&self, action: &Digest, skip_cache_lookup: bool) -> Result<re::ExecuteResponse> {
         let mut client = ExecutionClient::new(self.connection.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
         let mut operation_name: Option<String> = None;
         let mut pause = Duration::from_millis(200);
@@ -210,7 +230,7 @@ impl RemoteBuilder {
                 None => client
                     .execute(re::ExecuteRequest {
                         instance_name: self.connection.instance().to_string(),
-                        skip_cache_lookup: false,
+                        skip_cache_lookup,
                         action_digest: Some(action.to_proto()),
                         digest_function: re::digest_function::Value::Sha256 as i32,
                         ..Default::default()
@@ -307,6 +327,9 @@ async fn follow(
         if !operation.done {
             continue;
         }
+        // A finished operation cannot be waited on again: if it failed,
+        // the action is sent again.
+        *name = None;
         return match operation.result {
             Some(operation::Result::Response(any)) => {
                 let response: re::ExecuteResponse = unpack(&any, proto::EXECUTE_RESPONSE)

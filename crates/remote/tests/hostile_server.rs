@@ -401,11 +401,16 @@ fn a_failing_builder_is_a_builder_failure_with_its_log() {
     let log = b"a long log\n".repeat(10);
     let digest = f.server.put(&log);
     let failed = re::ActionResult { exit_code: 1, stdout_digest: Some(digest.to_proto()), ..Default::default() };
-    f.server.state().action_cache = Some(failed.clone());
+    f.server.state().execute = ExecuteAnswer::Result(Box::new(failed.clone()));
     match f.run() {
         Err(RemoteFailure::Builder { log: got, .. }) => assert_eq!(got, log),
         other => panic!("not a builder failure: {}", unavailable(other)),
     }
+    // A failure in the action cache is a miss: the action is executed again.
+    f.server.state().action_cache = Some(failed.clone());
+    let before = f.server.state().executed.len();
+    assert!(matches!(f.run(), Err(RemoteFailure::Builder { .. })));
+    assert_eq!(f.server.state().executed.len(), before + 1, "a cached failure was believed");
     f.server.state().cas.insert(digest, b"another log\n".repeat(10)[..log.len()].to_vec());
     let message = f.refused();
     assert!(message.contains("refused") && message.contains("the build log"), "{message}");
