@@ -11,6 +11,7 @@
 //! message, except under `CI=true`, where they fail.
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -144,8 +145,9 @@ impl Background {
 
 /// The derivations of a 50-node DAG, as flake attributes (`sh` in scope):
 /// 20 leaves; 20 mids, each linking to two leaves; 9 uppers, each linking
-/// to the mids whose number it divides into; and `top`, whose output holds
-/// an absolute symlink to each of the 49 others.
+/// to the mids whose number modulo 9 is its own; and `top`, whose output
+/// holds an absolute symlink to each of the 49 others, an empty directory
+/// and an executable.
 fn fifty_derivations() -> String {
     let mut nix = String::new();
     let mut all = Vec::new();
@@ -168,7 +170,10 @@ fn fifty_derivations() -> String {
         all.push(format!("upper{u}"));
     }
     let targets: String = all.iter().map(|a| format!("${{{a}}} ")).collect();
-    nix.push_str(&format!("  top = sh \"top\" \"mkdir $out; for d in {targets}; do ln -s $d $out/; done\";\n"));
+    nix.push_str(&format!(
+        "  top = sh \"top\" \"mkdir $out $out/bin $out/empty; for d in {targets}; do ln -s $d $out/; done; \
+         echo exit 0 > $out/bin/run; chmod 555 $out/bin/run\";\n"
+    ));
     nix
 }
 
@@ -208,12 +213,17 @@ fn build_fifty_remotely(s: &Scratch) -> (BuildGrid, [Worker; 2], PathBuf, String
 fn a_fifty_derivation_dag_built_remotely_is_identical_to_a_local_build() {
     let Some(s) = scratch("remote-dag") else { return };
     let (_grid, _workers, _dir, out) = build_fifty_remotely(&s);
-    let links: Vec<String> = std::fs::read_dir(physical(&s.0.join("client"), &out))
+    let top = physical(&s.0.join("client"), &out);
+    let links: Vec<String> = std::fs::read_dir(&top)
         .expect("read top's output")
-        .map(|e| std::fs::read_link(e.expect("an entry").path()).expect("a symlink").display().to_string())
+        .filter_map(|e| std::fs::read_link(e.expect("an entry").path()).ok())
+        .map(|target| target.display().to_string())
         .collect();
     assert_eq!(links.len(), 49, "{links:?}");
     assert!(links.iter().all(|l| l.starts_with("/mini/store/")), "{links:?}");
+    assert!(top.join("empty").is_dir());
+    let mode = std::fs::metadata(top.join("bin/run")).expect("top's bin/run").permissions().mode();
+    assert_eq!(mode & 0o111, 0o111, "{mode:o}");
 }
 
 #[test]
@@ -384,6 +394,31 @@ fn a_worker_reconnects_after_the_server_restarts() {
     let reconnected = log.find("connecting again").expect("seen above");
     let building = log.find("-after-restart.drv").unwrap_or_else(|| panic!("the worker did not build it:\n{log}"));
     assert!(reconnected < building, "{log}");
+}
+
+#[test]
+fn a_server_restart_mid_build_does_not_lose_the_build() {
+    let Some(s) = scratch("remote-restart-mid-build") else { return };
+    let mut grid = BuildGrid::start(&s.0.join("grid"));
+    let worker = Worker::spawn(&s.0.join("worker"), &grid.url(), 1, &s.0.join("worker.log"));
+    let dir = s.0.join("flake");
+    flake_with(&dir, &[("slow", "sleep 4; echo slow > $out")], "");
+    let client = s.0.join("client");
+    let build = Background::spawn(&client, &dir, &grid.url(), "slow", &s.0);
+    wait_for(
+        "the worker to start building",
+        Duration::from_secs(60),
+        || worker.log().contains("-slow.drv"),
+        || format!("{}\n{}", worker.log(), grid.log()),
+    );
+    grid.restart_server();
+    let (success, stdout, stderr) = build.finish();
+    assert!(success, "{stderr}\n{}", worker.log());
+    assert!(stderr.contains("remote: 1 executed"), "{stderr}");
+    assert!(!stderr.contains("building it here instead"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(physical(&client, stdout.trim())).ok().as_deref(), Some("slow\n"));
+    assert!(worker.log().contains("connecting again"), "{}", worker.log());
+    assert_store_verifies(&client);
 }
 
 #[test]
