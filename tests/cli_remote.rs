@@ -339,6 +339,23 @@ fn a_failing_derivation_s_log_reaches_the_client() {
 }
 
 #[test]
+fn a_remote_build_is_killed_after_the_timeout() {
+    let Some(s) = scratch("remote-timeout") else { return };
+    let grid = BuildGrid::start(&s.0.join("grid"));
+    let worker = Worker::spawn(&s.0.join("worker"), &grid.url(), 1, &s.0.join("worker.log"));
+    let dir = s.0.join("flake");
+    flake_with(&dir, &[("overlong", "sleep 25; echo late > $out")], "");
+    let client = s.0.join("client");
+    let started = Instant::now();
+    let out = mini_at(&client, &dir, &["build", "--remote", &grid.url(), "--timeout", "2", "--no-link", ".#overlong"]);
+    let elapsed = started.elapsed();
+    let stderr = failed(&out);
+    assert!(stderr.contains("timed out"), "{stderr}\n{}", worker.log());
+    assert!(elapsed < Duration::from_secs(20), "the build ran {elapsed:?} despite --timeout 2:\n{stderr}");
+    assert!(entries_named(&client, "overlong").is_empty(), "{:?}", entries_named(&client, "overlong"));
+}
+
+#[test]
 fn fixed_output_derivations_are_built_by_the_client() {
     let Some(s) = scratch("remote-fixed") else { return };
     let grid = BuildGrid::start(&s.0.join("grid"));
