@@ -276,16 +276,29 @@ fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&An
         )));
     }
     eprintln!("mini worker {bot_id}: building {}", requested.drv_path);
-    let builder = Builder::new(&shared.store, shared.build.clone(), &mini_build::schedule::Silent);
+    let mut options = shared.build.clone();
+    // The Action's timeout is the client's --timeout.
+    if let Some(timeout) = action.timeout.as_ref().filter(|t| t.seconds > 0 || t.nanos > 0) {
+        options.timeout =
+            Some(Duration::new(timeout.seconds.max(0) as u64, timeout.nanos.clamp(0, 999_999_999) as u32));
+    }
+    let builder = Builder::new(&shared.store, options, &mini_build::schedule::Silent);
     let report = builder.realise(std::slice::from_ref(&requested.drv_path), false)?;
     let mut log = std::fs::read(log_path(&shared.store, &requested.drv_path)).unwrap_or_default();
     if let Some((_, error)) = report.failed.first() {
         eprintln!("mini worker {bot_id}: failed {}", requested.drv_path);
-        if !matches!(error, BuildError::BuilderFailed { .. }) {
-            log.extend_from_slice(format!("{error}\n").as_bytes());
-        }
+        // The builder's exit code where it has one, and why it failed as
+        // the log's last line (a timeout has no exit code of its own).
+        let (exit_code, reason) = match error {
+            BuildError::BuilderFailed { status, .. } => (
+                status.strip_prefix("failed with exit code ").and_then(|c| c.parse().ok()).unwrap_or(1),
+                format!("mini worker: the builder {status}"),
+            ),
+            other => (1, format!("mini worker: {other}")),
+        };
+        log.extend_from_slice(format!("{reason}\n").as_bytes());
         let stdout = upload_log(handle, &cas, log)?;
-        return Ok(re::ActionResult { exit_code: 1, stdout_digest: Some(stdout.to_proto()), ..Default::default() });
+        return Ok(re::ActionResult { exit_code, stdout_digest: Some(stdout.to_proto()), ..Default::default() });
     }
     if !report.not_attempted.is_empty() {
         return Err(RemoteError::Refused(format!("{} could not be built from its input root", requested.drv_path)));
