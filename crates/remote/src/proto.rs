@@ -145,12 +145,14 @@ pub mod bots {
             &mut self,
             request: CreateBotSessionRequest,
         ) -> Result<BotSession, tonic::Status> {
-            self.call("/google.devtools.remoteworkers.v1test2.Bots/CreateBotSession", request).await
+            self.call("/google.devtools.remoteworkers.v1test2.Bots/CreateBotSession", tonic::Request::new(request))
+                .await
         }
 
+        /// A request, so that it may carry a deadline (the long poll's).
         pub async fn update_bot_session(
             &mut self,
-            request: UpdateBotSessionRequest,
+            request: tonic::Request<UpdateBotSessionRequest>,
         ) -> Result<BotSession, tonic::Status> {
             self.call("/google.devtools.remoteworkers.v1test2.Bots/UpdateBotSession", request).await
         }
@@ -158,7 +160,7 @@ pub mod bots {
         async fn call<Q: prost::Message + Send + Sync + 'static>(
             &mut self,
             path: &'static str,
-            request: Q,
+            request: tonic::Request<Q>,
         ) -> Result<BotSession, tonic::Status> {
             self.inner
                 .ready()
@@ -166,7 +168,7 @@ pub mod bots {
                 .map_err(|e| tonic::Status::unavailable(format!("the service is not ready: {e}")))?;
             let codec = tonic_prost::ProstCodec::<Q, BotSession>::default();
             let path = http::uri::PathAndQuery::from_static(path);
-            Ok(self.inner.unary(tonic::Request::new(request), path, codec).await?.into_inner())
+            Ok(self.inner.unary(request, path, codec).await?.into_inner())
         }
     }
 }

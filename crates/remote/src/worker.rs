@@ -46,6 +46,8 @@ const REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How long an idle session's request waits for a lease; the server
 /// shortens it to its keepalive timeout.
 const LONG_POLL: Duration = Duration::from_secs(30);
+/// How long a session with a lease is asked for again before it is given up.
+const KEEP_TRYING: Duration = Duration::from_secs(60);
 /// The least time between an idle session's requests.
 const IDLE_PAUSE: Duration = Duration::from_millis(50);
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -137,6 +139,7 @@ async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Resu
     eprintln!("mini worker {bot_id}: serving {} as {}", shared.connection.endpoint.text, session.name);
     *pause = FIRST_PAUSE;
     let mut running: Option<Running> = None;
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if let Some((done, (status, result))) =
             running.as_mut().and_then(|r| r.ended.take().map(|e| (r.lease.clone(), e)))
@@ -154,8 +157,36 @@ async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Resu
         });
         request.set_timeout(if running.is_some() { LONG_POLL.min(Duration::from_secs(10)) } else { LONG_POLL });
         let asked = std::time::Instant::now();
-        session =
-            client.update_bot_session(request.into_inner()).await.map_err(RemoteError::rpc("UpdateBotSession"))?;
+        session = match client.update_bot_session(request).await.map_err(RemoteError::rpc("UpdateBotSession")) {
+            Ok(answer) => {
+                failing_since = None;
+                answer
+            }
+            // While it builds, or holds a result to report, the bot keeps
+            // its session and asks again (for a minute): a server back
+            // within its keepalive takes the result.
+            Err(error)
+                if error.is_transient()
+                    && !session.leases.is_empty()
+                    && failing_since.get_or_insert_with(std::time::Instant::now).elapsed() < KEEP_TRYING =>
+            {
+                eprintln!("mini worker {bot_id}: {error}; asking again with its lease");
+                match running.as_mut() {
+                    Some(building) if building.ended.is_none() => wait_for(building, REPORT_EVERY).await,
+                    _ => tokio::time::sleep(REPORT_EVERY).await,
+                }
+                continue;
+            }
+            Err(error) => {
+                // Never two builds at once in one session: the lost lease's
+                // build ends before another session is made.
+                if let Some(building) = running.take().filter(|r| r.ended.is_none()) {
+                    eprintln!("mini worker {bot_id}: lost the session; waiting for lease {} to end", building.lease);
+                    let _ = building.task.await;
+                }
+                return Err(error);
+            }
+        };
         let mut accepted = false;
         for lease in &mut session.leases {
             let state = LeaseState::try_from(lease.state).unwrap_or(LeaseState::Unspecified);
@@ -188,15 +219,24 @@ async fn serve(shared: &Arc<Shared>, bot_id: &str, pause: &mut Duration) -> Resu
         if running.is_none() && asked.elapsed() < IDLE_PAUSE {
             tokio::time::sleep(IDLE_PAUSE).await;
         }
-        // The only place the task is awaited: it ends once.
         if let Some(building) = running.as_mut() {
-            if let Ok(joined) = tokio::time::timeout(REPORT_EVERY, &mut building.task).await {
-                building.ended = Some(joined.unwrap_or_else(|e| {
-                    let message = format!("the build task failed: {e}");
-                    (Status { code: tonic::Code::Internal as i32, message, details: Vec::new() }, None)
-                }));
-            }
+            wait_for(building, REPORT_EVERY).await;
         }
+    }
+}
+
+/// Waits at most `limit` for a build to end, keeping how it ended. Its
+/// task is awaited only here (and, once it is known not to have ended,
+/// when a session is lost), so never after it ended.
+async fn wait_for(building: &mut Running, limit: Duration) {
+    if building.ended.is_some() {
+        return;
+    }
+    if let Ok(joined) = tokio::time::timeout(limit, &mut building.task).await {
+        building.ended = Some(joined.unwrap_or_else(|e| {
+            let message = format!("the build task failed: {e}");
+            (Status { code: tonic::Code::Internal as i32, message, details: Vec::new() }, None)
+        }));
     }
 }
 
