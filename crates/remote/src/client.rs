@@ -5,7 +5,7 @@
 //! 1. makes the Action ([`crate::action`]) from the derivation's input
 //!    closure and the NAR digests of its paths;
 //! 2. asks the action cache (`GetActionResult`): a hit means nothing is
-//!    executed;
+//!    executed (a cached failure counts as a miss, as Bazel takes it);
 //! 3. otherwise sends what CAS lacks (`FindMissingBlobs`, then batches or
 //!    ByteStream) and calls `Execute`, following the operation to its end
 //!    (again with `WaitExecution` if the stream breaks, as when the server
