@@ -36,14 +36,20 @@
 # Environment:
 #   MINI         mini binary (default target/release/mini; copied, never built)
 #   ROUNDS       rounds (default 3); best and median over them
-#   REMOTE_JOBS  the remote -j values tried (default "4 8 16")
+#   REMOTE_JOBS  the remote -j values tried (default "4 8 16 32")
 #   CACHED_JOBS  the -j of the cached client and the one-leaf build (default 8)
 #   LOCAL_JOBS   the local build's -j (default 2)
 #   LEAVES       leaves (default 100; the DAG has 2 x LEAVES + 1 derivations)
 #   WORKERS      mini workers (default 2)
 #   NOOP_RUNS    no-op rebuilds per round (default 3)
 #   SINGLE_RUNS  one-derivation remote builds (default 7)
+#   BUILD_TIMEOUT  seconds a build may take before the run fails (default 300)
 #   PORT         BuildGrid's port on 127.0.0.1 (default: a free one)
+#   REMOTE_UP    the script that starts it all (default scripts/remote-up;
+#                a variant with another server.yml, for experiments)
+#   THREAD_POOL  BuildGrid's thread-pool-size (its limit of concurrent
+#                RPCs) put into a copy of REMOTE_UP's server.yml when that
+#                sets none (default 64; 0 runs REMOTE_UP unchanged)
 #   TMPDIR       where the work directory goes (default /tmp)
 #   KEEP=1       keep the work directory (BuildGrid's logs and CAS, stores)
 #
@@ -57,13 +63,16 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$BENCH_DIR/../.." && pwd)
 MINI=${MINI:-$REPO/target/release/mini}
 ROUNDS=${ROUNDS:-3}
-REMOTE_JOBS=${REMOTE_JOBS:-"4 8 16"}
+REMOTE_JOBS=${REMOTE_JOBS:-"4 8 16 32"}
 CACHED_JOBS=${CACHED_JOBS:-8}
 LOCAL_JOBS=${LOCAL_JOBS:-2}
 LEAVES=${LEAVES:-100}
 WORKERS=${WORKERS:-2}
 NOOP_RUNS=${NOOP_RUNS:-3}
 SINGLE_RUNS=${SINGLE_RUNS:-7}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-300}
+REMOTE_UP=${REMOTE_UP:-$REPO/scripts/remote-up}
+THREAD_POOL=${THREAD_POOL:-64}
 RESULTS_FILE="$BENCH_DIR/last-results.md"
 
 record=0
@@ -76,10 +85,12 @@ for arg in "$@"; do
 done
 die() { echo "run.sh: $*" >&2; exit 2; }
 fail() { echo "run.sh: $*" >&2; exit 1; }
-for n in "$ROUNDS" "$CACHED_JOBS" "$LOCAL_JOBS" "$LEAVES" "$WORKERS" "$NOOP_RUNS" "$SINGLE_RUNS" $REMOTE_JOBS; do
+[[ $THREAD_POOL =~ ^[0-9]+$ ]] || die "THREAD_POOL must be a number (got '$THREAD_POOL')"
+for n in "$BUILD_TIMEOUT" "$ROUNDS" "$CACHED_JOBS" "$LOCAL_JOBS" "$LEAVES" "$WORKERS" "$NOOP_RUNS" "$SINGLE_RUNS" $REMOTE_JOBS; do
     [[ $n =~ ^[1-9][0-9]*$ ]] || die "ROUNDS, *_JOBS, LEAVES, WORKERS and *_RUNS must be positive integers (got '$n')"
 done
 [[ " $REMOTE_JOBS " == *" $CACHED_JOBS "* ]] || die "CACHED_JOBS ($CACHED_JOBS) must be one of REMOTE_JOBS ($REMOTE_JOBS)"
+[[ -x $REMOTE_UP ]] || die "no $REMOTE_UP"
 [[ -x $MINI ]] || die "no mini at $MINI: cargo build --release, or set MINI"
 for tool in python3 tail awk; do command -v "$tool" >/dev/null || die "$tool is needed"; done
 DRVS=$((2 * LEAVES + 1))
@@ -120,8 +131,20 @@ trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
 PORT=${PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 URL="grpc://127.0.0.1:$PORT"
 GRID="$WORK/grid"
-echo "starting BuildGrid on 127.0.0.1:$PORT with $WORKERS workers (scripts/remote-up, logs in $GRID)..." >&2
-PATH="$WORK/bin:$PATH" "$REPO/scripts/remote-up" -n "$WORKERS" -j 1 -p "$PORT" --dir "$GRID" \
+echo "starting BuildGrid on 127.0.0.1:$PORT with $WORKERS workers (${REMOTE_UP#"$REPO"/}, logs in $GRID)..." >&2
+# BuildGrid serves at most thread-pool-size RPCs at once (default 5 x the
+# CPUs, 10 here) and refuses more with RESOURCE_EXHAUSTED; every action in
+# flight holds an Execute stream and every idle worker a long poll, so
+# remote-up's server.yml gets a bigger pool unless it sets one.
+if [[ $THREAD_POOL -gt 0 ]] && ! grep -q '^thread-pool-size:' "$REMOTE_UP" && grep -q '^server:$' "$REMOTE_UP"; then
+    sed "s/^server:\$/thread-pool-size: $THREAD_POOL\nserver:/" "$REMOTE_UP" > "$WORK/bin/remote-up"
+    chmod +x "$WORK/bin/remote-up"
+    REMOTE_UP_RUN="$WORK/bin/remote-up"
+    echo "BuildGrid's thread-pool-size: $THREAD_POOL (added to a copy of ${REMOTE_UP#"$REPO"/})" >&2
+else
+    REMOTE_UP_RUN=$REMOTE_UP
+fi
+PATH="$WORK/bin:$PATH" "$REMOTE_UP_RUN" -n "$WORKERS" -j 1 -p "$PORT" --dir "$GRID" \
     > "$WORK/logs/remote-up.out" 2> "$WORK/logs/remote-up.err" &
 grid_pid=$!
 deadline=$((SECONDS + 120))
@@ -181,8 +204,9 @@ build() {
     local tag=$1 store=$2 dir=$3 attr=$4 rc=0 a b
     shift 4
     a=$EPOCHREALTIME
-    "$MINI" --store "$store" build "$dir#$attr" --no-link --print-out-paths "$@" \
+    timeout "$BUILD_TIMEOUT" "$MINI" --store "$store" build "$dir#$attr" --no-link --print-out-paths "$@" \
         > "$WORK/logs/$tag.out" 2> "$WORK/logs/$tag.err" || rc=$?
+    [[ $rc -ne 124 ]] || { tail -n 5 "$WORK/logs/$tag.err" >&2; fail "mini build ($tag) did not end within $BUILD_TIMEOUT s"; }
     b=$EPOCHREALTIME
     [[ $rc -eq 0 ]] || { tail -n 20 "$WORK/logs/$tag.err" >&2; fail "mini build ($tag) failed (exit $rc)"; }
     t=$(secs "$a" "$b")
@@ -502,6 +526,47 @@ cpu_table=$(
     echo "Median wall time of those builds: ${wall} s, so $(awk -v c="$tot" -v w="$wall" -v n="$(nproc)" 'BEGIN { printf "%.0f%%", 100 * c / (w * n) }') of the machine's $(nproc) cores went to the remote build's processes."
 )
 
+# The workers' cycle per -j, from their timestamped logs: each action's
+# `building` → `built` (the build itself), and a worker's `built` → its
+# next `building` within one build (reporting the lease, BuildGrid
+# assigning the next one, fetching and importing its inputs).
+cycle_table=$(
+    python3 - "$WORK" "$REMOTE_JOBS" <<'PY'
+import glob, os, re, statistics as st, sys
+work, jobs = sys.argv[1], sys.argv[2].split()
+owner = {}
+for f in glob.glob(f"{work}/logs/remote-r*-j*.err"):
+    tag = os.path.basename(f)[:-4]
+    for m in re.finditer(r"building '(/mini/store/[^']+\.drv)'", open(f).read()):
+        owner[m.group(1)] = tag
+per = {}
+for w in glob.glob(f"{work}/logs/worker-*.ts"):
+    last = start = None
+    for line in open(w):
+        p = line.split()
+        if len(p) < 6 or p[5] not in owner:
+            last = None
+            continue
+        t, event, tag = float(p[0]), p[4], owner[p[5]]
+        r = per.setdefault(tag, ([], []))
+        if event == "building":
+            if last and last[1] == tag:
+                r[1].append(t - last[0])
+            start = t
+        elif event == "built" and start is not None:
+            r[0].append(t - start)
+            last = (t, tag)
+print("| remote -j | worker: `building` → `built`, ms (median) | worker: `built` → next `building`, ms (median / 90th percentile) |")
+print("|---:|---:|---:|")
+for j in jobs:
+    builds = [v for k, v in per.items() if k.endswith(f"-j{j}")]
+    b = [x for v in builds for x in v[0]]
+    g = sorted(x for v in builds for x in v[1])
+    if b and g:
+        print(f"| {j} | {st.median(b) * 1000:.0f} | {st.median(g) * 1000:.0f} / {g[int(len(g) * 0.9)] * 1000:.0f} |")
+PY
+)
+
 latency_table=$(
     echo "| one derivation (\`single\`), $SINGLE_RUNS runs | best ms | median ms |"
     echo "|---|---:|---:|"
@@ -524,6 +589,8 @@ echo "$leaf_table"
 echo
 echo "$cpu_table"
 echo
+echo "$cycle_table"
+echo
 echo "$latency_table"
 echo
 if [[ ${#anomalies[@]} -gt 0 ]]; then printf 'anomaly: %s\n' "${anomalies[@]}"; echo; fi
@@ -541,7 +608,7 @@ if [[ $record -eq 1 ]]; then
         echo
         echo "- machine: ${cpu:-unknown CPU}, $(nproc) cores, $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, kernel $(uname -r)"
         echo "- mini: \`${MINI_SRC#"$REPO"/}\`, commit $rev"
-        echo "- BuildGrid ${bgd_version:-?} (scripts/remote-up: PostgreSQL scheduler, disk CAS, assignment every 20 ms), $WORKERS \`mini worker\`s, each -j 1 with a store of its own, all on this machine"
+        echo "- BuildGrid ${bgd_version:-?} started by \`${REMOTE_UP#"$REPO"/}\` (PostgreSQL scheduler, disk CAS, jobs assigned every 20 ms; $(grep '^thread-pool-size:' "$GRID/server.yml" || echo "BuildGrid's default thread-pool-size")), $WORKERS \`mini worker\`s, each -j 1 with a store of its own, all on this machine"
         echo "- DAG: $LEAVES leaves + $LEAVES mids + 1 top = $DRVS derivations, a fresh salt per build; $ROUNDS rounds"
         echo "- work directory (stores, CAS, database): \`${TMPDIR:-/tmp}\`, $FS"
         echo "- machine CPU during the measurements: $machine, BuildGrid, PostgreSQL and the workers included; load average $load0 before, $load1 after"
@@ -561,6 +628,8 @@ if [[ $record -eq 1 ]]; then
         echo "## Where the time goes"
         echo
         echo "$cpu_table"
+        echo
+        echo "$cycle_table"
         echo
         echo "$latency_table"
         if [[ ${#anomalies[@]} -gt 0 ]]; then
