@@ -19,16 +19,18 @@
 #             action cache; against the local no-op rebuild (the same
 #             command in the local store that built it) and against a
 #             fresh store substituting all of the DAG's outputs from a
-#             file:// binary cache (`mini copy --from`), which is the no-op
-#             plus a local download of the same paths.
+#             file:// binary cache (`mini build --substituters`), which is
+#             the no-op plus a local download of the same paths.
 #   one leaf  leaf 0's script changes; the client store that built the DAG
 #             with --remote builds it again: blobs and bytes uploaded and
 #             actions executed (the `remote: …` line), against the first
 #             full build's; and the same change built locally.
-#   latency   SINGLE_RUNS builds of a one-derivation flake with --remote
-#             (a new salt each), with the workers' `building`/`built` lines
-#             timestamped as they are written: where the client's wall
-#             time goes.
+#   time      the CPU time BuildGrid, PostgreSQL, the workers and the
+#             client use per remote build; from the workers' logs (each
+#             line timestamped as it is written), each action's build and
+#             the gap before a worker's next one; and SINGLE_RUNS builds of
+#             a one-derivation flake with --remote (a new salt each): where
+#             the client's wall time goes.
 #
 # Usage: bench/remote/run.sh [--record]
 #   --record   also write the tables to bench/remote/last-results.md
@@ -55,8 +57,9 @@
 #
 # BuildGrid, its PostgreSQL and the workers are started by
 # scripts/remote-up (with the copied mini first on PATH) and stopped at the
-# end, also on Ctrl-C. Exit status 1 if a build fails or gives a wrong
-# result, 2 on setup errors; missed targets do not change it.
+# end, also on Ctrl-C. Exit status 1 if a build fails, times out or gives a
+# wrong result, 2 on setup errors; derivations built locally after a remote
+# failure are reported as anomalies, and missed targets do not change it.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
