@@ -181,14 +181,21 @@ fn realise_with(
     if let Some(caches) = caches {
         builder = builder.with_substituter(caches as &dyn Substituter);
     }
-    let url = match &request.remote {
-        RemoteChoice::Config => config.remote()?,
-        RemoteChoice::Url(url) => Some(url.clone()),
+    let remote = match &request.remote {
+        RemoteChoice::Url(url) => Some(RemoteBuilder::connect(&Endpoint::parse(url)?, options_timeout)?),
+        // The config file's service is a default: when it cannot be
+        // reached, this machine builds.
+        RemoteChoice::Config => match config.remote()? {
+            Some(url) => match RemoteBuilder::connect(&Endpoint::parse(&url)?, options_timeout) {
+                Ok(remote) => Some(remote),
+                Err(error) => {
+                    eprintln!("warning: {error}; building here instead (the config file's \"remote\")");
+                    None
+                }
+            },
+            None => None,
+        },
         RemoteChoice::Local => None,
-    };
-    let remote = match url {
-        Some(url) => Some(RemoteBuilder::connect(&Endpoint::parse(&url)?, options_timeout)?),
-        None => None,
     };
     if let Some(remote) = &remote {
         if options_silent.is_some() {

@@ -197,7 +197,7 @@ const EXAMPLES: &[(&[&str], &str)] = &[
     (&["flake"], "mini flake show\nmini flake show ./examples/quotes"),
     (&["flake", "show"], "mini flake show\nmini flake show --all-systems ./service\nmini flake show 'git+file:.?ref=v1'"),
     (&["doctor"], "mini doctor\nmini doctor --json"),
-    (&["worker"], "mini worker --server grpc://127.0.0.1:50051 -j 2\nmini --store /var/lib/mini-worker worker --server grpc://build-server:50051 --instance main"),
+    (&["worker"], "mini --store /tmp/worker-store worker --server grpc://127.0.0.1:50051 -j 2\nmini --store /var/lib/mini-worker worker --server grpc://build-server:50051 --instance main --timeout 3600"),
     (
         &["copy"],
         "mini copy --to file:///srv/cache --secret-key cache-1.secret .#hello\n\

@@ -24,6 +24,13 @@ pub struct WorkerArgs {
     /// Build this many derivations at once, each in a bot session of its own.
     #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
     jobs: usize,
+    /// Kill a build that runs longer than this, whatever its Action asks
+    /// (an Action's own timeout applies when shorter).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// Kill a build that prints nothing for this long.
+    #[arg(long, value_name = "SECS")]
+    max_silent_time: Option<u64>,
 }
 
 pub fn worker(store_root: &Path, args: WorkerArgs) -> Outcome {
@@ -35,12 +42,22 @@ pub fn worker(store_root: &Path, args: WorkerArgs) -> Outcome {
                 endpoint.instance, args.server
             )));
         }
-        endpoint = Endpoint::parse(&format!("{}/{instance}", args.server.trim_end_matches('/')))?;
+        // Checked as the URL's would be.
+        endpoint.instance = Endpoint::parse(&format!("grpc://localhost:1/{instance}"))?.instance;
+    }
+    // Clients' inputs are imported into the worker's store: never the
+    // user's own.
+    if store_root == Store::default_root() {
+        return Err(failure(
+            "mini worker needs a store of its own: give one with --store DIR (mini --store DIR worker …)",
+        ));
     }
     let store = Store::open(store_root)?;
     let sessions = args.jobs.max(1);
     let mut build = BuildOptions::default();
     build.cores = (build.cores / sessions).max(1);
+    build.timeout = args.timeout.map(std::time::Duration::from_secs);
+    build.max_silent_time = args.max_silent_time.map(std::time::Duration::from_secs);
     worker::run(store, WorkerOptions { endpoint, sessions, build })?;
     Ok(std::process::ExitCode::SUCCESS)
 }

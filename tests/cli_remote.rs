@@ -188,6 +188,10 @@ fn build_fifty_remotely(s: &Scratch) -> (BuildGrid, [Worker; 2], PathBuf, String
         let store = s.0.join(format!("worker{n}"));
         Worker::spawn(&store, &grid.url(), 1, &s.0.join(format!("worker{n}.log")))
     });
+    // Both must be serving before the build, or one may take everything.
+    for worker in &workers {
+        wait_for("a worker to serve", Duration::from_secs(30), || worker.log().contains(": serving "), || worker.log());
+    }
     let dir = s.0.join("flake");
     flake_with(&dir, &[], &fifty_derivations());
     let client = s.0.join("client");
@@ -242,7 +246,7 @@ fn a_second_client_with_a_fresh_store_gets_everything_from_the_action_cache() {
 }
 
 /// The builder of the derivation a worker is killed building.
-const SLEEPER: &str = "sleep 3; echo done > $out";
+const SLEEPER: &str = "sleep 6; echo done > $out";
 
 /// The live processes whose command line holds `needle`.
 fn processes_running(needle: &str) -> Vec<String> {
@@ -351,7 +355,7 @@ fn a_remote_build_is_killed_after_the_timeout() {
     let elapsed = started.elapsed();
     let stderr = failed(&out);
     assert!(stderr.contains("timed out"), "{stderr}\n{}", worker.log());
-    assert!(elapsed < Duration::from_secs(20), "the build ran {elapsed:?} despite --timeout 2:\n{stderr}");
+    assert!(elapsed < Duration::from_secs(24), "the build ran {elapsed:?} despite --timeout 2:\n{stderr}");
     assert!(entries_named(&client, "overlong").is_empty(), "{:?}", entries_named(&client, "overlong"));
 }
 
@@ -434,7 +438,9 @@ fn a_server_restart_mid_build_does_not_lose_the_build() {
     assert!(stderr.contains("remote: 1 executed"), "{stderr}");
     assert!(!stderr.contains("building it here instead"), "{stderr}");
     assert_eq!(std::fs::read_to_string(physical(&client, stdout.trim())).ok().as_deref(), Some("slow\n"));
-    assert!(worker.log().contains("connecting again"), "{}", worker.log());
+    // The worker either kept its session across the restart or made a new one.
+    let log = worker.log();
+    assert!(log.contains("asking again with its lease") || log.contains("connecting again"), "{log}");
     assert_store_verifies(&client);
 }
 

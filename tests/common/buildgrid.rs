@@ -233,7 +233,10 @@ impl Drop for BuildGrid {
 /// CAS on disk in `cas`, and an action cache in memory.
 fn server_config(port: u16, connection: &str, cas: &Path, keepalive: u32) -> String {
     format!(
-        r#"server:
+        r#"# BuildGrid serves this many RPCs at once (its default, 5 per core, is
+# soon taken by open Execute streams and the workers' long polls).
+thread-pool-size: 64
+server:
   - !channel
     address: "127.0.0.1:{port}"
     insecure-mode: true

@@ -8,14 +8,14 @@
 //! [`Connection`] is one channel to the service; the clients of the other
 //! services share it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio_stream::StreamExt;
 use tonic::transport::Channel;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, SHA256};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, Result};
 use crate::proto::bytestream::byte_stream_client::ByteStreamClient;
@@ -28,6 +28,8 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 /// The largest blob read whole into memory by one call: messages
 /// (Actions, Directories, ActionResults) are far smaller.
 pub const MAX_MESSAGE_BLOB: u64 = 16 << 20;
+/// The most directories an input root may have.
+const MAX_TREE: usize = 1024;
 /// ByteStream chunks sent.
 const CHUNK: usize = 1 << 20;
 /// The batch size assumed when the server names none.
@@ -84,7 +86,7 @@ impl Connection {
             }
         })?;
         let capabilities = capabilities.into_inner();
-        let sha256 = re::digest_function::Value::Sha256 as i32;
+        let sha256 = SHA256;
         if let Some(cache) = &capabilities.cache_capabilities {
             if !cache.digest_functions.is_empty() && !cache.digest_functions.contains(&sha256) {
                 return Err(RemoteError::Unsupported("its storage does not hash with SHA-256".into()));
@@ -138,7 +140,7 @@ impl Cas {
             let request = re::FindMissingBlobsRequest {
                 instance_name: self.instance(),
                 blob_digests: chunk.iter().map(|d| d.to_proto()).collect(),
-                digest_function: re::digest_function::Value::Sha256 as i32,
+                digest_function: SHA256,
             };
             let answer =
                 self.client().find_missing_blobs(request).await.map_err(RemoteError::rpc("FindMissingBlobs"))?;
@@ -189,7 +191,7 @@ impl Cas {
                 .into_iter()
                 .map(|(digest, data)| Request { digest: Some(digest.to_proto()), data, compressor: 0 })
                 .collect(),
-            digest_function: re::digest_function::Value::Sha256 as i32,
+            digest_function: SHA256,
         };
         let answer = self.client().batch_update_blobs(request).await.map_err(RemoteError::rpc("BatchUpdateBlobs"))?;
         for response in answer.into_inner().responses {
@@ -250,33 +252,133 @@ impl Cas {
     }
 
     async fn batch_read(&self, digest: &Digest, what: &str) -> Result<Vec<u8>> {
+        Ok(self.batch_read_many(&[(*digest, what)]).await?.remove(0))
+    }
+
+    /// Several small blobs in one `BatchReadBlobs`, in the order asked.
+    async fn batch_read_many(&self, wanted: &[(Digest, &str)]) -> Result<Vec<Vec<u8>>> {
         let request = re::BatchReadBlobsRequest {
             instance_name: self.instance(),
-            digests: vec![digest.to_proto()],
+            digests: wanted.iter().map(|(d, _)| d.to_proto()).collect(),
             acceptable_compressors: Vec::new(),
-            digest_function: re::digest_function::Value::Sha256 as i32,
+            digest_function: SHA256,
         };
         let answer = self.client().batch_read_blobs(request).await.map_err(RemoteError::rpc("BatchReadBlobs"))?;
-        let mut responses = answer.into_inner().responses;
-        if responses.len() != 1 {
-            return Err(RemoteError::Refused(format!("BatchReadBlobs answered {} blobs for one", responses.len())));
-        }
-        let response = responses.remove(0);
-        match response.status {
-            Some(status) if status.code == tonic::Code::NotFound as i32 => Err(missing(digest, what)),
-            Some(status) if status.code != 0 => Err(RemoteError::Rpc {
-                call: "BatchReadBlobs",
-                code: tonic::Code::from(status.code),
-                message: status.message,
-            }),
-            _ => {
-                if response.digest.as_ref().map(|d| Digest::from_proto(d, what)).transpose()? != Some(*digest) {
-                    return Err(RemoteError::Refused(format!(
-                        "BatchReadBlobs answered another blob than {digest} ({what})"
-                    )));
+        let mut found: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
+        for response in answer.into_inner().responses {
+            let Some(digest) = response.digest.as_ref() else {
+                return Err(RemoteError::Refused("BatchReadBlobs answered a blob without its digest".into()));
+            };
+            let digest = Digest::from_proto(digest, "BatchReadBlobs")?;
+            let Some((_, what)) = wanted.iter().find(|(d, _)| *d == digest) else {
+                return Err(RemoteError::Refused(format!("BatchReadBlobs answered {digest}, which was not asked for")));
+            };
+            match response.status {
+                Some(status) if status.code == tonic::Code::NotFound as i32 => return Err(missing(&digest, what)),
+                Some(status) if status.code != 0 => {
+                    return Err(RemoteError::Rpc {
+                        call: "BatchReadBlobs",
+                        code: tonic::Code::from(status.code),
+                        message: status.message,
+                    })
                 }
-                Ok(response.data)
+                _ => {}
             }
+            if found.insert(digest, response.data).is_some() {
+                return Err(RemoteError::Refused(format!("BatchReadBlobs answered {digest} twice")));
+            }
+        }
+        wanted
+            .iter()
+            .map(|(digest, what)| {
+                found
+                    .get(digest)
+                    .cloned()
+                    .ok_or_else(|| RemoteError::Refused(format!("BatchReadBlobs did not answer {digest} ({what})")))
+            })
+            .collect()
+    }
+
+    /// Several blobs, each checked against its digest: the small ones in
+    /// as few batch calls as the server's batch size allows, the large
+    /// ones streamed.
+    pub async fn read_many(&self, wanted: &[(Digest, &str)]) -> Result<Vec<Vec<u8>>> {
+        let small = (self.connection.max_batch / 2).min(MAX_MESSAGE_BLOB);
+        let mut blobs: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
+        let mut batch: Vec<(usize, Digest, &str)> = Vec::new();
+        let mut batch_size = 0u64;
+        for (i, (digest, what)) in wanted.iter().enumerate() {
+            if digest.size == 0 || digest.size > small {
+                blobs[i] = Some(self.read(digest, what).await?);
+                continue;
+            }
+            if batch_size + digest.size > small && !batch.is_empty() {
+                self.read_batch_into(&mut blobs, std::mem::take(&mut batch)).await?;
+                batch_size = 0;
+            }
+            batch_size += digest.size;
+            batch.push((i, *digest, what));
+        }
+        if !batch.is_empty() {
+            self.read_batch_into(&mut blobs, batch).await?;
+        }
+        Ok(blobs.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    async fn read_batch_into(&self, blobs: &mut [Option<Vec<u8>>], batch: Vec<(usize, Digest, &str)>) -> Result<()> {
+        // One request per distinct digest; a digest asked twice is read once.
+        let mut distinct: Vec<(Digest, &str)> = Vec::new();
+        for (_, digest, what) in &batch {
+            if !distinct.iter().any(|(d, _)| d == digest) {
+                distinct.push((*digest, what));
+            }
+        }
+        let read = self.batch_read_many(&distinct).await?;
+        for (i, digest, what) in batch {
+            let k = distinct.iter().position(|(d, _)| *d == digest).unwrap_or_default();
+            digest.verify(&read[k], what)?;
+            blobs[i] = Some(read[k].clone());
+        }
+        Ok(())
+    }
+
+    /// Every Directory below `root` (`GetTree`), by digest; each is
+    /// checked by hashing its encoding, so one that does not match is
+    /// simply not found.
+    pub async fn tree(&self, root: &Digest) -> Result<BTreeMap<Digest, re::Directory>> {
+        let mut directories = BTreeMap::new();
+        let mut page_token = String::new();
+        loop {
+            let request = re::GetTreeRequest {
+                instance_name: self.instance(),
+                root_digest: Some(root.to_proto()),
+                page_size: 0,
+                page_token: page_token.clone(),
+                digest_function: SHA256,
+            };
+            let mut stream = match self.client().get_tree(request).await {
+                Ok(answer) => answer.into_inner(),
+                Err(status) if status.code() == tonic::Code::NotFound => return Err(missing(root, "the input root")),
+                Err(status) => return Err(RemoteError::rpc("GetTree")(status)),
+            };
+            let mut next = String::new();
+            while let Some(page) = stream.next().await {
+                let page = page.map_err(RemoteError::rpc("GetTree"))?;
+                for directory in page.directories {
+                    let (digest, _) = Digest::of_message(&directory);
+                    directories.insert(digest, directory);
+                    if directories.len() > MAX_TREE {
+                        return Err(RemoteError::Refused(format!(
+                            "the input root has more than {MAX_TREE} directories"
+                        )));
+                    }
+                }
+                next = page.next_page_token;
+            }
+            if next.is_empty() || next == page_token {
+                return Ok(directories);
+            }
+            page_token = next;
         }
     }
 

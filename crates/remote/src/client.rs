@@ -30,7 +30,7 @@ use tokio_stream::StreamExt;
 
 use crate::action::{self, InputPath};
 use crate::cas::{Cas, Connection, MAX_MESSAGE};
-use crate::digest::Digest;
+use crate::digest::{Digest, SHA256};
 use crate::endpoint::Endpoint;
 use crate::error::{RemoteError, Result};
 use crate::nar_blob;
@@ -154,10 +154,8 @@ impl RemoteBuilder {
             Some(timeout) => {
                 tokio::time::timeout(timeout + EXECUTE_GRACE, self.execute(&prepared.action, cached_failure))
                     .await
-                    .map_err(|_| RemoteError::Rpc {
-                    call: "Execute",
-                    code: tonic::Code::DeadlineExceeded,
-                    message: format!("no result {} s after the action's timeout", EXECUTE_GRACE.as_secs()),
+                    .map_err(|_| {
+                    RemoteError::Refused(format!("no result {} s after the action's timeout", EXECUTE_GRACE.as_secs()))
                 })??
             }
             None => self.execute(&prepared.action, cached_failure).await?,
@@ -221,7 +219,10 @@ impl RemoteBuilder {
         let mut operation_name: Option<String> = None;
         let mut pause = Duration::from_millis(200);
         let mut last_error = None;
-        for _ in 0..EXECUTE_ATTEMPTS {
+        // Broken streams are counted apart from failed executions: news of
+        // the operation forgives the first, nothing the second.
+        let (mut breaks, mut failures) = (0, 0);
+        while breaks < EXECUTE_ATTEMPTS && failures < EXECUTE_ATTEMPTS {
             let stream = match &operation_name {
                 Some(name) => client
                     .wait_execution(re::WaitExecutionRequest { name: name.clone() })
@@ -232,25 +233,39 @@ impl RemoteBuilder {
                         instance_name: self.connection.instance().to_string(),
                         skip_cache_lookup,
                         action_digest: Some(action.to_proto()),
-                        digest_function: re::digest_function::Value::Sha256 as i32,
+                        digest_function: SHA256,
                         ..Default::default()
                     })
                     .await
                     .map_err(RemoteError::rpc("Execute")),
             };
             match stream {
-                Ok(stream) => match follow(stream.into_inner(), &mut operation_name).await {
+                Ok(stream) => match follow(stream.into_inner(), &mut operation_name, &mut breaks).await {
                     Ok(Some(response)) => return Ok(response),
-                    Ok(None) => last_error = Some(RemoteError::Refused("the operation ended without a result".into())),
-                    Err(e) if e.is_transient() => last_error = Some(e),
+                    Ok(None) => {
+                        breaks += 1;
+                        last_error = Some(RemoteError::Refused("the operation ended without a result".into()));
+                    }
+                    Err(e @ RemoteError::Operation { .. }) if e.is_transient() => {
+                        failures += 1;
+                        last_error = Some(e);
+                    }
+                    Err(e) if e.is_transient() => {
+                        breaks += 1;
+                        last_error = Some(e);
+                    }
                     Err(e) => return Err(e),
                 },
                 // An operation the server forgot (it restarted): send the action again.
                 Err(RemoteError::Rpc { code: tonic::Code::NotFound, .. }) if operation_name.is_some() => {
                     operation_name = None;
+                    breaks += 1;
                     continue;
                 }
-                Err(e) if e.is_transient() => last_error = Some(e),
+                Err(e) if e.is_transient() => {
+                    breaks += 1;
+                    last_error = Some(e);
+                }
                 Err(e) => return Err(e),
             }
             tokio::time::sleep(pause).await;
@@ -314,17 +329,22 @@ enum Finished {
 
 /// Follows an operation stream to its end: the `ExecuteResponse` of the
 /// finished operation, `None` if the stream ended first. Remembers the
-/// operation's name for `WaitExecution`.
+/// operation's name for `WaitExecution`; news of it resets `breaks`.
 async fn follow(
     mut stream: tonic::Streaming<crate::proto::longrunning::Operation>,
     name: &mut Option<String>,
+    breaks: &mut u32,
 ) -> Result<Option<re::ExecuteResponse>> {
     while let Some(operation) = stream.next().await {
         let operation = operation.map_err(RemoteError::rpc("Execute"))?;
+
         if !operation.name.is_empty() {
             *name = Some(operation.name.clone());
         }
         if !operation.done {
+            // News of an unfinished operation is progress: a long action
+            // may outlive many streams.
+            *breaks = 0;
             continue;
         }
         // A finished operation cannot be waited on again: if it failed,
@@ -336,8 +356,7 @@ async fn follow(
                     .ok_or_else(|| RemoteError::Refused(format!("the operation's response is a {}", any.type_url)))?
                     .map_err(|e| RemoteError::Refused(format!("the ExecuteResponse is not valid: {e}")))?;
                 match response.status.as_ref().filter(|s| s.code != 0) {
-                    Some(status) => Err(RemoteError::Rpc {
-                        call: "Execute",
+                    Some(status) => Err(RemoteError::Operation {
                         code: tonic::Code::from(status.code),
                         message: status.message.clone(),
                     }),
@@ -345,7 +364,7 @@ async fn follow(
                 }
             }
             Some(operation::Result::Error(status)) => {
-                Err(RemoteError::Rpc { call: "Execute", code: tonic::Code::from(status.code), message: status.message })
+                Err(RemoteError::Operation { code: tonic::Code::from(status.code), message: status.message })
             }
             None => Err(RemoteError::Refused("the finished operation holds neither a response nor an error".into())),
         };
@@ -360,7 +379,7 @@ impl RemoteExecutor for RemoteBuilder {
             Ok(Finished::Failed { status, log }) => Err(RemoteFailure::Builder { status, log }),
             // Only the operation's own status says the action ran out of
             // time; another call's deadline says nothing of the build.
-            Err(RemoteError::Rpc { call: "Execute", code: tonic::Code::DeadlineExceeded, message }) => {
+            Err(RemoteError::Operation { code: tonic::Code::DeadlineExceeded, message }) => {
                 Err(RemoteFailure::Builder { status: format!("timed out ({message})"), log: Vec::new() })
             }
             Err(error) => {

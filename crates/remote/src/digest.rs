@@ -11,6 +11,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{RemoteError, Result};
 use crate::proto::re;
 
+/// REAPI's number for SHA-256, the one digest function mini speaks.
+pub const SHA256: i32 = re::digest_function::Value::Sha256 as i32;
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Digest {
     pub hash: [u8; 32],

@@ -14,6 +14,10 @@ pub enum RemoteError {
     Connect { url: String, message: String },
     #[error("{call} failed: {code:?}: {message}")]
     Rpc { call: &'static str, code: tonic::Code, message: String },
+    /// A finished operation's own status: final, but for the codes that
+    /// say the service (not the build) failed.
+    #[error("the remote execution ended with {code:?}: {message}")]
+    Operation { code: tonic::Code, message: String },
     /// The service's answer was malformed, or did not match its digest.
     #[error("refused the remote service's answer: {0}")]
     Refused(String),
@@ -47,6 +51,14 @@ impl RemoteError {
                     | tonic::Code::ResourceExhausted
                     | tonic::Code::DeadlineExceeded
                     | tonic::Code::Cancelled
+            ),
+            RemoteError::Operation { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable
+                    | tonic::Code::Unknown
+                    | tonic::Code::Internal
+                    | tonic::Code::Aborted
+                    | tonic::Code::ResourceExhausted
             ),
             _ => false,
         }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use mini_build::schedule::log_path;
 use mini_build::{BuildError, BuildOptions, Builder};
+use mini_store::derivation::ModuloHash;
 use mini_store::store::{discard_tree, Store};
 use mini_store::store_path::StorePath;
 use tokio::runtime::Handle;
@@ -58,7 +59,8 @@ pub struct WorkerOptions {
     pub endpoint: Endpoint,
     /// Bot sessions, each building one derivation at a time.
     pub sessions: usize,
-    /// How each build runs (`jobs` is ignored: one derivation per lease).
+    /// How each build runs (`jobs` is ignored: one derivation per lease;
+    /// `timeout` caps an Action's own).
     pub build: BuildOptions,
 }
 
@@ -69,6 +71,8 @@ struct Shared {
     build: BuildOptions,
     /// NAR digests of paths of this worker's store, checked once.
     verified: Mutex<HashMap<StorePath, Digest>>,
+    /// Hashes modulo of derivations whose output paths were checked.
+    modulo: Mutex<HashMap<StorePath, ModuloHash>>,
 }
 
 /// Runs the worker until it is killed: it never returns but for an
@@ -84,7 +88,13 @@ pub fn run(store: Store, options: WorkerOptions) -> Result<()> {
     let connection = Connection::lazy(&options.endpoint)?;
     let mut build = options.build;
     build.jobs = 1;
-    let shared = Arc::new(Shared { store, connection, build, verified: Mutex::new(HashMap::new()) });
+    let shared = Arc::new(Shared {
+        store,
+        connection,
+        build,
+        verified: Mutex::new(HashMap::new()),
+        modulo: Mutex::new(HashMap::new()),
+    });
     let prefix = bot_prefix();
     runtime.block_on(async {
         let sessions: Vec<_> = (0..options.sessions.max(1))
@@ -305,6 +315,7 @@ fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&An
     }
     import(shared, handle, &cas, &inputs)?;
     let drv = shared.store.read_derivation(&requested.drv_path)?;
+    check_derivations(shared, &inputs)?;
     let declared: BTreeSet<StorePath> = drv.outputs.values().filter_map(|o| o.path.clone()).collect();
     if declared != requested.outputs.iter().cloned().collect() {
         return Err(RemoteError::Refused(format!("the Command's outputs are not those of {}", requested.drv_path)));
@@ -315,12 +326,33 @@ fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&An
             requested.drv_path
         )));
     }
+    // Only this derivation is built: every output of its inputs must have
+    // come with the Action (anything else would be built too, a
+    // fixed-output one with the network).
+    for input in drv.input_drvs.keys() {
+        if !mini_build::dag::outputs_valid(&shared.store, &shared.store.read_derivation(input)?) {
+            return Err(RemoteError::Refused(format!("the input root lacks outputs of {input}")));
+        }
+    }
+    // An output already here is served only if this worker built it from
+    // this derivation, never one a client sent as an input.
+    for output in &requested.outputs {
+        if let Some(info) = shared.store.query(output)? {
+            if info.deriver.as_ref() != Some(&requested.drv_path) {
+                return Err(RemoteError::Refused(format!(
+                    "{output} is in this worker's store, but was not built here from {}",
+                    requested.drv_path
+                )));
+            }
+        }
+    }
     eprintln!("mini worker {bot_id}: building {}", requested.drv_path);
     let mut options = shared.build.clone();
-    // The Action's timeout is the client's --timeout.
+    // The Action's timeout is the client's --timeout; the worker's own
+    // --timeout caps it.
     if let Some(timeout) = action.timeout.as_ref().filter(|t| t.seconds > 0 || t.nanos > 0) {
-        options.timeout =
-            Some(Duration::new(timeout.seconds.max(0) as u64, timeout.nanos.clamp(0, 999_999_999) as u32));
+        let asked = Duration::new(timeout.seconds.max(0) as u64, timeout.nanos.clamp(0, 999_999_999) as u32);
+        options.timeout = Some(options.timeout.map_or(asked, |cap| cap.min(asked)));
     }
     let builder = Builder::new(&shared.store, options, &mini_build::schedule::Silent);
     let report = builder.realise(std::slice::from_ref(&requested.drv_path), false)?;
@@ -393,10 +425,66 @@ fn read_input_root(handle: &Handle, cas: &Cas, action: &re::Action) -> Result<Ve
     action::read_manifest(&manifest, &nars)
 }
 
+/// Checks that every derivation among the inputs names the output paths
+/// its contents give (Nix's `hashDerivationModulo`): a client cannot have
+/// the worker build one derivation's outputs from another recipe, nor make
+/// an input derivation point at a path of its choosing. What was checked
+/// is remembered for the worker's life (store paths do not change).
+fn check_derivations(shared: &Shared, inputs: &[InputPath]) -> Result<()> {
+    let mut known = shared.modulo.lock().unwrap_or_else(|e| e.into_inner());
+    for input in inputs.iter().filter(|i| i.path.name().ends_with(".drv")) {
+        modulo_of(&shared.store, &input.path, &mut known)?;
+    }
+    Ok(())
+}
+
+/// The hash modulo of a derivation of the store, whose inputs' are found
+/// first (depth first, with an explicit stack) and whose output paths are
+/// checked against it.
+fn modulo_of(store: &Store, drv_path: &StorePath, known: &mut HashMap<StorePath, ModuloHash>) -> Result<ModuloHash> {
+    let mut stack = vec![drv_path.clone()];
+    while let Some(path) = stack.last().cloned() {
+        if known.contains_key(&path) {
+            stack.pop();
+            continue;
+        }
+        let drv = store.read_derivation(&path)?;
+        let missing: Vec<StorePath> = drv.input_drvs.keys().filter(|i| !known.contains_key(*i)).cloned().collect();
+        if !missing.is_empty() {
+            if stack.len() > store_path_limit() {
+                return Err(RemoteError::Refused(format!("the derivations below {drv_path} are nested too deep")));
+            }
+            stack.extend(missing);
+            continue;
+        }
+        // As the evaluator hashes it: output paths and their variables blank.
+        let mut filled = drv.clone();
+        for (name, output) in filled.outputs.iter_mut() {
+            output.path = None;
+            filled.env.insert(name.clone(), String::new());
+        }
+        let modulo = filled.hash_modulo(&mut |input| known.get(input).copied().unwrap_or(ModuloHash([0; 32])));
+        filled.fill_output_paths(modulo).map_err(|e| RemoteError::Refused(format!("{path}: {e}")))?;
+        let variables_agree =
+            filled.outputs.iter().all(|(name, o)| o.path.as_ref().map(|p| p.to_string()).as_ref() == drv.env.get(name));
+        if filled.outputs != drv.outputs || !variables_agree {
+            return Err(RemoteError::Refused(format!("{path} names output paths its contents do not give")));
+        }
+        known.insert(path, modulo);
+        stack.pop();
+    }
+    Ok(known[drv_path])
+}
+
+/// How deep the derivation graph of one Action may go.
+fn store_path_limit() -> usize {
+    1 << 16
+}
+
 /// Makes every input valid in the worker's store, references first.
 fn import(shared: &Shared, handle: &Handle, cas: &Cas, inputs: &[InputPath]) -> Result<()> {
     let store = &shared.store;
-    for input in in_dependency_order(inputs) {
+    for input in in_dependency_order(inputs)? {
         let _lock = store.lock(&input.path)?;
         if store.is_valid(&input.path) {
             let known = shared.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&input.path).copied();
@@ -408,6 +496,13 @@ fn import(shared: &Shared, handle: &Handle, cas: &Cas, inputs: &[InputPath]) -> 
                 return Err(RemoteError::Refused(format!(
                     "{} in this worker's store has the NAR digest {digest}, but the Action names {}",
                     input.path, input.digest
+                )));
+            }
+            let held = store.query(&input.path)?.map(|info| info.references).unwrap_or_default();
+            if held != input.references {
+                return Err(RemoteError::Refused(format!(
+                    "{} in this worker's store has other references than the Action names",
+                    input.path
                 )));
             }
             shared.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(input.path.clone(), digest);
@@ -427,10 +522,12 @@ fn import(shared: &Shared, handle: &Handle, cas: &Cas, inputs: &[InputPath]) -> 
 }
 
 /// `inputs` with every path after its references (the manifest holds
-/// every reference; a path's reference to itself is no edge).
-fn in_dependency_order(inputs: &[InputPath]) -> Vec<&InputPath> {
+/// every reference; a path's reference to itself is no edge). A cycle,
+/// which no store can hold, is refused.
+fn in_dependency_order(inputs: &[InputPath]) -> Result<Vec<&InputPath>> {
     let by_path: BTreeMap<&StorePath, &InputPath> = inputs.iter().map(|i| (&i.path, i)).collect();
     let mut placed: BTreeSet<&StorePath> = BTreeSet::new();
+    let mut open: BTreeSet<&StorePath> = BTreeSet::new();
     let mut order = Vec::new();
     for input in inputs {
         let mut stack = vec![(input, false)];
@@ -439,19 +536,91 @@ fn in_dependency_order(inputs: &[InputPath]) -> Vec<&InputPath> {
                 continue;
             }
             if expanded {
+                open.remove(&node.path);
                 placed.insert(&node.path);
                 order.push(node);
                 continue;
             }
+            if !open.insert(&node.path) {
+                return Err(RemoteError::Refused(format!("the manifest's references of {} form a cycle", node.path)));
+            }
             stack.push((node, true));
             for reference in &node.references {
-                if reference != &node.path && !placed.contains(reference) {
-                    if let Some(next) = by_path.get(reference) {
-                        stack.push((next, false));
-                    }
+                if reference == &node.path || placed.contains(reference) {
+                    continue;
+                }
+                if open.contains(reference) {
+                    return Err(RemoteError::Refused(format!("the manifest's references of {reference} form a cycle")));
+                }
+                if let Some(next) = by_path.get(reference) {
+                    stack.push((next, false));
                 }
             }
         }
     }
-    order
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(base: &str, references: &[&str]) -> InputPath {
+        InputPath {
+            path: StorePath::parse_base_name(base).unwrap(),
+            digest: Digest::of(base.as_bytes()),
+            references: references.iter().map(|r| StorePath::parse_base_name(r).unwrap()).collect(),
+        }
+    }
+
+    const A: &str = "00000000000000000000000000000001-a";
+    const B: &str = "00000000000000000000000000000002-b";
+    const C: &str = "00000000000000000000000000000003-c";
+
+    /// A derivation as the evaluator makes it, written to `store`.
+    fn derivation(store: &Store, name: &str, script: &str) -> (StorePath, mini_store::derivation::Derivation) {
+        use mini_store::derivation::{Derivation, Output};
+        let mut drv = Derivation {
+            name: name.into(),
+            outputs: [("out".to_string(), Output { path: None, fixed: None })].into(),
+            input_drvs: Default::default(),
+            input_srcs: Default::default(),
+            system: "x86_64-linux".into(),
+            builder: "/bin/sh".into(),
+            args: vec!["-c".into(), script.into()],
+            env: [("out".to_string(), String::new())].into(),
+        };
+        let modulo = drv.hash_modulo(&mut |_| unreachable!("no inputs"));
+        drv.fill_output_paths(modulo).unwrap();
+        drv.env.insert("out".into(), drv.outputs["out"].path.as_ref().unwrap().to_string());
+        (store.add_text(&format!("{name}.drv"), &drv.to_json(), &BTreeSet::new()).unwrap(), drv)
+    }
+
+    #[test]
+    fn a_derivation_naming_another_recipe_s_outputs_is_refused() {
+        let dir = std::env::temp_dir().join(format!("mini-remote-worker-{}", std::process::id()));
+        let store = Store::open(&dir).unwrap();
+        let mut known = HashMap::new();
+        let (honest, honest_drv) = derivation(&store, "app", "echo honest > $out");
+        assert!(modulo_of(&store, &honest, &mut known).is_ok());
+        // Another recipe claiming the honest one's output path.
+        let mut crafted = honest_drv.clone();
+        crafted.args = vec!["-c".into(), "echo evil > $out".into()];
+        let crafted_path = store.add_text("app.drv", &crafted.to_json(), &BTreeSet::new()).unwrap();
+        assert_ne!(crafted_path, honest);
+        let error = modulo_of(&store, &crafted_path, &mut known).unwrap_err().to_string();
+        assert!(error.contains("names output paths its contents do not give"), "{error}");
+        mini_store::store::discard_tree(&dir);
+    }
+
+    #[test]
+    fn references_come_first_and_a_cycle_is_refused() {
+        let inputs = vec![input(A, &[B, A]), input(B, &[C]), input(C, &[])];
+        let order: Vec<String> = in_dependency_order(&inputs).unwrap().iter().map(|i| i.path.base_name()).collect();
+        assert_eq!(order, [C, B, A]);
+        let cycle = vec![input(A, &[B]), input(B, &[A])];
+        assert!(matches!(in_dependency_order(&cycle), Err(RemoteError::Refused(_))));
+        let long = vec![input(A, &[B]), input(B, &[C]), input(C, &[A])];
+        assert!(matches!(in_dependency_order(&long), Err(RemoteError::Refused(_))));
+    }
 }
