@@ -296,12 +296,19 @@ impl RemoteBuilder {
             let what = format!("output {}", path.base_name());
             let bytes = cas.read(&digest, &what).await?;
             self.downloaded_bytes.fetch_add(digest.size, Ordering::Relaxed);
-            fetched.push((path, bytes, what));
+            fetched.push((path, digest, bytes, what));
         }
         // Only once every output is here and checked is any unpacked.
-        for (path, bytes, what) in fetched {
-            nar_blob::unpack(&bytes, &request.outputs[&path], &what)?;
+        for (path, _, bytes, what) in &fetched {
+            nar_blob::unpack(bytes, &request.outputs[path], what)?;
         }
+        // The archive of what is registered is the blob read: the next
+        // actions need not hash it again.
+        let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
+        for (path, digest, _, _) in fetched {
+            digests.insert(path, digest);
+        }
+        drop(digests);
         if cached {
             self.cached.fetch_add(1, Ordering::Relaxed);
         } else {

@@ -40,6 +40,7 @@ use crate::error::{RemoteError, Result};
 use crate::nar_blob;
 use crate::proto::bots::{self, BotSession, BotStatus, BotsClient, LeaseState};
 use crate::proto::{self, re, unpack, Any, Status};
+use prost::Message;
 
 /// How often a session reports while it builds, so the server knows the
 /// bot is alive (its keepalive timeout is seconds to minutes).
@@ -69,8 +70,9 @@ struct Shared {
     store: Store,
     connection: Connection,
     build: BuildOptions,
-    /// NAR digests of paths of this worker's store, checked once.
-    verified: Mutex<HashMap<StorePath, Digest>>,
+    /// NAR digests and references of paths of this worker's store, read
+    /// once.
+    verified: Mutex<HashMap<StorePath, (Digest, BTreeSet<StorePath>)>>,
     /// Hashes modulo of derivations whose output paths were checked.
     modulo: Mutex<HashMap<StorePath, ModuloHash>>,
 }
@@ -302,10 +304,8 @@ fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&An
     } else {
         return Err(RemoteError::Refused(format!("the lease's payload is a {}, not an Action", payload.type_url)));
     };
-    let command_digest = Digest::required(action.command_digest.as_ref(), "the Action's Command")?;
-    let command: re::Command = handle.block_on(cas.read_message(&command_digest, "the Command"))?;
+    let (command, inputs) = read_input_root(handle, &cas, &action)?;
     let requested = action::read_command(&action, &command)?;
-    let inputs = read_input_root(handle, &cas, &action)?;
     let held: BTreeSet<&StorePath> = inputs.iter().map(|i| &i.path).collect();
     if !held.contains(&requested.drv_path) {
         return Err(RemoteError::Refused(format!("the input root lacks the derivation {}", requested.drv_path)));
@@ -387,11 +387,12 @@ fn run_lease(shared: &Shared, handle: &Handle, bot_id: &str, payload: Option<&An
         blobs.push((digest, bytes));
     }
     output_files.sort_by(|a, b| a.path.cmp(&b.path));
+    let stdout = Digest::of(&log);
+    blobs.push((stdout, log));
     let digests: Vec<Digest> = blobs.iter().map(|(d, _)| *d).collect();
     let missing = handle.block_on(cas.find_missing(&digests))?;
     blobs.retain(|(d, _)| missing.contains(d));
     handle.block_on(cas.upload(blobs))?;
-    let stdout = upload_log(handle, &cas, log)?;
     eprintln!("mini worker {bot_id}: built {}", requested.drv_path);
     Ok(re::ActionResult {
         output_files,
@@ -408,21 +409,45 @@ fn upload_log(handle: &Handle, cas: &Cas, log: Vec<u8>) -> Result<Digest> {
     Ok(digest)
 }
 
-/// The input root's NARs and manifest, checked against each other.
-fn read_input_root(handle: &Handle, cas: &Cas, action: &re::Action) -> Result<Vec<InputPath>> {
+/// The Action's Command, and its input root's NARs and manifest, checked
+/// against each other: the directories in one `GetTree` (read one by one
+/// from a server without it), the Command and manifest in one batch.
+fn read_input_root(handle: &Handle, cas: &Cas, action: &re::Action) -> Result<(re::Command, Vec<InputPath>)> {
+    let command_digest = Digest::required(action.command_digest.as_ref(), "the Action's Command")?;
     let root_digest = Digest::required(action.input_root_digest.as_ref(), "the Action's input root")?;
-    let root: re::Directory = handle.block_on(cas.read_message(&root_digest, "the input root"))?;
-    let mini: re::Directory = handle.block_on(cas.read_message(&action::subdirectory(&root, "mini")?, "mini/"))?;
-    let store: re::Directory =
-        handle.block_on(cas.read_message(&action::subdirectory(&mini, "store")?, "mini/store/"))?;
+    let (mini, store) = match handle.block_on(cas.tree(&root_digest)) {
+        Ok(tree) => {
+            let get = |digest: &Digest, what: &str| {
+                tree.get(digest).cloned().ok_or_else(|| RemoteError::Refused(format!("GetTree did not give {what}")))
+            };
+            let root = get(&root_digest, "the input root")?;
+            let mini = get(&action::subdirectory(&root, "mini")?, "mini/")?;
+            let store = get(&action::subdirectory(&mini, "store")?, "mini/store/")?;
+            (mini, store)
+        }
+        Err(RemoteError::Rpc { code: tonic::Code::Unimplemented, .. }) => {
+            let root: re::Directory = handle.block_on(cas.read_message(&root_digest, "the input root"))?;
+            let mini: re::Directory =
+                handle.block_on(cas.read_message(&action::subdirectory(&root, "mini")?, "mini/"))?;
+            let store = handle.block_on(cas.read_message(&action::subdirectory(&mini, "store")?, "mini/store/"))?;
+            (mini, store)
+        }
+        Err(error) => return Err(error),
+    };
     let nars = action::read_store_dir(&store)?;
     let manifest_digest = action::file(&mini, action::MANIFEST)?;
-    if manifest_digest.size > crate::cas::MAX_MESSAGE_BLOB {
-        return Err(RemoteError::Refused("the input root's manifest is too large".into()));
+    for (digest, what) in [(manifest_digest, "the manifest"), (command_digest, "the Command")] {
+        if digest.size > crate::cas::MAX_MESSAGE_BLOB {
+            return Err(RemoteError::Refused(format!("{what} is too large")));
+        }
     }
-    let manifest = handle.block_on(cas.read(&manifest_digest, "the input root's manifest"))?;
-    let manifest = String::from_utf8(manifest).map_err(|_| RemoteError::Refused("the manifest is not UTF-8".into()))?;
-    action::read_manifest(&manifest, &nars)
+    let mut blobs =
+        handle.block_on(cas.read_many(&[(command_digest, "the Command"), (manifest_digest, "the manifest")]))?;
+    let manifest = String::from_utf8(blobs.pop().unwrap_or_default())
+        .map_err(|_| RemoteError::Refused("the manifest is not UTF-8".into()))?;
+    let command = re::Command::decode(blobs.pop().unwrap_or_default().as_slice())
+        .map_err(|e| RemoteError::Refused(format!("the Command is not valid: {e}")))?;
+    Ok((command, action::read_manifest(&manifest, &nars)?))
 }
 
 /// Checks that every derivation among the inputs names the output paths
@@ -481,42 +506,71 @@ fn store_path_limit() -> usize {
     1 << 16
 }
 
-/// Makes every input valid in the worker's store, references first.
+/// Makes every input valid in the worker's store, references first; the
+/// NARs it lacks are read in as few calls as the server allows.
 fn import(shared: &Shared, handle: &Handle, cas: &Cas, inputs: &[InputPath]) -> Result<()> {
     let store = &shared.store;
-    for input in in_dependency_order(inputs)? {
+    let order = in_dependency_order(inputs)?;
+    let lacking: Vec<&InputPath> = order.iter().copied().filter(|i| !store.is_valid(&i.path)).collect();
+    let names: Vec<String> = lacking.iter().map(|i| format!("input {}", i.path.base_name())).collect();
+    let wanted: Vec<(Digest, &str)> = lacking.iter().zip(&names).map(|(i, n)| (i.digest, n.as_str())).collect();
+    let mut fetched: HashMap<&StorePath, Vec<u8>> =
+        lacking.iter().map(|i| &i.path).zip(handle.block_on(cas.read_many(&wanted))?).collect();
+    for input in order {
         let _lock = store.lock(&input.path)?;
         if store.is_valid(&input.path) {
-            let known = shared.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&input.path).copied();
-            let digest = match known {
-                Some(digest) => digest,
-                None => nar_blob::digest_of(&store.physical_path(&input.path))?,
-            };
-            if digest != input.digest {
-                return Err(RemoteError::Refused(format!(
-                    "{} in this worker's store has the NAR digest {digest}, but the Action names {}",
-                    input.path, input.digest
-                )));
-            }
-            let held = store.query(&input.path)?.map(|info| info.references).unwrap_or_default();
-            if held != input.references {
-                return Err(RemoteError::Refused(format!(
-                    "{} in this worker's store has other references than the Action names",
-                    input.path
-                )));
-            }
-            shared.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(input.path.clone(), digest);
+            check_held(shared, input)?;
             continue;
         }
         let what = format!("input {}", input.path.base_name());
-        let bytes = handle.block_on(cas.read(&input.digest, &what))?;
+        let bytes = match fetched.remove(&input.path) {
+            Some(bytes) => bytes,
+            // Made invalid since (a collection): read it now.
+            None => handle.block_on(cas.read(&input.digest, &what))?,
+        };
         let staging = store.staging_dir()?;
         let dest = staging.join("nar");
         let installed = nar_blob::unpack(&bytes, &dest, &what)
             .and_then(|()| Ok(store.install(&input.path, &dest, input.references.clone(), None)?));
         discard_tree(&staging);
         installed?;
-        shared.verified.lock().unwrap_or_else(|e| e.into_inner()).insert(input.path.clone(), input.digest);
+        shared
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(input.path.clone(), (input.digest, input.references.clone()));
+    }
+    Ok(())
+}
+
+/// A path the worker's store already holds is used only if its NAR and
+/// references are those the Action names (checked once per process).
+fn check_held(shared: &Shared, input: &InputPath) -> Result<()> {
+    let known = shared.verified.lock().unwrap_or_else(|e| e.into_inner()).get(&input.path).cloned();
+    let (digest, references) = match known {
+        Some(known) => known,
+        None => {
+            let digest = nar_blob::digest_of(&shared.store.physical_path(&input.path))?;
+            let references = shared.store.query(&input.path)?.map(|info| info.references).unwrap_or_default();
+            shared
+                .verified
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(input.path.clone(), (digest, references.clone()));
+            (digest, references)
+        }
+    };
+    if digest != input.digest {
+        return Err(RemoteError::Refused(format!(
+            "{} in this worker's store has the NAR digest {digest}, but the Action names {}",
+            input.path, input.digest
+        )));
+    }
+    if references != input.references {
+        return Err(RemoteError::Refused(format!(
+            "{} in this worker's store has other references than the Action names",
+            input.path
+        )));
     }
     Ok(())
 }
