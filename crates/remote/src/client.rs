@@ -283,29 +283,46 @@ impl RemoteBuilder {
         result: &re::ActionResult,
         cached: bool,
     ) -> Result<Finished> {
-        let mut log = self.read_stream(cas, &result.stdout_raw, result.stdout_digest.as_ref(), "the build log").await?;
-        log.extend(
-            self.read_stream(cas, &result.stderr_raw, result.stderr_digest.as_ref(), "the build's stderr").await?,
-        );
+        // The logs (unless inlined) and the outputs, in one batch where
+        // they are small.
+        let streams = [
+            (&result.stdout_raw, result.stdout_digest.as_ref(), "the build log"),
+            (&result.stderr_raw, result.stderr_digest.as_ref(), "the build's stderr"),
+        ];
+        let mut wanted: Vec<(Digest, String)> = Vec::new();
+        for (raw, digest, what) in streams {
+            if let Some(digest) = digest.filter(|d| raw.is_empty() && d.size_bytes > 0) {
+                wanted.push((Digest::from_proto(digest, what)?, what.to_string()));
+            }
+        }
+        let logs = wanted.len();
+        let outputs: Vec<StorePath> = request.outputs.keys().cloned().collect();
+        let produced = if result.exit_code == 0 { action::read_outputs(result, &outputs)? } else { Vec::new() };
+        wanted.extend(produced.iter().map(|(path, digest)| (*digest, format!("output {}", path.base_name()))));
+        let asked: Vec<(Digest, &str)> = wanted.iter().map(|(d, w)| (*d, w.as_str())).collect();
+        let mut blobs = cas.read_many(&asked).await?.into_iter();
+        let mut log = Vec::new();
+        for (raw, digest, _) in streams {
+            match digest.filter(|d| raw.is_empty() && d.size_bytes > 0) {
+                Some(_) => log.extend(blobs.next().unwrap_or_default()),
+                None => log.extend_from_slice(raw),
+            }
+        }
+        debug_assert_eq!(blobs.len(), wanted.len() - logs);
         if result.exit_code != 0 {
             return Ok(Finished::Failed { status: format!("failed with exit code {}", result.exit_code), log });
         }
-        let outputs: Vec<StorePath> = request.outputs.keys().cloned().collect();
-        let mut fetched = Vec::new();
-        for (path, digest) in action::read_outputs(result, &outputs)? {
-            let what = format!("output {}", path.base_name());
-            let bytes = cas.read(&digest, &what).await?;
-            self.downloaded_bytes.fetch_add(digest.size, Ordering::Relaxed);
-            fetched.push((path, digest, bytes, what));
-        }
+        let fetched: Vec<(StorePath, Digest, Vec<u8>)> =
+            produced.into_iter().zip(blobs).map(|((path, digest), bytes)| (path, digest, bytes)).collect();
+        self.downloaded_bytes.fetch_add(fetched.iter().map(|(_, d, _)| d.size).sum(), Ordering::Relaxed);
         // Only once every output is here and checked is any unpacked.
-        for (path, _, bytes, what) in &fetched {
-            nar_blob::unpack(bytes, &request.outputs[path], what)?;
+        for (path, _, bytes) in &fetched {
+            nar_blob::unpack(bytes, &request.outputs[path], &format!("output {}", path.base_name()))?;
         }
         // The archive of what is registered is the blob read: the next
         // actions need not hash it again.
         let mut digests = self.digests.lock().unwrap_or_else(|e| e.into_inner());
-        for (path, digest, _, _) in fetched {
+        for (path, digest, _) in fetched {
             digests.insert(path, digest);
         }
         drop(digests);
@@ -315,16 +332,6 @@ impl RemoteBuilder {
             self.executed.fetch_add(1, Ordering::Relaxed);
         }
         Ok(Finished::Built { cached, log })
-    }
-
-    async fn read_stream(&self, cas: &Cas, raw: &[u8], digest: Option<&re::Digest>, what: &str) -> Result<Vec<u8>> {
-        match digest {
-            Some(d) if raw.is_empty() && d.size_bytes > 0 => {
-                let digest = Digest::from_proto(d, what)?;
-                cas.read(&digest, what).await
-            }
-            _ => Ok(raw.to_vec()),
-        }
     }
 }
 
