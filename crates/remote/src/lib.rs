@@ -1,8 +1,8 @@
 //! Remote builds over the Remote Execution API (REAPI), the protocol of
 //! Bazel's build farms: [`client`] sends each derivation the local
-//! scheduler finds ready as an Action to any REAPI server, and [`worker`]
-//! is the bot that takes such actions from the server's Bots service and
-//! builds them in mini's own sandbox.
+//! scheduler finds ready as an Action to a REAPI server, and [`worker`]
+//! is the bot that takes such actions from the server's Bots service
+//! (BuildGrid's) and builds them in mini's own sandbox.
 //!
 //! How a derivation travels ([`action`]): every store path of its input
 //! closure, the `.drv` included, is one NAR blob in CAS, named

@@ -12,14 +12,21 @@
 //! ([`crate::action::read_command`]), without the network; the input root
 //! must hold exactly the NARs its manifest lists, with references inside
 //! it; each NAR is unpacked by the store's restore, which writes through
-//! no link; a `.drv` must still give its own path when read. A path the
-//! worker's store already holds is used only if its NAR has the digest the
-//! Action names, so one client cannot slip other contents under a path
-//! into another client's build.
+//! no link; a `.drv` must still give its own path when read, and name the
+//! output paths its contents give (`hashDerivationModulo`). A path the
+//! worker's store already holds is used only if its NAR and references are
+//! those the Action names; only the requested derivation is built (the
+//! outputs of its inputs must all come with the Action); an output already
+//! held is served only if this worker built it from that derivation. So one
+//! client cannot slip other contents under a path into another client's
+//! result: at worst its own actions are refused.
 //!
-//! A session that loses its server (a restart, a network failure) is
-//! created again with a growing pause (0.1 s to 5 s); the server requeues
-//! the leases of a bot that stopped answering.
+//! A session that loses its server (a restart, a network failure) keeps
+//! asking for a minute while it holds a lease (a server back in time takes
+//! the result), and is otherwise created again with a growing pause (0.1 s
+//! to 5 s); the server requeues the leases of a bot that stopped answering.
+//! `--timeout` caps each Action's own timeout; `--max-silent-time` applies
+//! to every build.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
