@@ -38,31 +38,30 @@ impl RemoteError {
     }
 
     /// Whether the request may work if sent again: the service was down,
-    /// restarting or busy.
+    /// restarting or busy (for a call, also its deadline or cancellation;
+    /// a finished operation's deadline is the build's timeout, final).
     pub fn is_transient(&self) -> bool {
         match self {
             RemoteError::Connect { .. } => true,
-            RemoteError::Rpc { code, .. } => matches!(
-                code,
-                tonic::Code::Unavailable
-                    | tonic::Code::Unknown
-                    | tonic::Code::Internal
-                    | tonic::Code::Aborted
-                    | tonic::Code::ResourceExhausted
-                    | tonic::Code::DeadlineExceeded
-                    | tonic::Code::Cancelled
-            ),
-            RemoteError::Operation { code, .. } => matches!(
-                code,
-                tonic::Code::Unavailable
-                    | tonic::Code::Unknown
-                    | tonic::Code::Internal
-                    | tonic::Code::Aborted
-                    | tonic::Code::ResourceExhausted
-            ),
+            RemoteError::Rpc { code, .. } => {
+                service_failed(*code) || matches!(code, tonic::Code::DeadlineExceeded | tonic::Code::Cancelled)
+            }
+            RemoteError::Operation { code, .. } => service_failed(*code),
             _ => false,
         }
     }
+}
+
+/// The codes that say the service, not the request, failed.
+fn service_failed(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+    )
 }
 
 pub type Result<T, E = RemoteError> = std::result::Result<T, E>;
