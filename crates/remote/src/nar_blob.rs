@@ -1,22 +1,20 @@
 //! A store path as a CAS blob: its NAR, and the SHA-256 digest of that
-//! NAR, computed by streaming the archive through the hasher (the bytes
-//! are made only when the CAS lacks them); and a NAR blob unpacked into a
+//! NAR, which the store computes by streaming the archive through the
+//! hasher (the bytes are made only when the CAS lacks them); and a NAR blob unpacked into a
 //! directory no one else writes, with the store's own safe restore.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 
 use mini_store::nar;
-use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{RemoteError, Result};
 
 /// The digest of the NAR of the tree at `path`.
 pub fn digest_of(path: &Path) -> Result<Digest> {
-    let mut hasher = HashWriter { hasher: Sha256::new(), len: 0 };
-    nar::dump_path(path, &mut hasher).map_err(|e| nar_error(path, e))?;
-    Ok(Digest { hash: hasher.hasher.finalize().into(), size: hasher.len })
+    let (hash, size) = nar::sha256_sized(path).map_err(|e| nar_error(path, e))?;
+    Ok(Digest { hash, size })
 }
 
 /// The NAR of the tree at `path`, and its digest.
@@ -34,21 +32,4 @@ pub fn unpack(bytes: &[u8], dest: &Path, what: &str) -> Result<()> {
 
 fn nar_error(path: &Path, e: nar::NarError) -> RemoteError {
     RemoteError::Io { action: "archiving", path: path.to_path_buf(), source: io::Error::other(e.to_string()) }
-}
-
-struct HashWriter {
-    hasher: Sha256,
-    len: u64,
-}
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.hasher.update(buf);
-        self.len += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }

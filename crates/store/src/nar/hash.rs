@@ -124,9 +124,14 @@ pub fn hash_path_filtered(path: &Path, filter: PathFilter) -> Result<(blake3::Ha
 /// The SHA-256 of the archive of the tree at `path`: Nix's `narHash`, as
 /// `fetchTarball` reports it and `builtins.path` checks it.
 pub fn sha256(path: &Path) -> Result<[u8; 32], NarError> {
+    sha256_sized(path).map(|(hash, _)| hash)
+}
+
+/// [`sha256`], and the archive's size: a REAPI digest of the archive.
+pub fn sha256_sized(path: &Path) -> Result<([u8; 32], u64), NarError> {
     let mut digest = sha2::Sha256::default();
-    dump_path(path, &mut digest)?;
-    Ok(sha2::Digest::finalize(digest).into())
+    let size = dump_path(path, &mut digest)?;
+    Ok((sha2::Digest::finalize(digest).into(), size))
 }
 
 /// Hashes the whole archive, splitting it into leaves of at most `leaf_len` bytes.

@@ -43,7 +43,7 @@ pub mod writer;
 mod fixtures;
 
 pub use disk::{dump_path, dump_path_filtered, restore, special_file_kind, PathFilter, KEEP_ALL};
-pub use hash::{hash_path, hash_path_filtered, sha256, FileHasher};
+pub use hash::{hash_path, hash_path_filtered, sha256, sha256_sized, FileHasher};
 pub use reader::validate;
 pub use writer::{encode, Node};
 
