@@ -486,16 +486,21 @@ impl<'a> Builder<'a> {
     fn keep_remote_log(&self, drv: &StorePath, log: &[u8]) -> Result<Vec<String>> {
         let log_path = self.log_path(drv);
         fs::write(&log_path, log).map_err(io_err("writing", &log_path))?;
-        let text = String::from_utf8_lossy(log);
-        let mut tail: std::collections::VecDeque<String> = Default::default();
-        for line in text.lines() {
-            self.observer.event(Event::Log { drv, line });
-            if tail.len() == LOG_TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line.to_string());
+        let mut tail = Default::default();
+        for line in String::from_utf8_lossy(log).lines() {
+            self.log_line(drv, &mut tail, line.to_string());
         }
         Ok(tail.into())
+    }
+
+    /// A line of a builder's output: shown to the observer, and kept among
+    /// the last [`LOG_TAIL_LINES`] a failure shows.
+    fn log_line(&self, drv: &StorePath, tail: &mut std::collections::VecDeque<String>, line: String) {
+        self.observer.event(Event::Log { drv, line: &line });
+        if tail.len() == LOG_TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(line);
     }
 
     /// Asks the substituter for each missing output, in order, stopping at
@@ -765,20 +770,11 @@ impl<'a> Builder<'a> {
             while let Some(end) = partial.iter().position(|&b| b == b'\n') {
                 let line = String::from_utf8_lossy(&partial[..end]).into_owned();
                 partial.drain(..=end);
-                self.observer.event(Event::Log { drv, line: &line });
-                if tail.len() == LOG_TAIL_LINES {
-                    tail.pop_front();
-                }
-                tail.push_back(line);
+                self.log_line(drv, &mut tail, line);
             }
         }
         if !partial.is_empty() {
-            let line = String::from_utf8_lossy(&partial).into_owned();
-            self.observer.event(Event::Log { drv, line: &line });
-            if tail.len() == LOG_TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
+            self.log_line(drv, &mut tail, String::from_utf8_lossy(&partial).into_owned());
         }
         Ok((tail.into(), stopped))
     }
