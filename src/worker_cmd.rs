@@ -42,8 +42,7 @@ pub fn worker(store_root: &Path, args: WorkerArgs) -> Outcome {
                 endpoint.instance, args.server
             )));
         }
-        // Checked as the URL's would be.
-        endpoint.instance = Endpoint::parse(&format!("grpc://localhost:1/{instance}"))?.instance;
+        endpoint = endpoint.with_instance(&instance)?;
     }
     // Clients' inputs are imported into the worker's store: never the
     // user's own.

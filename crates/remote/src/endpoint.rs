@@ -37,19 +37,32 @@ impl Endpoint {
         if port == 0 {
             return Err(bad("port 0 is not a port to connect to"));
         }
-        if instance
-            .split('/')
-            .any(|part| part == "blobs" || part == "uploads" || part == "operations" || part == "actions")
-        {
-            return Err(bad(
-                "an instance name may not hold a segment REAPI reserves (blobs, uploads, operations, actions)",
-            ));
-        }
-        if instance.contains(['?', '#', ' ']) {
-            return Err(bad("the instance name holds a character a resource name cannot"));
-        }
+        check_instance(instance).map_err(|reason| bad(&reason))?;
         Ok(Endpoint { uri: format!("http://{host}:{port}"), instance: instance.to_string(), text: text.to_string() })
     }
+
+    /// This endpoint with another instance name (`mini worker --instance`),
+    /// checked as one in the URL is.
+    pub fn with_instance(mut self, instance: &str) -> Result<Endpoint> {
+        let instance = instance.trim_end_matches('/');
+        check_instance(instance)
+            .map_err(|reason| RemoteError::BadUrl { url: format!("{} (instance {instance})", self.text), reason })?;
+        self.instance = instance.to_string();
+        Ok(self)
+    }
+}
+
+/// Why `instance` cannot name an instance, if it cannot.
+fn check_instance(instance: &str) -> std::result::Result<(), String> {
+    if instance.split('/').any(|part| matches!(part, "blobs" | "uploads" | "operations" | "actions")) {
+        return Err(
+            "an instance name may not hold a segment REAPI reserves (blobs, uploads, operations, actions)".into()
+        );
+    }
+    if instance.contains(['?', '#', ' ']) {
+        return Err("the instance name holds a character a resource name cannot".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,6 +77,9 @@ mod tests {
         assert_eq!((e.uri.as_str(), e.instance.as_str()), ("http://build.example:8980", "team/main"));
         let e = Endpoint::parse("grpc://[::1]:50051/").unwrap();
         assert_eq!(e.uri, "http://[::1]:50051");
+        let e = Endpoint::parse("grpc://h:1").unwrap().with_instance("team/main").unwrap();
+        assert_eq!((e.uri.as_str(), e.instance.as_str()), ("http://h:1", "team/main"));
+        assert!(Endpoint::parse("grpc://h:1").unwrap().with_instance("a/uploads").is_err());
         for bad in [
             "http://h:1",
             "h:1",
